@@ -1,0 +1,476 @@
+//! Serde types of every JSON message a ComfyUI server sends over its WebSocket.
+//!
+//! Each message is an envelope `{"type": <string>, "data": <object>}`. Known types decode into
+//! typed structs; anything else (custom nodes send their own) is kept whole as
+//! [`ServerMessage::Unknown`]. Unknown fields are ignored, missing optional fields default, and
+//! numbers may be ints or floats. Serialization writes the same shape the real server writes, so
+//! the simulated server uses these types too.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub type NodeId = String;
+pub type PromptId = String;
+
+/// One decoded JSON message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    Status(Status),
+    FeatureFlags(FeatureFlags),
+    ExecutionStart(ExecutionStart),
+    ExecutionCached(ExecutionCached),
+    Executing(Executing),
+    Executed(Executed),
+    Progress(Progress),
+    ProgressState(ProgressState),
+    ExecutionSuccess(ExecutionSuccess),
+    ExecutionError(ExecutionError),
+    ExecutionInterrupted(ExecutionInterrupted),
+    Logs(Logs),
+    /// A type this client does not know (custom nodes), kept as it came.
+    Unknown {
+        kind: String,
+        data: Value,
+    },
+}
+
+/// Why a text frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MessageError {
+    #[error("text frame is not JSON: {0}")]
+    NotJson(String),
+    #[error("text frame has no string \"type\" field")]
+    NoType,
+    #[error("\"{kind}\" message has an unexpected shape: {reason}")]
+    BadData { kind: String, reason: String },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(default)]
+    data: Value,
+}
+
+impl ServerMessage {
+    /// Decodes one text frame.
+    pub fn from_json(text: &str) -> Result<Self, MessageError> {
+        let envelope: Envelope =
+            serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+        let Some(Value::String(kind)) = envelope.kind else {
+            return Err(MessageError::NoType);
+        };
+        Self::from_parts(kind, envelope.data)
+    }
+
+    /// Decodes a message from its type and data, as found in the envelope or in a history entry's
+    /// `status.messages` list.
+    pub fn from_parts(kind: String, data: Value) -> Result<Self, MessageError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            data: Value,
+        ) -> Result<T, MessageError> {
+            serde_json::from_value(data).map_err(|e| MessageError::BadData {
+                kind: kind.to_string(),
+                reason: e.to_string(),
+            })
+        }
+        let k = kind.as_str();
+        Ok(match k {
+            "status" => Self::Status(typed(k, data)?),
+            "feature_flags" => Self::FeatureFlags(typed(k, data)?),
+            "execution_start" => Self::ExecutionStart(typed(k, data)?),
+            "execution_cached" => Self::ExecutionCached(typed(k, data)?),
+            "executing" => Self::Executing(typed(k, data)?),
+            "executed" => Self::Executed(typed(k, data)?),
+            "progress" => Self::Progress(typed(k, data)?),
+            "progress_state" => Self::ProgressState(typed(k, data)?),
+            "execution_success" => Self::ExecutionSuccess(typed(k, data)?),
+            "execution_error" => Self::ExecutionError(typed(k, data)?),
+            "execution_interrupted" => Self::ExecutionInterrupted(typed(k, data)?),
+            "logs" => Self::Logs(typed(k, data)?),
+            _ => Self::Unknown { kind, data },
+        })
+    }
+
+    /// The wire name of the message type.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::Status(_) => "status",
+            Self::FeatureFlags(_) => "feature_flags",
+            Self::ExecutionStart(_) => "execution_start",
+            Self::ExecutionCached(_) => "execution_cached",
+            Self::Executing(_) => "executing",
+            Self::Executed(_) => "executed",
+            Self::Progress(_) => "progress",
+            Self::ProgressState(_) => "progress_state",
+            Self::ExecutionSuccess(_) => "execution_success",
+            Self::ExecutionError(_) => "execution_error",
+            Self::ExecutionInterrupted(_) => "execution_interrupted",
+            Self::Logs(_) => "logs",
+            Self::Unknown { kind, .. } => kind,
+        }
+    }
+
+    /// The `data` object as the server would send it.
+    pub fn data(&self) -> Value {
+        fn to<T: Serialize>(v: &T) -> Value {
+            // Serializing these plain structs cannot fail: no maps with non-string keys.
+            serde_json::to_value(v).unwrap_or(Value::Null)
+        }
+        match self {
+            Self::Status(m) => to(m),
+            Self::FeatureFlags(m) => to(m),
+            Self::ExecutionStart(m) => to(m),
+            Self::ExecutionCached(m) => to(m),
+            Self::Executing(m) => to(m),
+            Self::Executed(m) => to(m),
+            Self::Progress(m) => to(m),
+            Self::ProgressState(m) => to(m),
+            Self::ExecutionSuccess(m) => to(m),
+            Self::ExecutionError(m) => to(m),
+            Self::ExecutionInterrupted(m) => to(m),
+            Self::Logs(m) => to(m),
+            Self::Unknown { data, .. } => data.clone(),
+        }
+    }
+
+    /// The whole envelope `{"type", "data"}` as a JSON value.
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({ "type": self.kind(), "data": self.data() })
+    }
+
+    /// The whole envelope as a text frame.
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// The prompt this message is about, when it names one.
+    pub fn prompt_id(&self) -> Option<&str> {
+        match self {
+            Self::ExecutionStart(m) => Some(&m.prompt_id),
+            Self::ExecutionCached(m) => Some(&m.prompt_id),
+            Self::Executing(m) => m.prompt_id.as_deref(),
+            Self::Executed(m) => m.prompt_id.as_deref(),
+            Self::Progress(m) => m.prompt_id.as_deref(),
+            Self::ProgressState(m) => Some(&m.prompt_id),
+            Self::ExecutionSuccess(m) => Some(&m.prompt_id),
+            Self::ExecutionError(m) => Some(&m.prompt_id),
+            Self::ExecutionInterrupted(m) => Some(&m.prompt_id),
+            Self::Status(_) | Self::FeatureFlags(_) | Self::Logs(_) | Self::Unknown { .. } => None,
+        }
+    }
+}
+
+/// Numbers on the wire may be ints or floats; whole values are written back as ints, as the
+/// server writes them.
+mod number {
+    use serde::Serializer;
+
+    pub fn ser<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            s.serialize_i64(*v as i64)
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn ser_opt<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => ser(v, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `status`: broadcast on every queue change, with `sid` in the first one after connect.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub status: StatusBody,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl Status {
+    pub fn queue_remaining(&self) -> u64 {
+        self.status.exec_info.queue_remaining
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StatusBody {
+    #[serde(default)]
+    pub exec_info: ExecInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExecInfo {
+    /// Pending plus running prompts.
+    #[serde(default)]
+    pub queue_remaining: u64,
+}
+
+/// `feature_flags`: the server's capabilities, answering ours. Kept as a map since servers add
+/// flags over time.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FeatureFlags(pub Map<String, Value>);
+
+impl FeatureFlags {
+    pub fn supports_preview_metadata(&self) -> bool {
+        self.0
+            .get("supports_preview_metadata")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn max_upload_size(&self) -> Option<u64> {
+        self.0.get("max_upload_size").and_then(Value::as_u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStart {
+    pub prompt_id: PromptId,
+    /// Milliseconds since the epoch, server clock.
+    #[serde(default, serialize_with = "number::ser_opt")]
+    pub timestamp: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionCached {
+    #[serde(default)]
+    pub nodes: Vec<NodeId>,
+    pub prompt_id: PromptId,
+    #[serde(default, serialize_with = "number::ser_opt")]
+    pub timestamp: Option<f64>,
+}
+
+/// `executing`: a node started; `node: None` means the prompt is over. On reconnect of the owner
+/// the server sends only `node`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executing {
+    #[serde(default)]
+    pub node: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_node: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<PromptId>,
+}
+
+/// `executed`: a node with UI output finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executed {
+    pub node: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_node: Option<NodeId>,
+    #[serde(default)]
+    pub output: Option<NodeOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<PromptId>,
+}
+
+/// A node's UI output: images are typed, every other key (text, audio, animated, ...) is kept.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeOutput {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageRef>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A file the server can serve through `/view`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub filename: String,
+    #[serde(default)]
+    pub subfolder: String,
+    /// `output`, `temp` or `input`.
+    #[serde(rename = "type", default = "default_folder")]
+    pub folder: String,
+}
+
+fn default_folder() -> String {
+    "output".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(serialize_with = "number::ser")]
+    pub value: f64,
+    #[serde(serialize_with = "number::ser")]
+    pub max: f64,
+    #[serde(default)]
+    pub prompt_id: Option<PromptId>,
+    #[serde(default)]
+    pub node: Option<NodeId>,
+}
+
+/// `progress_state`: a snapshot of every node of the prompt that is no longer pending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressState {
+    pub prompt_id: PromptId,
+    #[serde(default)]
+    pub nodes: BTreeMap<NodeId, NodeProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeProgress {
+    #[serde(default, serialize_with = "number::ser")]
+    pub value: f64,
+    #[serde(default, serialize_with = "number::ser")]
+    pub max: f64,
+    #[serde(default)]
+    pub state: NodeRunState,
+    #[serde(default)]
+    pub node_id: NodeId,
+    #[serde(default)]
+    pub prompt_id: PromptId,
+    #[serde(default)]
+    pub display_node_id: Option<NodeId>,
+    #[serde(default)]
+    pub parent_node_id: Option<NodeId>,
+    #[serde(default)]
+    pub real_node_id: Option<NodeId>,
+}
+
+/// A node's state in `progress_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRunState {
+    #[default]
+    Pending,
+    Running,
+    Finished,
+    Error,
+    /// A state a newer server might add.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSuccess {
+    pub prompt_id: PromptId,
+    #[serde(default, serialize_with = "number::ser_opt")]
+    pub timestamp: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionError {
+    pub prompt_id: PromptId,
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    #[serde(default)]
+    pub node_type: Option<String>,
+    #[serde(default)]
+    pub executed: Vec<NodeId>,
+    #[serde(default)]
+    pub exception_message: String,
+    #[serde(default)]
+    pub exception_type: String,
+    #[serde(default)]
+    pub traceback: Vec<String>,
+    /// Input name to a list of `repr()` strings of its values.
+    #[serde(default)]
+    pub current_inputs: Map<String, Value>,
+    #[serde(default)]
+    pub current_outputs: Value,
+    #[serde(default, serialize_with = "number::ser_opt")]
+    pub timestamp: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionInterrupted {
+    pub prompt_id: PromptId,
+    #[serde(default)]
+    pub node_id: Option<NodeId>,
+    #[serde(default)]
+    pub node_type: Option<String>,
+    #[serde(default)]
+    pub executed: Vec<NodeId>,
+    #[serde(default, serialize_with = "number::ser_opt")]
+    pub timestamp: Option<f64>,
+}
+
+/// `logs`: server log lines, for clients that subscribed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    #[serde(default)]
+    pub entries: Vec<LogEntry>,
+    #[serde(default)]
+    pub size: Option<TerminalSize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Local ISO time on the server.
+    #[serde(default)]
+    pub t: String,
+    #[serde(default)]
+    pub m: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// The first message a client sends: its own feature flags.
+pub fn client_feature_flags() -> String {
+    serde_json::json!({
+        "type": "feature_flags",
+        "data": { "supports_preview_metadata": true }
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_type_is_kept_whole() {
+        let m =
+            ServerMessage::from_json(r#"{"type":"crystools.monitor","data":{"cpu":3.5}}"#).unwrap();
+        assert_eq!(m.kind(), "crystools.monitor");
+        assert_eq!(m.data(), serde_json::json!({"cpu": 3.5}));
+    }
+
+    #[test]
+    fn reconnect_executing_has_no_prompt_id() {
+        let m = ServerMessage::from_json(r#"{"type":"executing","data":{"node":"3"}}"#).unwrap();
+        let ServerMessage::Executing(e) = &m else {
+            panic!("not executing: {m:?}")
+        };
+        assert_eq!(e.node.as_deref(), Some("3"));
+        assert!(e.prompt_id.is_none());
+        assert_eq!(m.to_value()["data"], serde_json::json!({"node": "3"}));
+    }
+
+    #[test]
+    fn ints_and_floats_both_decode_and_whole_values_encode_as_ints() {
+        let m = ServerMessage::from_json(
+            r#"{"type":"progress","data":{"value":1.0,"max":6,"prompt_id":"p","node":"1"}}"#,
+        )
+        .unwrap();
+        let ServerMessage::Progress(p) = &m else {
+            panic!()
+        };
+        assert_eq!((p.value, p.max), (1.0, 6.0));
+        assert_eq!(m.to_value()["data"]["value"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn known_type_with_wrong_shape_is_an_error_not_unknown() {
+        let err = ServerMessage::from_json(r#"{"type":"progress","data":{"value":"x"}}"#);
+        assert!(matches!(err, Err(MessageError::BadData { .. })), "{err:?}");
+        assert!(ServerMessage::from_json("[1,2]").is_err());
+        assert!(ServerMessage::from_json("{}").is_err());
+        assert!(ServerMessage::from_json("not json").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! The address of one ComfyUI server, as the user gave it, turned into HTTP and WebSocket URLs.
+
+use url::Url;
+
+/// The default address of a local ComfyUI.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8188";
+
+/// A server's base URL. Accepts `http`, `https`, `ws` and `wss`; a path (a reverse-proxy prefix)
+/// is kept and every endpoint is placed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// Always `http` or `https`, path ending in `/`.
+    base: Url,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("'{0}' is not a URL: {1}")]
+    Invalid(String, String),
+    #[error("'{0}' is not an http(s):// or ws(s):// URL")]
+    Scheme(String),
+}
+
+impl ServerUrl {
+    pub fn parse(input: &str) -> Result<Self, UrlError> {
+        let trimmed = input.trim();
+        // "host:port" alone is common on the command line; read it as http.
+        let with_scheme = if !trimmed.contains("://") && !trimmed.is_empty() {
+            format!("http://{trimmed}")
+        } else {
+            trimmed.to_string()
+        };
+        let mut url = Url::parse(&with_scheme)
+            .map_err(|e| UrlError::Invalid(input.to_string(), e.to_string()))?;
+        let scheme = match url.scheme() {
+            "http" | "ws" => "http",
+            "https" | "wss" => "https",
+            _ => return Err(UrlError::Scheme(input.to_string())),
+        };
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(UrlError::Invalid(input.to_string(), "no host".into()));
+        }
+        if url.scheme() != scheme {
+            // Switching between special schemes keeps everything else.
+            let rest = &url.as_str()[url.scheme().len()..];
+            url = Url::parse(&format!("{scheme}{rest}"))
+                .map_err(|e| UrlError::Invalid(input.to_string(), e.to_string()))?;
+        }
+        // A trailing `/ws` names the socket, not a prefix.
+        let mut path = url.path().trim_end_matches('/').to_string();
+        if let Some(stripped) = path.strip_suffix("/ws") {
+            path = stripped.to_string();
+        }
+        url.set_path(&format!("{path}/"));
+        url.set_query(None);
+        url.set_fragment(None);
+        Ok(Self { base: url })
+    }
+
+    /// `http(s)://host:port/prefix/` + `path` (given without a leading slash or with one).
+    pub fn http(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}{}", self.base.path(), path.trim_start_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+
+    /// The WebSocket URL for `client_id`.
+    pub fn websocket(&self, client_id: &str) -> Url {
+        let mut url = self.http("ws");
+        let scheme = if self.base.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
+        // http→ws is a change between special schemes, which `set_scheme` allows.
+        let _ = url.set_scheme(scheme);
+        url.query_pairs_mut().append_pair("clientId", client_id);
+        url
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The URL for people to read: credentials replaced, no trailing slash.
+    pub fn redacted(&self) -> String {
+        let mut url = self.base.clone();
+        if !url.username().is_empty() {
+            let _ = url.set_username("***");
+        }
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        url.as_str().trim_end_matches('/').to_string()
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_kept_for_http_and_ws() {
+        let u = ServerUrl::parse("https://box.example/comfy").unwrap();
+        assert_eq!(u.http("/queue").as_str(), "https://box.example/comfy/queue");
+        assert_eq!(
+            u.websocket("abc").as_str(),
+            "wss://box.example/comfy/ws?clientId=abc"
+        );
+    }
+
+    #[test]
+    fn ws_scheme_and_bare_host_are_accepted() {
+        let u = ServerUrl::parse("ws://127.0.0.1:8188/ws").unwrap();
+        assert_eq!(u.http("prompt").as_str(), "http://127.0.0.1:8188/prompt");
+        let u = ServerUrl::parse("127.0.0.1:8188").unwrap();
+        assert_eq!(u.http("queue").as_str(), "http://127.0.0.1:8188/queue");
+    }
+
+    #[test]
+    fn other_schemes_are_refused_with_the_input_named() {
+        let err = ServerUrl::parse("ftp://x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'ftp://x' is not an http(s):// or ws(s):// URL"
+        );
+        assert!(ServerUrl::parse("http://").is_err());
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        let u = ServerUrl::parse("https://me:secret@box:8443/").unwrap();
+        assert_eq!(u.redacted(), "https://***:***@box:8443");
+    }
+}
