@@ -1,2 +1,3 @@
 pub mod comfy;
 pub mod tracker;
+pub mod workflow;
