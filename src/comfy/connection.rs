@@ -526,16 +526,27 @@ fn describe_connect_error(server: &str, error: &WsError) -> String {
         WsError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
             "cannot reach {server}: connection refused. Is ComfyUI running there, and is the port right?"
         ),
-        WsError::Io(e) => format!("cannot reach {server} ({e})"),
+        WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            tls_failed(server, e)
+        }
+        WsError::Io(e) => {
+            format!("cannot reach {server} ({e}). Is the address right, and is the server up?")
+        }
         WsError::Protocol(ProtocolError::HandshakeIncomplete) => format!(
             "{server} accepted the connection but closed it without answering; if it is an ssh tunnel, ComfyUI behind it may be down"
         ),
         WsError::Protocol(e) => format!(
             "the server at {server} does not look like ComfyUI: the WebSocket handshake failed ({e})"
         ),
-        WsError::Tls(e) => format!("TLS with {server} failed ({e})"),
+        WsError::Tls(e) => tls_failed(server, e),
         other => format!("cannot connect to {server} ({other})"),
     }
+}
+
+fn tls_failed(server: &str, error: &dyn std::fmt::Display) -> String {
+    format!(
+        "the TLS handshake with {server} failed ({error}). Does the server speak https/wss on that port, with a certificate for that name?"
+    )
 }
 
 /// `Authorization: Basic` from credentials in the URL, as the HTTP client does it.

@@ -435,6 +435,15 @@ impl ComfyClient {
         // Without the URL: it may carry credentials, and the message names the server anyway.
         let error = error.without_url();
         let reason = innermost_cause(&error);
+        if has_tls_cause(&error) {
+            return HttpError::Request {
+                call,
+                server,
+                reason: format!(
+                    "the TLS handshake failed ({reason}). Does the server speak https on that port, with a certificate for that name?"
+                ),
+            };
+        }
         if error.is_connect() {
             HttpError::Unreachable {
                 call,
@@ -520,6 +529,24 @@ fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
         current = source;
     }
     current.to_string()
+}
+
+fn has_tls_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // rustls errors arrive wrapped in io::Errors, whose `source()` skips the wrapped error.
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 #[cfg(test)]
