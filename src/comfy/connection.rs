@@ -283,7 +283,6 @@ impl Task {
                     }
                 }
                 message = socket.next() => {
-                    last_received = Instant::now();
                     let raw = match message {
                         None => return End::Lost(format!("{} closed the connection", self.server)),
                         Some(Err(e)) => return End::Lost(self.lost(&e)),
@@ -293,7 +292,10 @@ impl Task {
                         Some(Ok(Message::Text(text))) => RawFrame::Text(text.as_str().to_owned()),
                         Some(Ok(Message::Binary(bytes))) => RawFrame::Binary(bytes),
                         // Pings are answered by the library; pongs only prove the link lives.
-                        Some(Ok(_)) => continue,
+                        Some(Ok(_)) => {
+                            last_received = Instant::now();
+                            continue;
+                        }
                     };
                     let frame = ReceivedFrame {
                         t: opened.elapsed().as_secs_f64(),
@@ -314,6 +316,8 @@ impl Task {
                     if delivered.is_err() {
                         return End::Stop;
                     }
+                    // Taken after delivery: time spent waiting on a slow receiver is not silence.
+                    last_received = Instant::now();
                 }
                 _ = ping.tick() => {
                     let ping = Message::Ping(bytes::Bytes::new());
