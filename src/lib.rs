@@ -1,3 +1,4 @@
 pub mod comfy;
+pub mod session;
 pub mod tracker;
 pub mod workflow;
