@@ -1,0 +1,289 @@
+//! `comfytop submit WORKFLOW.json [URL]`: queue an API-format workflow, print its prompt id, and
+//! with `--wait` follow it to its end.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::comfy::api::PromptRequest;
+use crate::comfy::connection::new_client_id;
+use crate::comfy::http::{ComfyClient, HttpError};
+use crate::control::{Access, Action, ActionError, Done, Located, locate, perform};
+use crate::tracker::Outcome;
+use crate::workflow::{apply_override, parse_api_workflow, randomize_seeds};
+
+use super::follow::{FollowEnd, Follower, Terminal, format_secs};
+use super::{Exit, clean, download, fail, resolve_server};
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Exit status: 0 queued (with --wait: succeeded), 1 failed while running, 2 interrupted or deleted,
+3 not queued or not followed (invalid workflow, refused, server unreachable), 130 stopped waiting.
+The prompt id is printed alone on stdout; everything else goes to stderr.")]
+pub struct SubmitArgs {
+    /// API-format workflow (in ComfyUI: Workflow > Export (API)); `-` reads stdin
+    #[arg(value_name = "WORKFLOW.json")]
+    pub workflow: PathBuf,
+
+    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Queue it before every pending prompt
+    #[arg(long)]
+    pub front: bool,
+
+    /// Follow the prompt until it ends, and exit with its outcome
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Set a node input before queueing, e.g. --set 3.steps=30 --set '6.text="a cat"'
+    #[arg(long = "set", value_name = "NODE.INPUT=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// Give every literal `seed` and `noise_seed` input a new random value
+    #[arg(long)]
+    pub random_seeds: bool,
+
+    /// Save the outputs into DIR when the prompt ends (implies --wait; never overwrites)
+    #[arg(long, value_name = "DIR")]
+    pub download: Option<PathBuf>,
+
+    /// Change nothing on the server: refuse to submit
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+impl SubmitArgs {
+    fn waits(&self) -> bool {
+        self.wait || self.download.is_some()
+    }
+}
+
+pub async fn run(args: SubmitArgs) -> Exit {
+    let server = match resolve_server(args.url.as_deref()) {
+        Ok(server) => server,
+        Err(message) => {
+            fail(message);
+            return Exit::NotDone;
+        }
+    };
+    let workflow = match load_workflow(&args) {
+        Ok(workflow) => workflow,
+        Err(message) => {
+            fail(message);
+            return Exit::NotDone;
+        }
+    };
+    let client_id = new_client_id();
+    let request = PromptRequest {
+        prompt: workflow,
+        client_id: Some(client_id.clone()),
+        front: args.front.then_some(true),
+        ..PromptRequest::default()
+    };
+    let action = Action::submit(request);
+    let access = Access::from_read_only(args.read_only);
+    if let Err(refusal) = access.check(&action) {
+        fail(refusal);
+        return Exit::NotDone;
+    }
+    let client = match ComfyClient::new(server) {
+        Ok(client) => client,
+        Err(e) => {
+            fail(e);
+            return Exit::NotDone;
+        }
+    };
+
+    let mut terminal = Terminal::stderr();
+    // The socket is up before the POST, so not one event of the prompt is missed.
+    let mut follower = if args.waits() {
+        match Follower::connect(client.clone(), &client_id, &mut terminal).await {
+            Ok(follower) => Some(follower),
+            Err(reason) => {
+                fail(format_args!(
+                    "cannot follow prompts on {}: {}\nNothing was queued.",
+                    client.server(),
+                    clean(&reason)
+                ));
+                return Exit::NotDone;
+            }
+        }
+    } else {
+        None
+    };
+
+    let queued = submit(&client, access, &action).await;
+    let (prompt_id, number) = match queued {
+        Ok(queued) => queued,
+        Err(exit) => {
+            if let Some(follower) = follower {
+                follower.close().await;
+            }
+            return exit;
+        }
+    };
+    println!("{prompt_id}");
+    let _ = std::io::stdout().flush();
+
+    let Some(mut follower) = follower.take() else {
+        return Exit::Success;
+    };
+    if let Action::Submit(request) = &action {
+        follower.submitted(&prompt_id, number, (**request).clone());
+    }
+    let end = follower.follow(&prompt_id, &mut terminal).await;
+    let exit = match &end {
+        FollowEnd::Finished(outcome) => outcome_exit(outcome),
+        FollowEnd::StoppedByUser => {
+            terminal.lines(vec![format!(
+                "stopped waiting; prompt {prompt_id} goes on. To cancel it: comfytop cancel {prompt_id} {}",
+                client.server()
+            )]);
+            Exit::StoppedWaiting
+        }
+        FollowEnd::Lost { reason } => {
+            terminal.lines(vec![format!(
+                "gave up after the connection was down for {}: {}\nPrompt {prompt_id} may still \
+                 run; see `comfytop queue {}`.",
+                format_secs(super::follow::OFFLINE_LIMIT.as_secs_f64()),
+                clean(reason),
+                client.server()
+            )]);
+            Exit::NotDone
+        }
+    };
+    let outputs = match (&end, &args.download) {
+        (FollowEnd::Finished(_), Some(dir)) => {
+            let outputs = outputs_of(&client, &follower, &prompt_id).await;
+            Some((outputs, dir.clone()))
+        }
+        _ => None,
+    };
+    follower.close().await;
+    if let Some((files, dir)) = outputs {
+        let mut lines = Vec::new();
+        let mut failed = false;
+        if files.is_empty() {
+            lines.push("no outputs to download".to_string());
+        }
+        for result in download::save_all(&client, &files, &dir).await {
+            match result {
+                Ok(path) => lines.push(format!("saved {}", path.display())),
+                Err(error) => {
+                    failed = true;
+                    lines.push(format!("comfytop: cannot download {error}"));
+                }
+            }
+        }
+        terminal.lines(lines);
+        if failed && exit == Exit::Success {
+            return Exit::Failed;
+        }
+    }
+    exit
+}
+
+/// Reads, checks and adjusts the workflow; the error says what is wrong and where.
+fn load_workflow(args: &SubmitArgs) -> Result<serde_json::Value, String> {
+    let (text, name) = if args.workflow.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the workflow from stdin: {e}"))?;
+        (text, "stdin".to_string())
+    } else {
+        let name = args.workflow.display().to_string();
+        let text = std::fs::read_to_string(&args.workflow)
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        (text, name)
+    };
+    let mut workflow = parse_api_workflow(&text, &name).map_err(|e| e.to_string())?;
+    for spec in &args.overrides {
+        apply_override(&mut workflow, spec).map_err(|e| e.to_string())?;
+    }
+    if args.random_seeds && randomize_seeds(&mut workflow, &mut rand::rng()) == 0 {
+        eprintln!("note: --random-seeds: {name} has no literal seed or noise_seed input");
+    }
+    Ok(workflow)
+}
+
+/// Posts the prompt once. On success, its id and queue number; otherwise the error is printed.
+async fn submit(
+    client: &ComfyClient,
+    access: Access,
+    action: &Action,
+) -> Result<(String, f64), Exit> {
+    match perform(client, access, action).await {
+        Ok(Done::Queued { accepted, .. }) => {
+            if let Some(dropped) = accepted.dropped_outputs() {
+                eprintln!("warning: {dropped}");
+            }
+            Ok((accepted.prompt_id, accepted.number))
+        }
+        Ok(other) => {
+            fail(other.status_text());
+            Err(Exit::NotDone)
+        }
+        Err(ActionError::MaybeQueued { prompt_id, source }) => {
+            // The answer was lost, not the request: look for the prompt instead of sending it
+            // again.
+            let found = match &prompt_id {
+                Some(id) => locate(client, id).await.ok(),
+                None => None,
+            };
+            match (prompt_id, found) {
+                (Some(id), Some(Located::Running(item))) => Ok((id, item.number)),
+                (Some(id), Some(Located::Pending { item, .. })) => Ok((id, item.number)),
+                (Some(id), Some(Located::Finished(entry))) => Ok((id, entry.prompt.number)),
+                (Some(id), Some(Located::Unknown)) => {
+                    fail(format_args!(
+                        "{source}\nPrompt {id} is neither in the queue nor in the history, so it \
+                         was most likely not queued; it was not sent again."
+                    ));
+                    Err(Exit::NotDone)
+                }
+                (prompt_id, _) => {
+                    fail(ActionError::MaybeQueued { prompt_id, source });
+                    Err(Exit::NotDone)
+                }
+            }
+        }
+        Err(ActionError::Http(error @ HttpError::PromptRejected { .. })) => {
+            fail(error);
+            Err(Exit::NotDone)
+        }
+        Err(error) => {
+            fail(format_args!("{error}\nNothing was queued."));
+            Err(Exit::NotDone)
+        }
+    }
+}
+
+fn outcome_exit(outcome: &Outcome) -> Exit {
+    match outcome {
+        Outcome::Success => Exit::Success,
+        Outcome::Error(_) => Exit::Failed,
+        Outcome::Interrupted { .. } | Outcome::Removed => Exit::Interrupted,
+        Outcome::Unknown => Exit::NotDone,
+    }
+}
+
+/// The files to download: from the history entry (complete, also after reconnects), else from
+/// what the live events said.
+async fn outputs_of(
+    client: &ComfyClient,
+    follower: &Follower,
+    prompt_id: &str,
+) -> Vec<crate::comfy::protocol::ImageRef> {
+    match client.history_item(prompt_id).await {
+        Ok(Some(entry)) if !entry.outputs.is_empty() => download::files_of(entry.outputs.values()),
+        _ => follower
+            .tracker()
+            .prompt(prompt_id)
+            .map(super::follow::output_refs)
+            .unwrap_or_default(),
+    }
+}
