@@ -180,9 +180,11 @@ impl Follower {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// How many pending prompts run before `prompt_id`, while it waits.
+    /// How many prompts run before `prompt_id` (the running one included), while it waits.
     fn ahead_of(&self, prompt_id: &str) -> Option<usize> {
-        self.tracker.pending().position(|p| p.id == prompt_id)
+        let position = self.tracker.pending().position(|p| p.id == prompt_id)?;
+        let running = self.tracker.running().is_some_and(|p| p.id != prompt_id);
+        Some(position + usize::from(running))
     }
 
     fn feed_event(&mut self, event: &ConnEvent, terminal: &mut Terminal) {
@@ -274,7 +276,6 @@ pub struct ProgressView {
     /// Quarters of the steps already printed per node (plain output).
     quarters: HashMap<NodeId, u32>,
     ahead_printed: Option<usize>,
-    started_printed: bool,
 }
 
 impl ProgressView {
@@ -285,7 +286,6 @@ impl ProgressView {
             cached_printed: false,
             quarters: HashMap::new(),
             ahead_printed: None,
-            started_printed: false,
         }
     }
 
@@ -309,13 +309,6 @@ impl ProgressView {
                 }
             });
             return Frame { lines, status };
-        }
-        if !self.started_printed {
-            self.started_printed = true;
-            if !record.live {
-                lines
-                    .push("running (its live progress is not sent to this connection)".to_string());
-            }
         }
         if !self.cached_printed && !record.cached.is_empty() {
             self.cached_printed = true;
@@ -414,7 +407,9 @@ fn step_details(record: &PromptRecord, id: &str, now: f64) -> String {
     if let Some(rate) = node.rate() {
         text.push_str(&format!(" {}", format_rate(rate)));
     }
-    if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at()) {
+    if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at())
+        && node.value < node.max
+    {
         let left = (eta - (now - at)).max(0.0);
         text.push_str(&format!(" ETA {}", format_secs(left)));
     }
@@ -543,14 +538,15 @@ fn format_count(value: f64) -> String {
 /// stderr, with a status line redrawn in place when it is a terminal.
 pub struct Terminal {
     tty: bool,
-    status_shown: bool,
+    /// The status line on screen, if any.
+    status_shown: Option<String>,
 }
 
 impl Terminal {
     pub fn stderr() -> Self {
         Self {
             tty: std::io::stderr().is_terminal(),
-            status_shown: false,
+            status_shown: None,
         }
     }
 
@@ -567,20 +563,25 @@ impl Terminal {
             }
             return;
         }
-        if self.status_shown && (!frame.lines.is_empty() || frame.status.is_none()) {
+        if frame.lines.is_empty() && frame.status == self.status_shown {
+            return;
+        }
+        if self.status_shown.take().is_some() {
             let _ = write!(err, "\r\x1b[2K");
-            self.status_shown = false;
         }
         for line in &frame.lines {
             let _ = writeln!(err, "{line}");
         }
         if let Some(status) = &frame.status {
+            // A terminal that reports no size (0 columns) is taken as 80 wide.
             let width = crossterm::terminal::size()
+                .ok()
                 .map(|(cols, _)| usize::from(cols))
+                .filter(|&cols| cols > 0)
                 .unwrap_or(80);
-            let status: String = status.chars().take(width.saturating_sub(1)).collect();
-            let _ = write!(err, "\r\x1b[2K{status}");
-            self.status_shown = true;
+            let shown: String = status.chars().take(width.saturating_sub(1)).collect();
+            let _ = write!(err, "{shown}");
+            self.status_shown = Some(status.clone());
         }
         let _ = err.flush();
     }
@@ -596,7 +597,7 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        if self.status_shown {
+        if self.status_shown.is_some() {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
