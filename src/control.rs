@@ -416,12 +416,77 @@ pub fn history_outcome(prompt_id: &str, entry: &HistoryEntry) -> Outcome {
         .unwrap_or(Outcome::Unknown)
 }
 
-/// Who queued a prompt, for people: "this comfytop", "client 1a2b3c4d" or "no client id".
+/// Who queued a prompt, as far as this client can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This comfytop (its events come to us).
+    Us,
+    /// Another client, by its id.
+    Client(String),
+    /// Queued without a client id.
+    Nobody,
+}
+
+impl Owner {
+    /// `ours` is this process's client id, if it has one.
+    pub fn of(client_id: Option<&str>, ours: Option<&str>) -> Self {
+        match client_id {
+            Some(id) if Some(id) == ours => Self::Us,
+            Some(id) if !id.is_empty() => Self::Client(id.to_string()),
+            _ => Self::Nobody,
+        }
+    }
+
+    /// "this comfytop", "client 1a2b3c4d" or "no client id".
+    pub fn label(&self) -> String {
+        match self {
+            Self::Us => "this comfytop".to_string(),
+            Self::Client(id) => format!("client {}", short_id(id)),
+            Self::Nobody => "no client id".to_string(),
+        }
+    }
+}
+
+/// [`Owner::label`] of a client id.
 pub fn owner_label(client_id: Option<&str>, ours: Option<&str>) -> String {
-    match client_id {
-        Some(id) if Some(id) == ours => "this comfytop".to_string(),
-        Some(id) if !id.is_empty() => format!("client {}", short_id(id)),
-        _ => "no client id".to_string(),
+    Owner::of(client_id, ours).label()
+}
+
+impl Action {
+    /// The y/n question to ask before a destructive action, naming what it will hit; `None`
+    /// for actions that destroy nothing (submit, requeue). `owner` tells who queued a prompt.
+    pub fn question(&self, owner: impl Fn(&str) -> Owner) -> Option<String> {
+        let one = |id: &str| format!("prompt {}, queued by {}", short_id(id), owner(id).label());
+        match self {
+            Self::Interrupt { prompt_id } => Some(format!("Interrupt running {}?", one(prompt_id))),
+            Self::Delete { prompt_ids } => Some(match prompt_ids.as_slice() {
+                [id] => format!("Delete pending {}?", one(id)),
+                ids => format!("Delete {} pending prompts?", ids.len()),
+            }),
+            Self::ClearPending { prompt_ids } => Some(match prompt_ids.as_slice() {
+                [] => "There are no pending prompts to delete.".to_string(),
+                [id] => format!(
+                    "Delete the only pending prompt ({}, queued by {})?",
+                    short_id(id),
+                    owner(id).label()
+                ),
+                ids => {
+                    let others = ids.iter().filter(|id| owner(id) != Owner::Us).count();
+                    let whose = match others {
+                        0 => "all queued by this comfytop".to_string(),
+                        k if k == ids.len() => "all queued by other clients".to_string(),
+                        k => format!("{k} queued by other clients"),
+                    };
+                    format!("Delete all {} pending prompts ({whose})?", ids.len())
+                }
+            }),
+            Self::Free(request) => Some(match (request.unload_models, request.free_memory) {
+                (true, true) => "Unload every model and free memory on the server?".to_string(),
+                (true, false) => "Unload every model on the server?".to_string(),
+                _ => "Free memory on the server?".to_string(),
+            }),
+            Self::Submit(_) | Self::Requeue { .. } => None,
+        }
     }
 }
 
@@ -623,6 +688,45 @@ mod tests {
         );
         assert_eq!(owner_label(None, Some("me")), "no client id");
         assert_eq!(short_id("\u{1b}[2Jabcdefgh"), " [2Jabcd");
+    }
+
+    #[test]
+    fn questions_name_what_will_be_hit_and_whose_it_is() {
+        let owner = |id: &str| match id {
+            "mine0000-1" => Owner::Us,
+            _ => Owner::Client("web-ui-42".into()),
+        };
+        let ask = |action: Action| action.question(owner);
+        assert_eq!(
+            ask(Action::Interrupt {
+                prompt_id: "abcdef0123".into()
+            })
+            .unwrap(),
+            "Interrupt running prompt abcdef01, queued by client web-ui-4?"
+        );
+        assert_eq!(
+            ask(Action::Delete {
+                prompt_ids: vec!["mine0000-1".into()]
+            })
+            .unwrap(),
+            "Delete pending prompt mine0000, queued by this comfytop?"
+        );
+        let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ask(Action::ClearPending {
+                prompt_ids: ids(&["mine0000-1", "x", "y"])
+            })
+            .unwrap(),
+            "Delete all 3 pending prompts (2 queued by other clients)?"
+        );
+        assert_eq!(
+            ask(Action::ClearPending {
+                prompt_ids: ids(&["mine0000-1"])
+            })
+            .unwrap(),
+            "Delete the only pending prompt (mine0000, queued by this comfytop)?"
+        );
+        assert_eq!(ask(Action::submit(PromptRequest::default())), None);
     }
 
     #[test]

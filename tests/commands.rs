@@ -702,3 +702,22 @@ async fn ctrl_c_stops_waiting_but_not_the_prompt() {
     assert_eq!(queue(&client).await.queue_running[0].prompt_id, id);
     run(&["cancel", &id, &url]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_can_come_from_stdin() {
+    let (server, client) = server().await;
+    let mut command = comfytop(&["submit", "-", &server.url()]);
+    command.stdin(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let text = std::fs::read(workflow_path("small_save.json")).unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &text).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let entry = until_finished(&client, &id).await;
+    assert_eq!(entry.prompt.prompt, workflow("small_save.json"));
+}

@@ -18,8 +18,9 @@ use super::{Exit, clean, download, fail, resolve_server};
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
-Exit status: 0 queued (with --wait: succeeded), 1 failed while running, 2 interrupted or deleted,
-3 not queued or not followed (invalid workflow, refused, server unreachable), 130 stopped waiting.
+Exit status: 0 queued (with --wait: succeeded), 1 failed while running (or its outputs could not
+be saved), 2 interrupted or deleted, 3 not queued or not followed (invalid workflow, refused,
+server unreachable, connection lost), 130 stopped waiting (Ctrl-C).
 The prompt id is printed alone on stdout; everything else goes to stderr.")]
 pub struct SubmitArgs {
     /// API-format workflow (in ComfyUI: Workflow > Export (API)); `-` reads stdin
@@ -169,7 +170,14 @@ pub async fn run(args: SubmitArgs) -> Exit {
         if files.is_empty() {
             lines.push("no outputs to download".to_string());
         }
-        for result in download::save_all(&client, &files, &dir).await {
+        let saved = tokio::select! {
+            results = download::save_all(&client, &files, &dir) => results,
+            _ = tokio::signal::ctrl_c() => {
+                terminal.lines(vec!["download stopped".to_string()]);
+                return Exit::StoppedWaiting;
+            }
+        };
+        for result in saved {
             match result {
                 Ok(path) => lines.push(format!("saved {}", path.display())),
                 Err(error) => {
