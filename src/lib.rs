@@ -1,2 +1,3 @@
 pub mod comfy;
+pub mod preview;
 pub mod tracker;
