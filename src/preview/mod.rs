@@ -17,7 +17,10 @@
 
 mod decode;
 mod graphics;
+mod pipeline;
 mod rate;
+mod state;
+mod widget;
 
 use std::time::Instant;
 
@@ -28,7 +31,13 @@ use crate::comfy::protocol::{ImageRef, NodeId, PromptId};
 
 pub use decode::{DecodeLimits, DecodeProblem, DecodedImage, Probe, decode, frame_hash, probe};
 pub use graphics::{ImageProtocol, Renderer};
+pub use pipeline::{
+    LatestPerKey, PipelineConfig, PipelineStats, PreviewBatch, PreviewPipeline, Rendered,
+    SlotUpdate, View, Work, Worker,
+};
 pub use rate::RedrawLimiter;
+pub use state::{Condition, PreviewPoll, PreviewState, SlotStatus};
+pub use widget::PreviewPane;
 
 /// What a preview slot shows: the live preview of a prompt, or one of its finished outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
