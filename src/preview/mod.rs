@@ -15,10 +15,13 @@
 //! Around them: [`Renderer`] (protocol choice and terminal query), [`ImageCache`] (outputs
 //! fetched through `/view`), [`save_without_overwriting`] and [`show_full_size`].
 
+mod cache;
 mod decode;
+mod full_view;
 mod graphics;
 mod pipeline;
 mod rate;
+mod save;
 mod state;
 mod widget;
 
@@ -29,13 +32,16 @@ use bytes::Bytes;
 use crate::comfy::binary::{ImageFormat, PreviewImage};
 use crate::comfy::protocol::{ImageRef, NodeId, PromptId};
 
+pub use cache::{ImageCache, view_url};
 pub use decode::{DecodeLimits, DecodeProblem, DecodedImage, Probe, decode, frame_hash, probe};
+pub use full_view::show_full_size;
 pub use graphics::{ImageProtocol, Renderer};
 pub use pipeline::{
     LatestPerKey, PipelineConfig, PipelineStats, PreviewBatch, PreviewPipeline, Rendered,
     SlotUpdate, View, Work, Worker,
 };
 pub use rate::RedrawLimiter;
+pub use save::{candidate_names, safe_file_name, save_without_overwriting};
 pub use state::{Condition, PreviewPoll, PreviewState, SlotStatus};
 pub use widget::PreviewPane;
 
