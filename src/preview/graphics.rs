@@ -2,8 +2,8 @@
 
 use std::io::IsTerminal;
 
-use image::DynamicImage;
 use image::imageops::FilterType;
+use image::{DynamicImage, RgbImage};
 use ratatui::layout::Size;
 use ratatui_image::FontSize;
 use ratatui_image::picker::{Capability, Picker, ProtocolType};
@@ -31,6 +31,8 @@ pub enum ImageProtocol {
 /// Half-block colours are rounded to this step, so that a pixel that barely changed between two
 /// preview steps keeps its cell, and the terminal diff does not resend it.
 const HALFBLOCK_COLOUR_STEP: u8 = 8;
+/// A half-block pixel keeps its previous colour until a channel moves by more than this.
+const HALFBLOCK_STEADY: u8 = 16;
 
 /// Encodes images for one terminal: the protocol, the size of a cell in pixels, and whether the
 /// output passes through tmux. Cheap to clone and `Send`, so a worker thread can own one.
@@ -135,27 +137,47 @@ impl Renderer {
     /// Scales `image` to fit `area` (in cells), keeping its aspect ratio, and encodes it. The
     /// result is at most `area` large; an empty area or a failed encoding is an error message.
     pub fn encode(&self, image: &DynamicImage, area: Size) -> Result<Protocol, String> {
+        self.encode_next(image, area, &mut None)
+    }
+
+    /// Like [`Renderer::encode`], for the next frame of a stream. With half-blocks, a pixel whose
+    /// colour moved less than a small threshold since `last` (the previous frame's pixels, updated
+    /// here) keeps its old colour exactly: its cell stays the same and the terminal diff does not
+    /// resend it. Over ssh this is most of the bytes of a converging preview.
+    pub fn encode_next(
+        &self,
+        image: &DynamicImage,
+        area: Size,
+        last: &mut Option<RgbImage>,
+    ) -> Result<Protocol, String> {
         if area.width == 0 || area.height == 0 {
             return Err("the pane has no room".to_string());
         }
         let (cell_w, cell_h) = self.cell_pixels();
         let box_w = u32::from(area.width) * cell_w;
         let box_h = u32::from(area.height) * cell_h;
+        let (mut width, mut height) = fit(image.width(), image.height(), box_w, box_h);
+        if self.protocol == ProtocolType::Halfblocks {
+            // Whole cells: an odd height would be stretched (and its colours blended) later.
+            height = (height.div_ceil(2) * 2).min(box_h);
+            width = width.min(box_w);
+        }
         // Downscale to the pane's pixel size before encoding: fewer pixels, fewer bytes.
-        let filter = if image.width() > box_w || image.height() > box_h {
+        let filter = if image.width() > width || image.height() > height {
             FilterType::Triangle
         } else {
             FilterType::Nearest
         };
-        let mut scaled = image.resize(box_w, box_h, filter);
+        let scaled = image.resize_exact(width, height, filter);
         let cells = Size::new(
-            cells_for(scaled.width(), cell_w, area.width),
-            cells_for(scaled.height(), cell_h, area.height),
+            cells_for(width, cell_w, area.width),
+            cells_for(height, cell_h, area.height),
         );
         let encoded = match self.protocol {
             ProtocolType::Halfblocks => {
-                quantize(&mut scaled, HALFBLOCK_COLOUR_STEP);
-                Halfblocks::new(scaled, cells).map(Protocol::Halfblocks)
+                let pixels = steady_colours(scaled.into_rgb8(), last.as_ref());
+                *last = Some(pixels.clone());
+                Halfblocks::new(DynamicImage::ImageRgb8(pixels), cells).map(Protocol::Halfblocks)
             }
             ProtocolType::Sixel => Sixel::new(scaled, cells, self.tmux).map(Protocol::Sixel),
             ProtocolType::Kitty => {
@@ -168,22 +190,43 @@ impl Renderer {
     }
 }
 
+/// The largest size with the aspect ratio of `width`×`height` that fits `box_w`×`box_h`, scaling
+/// up or down.
+fn fit(width: u32, height: u32, box_w: u32, box_h: u32) -> (u32, u32) {
+    let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+    let ratio = (f64::from(box_w) / w).min(f64::from(box_h) / h);
+    let scaled = |v: f64, max: u32| ((v * ratio).round() as u32).clamp(1, max.max(1));
+    (scaled(w, box_w), scaled(h, box_h))
+}
+
 fn cells_for(pixels: u32, per_cell: u32, max: u16) -> u16 {
     let cells = pixels.div_ceil(per_cell).max(1);
     u16::try_from(cells).unwrap_or(u16::MAX).min(max)
 }
 
-/// Rounds every colour channel to a multiple of `step`.
-fn quantize(image: &mut DynamicImage, step: u8) {
-    let step = u16::from(step.max(1));
+/// Rounds every channel to a multiple of [`HALFBLOCK_COLOUR_STEP`], then keeps the colour of
+/// `last` where no channel moved more than [`HALFBLOCK_STEADY`].
+fn steady_colours(mut pixels: RgbImage, last: Option<&RgbImage>) -> RgbImage {
+    let step = u16::from(HALFBLOCK_COLOUR_STEP);
     let round = |c: u8| (((u16::from(c) + step / 2) / step) * step).min(255) as u8;
-    let mut rgb = std::mem::take(image).into_rgb8();
-    for pixel in rgb.pixels_mut() {
+    for pixel in pixels.pixels_mut() {
         for channel in &mut pixel.0 {
             *channel = round(*channel);
         }
     }
-    *image = DynamicImage::ImageRgb8(rgb);
+    if let Some(last) = last.filter(|l| l.dimensions() == pixels.dimensions()) {
+        for (pixel, old) in pixels.pixels_mut().zip(last.pixels()) {
+            let moved = pixel
+                .0
+                .iter()
+                .zip(old.0)
+                .any(|(&a, b)| a.abs_diff(b) > HALFBLOCK_STEADY);
+            if !moved {
+                *pixel = *old;
+            }
+        }
+    }
+    pixels
 }
 
 #[cfg(test)]
@@ -236,15 +279,31 @@ mod tests {
     }
 
     #[test]
-    fn quantize_rounds_to_the_step_and_keeps_the_ends() {
-        let mut img = DynamicImage::ImageRgb8(RgbImage::from_fn(3, 1, |x, _| {
-            Rgb([[0, 3, 5][x as usize], 254, 255])
-        }));
-        quantize(&mut img, 8);
-        let rgb = img.to_rgb8();
-        assert_eq!(rgb.get_pixel(0, 0).0, [0, 255, 255]);
-        assert_eq!(rgb.get_pixel(1, 0).0, [0, 255, 255]);
-        assert_eq!(rgb.get_pixel(2, 0).0, [8, 255, 255]);
+    fn colours_are_rounded_and_small_moves_keep_the_last_colour() {
+        let row = |values: [[u8; 3]; 3]| RgbImage::from_fn(3, 1, |x, _| Rgb(values[x as usize]));
+        let first = steady_colours(row([[0, 254, 255], [3, 100, 100], [5, 200, 200]]), None);
+        assert_eq!(first, row([[0, 255, 255], [0, 104, 104], [8, 200, 200]]));
+        // Moves of 16 or less keep the old colour; a larger one takes the new.
+        let next = steady_colours(
+            row([[16, 240, 255], [0, 130, 104], [8, 200, 200]]),
+            Some(&first),
+        );
+        assert_eq!(next, row([[0, 255, 255], [0, 128, 104], [8, 200, 200]]));
+        // A frame of another size starts afresh.
+        let other = steady_colours(RgbImage::from_pixel(2, 1, Rgb([16, 16, 16])), Some(&first));
+        assert_eq!(other, RgbImage::from_pixel(2, 1, Rgb([16, 16, 16])));
+    }
+
+    #[test]
+    fn halfblock_heights_are_whole_cells() {
+        let renderer = Renderer::fixed(ProtocolType::Halfblocks, FontSize::new(10, 20));
+        let mut last = None;
+        // 100×33 into 50×20 cells (50×40 px): 50×17 rounds up to 50×18, 9 rows.
+        let protocol = renderer
+            .encode_next(&image(100, 33), Size::new(50, 20), &mut last)
+            .unwrap();
+        assert_eq!(protocol.size(), Size::new(50, 9));
+        assert_eq!(last.map(|l| l.dimensions()), Some((50, 18)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use bytes::Bytes;
+use image::RgbImage;
 use ratatui::layout::Size;
 use ratatui_image::protocol::Protocol;
 use tokio::sync::Notify;
@@ -194,6 +195,8 @@ pub struct Worker {
     decoded: Option<(PreviewKey, u64, DecodedImage)>,
     /// What was last encoded: key, frame hash, pane size.
     encoded: Option<(PreviewKey, u64, Size)>,
+    /// The half-block pixels last encoded, to keep colours that barely moved.
+    last_pixels: Option<RgbImage>,
     limiter: RedrawLimiter,
     stats: PipelineStats,
 }
@@ -207,6 +210,7 @@ impl Worker {
             view: None,
             decoded: None,
             encoded: None,
+            last_pixels: None,
             limiter,
             stats: PipelineStats::default(),
         }
@@ -311,9 +315,10 @@ impl Worker {
             }
         }
         let (_, _, decoded) = self.decoded.as_ref()?;
+        let last_pixels = &mut self.last_pixels;
         self.stats.encoded += 1;
         let encoded = catch_unwind(AssertUnwindSafe(|| {
-            renderer.encode(&decoded.image, view.area)
+            renderer.encode_next(&decoded.image, view.area, last_pixels)
         }))
         .unwrap_or_else(|_| Err("the encoder failed".to_string()));
         self.encoded = Some((view.key.clone(), slot.hash, view.area));
