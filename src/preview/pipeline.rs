@@ -25,7 +25,7 @@ use super::{PreviewFrame, PreviewKey};
 use crate::comfy::binary::ImageFormat;
 
 /// How many keys keep their newest frame (for their status and for switching the view to them).
-const KEYS_KEPT: usize = 32;
+const KEYS_KEPT: usize = 16;
 
 /// A map that keeps one value per key, the newest, and at most `capacity` keys (the least
 /// recently written go first).

@@ -13,7 +13,7 @@ use super::{PreviewFrame, PreviewKey};
 use crate::comfy::binary::ImageFormat;
 
 /// How many keys keep a status line; the oldest are forgotten.
-const SLOTS_KEPT: usize = 64;
+const SLOTS_KEPT: usize = 16;
 
 /// Where a key's newest frame stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,5 +246,59 @@ impl PreviewState {
                 None => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(prompt: &str, at: Instant) -> PreviewFrame {
+        PreviewFrame {
+            key: PreviewKey::Live(prompt.to_string()),
+            node_id: None,
+            format: ImageFormat::Jpeg,
+            data: Bytes::from_static(b"x"),
+            received_at: at,
+        }
+    }
+
+    #[test]
+    fn only_a_key_first_frame_changes_the_screen() {
+        let t0 = Instant::now();
+        let mut state = PreviewState::new(true, 4);
+        assert!(state.note_submitted(&frame("a", t0)));
+        assert!(!state.note_submitted(&frame("a", t0)));
+        let key = PreviewKey::Live("a".into());
+        assert_eq!(
+            state.status_line(&key, t0).unwrap(),
+            "decoding… · 1 B · just now"
+        );
+    }
+
+    #[test]
+    fn old_keys_are_forgotten_but_not_the_one_on_view() {
+        let t0 = Instant::now();
+        let mut state = PreviewState::new(true, 4);
+        let on_view = PreviewKey::Live("p0".into());
+        state.want_view(Some(View {
+            key: on_view.clone(),
+            area: ratatui::layout::Size::new(10, 5),
+        }));
+        for i in 0..40u64 {
+            state.note_submitted(&frame(&format!("p{i}"), t0 + Duration::from_secs(i)));
+        }
+        assert_eq!(state.slots.len(), SLOTS_KEPT);
+        assert!(state.slot(&on_view).is_some());
+        assert!(state.slot(&PreviewKey::Live("p39".into())).is_some());
+        assert!(state.slot(&PreviewKey::Live("p1".into())).is_none());
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(Duration::from_millis(900)), "just now");
+        assert_eq!(age(Duration::from_secs(42)), "42 s ago");
+        assert_eq!(age(Duration::from_secs(125)), "2 min ago");
+        assert_eq!(age(Duration::from_secs(7300)), "2 h ago");
     }
 }
