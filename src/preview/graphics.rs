@@ -42,7 +42,7 @@ pub struct Renderer {
     font_size: FontSize,
     tmux: bool,
     kitty_compress: bool,
-    /// One kitty image id for the whole session: each new frame replaces the last one in the
+    /// One kitty image id for the whole run: each new frame replaces the last one in the
     /// terminal instead of piling up in its memory.
     kitty_id: u32,
 }
