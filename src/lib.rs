@@ -1,4 +1,11 @@
+//! comfytop: a terminal dashboard for ComfyUI servers.
+//!
+//! The library is what the binary, the tests and the benches use: `comfy` speaks ComfyUI's
+//! protocol, `tracker` turns what the server says into per-prompt state, `session` joins the two,
+//! and `preview` decodes and draws preview images off the UI loop.
+
 pub mod comfy;
+pub mod preview;
 pub mod session;
 pub mod tracker;
 pub mod workflow;
