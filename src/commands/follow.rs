@@ -50,8 +50,8 @@ pub struct Follower {
     /// The prompt followed; other prompts' history is not fetched.
     target: Option<PromptId>,
     last_fetch_error: Option<String>,
-    /// Why the connection is down, while it is (after having been up).
-    offline_reason: Option<String>,
+    /// Since when and why the connection is down, while it is (after having been up).
+    offline: Option<(Instant, String)>,
 }
 
 impl Follower {
@@ -76,7 +76,7 @@ impl Follower {
             started: Instant::now(),
             target: None,
             last_fetch_error: None,
-            offline_reason: None,
+            offline: None,
         };
         loop {
             let Some(event) = follower.events.recv().await else {
@@ -122,8 +122,6 @@ impl Follower {
         let mut view = ProgressView::new(terminal.is_tty());
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
-        let mut offline_since: Option<Instant> = None;
-        let mut last_reason = String::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -139,7 +137,10 @@ impl Follower {
                     return FollowEnd::Finished(outcome.clone());
                 }
             }
-            let offline_deadline = offline_since.map(|since| since + OFFLINE_LIMIT);
+            let offline_deadline = self
+                .offline
+                .as_ref()
+                .map(|(since, _)| *since + OFFLINE_LIMIT);
             tokio::select! {
                 biased;
                 result = &mut ctrl_c => {
@@ -152,19 +153,12 @@ impl Follower {
                     let Some(event) = event else {
                         return FollowEnd::Lost { reason: "the connection task ended".into() };
                     };
-                    match &event {
-                        ConnEvent::Disconnected { reason } => {
-                            offline_since.get_or_insert_with(Instant::now);
-                            last_reason = reason.clone();
-                        }
-                        ConnEvent::Connected { .. } => offline_since = None,
-                        _ => {}
-                    }
                     self.feed_event(&event, terminal);
                 }
                 Some(reply) = self.fetch_rx.recv() => self.feed_reply(reply, terminal),
                 () = sleep_until(offline_deadline) => {
-                    return FollowEnd::Lost { reason: last_reason };
+                    let reason = self.offline.take().map(|(_, reason)| reason).unwrap_or_default();
+                    return FollowEnd::Lost { reason };
                 }
                 _ = tick.tick(), if terminal.is_tty() => {}
             }
@@ -190,14 +184,21 @@ impl Follower {
     fn feed_event(&mut self, event: &ConnEvent, terminal: &mut Terminal) {
         // Said when the connection drops or the reason changes, not at every retry.
         match event {
-            ConnEvent::Disconnected { reason } if self.offline_reason.as_ref() != Some(reason) => {
-                terminal.lines(vec![format!(
-                    "connection lost: {}; reconnecting (the prompt goes on on the server)",
-                    clean(reason)
-                )]);
-                self.offline_reason = Some(reason.clone());
+            ConnEvent::Disconnected { reason } => {
+                let since = self
+                    .offline
+                    .as_ref()
+                    .map_or_else(Instant::now, |(since, _)| *since);
+                let repeated = self.offline.as_ref().is_some_and(|(_, r)| r == reason);
+                if !repeated {
+                    terminal.lines(vec![format!(
+                        "connection lost: {}; reconnecting (the prompt goes on on the server)",
+                        clean(reason)
+                    )]);
+                }
+                self.offline = Some((since, reason.clone()));
             }
-            ConnEvent::Connected { .. } if self.offline_reason.take().is_some() => {
+            ConnEvent::Connected { .. } if self.offline.take().is_some() => {
                 terminal.lines(vec!["reconnected".to_string()]);
             }
             _ => {}
@@ -326,16 +327,20 @@ impl ProgressView {
             if node.state == NodeState::Cached || self.printed.contains(id) {
                 continue;
             }
-            if self.tty {
-                if node.state == NodeState::Done {
-                    self.printed.insert(id.clone());
-                    lines.push(done_line(record, id));
-                }
+            // A terminal shows the running node live and keeps a line per finished one; plain
+            // output says when each node starts.
+            let due = if self.tty {
+                node.state == NodeState::Done
             } else {
-                if node.state != NodeState::Pending {
-                    self.printed.insert(id.clone());
-                    lines.push(node_label(record, id));
-                }
+                node.state != NodeState::Pending
+            };
+            if due {
+                self.printed.insert(id.clone());
+                lines.push(if self.tty {
+                    done_line(record, id)
+                } else {
+                    node_label(record, id)
+                });
             }
         }
         if !self.tty
@@ -490,7 +495,9 @@ pub fn ending_lines(record: &PromptRecord) -> Vec<String> {
         Some(Outcome::Interrupted { node_id, node_type }) => {
             vec![format!("interrupted in {}{took}", node(node_id, node_type))]
         }
-        Some(Outcome::Removed) => vec!["deleted from the queue before it ran".to_string()],
+        Some(Outcome::Removed) => vec![
+            "removed from the queue before it ran (deleted, or the server restarted)".to_string(),
+        ],
         Some(Outcome::Unknown) => vec![
             "it left the queue, and the server has no record of how it ended (history cleared, \
              or the server restarted)"
