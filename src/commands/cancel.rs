@@ -13,8 +13,8 @@ use crate::comfy::api::{QueueItem, QueueSnapshot};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::server_url::ServerUrl;
 use crate::control::{
-    Access, Action, Located, Place, history_outcome, locate, locate_in_queue, output_classes,
-    owner_label, perform,
+    Access, Action, ActionError, Located, Place, history_outcome, locate, locate_in_queue,
+    output_classes, owner_label, perform,
 };
 use crate::tracker::Outcome;
 
@@ -111,6 +111,10 @@ pub async fn run(args: CancelArgs) -> Exit {
     };
     match canceller.run(target).await {
         Ok(exit) => exit,
+        Err(Stop::Action(refusal @ ActionError::ReadOnly { .. })) => {
+            eprintln!("{refusal}");
+            Exit::NotDone
+        }
         Err(error) => {
             fail(error);
             Exit::NotDone
@@ -129,7 +133,7 @@ enum Stop {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Action(#[from] crate::control::ActionError),
+    Action(#[from] ActionError),
 }
 
 impl Canceller<'_> {

@@ -87,7 +87,8 @@ pub async fn run(args: SubmitArgs) -> Exit {
     let action = Action::submit(request);
     let access = Access::from_read_only(args.read_only);
     if let Err(refusal) = access.check(&action) {
-        fail(refusal);
+        // It names comfytop itself, so it goes without the "comfytop: " prefix.
+        eprintln!("{refusal}");
         return Exit::NotDone;
     }
     let client = match ComfyClient::new(server) {
