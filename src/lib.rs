@@ -1,1 +1,2 @@
 pub mod comfy;
+pub mod sim;
