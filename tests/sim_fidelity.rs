@@ -73,7 +73,6 @@ struct RecordedFrame {
 }
 
 struct Scenario {
-    name: String,
     meta: Value,
     /// Per transcript file.
     frames: BTreeMap<String, Vec<RecordedFrame>>,
@@ -104,11 +103,7 @@ fn load(name: &str) -> Scenario {
             .collect();
         frames.insert(file, list);
     }
-    Scenario {
-        name: name.to_string(),
-        meta,
-        frames,
-    }
+    Scenario { meta, frames }
 }
 
 fn scenario_names() -> Vec<String> {
