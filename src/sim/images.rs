@@ -266,14 +266,18 @@ impl Scene {
         let s = self.seed;
         match self.style {
             Style::Plasma => {
-                let (x, y) = (u * aspect * 3.0, v * 3.0);
+                let (x, y) = (u * aspect * 6.0, v * 6.0);
                 let a = unit(5, 6, s) * std::f32::consts::TAU;
-                let w = (x * 1.7 + a).sin()
-                    + (y * 2.3 - a).sin()
-                    + ((x + y) * 1.3 + a * 0.5).sin()
-                    + ((x * x + y * y).sqrt() * 2.9 - a).sin();
-                let warp = fbm(x * 0.8, y * 0.8, s, 3);
-                self.gradient(w * 0.125 + 0.5 + (warp - 0.5) * 0.5)
+                let warp = fbm(x * 0.35, y * 0.35, s, 3) * 4.0;
+                let (wx, wy) = (x + warp, y - warp * 0.7);
+                let w = (wx * 1.3 + a).sin()
+                    + (wy * 1.7 - a).sin()
+                    + ((wx + wy) * 0.9 + a * 0.5).sin()
+                    + ((wx * wx + wy * wy).sqrt() * 1.6 - a).sin();
+                // Folding the value gives the banded, psychedelic look of plasma art.
+                let t = (w * 0.125 + 0.5) * 2.5;
+                let folded = 1.0 - (t.fract() * 2.0 - 1.0).abs();
+                self.gradient(folded * 0.85 + 0.1)
             }
             Style::Nebula => {
                 let (x, y) = (u * aspect * 2.5, v * 2.5);
@@ -343,23 +347,34 @@ fn fnv(s: &str) -> u64 {
 /// One sampler preview: the target seen through noise, coarse early and sharp late.
 /// `progress` runs from just above 0 to 1.
 pub(crate) fn denoise_preview(target: &RgbImage, progress: f32, noise_seed: u64) -> RgbImage {
+    const CELL: u32 = 4;
     let (w, h) = target.dimensions();
     let progress = progress.clamp(0.0, 1.0);
     let block = (1.0 + 15.0 * (1.0 - progress).powi(2)).round() as u32;
     let noise = (1.0 - progress).powf(1.6);
-    RgbImage::from_fn(w, h, |x, y| {
-        let bx = ((x / block) * block + block / 2).min(w.saturating_sub(1));
+    let keep = 1.0 - noise;
+    // Latent-like noise in 4×4 cells, computed once per cell.
+    let cols = w.div_ceil(CELL);
+    let cells: Vec<[f32; 3]> = (0..cols * h.div_ceil(CELL))
+        .map(|i| {
+            let (cx, cy) = ((i % cols) as i32, (i / cols) as i32);
+            [0u64, 1, 2].map(|c| unit(cx, cy, noise_seed.wrapping_add(c)) * 255.0 * noise)
+        })
+        .collect();
+    let mut out = RgbImage::new(w, h);
+    for y in 0..h {
         let by = ((y / block) * block + block / 2).min(h.saturating_sub(1));
-        let base = target.get_pixel(bx, by).0;
-        let (nx, ny) = ((x / 3) as i32, (y / 3) as i32);
-        let mut out = [0u8; 3];
-        for (ch, value) in out.iter_mut().enumerate() {
-            let n = unit(nx, ny, noise_seed.wrapping_add(ch as u64));
-            let v = f32::from(base[ch]) / 255.0 * (1.0 - noise) + n * noise;
-            *value = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+        for x in 0..w {
+            let bx = ((x / block) * block + block / 2).min(w.saturating_sub(1));
+            let base = target.get_pixel(bx, by).0;
+            let n = cells[((y / CELL) * cols + x / CELL) as usize];
+            let px: [u8; 3] = std::array::from_fn(|c| {
+                (f32::from(base[c]) * keep + n[c] + 0.5).clamp(0.0, 255.0) as u8
+            });
+            out.put_pixel(x, y, Rgb(px));
         }
-        Rgb(out)
-    })
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -774,8 +774,9 @@ async fn clip_text_encode(inputs: &Inputs, rep: &mut Reporter) -> Result<NodeRes
     })
 }
 
-/// The largest side of sampler previews (ComfyUI allows up to 512).
-const PREVIEW_SIDE: u32 = 256;
+/// The largest side of sampler previews (ComfyUI allows up to 512; a terminal pane needs less,
+/// and this keeps a 200-step run cheap).
+const PREVIEW_SIDE: u32 = 192;
 
 async fn ksampler(inputs: &Inputs, rep: &mut Reporter) -> Result<NodeResult, NodeFailure> {
     let model = checkpoint(inputs, "model")?;
@@ -904,7 +905,7 @@ async fn sample(
         let target = target.clone();
         let progress = step as f32 / steps as f32;
         let jpeg = blocking(move || {
-            images::encode_jpeg(&images::denoise_preview(&target, progress, seed ^ step), 90)
+            images::encode_jpeg(&images::denoise_preview(&target, progress, seed ^ step), 80)
         })
         .await?;
         rep.progress(
