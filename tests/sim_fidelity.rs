@@ -4,7 +4,9 @@
 //! gets the recorded client actions (connects with the recorded client ids, feature flags, HTTP
 //! calls with their bodies, interrupts, deletes, closes) at a tenth of the recorded pace, with a
 //! plain WebSocket + HTTP client, and what each socket receives is compared with the recorded
-//! transcript, ignoring ids, timestamps and repeated `status` messages.
+//! transcript, ignoring ids, timestamps and repeated `status` messages. Every message type that
+//! both sides received must also carry the same keys, and the HTTP answers along the way (status
+//! codes, validation errors, queue listings) must match the recorded ones.
 //!
 //! Actions wait for their scaled time and also until every open socket has received as many
 //! frames (other than `status`) as it had at that moment of the recording, so a slow machine
@@ -16,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use comfytop::comfy::api::History;
 use comfytop::sim::{SimConfig, SimServer};
 use futures_util::stream::SplitSink;
@@ -59,6 +63,51 @@ fn text_label(message: &Value) -> String {
     kind.to_string()
 }
 
+/// The keys a frame carries, to compare message shapes: the `data` keys (and those of the
+/// nested records of `progress_state`, `logs` and `executed`), a binary frame's image format or
+/// metadata keys.
+type Shapes = BTreeMap<String, BTreeSet<String>>;
+
+fn keys(v: &Value) -> String {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn text_shape(message: &Value) -> String {
+    let data = &message["data"];
+    let nested = match message["type"].as_str() {
+        Some("progress_state") => data["nodes"]
+            .as_object()
+            .and_then(|n| n.values().next())
+            .map(keys),
+        Some("logs") => Some(keys(&data["entries"][0])),
+        Some("executed") => Some(keys(&data["output"]["images"][0])),
+        _ => None,
+    };
+    format!("{} {}", keys(data), nested.unwrap_or_default())
+}
+
+fn binary_shape(frame: &[u8]) -> String {
+    let word = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match word(0) {
+        Some(1) => format!("format {}", word(4).unwrap_or(0)),
+        Some(4) => {
+            let len = word(4).unwrap_or(0) as usize;
+            let meta: Value = frame
+                .get(8..8 + len)
+                .and_then(|m| serde_json::from_slice(m).ok())
+                .unwrap_or(Value::Null);
+            format!("{} {}", keys(&meta), meta["image_type"])
+        }
+        _ => String::new(),
+    }
+}
+
 fn binary_label(frame: &[u8]) -> String {
     match frame.get(..4) {
         Some(b) => format!("binary:{}", u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
@@ -70,6 +119,7 @@ struct RecordedFrame {
     /// Seconds on the scenario clock.
     at: f64,
     label: String,
+    shape: String,
 }
 
 struct Scenario {
@@ -91,13 +141,19 @@ fn load(name: &str) -> Scenario {
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
                 let v: Value = serde_json::from_str(line).expect("transcript line");
-                let label = match v["kind"].as_str() {
-                    Some("text") => text_label(&v["data"]),
-                    _ => format!("binary:{}", v["event_type"].as_u64().unwrap_or(0)),
+                let (label, shape) = match v["kind"].as_str() {
+                    Some("text") => (text_label(&v["data"]), text_shape(&v["data"])),
+                    _ => {
+                        let frame = BASE64
+                            .decode(v["b64"].as_str().unwrap_or_default())
+                            .expect("base64 frame");
+                        (binary_label(&frame), binary_shape(&frame))
+                    }
                 };
                 RecordedFrame {
                     at: connected_at + v["t"].as_f64().unwrap_or(0.0),
                     label,
+                    shape,
                 }
             })
             .collect();
@@ -155,6 +211,7 @@ type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 struct Connection {
     file: String,
     labels: Arc<Mutex<Vec<String>>>,
+    shapes: Arc<Mutex<Shapes>>,
     open: Arc<AtomicBool>,
     sink: Sink,
 }
@@ -165,21 +222,27 @@ async fn connect(url: &str, file: &str) -> Connection {
         .unwrap_or_else(|e| panic!("cannot connect {url}: {e}"));
     let (sink, mut stream) = socket.split();
     let labels = Arc::new(Mutex::new(Vec::new()));
+    let shapes = Arc::new(Mutex::new(Shapes::new()));
     let open = Arc::new(AtomicBool::new(true));
-    let (l, o) = (labels.clone(), open.clone());
+    let (l, sh, o) = (labels.clone(), shapes.clone(), open.clone());
     tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             if !o.load(Ordering::SeqCst) {
                 break;
             }
-            let label = match message {
+            let (label, shape) = match message {
                 Message::Text(text) => {
                     let v: Value = serde_json::from_str(text.as_str()).expect("server sent JSON");
-                    text_label(&v)
+                    (text_label(&v), text_shape(&v))
                 }
-                Message::Binary(bytes) => binary_label(&bytes),
+                Message::Binary(bytes) => (binary_label(&bytes), binary_shape(&bytes)),
                 _ => continue,
             };
+            sh.lock()
+                .unwrap()
+                .entry(label.clone())
+                .or_default()
+                .insert(shape);
             l.lock().unwrap().push(label);
         }
     });
@@ -192,6 +255,7 @@ async fn connect(url: &str, file: &str) -> Connection {
     Connection {
         file: file.to_string(),
         labels,
+        shapes,
         open,
         sink,
     }
@@ -206,6 +270,7 @@ fn substitute(text: &str, ids: &HashMap<String, String>) -> String {
 /// What a replay produced: labels per transcript file, and HTTP mismatches found on the way.
 struct Replay {
     labels: BTreeMap<String, Vec<String>>,
+    shapes: BTreeMap<String, Shapes>,
     http_problems: Vec<String>,
 }
 
@@ -331,9 +396,14 @@ async fn replay(scenario: &Scenario) -> Replay {
         .iter()
         .map(|c| (c.file.clone(), c.labels.lock().unwrap().clone()))
         .collect();
+    let shapes = connections
+        .iter()
+        .map(|c| (c.file.clone(), c.shapes.lock().unwrap().clone()))
+        .collect();
     sim.shutdown().await;
     Replay {
         labels,
+        shapes,
         http_problems,
     }
 }
@@ -453,6 +523,24 @@ async fn check(name: &str, check: Check) {
                 recorded.first(),
                 recorded.last()
             ));
+        }
+        // Every message type both sides have carries the same keys.
+        let mut recorded_shapes = Shapes::new();
+        for f in &scenario.frames[file] {
+            recorded_shapes
+                .entry(f.label.clone())
+                .or_default()
+                .insert(f.shape.clone());
+        }
+        let our_shapes = replay.shapes.get(file).cloned().unwrap_or_default();
+        for (label, shapes) in &our_shapes {
+            if let Some(expected) = recorded_shapes.get(label)
+                && expected != shapes
+            {
+                problems.push(format!(
+                    "{file}: {label} shapes {shapes:?}, recorded {expected:?}"
+                ));
+            }
         }
         match check {
             Check::Counts => {
