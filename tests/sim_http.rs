@@ -976,3 +976,43 @@ async fn demo_traffic_flows_through_the_queue() {
     assert!(image::load_from_memory(&png).is_ok());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_network_drop_keeps_the_run_going_and_the_owner_can_come_back() {
+    let sim = start().await;
+    let client = Client::new(&sim);
+    let mut socket = ws(&sim, "/ws?clientId=dropped").await;
+    next_json(&mut socket).await;
+    let id = client
+        .queue(&long_run(), json!({"client_id": "dropped"}))
+        .await;
+    client.wait_until_running(&id).await;
+    sim.disconnect_all();
+    // Frames already sent may still arrive; then the connection ends without a close frame.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(_))) => return false,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return true,
+            }
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert!(ended, "no close frame on a network drop");
+    assert_eq!(client.remaining().await, 1, "the prompt still runs");
+    let mut back = ws(&sim, "/ws?clientId=dropped").await;
+    assert_eq!(next_json(&mut back).await["type"], "status");
+    assert_eq!(next_json(&mut back).await["data"], json!({"node": "1"}));
+    client.post("/interrupt", &json!({"prompt_id": id})).await;
+    client.wait_idle().await;
+    sim.shutdown().await;
+}
+
+#[test]
+fn the_demo_workflow_is_public_and_valid_for_the_server() {
+    let workflow = comfytop::sim::demo::text_to_image("a quiet lake", 7, 4, 64, 64);
+    assert_eq!(workflow["9"]["class_type"], "SaveImage");
+    assert_eq!(workflow["5"]["inputs"]["width"], 64);
+}

@@ -45,6 +45,21 @@ struct Job {
     batch: u32,
 }
 
+/// ComfyUI's default text-to-image graph (API format, its usual node ids 3 to 9) for the
+/// simulator's SD1.5-like checkpoint: what a client of the demo can queue itself.
+pub fn text_to_image(prompt: &str, seed: u64, steps: u32, width: u32, height: u32) -> Value {
+    Job {
+        client: Client(None),
+        checkpoint: "dreamshaper_8.safetensors",
+        prompt: prompt.to_string(),
+        seed,
+        steps,
+        size: (width, height),
+        batch: 1,
+    }
+    .workflow()
+}
+
 impl Job {
     /// ComfyUI's default text-to-image graph, with its usual node ids.
     fn workflow(&self) -> Value {
@@ -161,16 +176,7 @@ mod tests {
 
     #[test]
     fn demo_workflows_validate() {
-        let job = Job {
-            client: Client(None),
-            checkpoint: "dreamshaper_8.safetensors",
-            prompt: PROMPTS[0].into(),
-            seed: 5,
-            steps: 20,
-            size: (512, 512),
-            batch: 1,
-        };
-        let Value::Object(mut prompt) = job.workflow() else {
+        let Value::Object(mut prompt) = text_to_image(PROMPTS[0], 5, 20, 512, 512) else {
             panic!()
         };
         let order: Vec<String> = prompt.keys().cloned().collect();

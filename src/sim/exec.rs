@@ -519,7 +519,8 @@ impl Run<'_> {
         }
     }
 
-    fn resolve_inputs(&self, id: &str, cache: &OutputCache) -> Result<Inputs, NodeFailure> {
+    /// The node's inputs: literals as validated, links as the linked node's cached output.
+    fn resolve_inputs(&self, id: &str, cache: &OutputCache) -> Inputs {
         let node = &self.graph.nodes[id];
         let mut values = BTreeMap::new();
         for spec in &node.node_type.inputs {
@@ -544,10 +545,10 @@ impl Run<'_> {
             };
             values.insert(spec.name.clone(), resolved);
         }
-        Ok(Inputs {
+        Inputs {
             node_type: node.node_type,
             values,
-        })
+        }
     }
 
     /// Runs (or serves from cache) one node, with its messages.
@@ -575,9 +576,7 @@ impl Run<'_> {
 
         self.rep.progress.start(id);
         self.rep.send_progress_state();
-        let inputs = self
-            .resolve_inputs(id, cache)
-            .map_err(|f| (f, Map::new()))?;
+        let inputs = self.resolve_inputs(id, cache);
         if self.rep.client_id.is_some() {
             self.rep.sim.set_last_node(Some(id.to_string()));
             self.to_owner(&ServerMessage::Executing(Executing {

@@ -117,6 +117,12 @@ impl SimHandle {
         format!("http://{}", self.addr)
     }
 
+    /// Cuts every WebSocket connection without a close frame, as a network drop would; the
+    /// server and the running prompt go on, and clients may reconnect.
+    pub fn disconnect_all(&self) {
+        self.sim.disconnect.send_modify(|n| *n += 1);
+    }
+
     /// Stops it the way a server process ending would: sockets get a close frame, the HTTP
     /// listener closes (the port is free again when this returns), the running prompt is
     /// abandoned. Queue and history are gone, as after a ComfyUI restart.

@@ -242,12 +242,10 @@ impl Inputs {
         self.values
             .iter()
             .map(|(name, v)| {
+                // Python's `format_value`: plain values as they are, anything else as `str()`.
                 let shown = match v {
-                    InputValue::Literal(Value::Array(_) | Value::Object(_)) => {
-                        Value::String(super::pyfmt::repr(match v {
-                            InputValue::Literal(l) => l,
-                            InputValue::Data(_) => &Value::Null,
-                        }))
+                    InputValue::Literal(l @ (Value::Array(_) | Value::Object(_))) => {
+                        Value::String(super::pyfmt::repr(l))
                     }
                     InputValue::Literal(l) => l.clone(),
                     InputValue::Data(d) => Value::String(d.python_text()),

@@ -219,6 +219,8 @@ pub(crate) struct Sim {
     pub listen: std::net::SocketAddr,
     /// Set once when the simulator shuts down; sockets close on it.
     pub shutdown: watch::Sender<bool>,
+    /// Bumped to cut every WebSocket, as a network drop would.
+    pub disconnect: watch::Sender<u64>,
     queue: Mutex<PromptQueue>,
     exec: Mutex<ExecView>,
     files: Mutex<FileStore>,
@@ -241,6 +243,7 @@ impl Sim {
             started: Instant::now(),
             listen,
             shutdown: watch::channel(false).0,
+            disconnect: watch::channel(0).0,
             queue: Mutex::new(PromptQueue::default()),
             exec: Mutex::new(ExecView::default()),
             files: Mutex::new(FileStore::default()),

@@ -31,6 +31,7 @@ pub(crate) async fn upgrade(
 
 async fn serve(sim: Arc<Sim>, mut socket: WebSocket, sid: String) {
     let mut shutdown = sim.shutdown.subscribe();
+    let mut cut = sim.disconnect.subscribe();
     if *shutdown.borrow() {
         return;
     }
@@ -75,6 +76,8 @@ async fn serve(sim: Arc<Sim>, mut socket: WebSocket, sid: String) {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
+            // A network drop: the connection just goes, without a close frame.
+            _ = cut.changed() => break,
             _ = shutdown.changed() => {
                 let _ = socket
                     .send(Message::Close(Some(CloseFrame {
