@@ -14,6 +14,7 @@
 
 pub mod demo;
 mod exec;
+mod graph;
 mod http;
 mod hub;
 mod images;
