@@ -1016,3 +1016,95 @@ fn the_demo_workflow_is_public_and_valid_for_the_server() {
     assert_eq!(workflow["9"]["class_type"], "SaveImage");
     assert_eq!(workflow["5"]["inputs"]["width"], 64);
 }
+
+/// Binary frames a socket receives until its prompt ends: (event type, image format or mime,
+/// image size).
+async fn images_until_done(socket: &mut Socket) -> Vec<(u32, String, (u32, u32))> {
+    let mut out = Vec::new();
+    loop {
+        match next_frame(socket, Duration::from_secs(20))
+            .await
+            .expect("frame")
+        {
+            Message::Binary(frame) => {
+                let word = |at: usize| {
+                    u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+                };
+                let (kind, image) = match word(0) {
+                    1 => (word(4).to_string(), &frame[8..]),
+                    4 => {
+                        let len = word(4) as usize;
+                        let meta: Value = serde_json::from_slice(&frame[8..8 + len]).unwrap();
+                        (
+                            meta["image_type"].as_str().unwrap().to_string(),
+                            &frame[8 + len..],
+                        )
+                    }
+                    _ => continue,
+                };
+                let img = image::load_from_memory(image).expect("a real image");
+                out.push((word(0), kind, (img.width(), img.height())));
+            }
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "executing" && v["data"]["node"].is_null() {
+                    return out;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn save_image_websocket_sends_full_pngs_the_way_previews_go() {
+    let sim = start().await;
+    let client = Client::new(&sim);
+    let workflow = workflow("save_image_websocket");
+
+    let mut legacy = ws(&sim, "/ws?clientId=legacy").await;
+    next_json(&mut legacy).await;
+    let id = client
+        .queue(&workflow, json!({"client_id": "legacy"}))
+        .await;
+    let frames = images_until_done(&mut legacy).await;
+    // Two 32 px JPEG previews from the slow node, then the PNG itself: all type 1.
+    assert_eq!(
+        frames,
+        [
+            (1, "1".to_string(), (32, 32)),
+            (1, "1".to_string(), (32, 32)),
+            (1, "2".to_string(), (32, 32))
+        ]
+    );
+    let entry = client.history_entry(&id).await;
+    assert_eq!(entry["outputs"], json!({}));
+    assert_eq!(entry["status"]["status_str"], "success");
+
+    let mut modern = ws(&sim, "/ws?clientId=modern").await;
+    next_json(&mut modern).await;
+    modern
+        .send(Message::Text(
+            comfytop::comfy::protocol::client_feature_flags().into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut modern).await["type"], "feature_flags");
+    let mut again = workflow.clone();
+    again["1"]["inputs"]["seed"] = json!(8);
+    client.queue(&again, json!({"client_id": "modern"})).await;
+    let kinds: Vec<(u32, String)> = images_until_done(&mut modern)
+        .await
+        .into_iter()
+        .map(|(t, k, _)| (t, k))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (4, "image/jpeg".to_string()),
+            (4, "image/jpeg".to_string()),
+            (4, "image/png".to_string())
+        ]
+    );
+    sim.shutdown().await;
+}
