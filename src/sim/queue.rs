@@ -57,7 +57,8 @@ impl PromptQueue {
     pub(crate) fn take_number(&mut self, front: bool) -> f64 {
         let n = self.counter as f64;
         self.counter += 1;
-        if front { -n } else { n }
+        // Python's `-0` is plain 0; a float -0.0 would sort before it.
+        if front && n > 0.0 { -n } else { n }
     }
 
     pub(crate) fn push(&mut self, pending: Pending) {
