@@ -606,6 +606,23 @@ async fn odd_requests_never_break_the_server() {
         let (status, _) = client.post("/prompt", body).await;
         assert!([200, 400, 500].contains(&status), "{body}: {status}");
     }
+    client.wait_idle().await;
+    // The failures at run time became history entries, not crashes.
+    let (_, history) = client.get("/history").await;
+    let errors: Vec<String> = history
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| e["status"]["status_str"] == "error")
+        .filter_map(|e| {
+            e["status"]["messages"][2][1]["exception_type"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(errors.iter().any(|e| e == "Exception"), "{errors:?}");
+    assert!(errors.iter().any(|e| e == "RuntimeError"), "{errors:?}");
+
     for path in ["/prompt", "/queue", "/history", "/free", "/interrupt"] {
         let r = client.post_raw(path, deep.clone()).await;
         assert!([200, 500].contains(&r.status().as_u16()), "{path}");
@@ -628,24 +645,8 @@ async fn odd_requests_never_break_the_server() {
         .await
         .unwrap();
     assert_eq!(r.status(), 500);
-    client.post("/interrupt", &json!({})).await;
     client.wait_idle().await;
-    // Still answering, and the runtime failures became history entries, not crashes.
     assert_eq!(client.get("/prompt").await.0, 200);
-    let (_, history) = client.get("/history").await;
-    let errors: Vec<String> = history
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|e| e["status"]["status_str"] == "error")
-        .filter_map(|e| {
-            e["status"]["messages"][2][1]["exception_type"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert!(errors.iter().any(|e| e == "Exception"), "{errors:?}");
-    assert!(errors.iter().any(|e| e == "RuntimeError"), "{errors:?}");
     sim.shutdown().await;
 }
 
@@ -679,6 +680,25 @@ async fn next_json(socket: &mut Socket) -> Value {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Reads until a JSON message of this type arrives.
+async fn wait_for(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let v = next_json(socket).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Reads until the server has closed the connection.
+async fn closed(socket: &mut Socket) {
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection never closed");
 }
 
 #[tokio::test]
@@ -763,7 +783,8 @@ async fn a_second_socket_with_the_same_id_takes_over_and_any_close_forgets_the_i
 
     // Closing the old socket deregisters the id: the new one goes deaf too.
     first.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    closed(&mut first).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     client
         .queue(&small_save(2), json!({"client_id": "same"}))
         .await;
@@ -780,10 +801,14 @@ async fn a_second_socket_with_the_same_id_takes_over_and_any_close_forgets_the_i
 async fn the_owner_reconnecting_mid_run_hears_which_node_runs() {
     let sim = start().await;
     let client = Client::new(&sim);
+    let mut first = ws(&sim, "/ws?clientId=owner").await;
+    next_json(&mut first).await;
     let id = client
         .queue(&long_run(), json!({"client_id": "owner"}))
         .await;
-    client.wait_until_running(&id).await;
+    wait_for(&mut first, "progress").await;
+    first.close(None).await.unwrap();
+    closed(&mut first).await;
     let mut socket = ws(&sim, "/ws?clientId=owner").await;
     assert_eq!(next_json(&mut socket).await["type"], "status");
     assert_eq!(
@@ -986,7 +1011,7 @@ async fn a_network_drop_keeps_the_run_going_and_the_owner_can_come_back() {
     let id = client
         .queue(&long_run(), json!({"client_id": "dropped"}))
         .await;
-    client.wait_until_running(&id).await;
+    wait_for(&mut socket, "progress").await;
     sim.disconnect_all();
     // Frames already sent may still arrive; then the connection ends without a close frame.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
