@@ -519,7 +519,14 @@ fn center_crop(img: &RgbImage, w: u32, h: u32) -> RgbImage {
             ((ow as f64 / target).round() as u32).clamp(1, oh.max(1)),
         )
     };
-    image::imageops::crop_imm(img, (ow - cw) / 2, (oh - ch) / 2, cw, ch).to_image()
+    image::imageops::crop_imm(
+        img,
+        ow.saturating_sub(cw) / 2,
+        oh.saturating_sub(ch) / 2,
+        cw,
+        ch,
+    )
+    .to_image()
 }
 
 async fn image_blend(inputs: &Inputs) -> Result<NodeResult, NodeFailure> {
@@ -797,7 +804,7 @@ async fn ksampler(inputs: &Inputs, rep: &mut Reporter) -> Result<NodeResult, Nod
     )
     .await?;
     // Working memory grows with the latent; too much is CUDA running out of memory.
-    let working = u64::from(w) * u64::from(h) * u64::from(batch) * 2_400;
+    let working = (u64::from(w) * u64::from(h) * u64::from(batch)).saturating_mul(2_400);
     let (total, free) = {
         let m = rep.sim.machine();
         (m.vram_total, m.free())
