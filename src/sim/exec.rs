@@ -578,6 +578,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn random_accepted_workflows_run_without_killing_the_worker() {
+        use crate::sim::ordered::Ordered;
+        use crate::sim::validate::arbitrary;
+        use proptest::test_runner::{Config, TestRunner};
+        use serde_json::json;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = Arc::new(Sim::new(
+            Duration::from_millis(1),
+            "127.0.0.1:0".parse().unwrap(),
+        ));
+        let worker = runtime.spawn(run_worker(sim.clone()));
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            ..Config::default()
+        });
+        runner
+            .run(&arbitrary::any_runnable_workflow(), |prompt| {
+                sim.submit(&Ordered::from_value(&json!({ "prompt": prompt })));
+                runtime.block_on(async {
+                    // Long runs are stopped after a moment; everything must drain.
+                    let started = Instant::now();
+                    while sim.queue_remaining() > 0 {
+                        if started.elapsed() > Duration::from_millis(200) {
+                            sim.interrupt(None);
+                        }
+                        assert!(started.elapsed() < Duration::from_secs(20), "stuck");
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                });
+                proptest::prop_assert!(!worker.is_finished(), "the worker died");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
     fn progress_state_lists_only_touched_nodes() {
         let mut p = ProgressRegistry::default();
         p.start("1");

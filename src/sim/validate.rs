@@ -606,9 +606,153 @@ fn range_error(spec: &InputSpec, value: &Value) -> Option<ValidationError> {
     None
 }
 
+/// Random JSON and random workflows for property tests.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use serde_json::{Map, Value, json};
+
+    /// A tiny xorshift generator of choices.
+    struct Choices(u64);
+
+    impl Choices {
+        fn pick(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+
+        /// A link to a node before `index` (itself for the first), mostly to slot 0.
+        fn link(&mut self, index: usize) -> Value {
+            let slot = if self.pick(6) == 0 { self.pick(3) } else { 0 };
+            json!([self.pick(index.max(1) as u64).to_string(), slot])
+        }
+    }
+
+    /// Mostly valid workflows of every node type, with small sizes and short delays: links
+    /// go to any earlier node and slot, so some mismatch, and some values are at the edges
+    /// (a save prefix leaving the folder, an empty latent, a node that raises).
+    pub(crate) fn any_runnable_workflow() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        proptest::collection::vec((0..14usize, any::<u64>()), 1..8).prop_map(|nodes| {
+            let mut prompt = Map::new();
+            for (index, (kind, seed)) in nodes.iter().enumerate() {
+                let mut c = Choices(*seed | 1);
+                let node = match kind {
+                    0 => json!({"class_type": "EmptyImage", "inputs": {"width": 1 + c.pick(48), "height": 1 + c.pick(48), "batch_size": 1 + c.pick(2), "color": c.pick(0xFF_FFFF)}}),
+                    1 => json!({"class_type": "LabSlowSteps", "inputs": {"steps": 1 + c.pick(4), "delay": c.pick(5) as f64 / 100.0, "seed": c.pick(1000), "width": 16 + c.pick(48), "height": 16 + c.pick(48), "preview_size": 8 + c.pick(56), "send_text": c.pick(2) == 1}}),
+                    2 => json!({"class_type": "LabLongRun", "inputs": {"steps": 1 + c.pick(40), "delay": c.pick(5) as f64 / 100.0, "seed": c.pick(9)}}),
+                    3 => json!({"class_type": "ImageScale", "inputs": {"image": c.link(index), "upscale_method": (["nearest-exact", "bilinear", "area", "bicubic", "lanczos"][c.pick(5) as usize]), "width": c.pick(64), "height": c.pick(64), "crop": (["disabled", "center"][c.pick(2) as usize])}}),
+                    4 => json!({"class_type": "ImageBlend", "inputs": {"image1": c.link(index), "image2": c.link(index), "blend_factor": c.pick(101) as f64 / 100.0, "blend_mode": (["normal", "multiply", "screen", "overlay", "soft_light", "difference"][c.pick(6) as usize])}}),
+                    5 => json!({"class_type": "SaveImage", "inputs": {"images": c.link(index), "filename_prefix": (["a", "a/b", "../x", "", "x/../y", "/abs"][c.pick(6) as usize])}}),
+                    6 => json!({"class_type": "PreviewImage", "inputs": {"images": c.link(index)}}),
+                    7 => json!({"class_type": "SaveImageWebsocket", "inputs": {"images": c.link(index)}}),
+                    8 => json!({"class_type": "LabRaiseError", "inputs": {"message": "boom", "image": c.link(index)}}),
+                    9 => json!({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": (["dreamshaper_8.safetensors", "sd_xl_base_1.0.safetensors"][c.pick(2) as usize])}}),
+                    10 => json!({"class_type": "CLIPTextEncode", "inputs": {"text": "a forest", "clip": c.link(index)}}),
+                    11 => json!({"class_type": "EmptyLatentImage", "inputs": {"width": 16 + 8 * c.pick(8), "height": 16 + 8 * c.pick(8), "batch_size": 1 + c.pick(2)}}),
+                    12 => json!({"class_type": "KSampler", "inputs": {"model": c.link(index), "seed": c.pick(100), "steps": 1 + c.pick(3), "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "positive": c.link(index), "negative": c.link(index), "latent_image": c.link(index), "denoise": 1.0}}),
+                    _ => json!({"class_type": "VAEDecode", "inputs": {"samples": c.link(index), "vae": c.link(index)}}),
+                };
+                prompt.insert(index.to_string(), node);
+            }
+            // Something to run: a preview of the last node.
+            let last = (nodes.len() - 1).to_string();
+            prompt.insert(
+                "out".into(),
+                json!({"class_type": "PreviewImage", "inputs": {"images": [last, 0]}}),
+            );
+            Value::Object(prompt)
+        })
+    }
+
+    pub(crate) fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z0-9 .-]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A workflow of known and unknown node types whose inputs are missing, plausible,
+    /// arbitrary JSON, or links to any node and slot.
+    pub(crate) fn any_workflow() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let classes = [
+            "LabSlowSteps",
+            "EmptyImage",
+            "ImageScale",
+            "ImageBlend",
+            "SaveImage",
+            "PreviewImage",
+            "KSampler",
+            "VAEDecode",
+            "EmptyLatentImage",
+            "CLIPTextEncode",
+            "LabRaiseError",
+            "Nope",
+        ];
+        let input = prop_oneof![
+            Just(None),
+            any_json().prop_map(Some),
+            (0..8u8, -2..4i64).prop_map(|(n, slot)| Some(json!([n.to_string(), slot]))),
+            (1..64i64).prop_map(|n| Some(json!(n))),
+        ];
+        let names = [
+            "images",
+            "image",
+            "image1",
+            "image2",
+            "width",
+            "height",
+            "steps",
+            "samples",
+            "upscale_method",
+            "blend_mode",
+            "seed",
+            "delay",
+            "batch_size",
+            "color",
+            "model",
+        ];
+        let node = (
+            0..classes.len(),
+            proptest::collection::vec(input, names.len()),
+        )
+            .prop_map(move |(class, inputs)| {
+                let inputs: Map<String, Value> = names
+                    .iter()
+                    .zip(inputs)
+                    .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+                    .collect();
+                json!({"class_type": classes[class], "inputs": inputs})
+            });
+        proptest::collection::vec(node, 1..7).prop_map(|nodes| {
+            Value::Object(
+                nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (i.to_string(), n))
+                    .collect(),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::validate::arbitrary;
 
     fn run(prompt: Value) -> (Validation, Map<String, Value>, Vec<String>) {
         let Value::Object(mut map) = prompt else {
@@ -763,6 +907,19 @@ mod tests {
 
         let (v, _, _) = run(json!({"1": "not a node"}));
         assert!(matches!(v, Validation::Rejected(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validation_never_panics(prompt in arbitrary::any_workflow()) {
+            let (v, _, _) = run(prompt.clone());
+            if let Validation::Accepted { outputs, .. } = v {
+                for id in outputs {
+                    let class = prompt[&id]["class_type"].as_str().unwrap_or_default();
+                    proptest::prop_assert!(registry().get(class).is_some_and(|t| t.is_output));
+                }
+            }
+        }
     }
 
     #[test]
