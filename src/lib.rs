@@ -2,10 +2,12 @@
 //!
 //! The library is what the binary, the tests and the benches use: `comfy` speaks ComfyUI's
 //! protocol, `tracker` turns what the server says into per-prompt state, `session` joins the two,
-//! and `preview` decodes and draws preview images off the UI loop.
+//! `preview` decodes and draws preview images off the UI loop, and `sim` is a
+//! simulated ComfyUI server for the demo and the tests.
 
 pub mod comfy;
 pub mod preview;
 pub mod session;
+pub mod sim;
 pub mod tracker;
 pub mod workflow;
