@@ -16,7 +16,7 @@ use crate::comfy::api::{FreeRequest, HistoryEntry, PromptAccepted, PromptRequest
 use crate::comfy::api::{QueueSnapshot, describe_node_errors};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::protocol::PromptId;
-use crate::tracker::{Outcome, Tracker, TrackerInput};
+use crate::tracker::{Outcome, Tracker, TrackerInput, node_id_order};
 
 /// Characters of a prompt or client id shown where space is short.
 pub const SHORT_ID: usize = 8;
@@ -497,8 +497,10 @@ pub fn short_id(id: &str) -> String {
 
 /// The class types of a queued prompt's output nodes, in node order, each once.
 pub fn output_classes(item: &QueueItem) -> Vec<String> {
+    let mut nodes: Vec<&str> = item.outputs_to_execute.iter().map(String::as_str).collect();
+    nodes.sort_by(|a, b| node_id_order(a, b));
     let mut classes: Vec<String> = Vec::new();
-    for node in &item.outputs_to_execute {
+    for node in nodes {
         let class = item
             .prompt
             .get(node)

@@ -5,17 +5,15 @@ mod support;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use comfytop::comfy::api::HistoryEntry;
 use comfytop::comfy::http::ComfyClient;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 
-/// Lab delays run 20 times as fast: slow_steps_full takes about 0.1 s, the long run 25 s.
-const SPEED_UP: f64 = 20.0;
-
-async fn server() -> (StandIn, ComfyClient) {
-    let server = StandIn::start(SPEED_UP).await;
+async fn server() -> (TestServer, ComfyClient) {
+    let server = TestServer::start().await;
     let client = client(&server.url());
     (server, client)
 }
@@ -39,6 +37,26 @@ async fn submit(url: &str, workflow: &str) -> String {
     let out = run(&["submit", &workflow_path(workflow), url]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().to_string()
+}
+
+/// Starts `submit --wait` and returns the child and the prompt id it printed.
+async fn start_waiting(args: &[&str]) -> (std::process::Child, String) {
+    let mut waiting = comfytop(args).spawn().unwrap();
+    let stdout = waiting.stdout.take().unwrap();
+    let id = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line.trim().to_string()
+    })
+    .await
+    .unwrap();
+    (waiting, id)
+}
+
+async fn finish(waiting: std::process::Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,22 +129,13 @@ async fn wait_exits_1_on_an_execution_error_naming_node_exception_and_message() 
 async fn wait_exits_2_when_a_targeted_cancel_interrupts_it() {
     let (server, client) = server().await;
     let url = server.url();
-    let mut waiting = comfytop(&[
+    let (waiting, id) = start_waiting(&[
         "submit",
         "--wait",
         &workflow_path("long_run_interruptible.json"),
         &url,
     ])
-    .spawn()
-    .unwrap();
-    let stdout = waiting.stdout.take().unwrap();
-    let id = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
+    .await;
     until_running(&client, &id).await;
 
     let out = run(&["cancel", &id, &url]).await;
@@ -136,11 +145,12 @@ async fn wait_exits_2_when_a_targeted_cancel_interrupts_it() {
         stdout.contains(&format!("interrupted prompt {id} in node [1] LabLongRun")),
         "{stdout}"
     );
-    assert_eq!(server.interrupts(), [serde_json::json!({"prompt_id": id})]);
+    assert_eq!(
+        server.interrupts().await,
+        [format!("Interrupting prompt {id}")]
+    );
 
-    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = finish(waiting).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -337,7 +347,7 @@ async fn cancel_deletes_only_the_selected_pending_prompt() {
     assert_eq!(pending, [a.as_str(), c.as_str()]);
     assert_eq!(q.queue_running[0].prompt_id, running);
     assert!(
-        server.interrupts().is_empty(),
+        server.interrupts().await.is_empty(),
         "a pending prompt is deleted, never interrupted"
     );
 
@@ -378,8 +388,8 @@ async fn cancel_without_an_id_interrupts_exactly_the_running_prompt() {
         "{stdout}"
     );
     assert_eq!(
-        server.interrupts(),
-        [serde_json::json!({"prompt_id": running})]
+        server.interrupts().await,
+        [format!("Interrupting prompt {running}")]
     );
     assert!(interrupted(&until_finished(&client, &running).await));
     // The next prompt was not hit: it runs to success.
@@ -407,7 +417,10 @@ async fn cancelling_a_prompt_that_already_finished_hits_nothing() {
         )),
         "{stdout}"
     );
-    assert!(server.interrupts().is_empty(), "no interrupt was sent");
+    assert!(
+        server.interrupts().await.is_empty(),
+        "no interrupt was sent"
+    );
     let q = queue(&client).await;
     assert_eq!(
         q.queue_running[0].prompt_id, next,
@@ -486,7 +499,7 @@ async fn read_only_refuses_to_submit_or_cancel() {
             text(&out.stderr)
         );
     }
-    assert!(server.interrupts().is_empty());
+    assert!(server.interrupts().await.is_empty());
     let q = queue(&client).await;
     assert_eq!(q.queue_running[0].prompt_id, running);
     assert_eq!(q.queue_pending[0].prompt_id, pending);
@@ -585,25 +598,37 @@ async fn an_unreachable_server_exits_3_and_nothing_is_claimed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_goes_on_after_the_server_drops_the_socket() {
+    let (server, client) = server().await;
+    let url = server.url();
+    let path = workflow_path("long_run_interruptible.json");
+    let (waiting, id) = start_waiting(&["submit", "--wait", &path, &url]).await;
+    until_running(&client, &id).await;
+    server.disconnect_all();
+    // Whatever the order of reconnect and interrupt, the end is learned.
+    let out = run(&["cancel", &id, &url]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = finish(waiting).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("connection lost: "), "{stderr}");
+    assert!(
+        stderr.contains("interrupted in node [1] LabLongRun"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_survives_the_connection_dropping_while_the_prompt_ends() {
     let (server, client) = server().await;
     let proxy = CuttingProxy::start(&server.url()).await;
-    let mut waiting = comfytop(&[
+    let (waiting, id) = start_waiting(&[
         "submit",
         "--wait",
         &workflow_path("long_run_interruptible.json"),
         &proxy.url(),
     ])
-    .spawn()
-    .unwrap();
-    let stdout = waiting.stdout.take().unwrap();
-    let id = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
+    .await;
     until_running(&client, &id).await;
 
     // The connection drops, and the prompt ends while comfytop cannot hear about it.
@@ -612,9 +637,7 @@ async fn wait_survives_the_connection_dropping_while_the_prompt_ends() {
     until_finished(&client, &id).await;
     proxy.unblock();
 
-    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = finish(waiting).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("connection lost: "), "{stderr}");
@@ -627,7 +650,7 @@ async fn wait_survives_the_connection_dropping_while_the_prompt_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_saves_every_output_under_its_own_name() {
-    let (server, _client) = server().await;
+    let (server, client) = server().await;
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
     let out = run(&[
@@ -640,22 +663,25 @@ async fn download_saves_every_output_under_its_own_name() {
     .await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+    let id = text(&out.stdout).trim().to_string();
+    let entry = client.history_item(&id).await.unwrap().unwrap();
+    let images: Vec<_> = entry.images().map(|(_, image)| image.clone()).collect();
+    assert_eq!(images.len(), 2, "SaveImage and PreviewImage: {images:?}");
+
+    let mut saved: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    names.sort();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(
-        names
-            .iter()
-            .all(|n| n.starts_with("ComfyUI_") && n.ends_with("_.png"))
-    );
-    let png = std::fs::read(format!("{REFERENCE}/http/view_output_image.png")).unwrap();
-    for name in &names {
-        assert_eq!(std::fs::read(out_dir.join(name)).unwrap(), png);
+    saved.sort();
+    let mut expected: Vec<String> = images.iter().map(|i| i.filename.clone()).collect();
+    expected.sort();
+    assert_eq!(saved, expected);
+    for image in &images {
+        let path = out_dir.join(&image.filename);
+        let served = client.view(image).await.unwrap().bytes;
+        assert_eq!(std::fs::read(&path).unwrap(), served.as_ref());
         assert!(
-            stderr.contains(&format!("saved {}", out_dir.join(name).display())),
+            stderr.contains(&format!("saved {}", path.display())),
             "{stderr}"
         );
     }
@@ -665,23 +691,13 @@ async fn download_saves_every_output_under_its_own_name() {
 async fn ctrl_c_stops_waiting_but_not_the_prompt() {
     let (server, client) = server().await;
     let url = server.url();
-    let mut waiting = comfytop(&[
+    let (waiting, id) = start_waiting(&[
         "submit",
         "--wait",
         &workflow_path("long_run_interruptible.json"),
         &url,
     ])
-    .stdin(Stdio::null())
-    .spawn()
-    .unwrap();
-    let stdout = waiting.stdout.take().unwrap();
-    let id = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
+    .await;
     until_running(&client, &id).await;
     let pid = waiting.id().to_string();
     let killed = std::process::Command::new("kill")
@@ -689,16 +705,14 @@ async fn ctrl_c_stops_waiting_but_not_the_prompt() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let out = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = finish(waiting).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains(&format!("To cancel it: comfytop cancel {id} {url}")),
         "{stderr}"
     );
-    assert!(server.interrupts().is_empty());
+    assert!(server.interrupts().await.is_empty());
     assert_eq!(queue(&client).await.queue_running[0].prompt_id, id);
     run(&["cancel", &id, &url]).await;
 }
@@ -720,4 +734,68 @@ async fn a_workflow_can_come_from_stdin() {
     let id = text(&out.stdout).trim().to_string();
     let entry = until_finished(&client, &id).await;
     assert_eq!(entry.prompt.prompt, workflow("small_save.json"));
+}
+
+/// A server behind a proxy that queues a submission but answers 502 (the proxy gave up), and
+/// lists the prompt in its queue when `keeps_it`.
+async fn gateway_timeout(keeps_it: bool) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::routing::{get, post};
+    let posts: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = posts.clone();
+    let listed = posts.clone();
+    let app = axum::Router::new()
+        .route(
+            "/prompt",
+            post(move |body: axum::body::Bytes| async move {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                (axum::http::StatusCode::BAD_GATEWAY, "upstream timed out")
+            }),
+        )
+        .route(
+            "/queue",
+            get(move || async move {
+                let pending: Vec<Value> = listed
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|_| keeps_it)
+                    .map(|p| json!([7, p["prompt_id"], p["prompt"], {"client_id": p["client_id"]}, ["2"]]))
+                    .collect();
+                axum::Json(json!({"queue_running": [], "queue_pending": pending}))
+            }),
+        )
+        .route("/history/{id}", get(|| async { axum::Json(json!({})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_resolved_by_looking_for_the_prompt_never_by_resending() {
+    let (url, posts) = gateway_timeout(true).await;
+    let out = run(&["submit", &workflow_path("small_save.json"), &url]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let id = text(&out.stdout).trim().to_string();
+    assert!(
+        stderr.contains(&format!("it has prompt {id}: it was queued once")),
+        "{stderr}"
+    );
+    assert_eq!(posts.lock().unwrap().len(), 1);
+    assert_eq!(posts.lock().unwrap()[0]["prompt_id"], id.as_str());
+
+    let (url, posts) = gateway_timeout(false).await;
+    let out = run(&["submit", &workflow_path("small_save.json"), &url]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+    assert!(stderr.contains("HTTP 502"), "{stderr}");
+    assert!(
+        stderr.contains("most likely not queued; it was not sent again"),
+        "{stderr}"
+    );
+    assert_eq!(posts.lock().unwrap().len(), 1);
 }

@@ -17,8 +17,6 @@ use comfytop::workflow::{randomize_seeds, requeue_request};
 use serde_json::{Map, Value, json};
 use support::*;
 
-const SPEED_UP: f64 = 20.0;
-
 fn request(workflow_name: &str, client_id: &str) -> PromptRequest {
     PromptRequest {
         prompt: workflow(workflow_name),
@@ -36,16 +34,15 @@ async fn queued(client: &ComfyClient, action: Action) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupt_for_a_prompt_that_just_finished_hits_nothing() {
-    let server = StandIn::start(SPEED_UP).await;
+    let server = TestServer::start().await;
     let client = client(&server.url());
     let finished = queued(&client, Action::submit(request("small_save.json", "me"))).await;
     until_finished(&client, &finished).await;
-    // Another prompt runs by the time the (stale) cancel arrives.
-    let next = queued(
-        &client,
-        Action::submit(request("slow_steps_full.json", "me")),
-    )
-    .await;
+    // Another prompt runs by the time the (stale) cancel arrives; 100 steps (1.5 s) give the
+    // test time to see it running.
+    let mut long_enough = request("slow_steps_full.json", "me");
+    long_enough.prompt["1"]["inputs"]["steps"] = json!(100);
+    let next = queued(&client, Action::submit(long_enough)).await;
     until_running(&client, &next).await;
 
     let done = perform(
@@ -61,14 +58,19 @@ async fn an_interrupt_for_a_prompt_that_just_finished_hits_nothing() {
         done.status_text()
             .contains("it stops only if it still runs")
     );
-    assert_eq!(server.interrupts(), [json!({"prompt_id": finished})]);
+    assert_eq!(
+        server.interrupts().await,
+        [format!(
+            "Prompt {finished} is not currently running, skipping interrupt"
+        )]
+    );
     let entry = until_finished(&client, &next).await;
     assert_eq!(entry.status.unwrap().status_str, "success", "not hit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clearing_deletes_the_prompts_seen_and_not_one_queued_since() {
-    let server = StandIn::start(SPEED_UP).await;
+    let server = TestServer::start().await;
     let client = client(&server.url());
     let running = queued(
         &client,
@@ -132,7 +134,7 @@ async fn clearing_deletes_the_prompts_seen_and_not_one_queued_since() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requeue_keeps_graph_and_extra_data_under_our_client_id() {
-    let server = StandIn::start(SPEED_UP).await;
+    let server = TestServer::start().await;
     let client = client(&server.url());
     let mut original = request("small_save.json", "web-ui");
     let extra: Map<String, Value> =
@@ -169,7 +171,7 @@ async fn requeue_keeps_graph_and_extra_data_under_our_client_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_sends_nothing() {
-    let server = StandIn::start(SPEED_UP).await;
+    let server = TestServer::start().await;
     let client = client(&server.url());
     let running = queued(
         &client,
@@ -201,7 +203,7 @@ async fn read_only_sends_nothing() {
         assert!(matches!(error, ActionError::ReadOnly { .. }), "{error}");
         assert!(error.status_text().starts_with("comfytop is read-only"));
     }
-    assert!(server.interrupts().is_empty());
+    assert!(server.interrupts().await.is_empty());
     let q = queue(&client).await;
     assert_eq!(q.queue_running[0].prompt_id, running);
     let pending_ids: Vec<&str> = q
@@ -266,7 +268,7 @@ async fn a_submission_whose_answer_is_lost_is_reported_not_resent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_is_located_by_the_id_chosen_before_sending() {
-    let server = StandIn::start(SPEED_UP).await;
+    let server = TestServer::start().await;
     let client = client(&server.url());
     let running = queued(
         &client,

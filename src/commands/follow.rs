@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::comfy::api::PromptRequest;
@@ -117,11 +117,14 @@ impl Follower {
     }
 
     /// Follows `prompt_id` until it ends, Ctrl-C, or the connection stays down too long.
-    pub async fn follow(&mut self, prompt_id: &str, terminal: &mut Terminal) -> FollowEnd {
+    pub async fn follow(
+        &mut self,
+        prompt_id: &str,
+        terminal: &mut Terminal,
+        ctrl_c: &mut CtrlC,
+    ) -> FollowEnd {
         self.target = Some(prompt_id.to_string());
         let mut view = ProgressView::new(terminal.is_tty());
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -143,11 +146,9 @@ impl Follower {
                 .map(|(since, _)| *since + OFFLINE_LIMIT);
             tokio::select! {
                 biased;
-                result = &mut ctrl_c => {
-                    if result.is_ok() {
-                        terminal.show(&Frame::default());
-                        return FollowEnd::StoppedByUser;
-                    }
+                () = ctrl_c.pressed() => {
+                    terminal.show(&Frame::default());
+                    return FollowEnd::StoppedByUser;
                 }
                 event = self.events.recv() => {
                     let Some(event) = event else {
@@ -248,6 +249,35 @@ impl Follower {
                 let now = self.now();
                 pending.extend(self.tracker.handle(now, TrackerInput::FetchFailed(command)));
             }
+        }
+    }
+}
+
+/// Ctrl-C, caught from the moment this is created: the process is no longer ended by it, so
+/// whoever holds this must act on [`CtrlC::pressed`].
+pub struct CtrlC(watch::Receiver<bool>);
+
+impl CtrlC {
+    /// Starts listening (on the current tokio runtime).
+    pub fn listen() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        Self(rx)
+    }
+
+    pub fn was_pressed(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once Ctrl-C was pressed (at once if it already was).
+    pub async fn pressed(&mut self) {
+        if self.0.wait_for(|&pressed| pressed).await.is_err() {
+            // The signal could not be caught: it will never be reported.
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -2,7 +2,7 @@
 //! with `--wait` follow it to its end.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -13,7 +13,7 @@ use crate::control::{Access, Action, ActionError, Done, Located, locate, perform
 use crate::tracker::Outcome;
 use crate::workflow::{apply_override, parse_api_workflow, randomize_seeds};
 
-use super::follow::{FollowEnd, Follower, Terminal, format_secs};
+use super::follow::{CtrlC, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
 use super::{Exit, clean, download, fail, resolve_server};
 
 #[derive(Debug, Clone, Args)]
@@ -78,13 +78,12 @@ pub async fn run(args: SubmitArgs) -> Exit {
         }
     };
     let client_id = new_client_id();
-    let request = PromptRequest {
+    let action = Action::submit(PromptRequest {
         prompt: workflow,
         client_id: Some(client_id.clone()),
         front: args.front.then_some(true),
         ..PromptRequest::default()
-    };
-    let action = Action::submit(request);
+    });
     let access = Access::from_read_only(args.read_only);
     if let Err(refusal) = access.check(&action) {
         // It names comfytop itself, so it goes without the "comfytop: " prefix.
@@ -98,86 +97,124 @@ pub async fn run(args: SubmitArgs) -> Exit {
             return Exit::NotDone;
         }
     };
+    let submission = Submission {
+        client,
+        client_id,
+        action,
+        access,
+    };
+    if args.waits() {
+        submission.submit_and_wait(args.download.as_deref()).await
+    } else {
+        match submission.submit().await {
+            Ok(_) => Exit::Success,
+            Err(exit) => exit,
+        }
+    }
+}
 
-    let mut terminal = Terminal::stderr();
-    // The socket is up before the POST, so not one event of the prompt is missed.
-    let mut follower = if args.waits() {
-        match Follower::connect(client.clone(), &client_id, &mut terminal).await {
-            Ok(follower) => Some(follower),
+/// A prompt ready to be sent.
+struct Submission {
+    client: ComfyClient,
+    client_id: String,
+    action: Action,
+    access: Access,
+}
+
+impl Submission {
+    /// Posts it once and prints its id alone on stdout; otherwise the error is printed.
+    async fn submit(&self) -> Result<(String, f64), Exit> {
+        let queued = post(&self.client, self.access, &self.action).await?;
+        println!("{}", queued.0);
+        let _ = std::io::stdout().flush();
+        Ok(queued)
+    }
+
+    /// Connects, submits, follows the prompt to its end and downloads its outputs if asked.
+    async fn submit_and_wait(self, download: Option<&Path>) -> Exit {
+        let mut terminal = Terminal::stderr();
+        // Caught from here on, so Ctrl-C never ends the process in the middle of the POST.
+        let mut ctrl_c = CtrlC::listen();
+        let stopped_early = || {
+            fail("stopped before submitting; nothing was queued");
+            Exit::StoppedWaiting
+        };
+        // The socket is up before the POST, so not one event of the prompt is missed.
+        let connecting = Follower::connect(self.client.clone(), &self.client_id, &mut terminal);
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            () = ctrl_c.pressed() => return stopped_early(),
+        };
+        let mut follower = match connected {
+            Ok(follower) => follower,
             Err(reason) => {
                 fail(format_args!(
                     "cannot follow prompts on {}: {}\nNothing was queued.",
-                    client.server(),
+                    self.client.server(),
                     clean(&reason)
                 ));
                 return Exit::NotDone;
             }
+        };
+        if ctrl_c.was_pressed() {
+            follower.close().await;
+            return stopped_early();
         }
-    } else {
-        None
-    };
-
-    let queued = submit(&client, access, &action).await;
-    let (prompt_id, number) = match queued {
-        Ok(queued) => queued,
-        Err(exit) => {
-            if let Some(follower) = follower {
+        let (prompt_id, number) = match self.submit().await {
+            Ok(queued) => queued,
+            Err(exit) => {
                 follower.close().await;
+                return exit;
             }
+        };
+        if let Action::Submit(request) = &self.action {
+            follower.submitted(&prompt_id, number, (**request).clone());
+        }
+        let end = follower
+            .follow(&prompt_id, &mut terminal, &mut ctrl_c)
+            .await;
+        let server = self.client.server();
+        let exit = match &end {
+            FollowEnd::Finished(outcome) => outcome_exit(outcome),
+            FollowEnd::StoppedByUser => {
+                terminal.lines(vec![format!(
+                    "stopped waiting; prompt {prompt_id} goes on. To cancel it: comfytop cancel \
+                     {prompt_id} {server}"
+                )]);
+                Exit::StoppedWaiting
+            }
+            FollowEnd::Lost { reason } => {
+                terminal.lines(vec![format!(
+                    "gave up after the connection was down for {}: {}\nPrompt {prompt_id} may \
+                     still run; see `comfytop queue {server}`.",
+                    format_secs(OFFLINE_LIMIT.as_secs_f64()),
+                    clean(reason),
+                )]);
+                Exit::NotDone
+            }
+        };
+        let files = match (&end, download) {
+            (FollowEnd::Finished(_), Some(_)) => {
+                Some(outputs_of(&self.client, &follower, &prompt_id).await)
+            }
+            _ => None,
+        };
+        follower.close().await;
+        let (Some(files), Some(dir)) = (files, download) else {
             return exit;
-        }
-    };
-    println!("{prompt_id}");
-    let _ = std::io::stdout().flush();
-
-    let Some(mut follower) = follower.take() else {
-        return Exit::Success;
-    };
-    if let Action::Submit(request) = &action {
-        follower.submitted(&prompt_id, number, (**request).clone());
-    }
-    let end = follower.follow(&prompt_id, &mut terminal).await;
-    let exit = match &end {
-        FollowEnd::Finished(outcome) => outcome_exit(outcome),
-        FollowEnd::StoppedByUser => {
-            terminal.lines(vec![format!(
-                "stopped waiting; prompt {prompt_id} goes on. To cancel it: comfytop cancel {prompt_id} {}",
-                client.server()
-            )]);
-            Exit::StoppedWaiting
-        }
-        FollowEnd::Lost { reason } => {
-            terminal.lines(vec![format!(
-                "gave up after the connection was down for {}: {}\nPrompt {prompt_id} may still \
-                 run; see `comfytop queue {}`.",
-                format_secs(super::follow::OFFLINE_LIMIT.as_secs_f64()),
-                clean(reason),
-                client.server()
-            )]);
-            Exit::NotDone
-        }
-    };
-    let outputs = match (&end, &args.download) {
-        (FollowEnd::Finished(_), Some(dir)) => {
-            let outputs = outputs_of(&client, &follower, &prompt_id).await;
-            Some((outputs, dir.clone()))
-        }
-        _ => None,
-    };
-    follower.close().await;
-    if let Some((files, dir)) = outputs {
-        let mut lines = Vec::new();
-        let mut failed = false;
-        if files.is_empty() {
-            lines.push("no outputs to download".to_string());
-        }
+        };
         let saved = tokio::select! {
-            results = download::save_all(&client, &files, &dir) => results,
-            _ = tokio::signal::ctrl_c() => {
+            saved = download::save_all(&self.client, &files, dir) => saved,
+            () = ctrl_c.pressed() => {
                 terminal.lines(vec!["download stopped".to_string()]);
                 return Exit::StoppedWaiting;
             }
         };
+        let mut lines = Vec::new();
+        if files.is_empty() {
+            lines.push("no outputs to download".to_string());
+        }
+        let mut failed = false;
         for result in saved {
             match result {
                 Ok(path) => lines.push(format!("saved {}", path.display())),
@@ -189,10 +226,11 @@ pub async fn run(args: SubmitArgs) -> Exit {
         }
         terminal.lines(lines);
         if failed && exit == Exit::Success {
-            return Exit::Failed;
+            Exit::Failed
+        } else {
+            exit
         }
     }
-    exit
 }
 
 /// Reads, checks and adjusts the workflow; the error says what is wrong and where.
@@ -220,7 +258,7 @@ fn load_workflow(args: &SubmitArgs) -> Result<serde_json::Value, String> {
 }
 
 /// Posts the prompt once. On success, its id and queue number; otherwise the error is printed.
-async fn submit(
+async fn post(
     client: &ComfyClient,
     access: Access,
     action: &Action,
@@ -243,11 +281,22 @@ async fn submit(
                 Some(id) => locate(client, id).await.ok(),
                 None => None,
             };
-            match (prompt_id, found) {
-                (Some(id), Some(Located::Running(item))) => Ok((id, item.number)),
-                (Some(id), Some(Located::Pending { item, .. })) => Ok((id, item.number)),
-                (Some(id), Some(Located::Finished(entry))) => Ok((id, entry.prompt.number)),
-                (Some(id), Some(Located::Unknown)) => {
+            let number = match &found {
+                Some(Located::Running(item)) | Some(Located::Pending { item, .. }) => {
+                    Some(item.number)
+                }
+                Some(Located::Finished(entry)) => Some(entry.prompt.number),
+                Some(Located::Unknown) | None => None,
+            };
+            match (prompt_id, number) {
+                (Some(id), Some(number)) => {
+                    eprintln!(
+                        "note: the server's answer was lost, but it has prompt {id}: it was \
+                         queued once"
+                    );
+                    Ok((id, number))
+                }
+                (Some(id), None) if found.is_some() => {
                     fail(format_args!(
                         "{source}\nPrompt {id} is neither in the queue nor in the history, so it \
                          was most likely not queued; it was not sent again."
