@@ -80,7 +80,43 @@ impl Action {
         }
     }
 
-    /// What the action does, in the words of a refusal ("comfytop is read-only: cannot ...").
+    /// The y/n question to ask before a destructive action, naming what it will hit; `None`
+    /// for actions that destroy nothing (submit, requeue). `owner` tells who queued a prompt.
+    pub fn question(&self, owner: impl Fn(&str) -> Owner) -> Option<String> {
+        let one = |id: &str| format!("prompt {}, queued by {}", short_id(id), owner(id).label());
+        match self {
+            Self::Interrupt { prompt_id } => Some(format!("Interrupt running {}?", one(prompt_id))),
+            Self::Delete { prompt_ids } => Some(match prompt_ids.as_slice() {
+                [id] => format!("Delete pending {}?", one(id)),
+                ids => format!("Delete {} pending prompts?", ids.len()),
+            }),
+            Self::ClearPending { prompt_ids } => Some(match prompt_ids.as_slice() {
+                [] => "There are no pending prompts to delete.".to_string(),
+                [id] => format!(
+                    "Delete the only pending prompt ({}, queued by {})?",
+                    short_id(id),
+                    owner(id).label()
+                ),
+                ids => {
+                    let others = ids.iter().filter(|id| owner(id) != Owner::Us).count();
+                    let whose = match others {
+                        0 => "all queued by this comfytop".to_string(),
+                        k if k == ids.len() => "all queued by other clients".to_string(),
+                        k => format!("{k} queued by other clients"),
+                    };
+                    format!("Delete all {} pending prompts ({whose})?", ids.len())
+                }
+            }),
+            Self::Free(request) => Some(match (request.unload_models, request.free_memory) {
+                (true, true) => "Unload every model and free memory on the server?".to_string(),
+                (true, false) => "Unload every model on the server?".to_string(),
+                _ => "Free memory on the server?".to_string(),
+            }),
+            Self::Submit(_) | Self::Requeue { .. } => None,
+        }
+    }
+
+    /// What the action does, as a refusal says it ("comfytop is read-only: it does not ...").
     pub fn verb(&self) -> &'static str {
         match self {
             Self::Interrupt { .. } => "interrupt prompts",
@@ -450,44 +486,6 @@ impl Owner {
 /// [`Owner::label`] of a client id.
 pub fn owner_label(client_id: Option<&str>, ours: Option<&str>) -> String {
     Owner::of(client_id, ours).label()
-}
-
-impl Action {
-    /// The y/n question to ask before a destructive action, naming what it will hit; `None`
-    /// for actions that destroy nothing (submit, requeue). `owner` tells who queued a prompt.
-    pub fn question(&self, owner: impl Fn(&str) -> Owner) -> Option<String> {
-        let one = |id: &str| format!("prompt {}, queued by {}", short_id(id), owner(id).label());
-        match self {
-            Self::Interrupt { prompt_id } => Some(format!("Interrupt running {}?", one(prompt_id))),
-            Self::Delete { prompt_ids } => Some(match prompt_ids.as_slice() {
-                [id] => format!("Delete pending {}?", one(id)),
-                ids => format!("Delete {} pending prompts?", ids.len()),
-            }),
-            Self::ClearPending { prompt_ids } => Some(match prompt_ids.as_slice() {
-                [] => "There are no pending prompts to delete.".to_string(),
-                [id] => format!(
-                    "Delete the only pending prompt ({}, queued by {})?",
-                    short_id(id),
-                    owner(id).label()
-                ),
-                ids => {
-                    let others = ids.iter().filter(|id| owner(id) != Owner::Us).count();
-                    let whose = match others {
-                        0 => "all queued by this comfytop".to_string(),
-                        k if k == ids.len() => "all queued by other clients".to_string(),
-                        k => format!("{k} queued by other clients"),
-                    };
-                    format!("Delete all {} pending prompts ({whose})?", ids.len())
-                }
-            }),
-            Self::Free(request) => Some(match (request.unload_models, request.free_memory) {
-                (true, true) => "Unload every model and free memory on the server?".to_string(),
-                (true, false) => "Unload every model on the server?".to_string(),
-                _ => "Free memory on the server?".to_string(),
-            }),
-            Self::Submit(_) | Self::Requeue { .. } => None,
-        }
-    }
 }
 
 /// The first characters of an id, safe to print.
