@@ -1,1 +1,5 @@
+//! comfytop: a terminal dashboard for ComfyUI servers. The library holds everything; the binary
+//! only parses arguments and picks a mode.
+
 pub mod comfy;
+pub mod text;

@@ -6,6 +6,7 @@ pub mod binary;
 pub mod connection;
 pub mod protocol;
 pub mod server_url;
+pub mod transcript;
 
 use bytes::Bytes;
 
