@@ -2,4 +2,5 @@
 //! only parses arguments and picks a mode.
 
 pub mod comfy;
+pub mod describe;
 pub mod text;

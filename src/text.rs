@@ -60,12 +60,12 @@ pub fn truncate(input: &str, max_chars: usize) -> Cow<'_, str> {
 
 /// Serializes `value` as compact JSON with C1 controls, DEL and bidi controls written as
 /// `\uXXXX` escapes (serde_json already escapes C0). The data stays exact for a JSON reader,
-/// while a terminal that shows the line raw sees nothing it would act on.
-pub fn terminal_safe_json(value: &serde_json::Value) -> String {
+/// while a terminal that shows the line raw sees nothing it would act on. A value that cannot
+/// be JSON (a map with non-string keys) gives `null`.
+pub fn terminal_safe_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::with_capacity(128);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeFormatter);
-    // Writing a `Value` to a Vec cannot fail: its map keys are strings and the Vec grows.
-    if serde::Serialize::serialize(value, &mut ser).is_err() {
+    if value.serialize(&mut ser).is_err() {
         return "null".to_string();
     }
     // serde_json writes valid UTF-8, and the formatter only adds ASCII.
