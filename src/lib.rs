@@ -4,3 +4,5 @@
 pub mod comfy;
 pub mod describe;
 pub mod text;
+pub mod tracker;
+pub mod workflow;

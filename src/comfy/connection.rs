@@ -12,6 +12,7 @@ use super::server_url::ServerUrl;
 use super::{Decoded, RawFrame};
 
 /// Everything the connection task reports, in order.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnEvent {
     /// A connection attempt starts (1 for the first).

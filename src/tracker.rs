@@ -1,0 +1,1245 @@
+//! What is known about the prompts of one server, built from everything it says.
+//!
+//! The tracker is a pure state machine: it takes [`TrackerInput`]s (WebSocket messages, HTTP
+//! replies, connection changes) with the time they happened, updates its view of every prompt,
+//! and returns the [`TrackerCommand`]s (HTTP fetches) it needs run. It does no I/O and knows
+//! nothing of terminals, so live sessions, transcript replays and tests all drive it the same way.
+//!
+//! Execution events reach only the socket that queued a prompt; a prompt queued by another client
+//! is seen through `status` broadcasts, which trigger `/queue` fetches, and its end through
+//! `/history/{id}` once it leaves the queue. The tracker accepts execution events for any prompt,
+//! so a server-side bridge that forwards other clients' events works unchanged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use serde_json::{Map, Value};
+
+use crate::comfy::api::{History, HistoryEntry, PromptRequest, QueueItem, QueueSnapshot, Workflow};
+use crate::comfy::binary::BinaryFrame;
+use crate::comfy::protocol::{
+    FeatureFlags, LogEntry, NodeId, NodeOutput, NodeRunState, PromptId, ServerMessage,
+};
+
+/// How many finished prompts are kept; older ones are forgotten.
+pub const FINISHED_KEPT: usize = 500;
+/// How many history entries are asked for after each (re)connect.
+pub const HISTORY_FETCH: u32 = 64;
+const TEXT_LINES_KEPT: usize = 100;
+const LOG_LINES_KEPT: usize = 500;
+
+/// Something that happened, fed to [`Tracker::handle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackerInput {
+    Connected {
+        sid: Option<String>,
+        features: Option<FeatureFlags>,
+    },
+    Disconnected,
+    Message(ServerMessage),
+    Binary(BinaryFrame),
+    Queue(QueueSnapshot),
+    History(History),
+    HistoryItem {
+        prompt_id: PromptId,
+        entry: Option<HistoryEntry>,
+    },
+    /// A command's HTTP call failed; the tracker may ask again later.
+    FetchFailed(TrackerCommand),
+    /// The server accepted a prompt this client posted.
+    Submitted {
+        prompt_id: PromptId,
+        number: f64,
+        request: PromptRequest,
+    },
+}
+
+/// An HTTP fetch the tracker needs; its reply comes back as a [`TrackerInput`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TrackerCommand {
+    FetchQueue,
+    FetchHistory { max_items: u32 },
+    FetchHistoryItem(PromptId),
+}
+
+/// Where a prompt is in its life. Phases only move forward: a late HTTP reply never moves a
+/// prompt back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Queued,
+    Running,
+    Finished(Outcome),
+}
+
+impl Phase {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Queued => 0,
+            Self::Running => 1,
+            Self::Finished(_) => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Success,
+    Error(ErrorInfo),
+    Interrupted {
+        node_id: Option<NodeId>,
+        node_type: Option<String>,
+    },
+    /// Deleted from the queue before it ran.
+    Removed,
+    /// Left the queue, and the server has no history of it (history cleared or lost).
+    Unknown,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error(_) => "error",
+            Self::Interrupted { .. } => "interrupted",
+            Self::Removed => "removed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorInfo {
+    pub node_id: Option<NodeId>,
+    pub node_type: Option<String>,
+    pub exception_type: String,
+    pub exception_message: String,
+    pub traceback: Vec<String>,
+    pub current_inputs: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Pending,
+    Running,
+    Cached,
+    Done,
+    Error,
+    Interrupted,
+}
+
+impl NodeState {
+    pub fn is_complete(self) -> bool {
+        matches!(self, Self::Cached | Self::Done)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub state: NodeState,
+    pub value: f64,
+    pub max: f64,
+    /// The node reports step progress (a gauge makes sense).
+    pub has_progress: bool,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    /// First and latest (time, value) of the current progress run, for speed and ETA.
+    rate_start: Option<(f64, f64)>,
+    rate_last: Option<(f64, f64)>,
+}
+
+impl Default for NodeRecord {
+    fn default() -> Self {
+        Self {
+            state: NodeState::Pending,
+            value: 0.0,
+            max: 0.0,
+            has_progress: false,
+            started_at: None,
+            finished_at: None,
+            rate_start: None,
+            rate_last: None,
+        }
+    }
+}
+
+impl NodeRecord {
+    /// Steps per second over the current progress run.
+    pub fn rate(&self) -> Option<f64> {
+        let ((t0, v0), (t1, v1)) = (self.rate_start?, self.rate_last?);
+        (t1 > t0 && v1 > v0).then(|| (v1 - v0) / (t1 - t0))
+    }
+
+    /// Seconds left at the current rate, as of the last progress update.
+    pub fn eta(&self) -> Option<f64> {
+        let rate = self.rate()?;
+        Some(((self.max - self.value).max(0.0)) / rate)
+    }
+
+    /// Time of the last progress update (the ETA counts down from there).
+    pub fn last_progress_at(&self) -> Option<f64> {
+        self.rate_last.map(|(t, _)| t)
+    }
+
+    /// Done fraction in 0..=1 when the node reports progress.
+    pub fn fraction(&self) -> Option<f64> {
+        (self.has_progress && self.max > 0.0).then(|| (self.value / self.max).clamp(0.0, 1.0))
+    }
+
+    fn record_progress(&mut self, now: f64, value: f64, max: f64) {
+        // A value going back down means a new run of steps in the same node (a second pass).
+        if self.rate_last.is_none_or(|(_, last)| value < last) {
+            self.rate_start = Some((now, value));
+        }
+        self.rate_last = Some((now, value));
+        self.value = value;
+        self.max = max;
+        self.has_progress = true;
+    }
+}
+
+/// Everything known about one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptRecord {
+    pub id: PromptId,
+    /// Queue number (run order key), once known.
+    pub number: Option<f64>,
+    /// `extra_data.client_id` of whoever queued it, once known.
+    pub client_id: Option<String>,
+    /// Queued by this client (we get its live execution events).
+    pub ours: bool,
+    /// The workflow exactly as queued (for requeue), once known.
+    pub prompt: Value,
+    pub extra_data: Map<String, Value>,
+    pub graph: Workflow,
+    pub outputs_to_execute: Vec<NodeId>,
+    pub phase: Phase,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Nodes in the order they were cached or started.
+    pub execution_order: Vec<NodeId>,
+    pub cached: Vec<NodeId>,
+    pub outputs: BTreeMap<NodeId, NodeOutput>,
+    pub current_node: Option<NodeId>,
+    /// Latest progress-text lines (node, text), oldest first.
+    pub text: VecDeque<(NodeId, String)>,
+    /// Execution events were seen for it (full per-node detail).
+    pub live: bool,
+    /// Local clock (the `now` given to the tracker).
+    pub first_seen: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    /// Server clock, ms since the epoch.
+    pub server_started_ms: Option<f64>,
+    pub server_finished_ms: Option<f64>,
+}
+
+impl PromptRecord {
+    fn new(id: PromptId, now: f64) -> Self {
+        Self {
+            id,
+            number: None,
+            client_id: None,
+            ours: false,
+            prompt: Value::Null,
+            extra_data: Map::new(),
+            graph: Workflow::new(),
+            outputs_to_execute: Vec::new(),
+            phase: Phase::Queued,
+            nodes: BTreeMap::new(),
+            execution_order: Vec::new(),
+            cached: Vec::new(),
+            outputs: BTreeMap::new(),
+            current_node: None,
+            text: VecDeque::new(),
+            live: false,
+            first_seen: now,
+            started_at: None,
+            finished_at: None,
+            server_started_ms: None,
+            server_finished_ms: None,
+        }
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.phase {
+            Phase::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Finished(_))
+    }
+
+    /// `_meta.title` or class type of a node, when the graph is known.
+    pub fn node_title(&self, node: &str) -> Option<&str> {
+        self.graph.get(node).map(|n| n.title())
+    }
+
+    /// Run time: server timestamps when known (exact), else the local clock.
+    pub fn duration(&self) -> Option<f64> {
+        if let (Some(a), Some(b)) = (self.server_started_ms, self.server_finished_ms) {
+            return Some(((b - a) / 1000.0).max(0.0));
+        }
+        Some((self.finished_at? - self.started_at?).max(0.0))
+    }
+
+    /// Every output image, in node order.
+    pub fn images(&self) -> impl Iterator<Item = (&NodeId, &crate::comfy::protocol::ImageRef)> {
+        self.outputs
+            .iter()
+            .flat_map(|(node, out)| out.images.iter().map(move |img| (node, img)))
+    }
+
+    /// The nodes the server will execute: the outputs to execute and everything they depend on.
+    /// Without that list (a prompt known only from its graph), every node of the graph.
+    pub fn nodes_to_run(&self) -> BTreeSet<NodeId> {
+        let mut wanted: BTreeSet<NodeId> = BTreeSet::new();
+        let mut stack: Vec<NodeId> = if self.outputs_to_execute.is_empty() {
+            self.graph.keys().cloned().collect()
+        } else {
+            self.outputs_to_execute.clone()
+        };
+        while let Some(id) = stack.pop() {
+            if !wanted.insert(id.clone()) {
+                continue;
+            }
+            if let Some(node) = self.graph.get(&id) {
+                stack.extend(
+                    links(&node.inputs)
+                        .filter(|up| self.graph.contains_key(*up))
+                        .map(str::to_string),
+                );
+            }
+        }
+        // Nodes seen executing count even when the graph is unknown or partial.
+        wanted.extend(self.nodes.keys().cloned());
+        wanted
+    }
+
+    /// Nodes in display order: those that ran or were cached, in that order, then the rest in an
+    /// order that respects the graph's links.
+    pub fn nodes_in_order(&self) -> Vec<NodeId> {
+        let to_run = self.nodes_to_run();
+        let mut order: Vec<NodeId> = Vec::with_capacity(to_run.len());
+        let mut placed: HashSet<&str> = HashSet::new();
+        for id in &self.execution_order {
+            if placed.insert(id) {
+                order.push(id.clone());
+            }
+        }
+        let rest: Vec<&NodeId> = to_run
+            .iter()
+            .filter(|id| !placed.contains(id.as_str()))
+            .collect();
+        // Kahn's algorithm over the remaining nodes, lowest numeric id first among the ready.
+        let mut remaining: Vec<&NodeId> = rest;
+        remaining.sort_by(|a, b| node_id_order(a, b));
+        while !remaining.is_empty() {
+            let ready = remaining.iter().position(|id| {
+                self.graph.get(*id).is_none_or(|node| {
+                    links(&node.inputs).all(|up| placed.contains(up) || !to_run.contains(up))
+                })
+            });
+            // A cycle (invalid graph) would stall; take the first node then.
+            let idx = ready.unwrap_or(0);
+            let id = remaining.remove(idx);
+            placed.insert(id);
+            order.push(id.clone());
+        }
+        order
+    }
+
+    /// (complete, total) nodes, cached counted as complete.
+    pub fn node_counts(&self) -> (usize, usize) {
+        let total = self.nodes_to_run().len();
+        let complete = self
+            .nodes
+            .values()
+            .filter(|n| n.state.is_complete())
+            .count();
+        (complete.min(total), total)
+    }
+
+    /// Overall progress in 0..=1, counting the running node's partial progress.
+    pub fn overall_fraction(&self) -> f64 {
+        let (complete, total) = self.node_counts();
+        if total == 0 {
+            return if self.is_finished() { 1.0 } else { 0.0 };
+        }
+        if matches!(self.phase, Phase::Finished(Outcome::Success)) {
+            return 1.0;
+        }
+        let partial = self
+            .current_node
+            .as_ref()
+            .and_then(|id| self.nodes.get(id))
+            .filter(|n| n.state == NodeState::Running)
+            .and_then(NodeRecord::fraction)
+            .unwrap_or(0.0);
+        ((complete as f64 + partial) / total as f64).clamp(0.0, 1.0)
+    }
+
+    fn node_mut(&mut self, id: &str) -> &mut NodeRecord {
+        self.nodes.entry(id.to_string()).or_default()
+    }
+
+    fn note_started(&mut self, id: &str) {
+        if !self.execution_order.iter().any(|n| n == id) {
+            self.execution_order.push(id.to_string());
+        }
+    }
+
+    fn fill_from_item(&mut self, item: &QueueItem, our_client_id: &str) {
+        self.number = Some(item.number);
+        self.client_id = item.client_id().map(str::to_string);
+        self.ours = self.client_id.as_deref() == Some(our_client_id);
+        if self.graph.is_empty() {
+            self.graph = item.workflow();
+        }
+        if self.prompt.is_null() {
+            self.prompt = item.prompt.clone();
+        }
+        if self.extra_data.is_empty() {
+            self.extra_data = item.extra_data.clone();
+        }
+        if self.outputs_to_execute.is_empty() {
+            self.outputs_to_execute = item.outputs_to_execute.clone();
+        }
+    }
+
+    /// Moves to `phase` unless that would go backwards.
+    fn advance(&mut self, phase: Phase) -> bool {
+        if phase.rank() > self.phase.rank() {
+            self.phase = phase;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Upstream node ids of an inputs map: links are `[node_id, output_index]`.
+fn links(inputs: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    inputs
+        .values()
+        .filter_map(|v| match v.as_array()?.as_slice() {
+            [Value::String(id), idx] if idx.is_u64() || idx.is_i64() => Some(id.as_str()),
+            _ => None,
+        })
+}
+
+/// Node ids are usually numbers ("3", "10", "12:4"); sort them as such where they are.
+pub fn node_id_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| -> (u64, String) {
+        let head: String = s.chars().take_while(char::is_ascii_digit).collect();
+        (head.parse().unwrap_or(u64::MAX), s.to_string())
+    };
+    key(a).cmp(&key(b))
+}
+
+#[derive(Debug, Default)]
+struct QueueFetch {
+    in_flight: bool,
+    again: bool,
+}
+
+/// The view of one server's prompts.
+#[derive(Debug)]
+pub struct Tracker {
+    our_client_id: String,
+    connected: bool,
+    sid: Option<String>,
+    features: Option<FeatureFlags>,
+    queue_remaining: Option<u64>,
+    prompts: HashMap<PromptId, PromptRecord>,
+    /// Pending prompts in run order, as of the last `/queue` plus what we submitted since.
+    pending: Vec<PromptId>,
+    /// Finished prompts, oldest first.
+    finished: VecDeque<PromptId>,
+    queue_fetch: QueueFetch,
+    history_requested: HashSet<PromptId>,
+    logs: VecDeque<LogEntry>,
+}
+
+impl Tracker {
+    pub fn new(our_client_id: impl Into<String>) -> Self {
+        Self {
+            our_client_id: our_client_id.into(),
+            connected: false,
+            sid: None,
+            features: None,
+            queue_remaining: None,
+            prompts: HashMap::new(),
+            pending: Vec::new(),
+            finished: VecDeque::new(),
+            queue_fetch: QueueFetch::default(),
+            history_requested: HashSet::new(),
+            logs: VecDeque::new(),
+        }
+    }
+
+    pub fn our_client_id(&self) -> &str {
+        &self.our_client_id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn sid(&self) -> Option<&str> {
+        self.sid.as_deref()
+    }
+
+    pub fn features(&self) -> Option<&FeatureFlags> {
+        self.features.as_ref()
+    }
+
+    /// Pending + running, as the server last said.
+    pub fn queue_remaining(&self) -> Option<u64> {
+        self.queue_remaining
+    }
+
+    pub fn prompt(&self, id: &str) -> Option<&PromptRecord> {
+        self.prompts.get(id)
+    }
+
+    /// Every known prompt, in no particular order.
+    pub fn prompts(&self) -> impl Iterator<Item = &PromptRecord> {
+        self.prompts.values()
+    }
+
+    /// The prompt running now, if any (the latest to start, should two claim it).
+    pub fn running(&self) -> Option<&PromptRecord> {
+        self.prompts
+            .values()
+            .filter(|p| p.phase == Phase::Running)
+            .max_by(|a, b| {
+                let key = |p: &PromptRecord| p.started_at.unwrap_or(p.first_seen);
+                key(a).total_cmp(&key(b))
+            })
+    }
+
+    /// Pending prompts in the order the server will run them.
+    pub fn pending(&self) -> impl Iterator<Item = &PromptRecord> {
+        self.pending
+            .iter()
+            .filter_map(|id| self.prompts.get(id))
+            .filter(|p| p.phase == Phase::Queued)
+    }
+
+    /// Finished prompts, newest first.
+    pub fn finished(&self) -> impl Iterator<Item = &PromptRecord> {
+        self.finished
+            .iter()
+            .rev()
+            .filter_map(|id| self.prompts.get(id))
+    }
+
+    pub fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+        self.prompts.get(prompt_id)?.node_title(node_id)
+    }
+
+    /// Server log lines received through a `logs` subscription, oldest first.
+    pub fn logs(&self) -> impl Iterator<Item = &LogEntry> {
+        self.logs.iter()
+    }
+
+    /// Applies one input that happened at `now` (seconds, any monotonic clock) and returns the
+    /// fetches it calls for.
+    pub fn handle(&mut self, now: f64, input: TrackerInput) -> Vec<TrackerCommand> {
+        let mut commands = Vec::new();
+        match input {
+            TrackerInput::Connected { sid, features } => {
+                self.connected = true;
+                if sid.is_some() {
+                    self.sid = sid;
+                }
+                if features.is_some() {
+                    self.features = features;
+                }
+                // Whatever finished while we were away shows up in these two.
+                self.request_queue(&mut commands);
+                commands.push(TrackerCommand::FetchHistory {
+                    max_items: HISTORY_FETCH,
+                });
+            }
+            TrackerInput::Disconnected => self.connected = false,
+            TrackerInput::Message(message) => self.on_message(now, message, &mut commands),
+            TrackerInput::Binary(frame) => self.on_binary(frame),
+            TrackerInput::Queue(snapshot) => self.on_queue(now, snapshot, &mut commands),
+            TrackerInput::History(history) => {
+                for (id, entry) in history.0 {
+                    self.apply_history_entry(now, id, &entry);
+                }
+            }
+            TrackerInput::HistoryItem { prompt_id, entry } => {
+                self.history_requested.remove(&prompt_id);
+                match entry {
+                    Some(entry) => self.apply_history_entry(now, prompt_id, &entry),
+                    None => self.vanished(now, &prompt_id),
+                }
+            }
+            TrackerInput::FetchFailed(command) => match command {
+                TrackerCommand::FetchQueue => {
+                    self.queue_fetch.in_flight = false;
+                    if std::mem::take(&mut self.queue_fetch.again) {
+                        self.request_queue(&mut commands);
+                    }
+                }
+                TrackerCommand::FetchHistoryItem(id) => {
+                    self.history_requested.remove(&id);
+                }
+                TrackerCommand::FetchHistory { .. } => {}
+            },
+            TrackerInput::Submitted {
+                prompt_id,
+                number,
+                request,
+            } => {
+                let ours = request.client_id.as_deref() == Some(self.our_client_id.as_str());
+                let record = self.record_mut(now, &prompt_id);
+                record.number = Some(number);
+                record.ours = ours;
+                record.client_id = request.client_id.clone();
+                if record.graph.is_empty() {
+                    record.graph =
+                        serde_json::from_value(request.prompt.clone()).unwrap_or_default();
+                }
+                if record.prompt.is_null() {
+                    record.prompt = request.prompt;
+                }
+                if record.extra_data.is_empty() {
+                    record.extra_data = request.extra_data.unwrap_or_default();
+                }
+                if record.phase == Phase::Queued && !self.pending.contains(&prompt_id) {
+                    self.insert_pending_by_number(prompt_id);
+                }
+            }
+        }
+        commands
+    }
+
+    fn record_mut(&mut self, now: f64, id: &str) -> &mut PromptRecord {
+        self.prompts
+            .entry(id.to_string())
+            .or_insert_with(|| PromptRecord::new(id.to_string(), now))
+    }
+
+    fn insert_pending_by_number(&mut self, id: PromptId) {
+        let number = self.prompts.get(&id).and_then(|p| p.number);
+        let pos = self
+            .pending
+            .iter()
+            .position(|other| {
+                let other = self.prompts.get(other).and_then(|p| p.number);
+                matches!((number, other), (Some(a), Some(b)) if a < b)
+            })
+            .unwrap_or(self.pending.len());
+        self.pending.insert(pos, id);
+    }
+
+    /// One `/queue` fetch at a time; a status that arrives meanwhile asks for one more after it,
+    /// since the status that says "the worker took a prompt" repeats the same count as the one
+    /// before it but changes what runs.
+    fn request_queue(&mut self, commands: &mut Vec<TrackerCommand>) {
+        if self.queue_fetch.in_flight {
+            self.queue_fetch.again = true;
+        } else {
+            self.queue_fetch.in_flight = true;
+            commands.push(TrackerCommand::FetchQueue);
+        }
+    }
+
+    fn request_history_item(&mut self, id: &str, commands: &mut Vec<TrackerCommand>) {
+        if self.history_requested.insert(id.to_string()) {
+            commands.push(TrackerCommand::FetchHistoryItem(id.to_string()));
+        }
+    }
+
+    /// The prompt a message without a prompt id is about: the one running.
+    fn running_id(&self) -> Option<PromptId> {
+        self.running().map(|p| p.id.clone())
+    }
+
+    fn on_message(&mut self, now: f64, message: ServerMessage, commands: &mut Vec<TrackerCommand>) {
+        match message {
+            ServerMessage::Status(status) => {
+                if status.sid.is_some() {
+                    self.sid = status.sid.clone();
+                }
+                self.queue_remaining = Some(status.queue_remaining());
+                self.request_queue(commands);
+            }
+            ServerMessage::FeatureFlags(flags) => self.features = Some(flags),
+            ServerMessage::ExecutionStart(m) => {
+                self.start_prompt(now, &m.prompt_id);
+                let record = self.record_mut(now, &m.prompt_id);
+                record.server_started_ms = m.timestamp.or(record.server_started_ms);
+            }
+            ServerMessage::ExecutionCached(m) => {
+                self.start_prompt(now, &m.prompt_id);
+                let record = self.record_mut(now, &m.prompt_id);
+                for node in &m.nodes {
+                    record.note_started(node);
+                    let n = record.node_mut(node);
+                    n.state = NodeState::Cached;
+                    n.finished_at = Some(now);
+                    if !record.cached.contains(node) {
+                        record.cached.push(node.clone());
+                    }
+                }
+            }
+            ServerMessage::Executing(m) => {
+                let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
+                    return;
+                };
+                match m.node {
+                    Some(node) => {
+                        self.start_prompt(now, &prompt_id);
+                        let record = self.record_mut(now, &prompt_id);
+                        if let Some(previous) = record.current_node.take()
+                            && previous != node
+                        {
+                            let prev = record.node_mut(&previous);
+                            if prev.state == NodeState::Running {
+                                prev.state = NodeState::Done;
+                                prev.finished_at = Some(now);
+                            }
+                        }
+                        record.note_started(&node);
+                        let n = record.node_mut(&node);
+                        if n.state == NodeState::Pending {
+                            n.state = NodeState::Running;
+                            n.started_at = Some(now);
+                        }
+                        record.current_node = Some(node);
+                    }
+                    None => {
+                        // The prompt is over. Its outcome came just before; if we missed it
+                        // (joined late), history knows.
+                        let record = self.record_mut(now, &prompt_id);
+                        record.current_node = None;
+                        if !record.is_finished() {
+                            self.request_history_item(&prompt_id, commands);
+                        }
+                    }
+                }
+            }
+            ServerMessage::Progress(m) => {
+                let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
+                    return;
+                };
+                self.start_prompt(now, &prompt_id);
+                let record = self.record_mut(now, &prompt_id);
+                let node_id = m.node.clone().or_else(|| record.current_node.clone());
+                if let Some(node_id) = node_id {
+                    record.note_started(&node_id);
+                    let n = record.node_mut(&node_id);
+                    if n.state == NodeState::Pending {
+                        n.state = NodeState::Running;
+                        n.started_at = Some(now);
+                    }
+                    n.record_progress(now, m.value, m.max);
+                }
+            }
+            ServerMessage::ProgressState(m) => {
+                self.start_prompt(now, &m.prompt_id);
+                let record = self.record_mut(now, &m.prompt_id);
+                for (id, p) in &m.nodes {
+                    record.note_started(id);
+                    let n = record.node_mut(id);
+                    match p.state {
+                        NodeRunState::Running if n.state == NodeState::Pending => {
+                            n.state = NodeState::Running;
+                            n.started_at = Some(now);
+                        }
+                        NodeRunState::Finished if !n.state.is_complete() => {
+                            n.state = NodeState::Done;
+                            n.finished_at = Some(now);
+                        }
+                        NodeRunState::Error => n.state = NodeState::Error,
+                        _ => {}
+                    }
+                    // The start snapshot (0 of 1) says nothing about steps; real steps do.
+                    let mid_run = p.value > 0.0 && p.value < p.max;
+                    if mid_run || n.has_progress {
+                        if p.value != n.value || !n.has_progress {
+                            n.record_progress(now, p.value, p.max);
+                        }
+                    } else if !n.has_progress {
+                        n.value = p.value;
+                        n.max = p.max;
+                    }
+                }
+            }
+            ServerMessage::Executed(m) => {
+                let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
+                    return;
+                };
+                let record = self.record_mut(now, &prompt_id);
+                record.note_started(&m.node);
+                let n = record.node_mut(&m.node);
+                if !n.state.is_complete() {
+                    n.state = NodeState::Done;
+                    n.finished_at = Some(now);
+                }
+                if let Some(output) = m.output {
+                    record.outputs.insert(m.node, output);
+                }
+            }
+            ServerMessage::ExecutionSuccess(m) => {
+                self.finish(now, &m.prompt_id, Outcome::Success, m.timestamp);
+            }
+            ServerMessage::ExecutionError(m) => {
+                let outcome = Outcome::Error(ErrorInfo {
+                    node_id: m.node_id.clone(),
+                    node_type: m.node_type.clone(),
+                    exception_type: m.exception_type,
+                    exception_message: m.exception_message,
+                    traceback: m.traceback,
+                    current_inputs: m.current_inputs,
+                });
+                self.mark_failed_node(now, &m.prompt_id, m.node_id.as_deref(), NodeState::Error);
+                self.finish(now, &m.prompt_id, outcome, m.timestamp);
+            }
+            ServerMessage::ExecutionInterrupted(m) => {
+                let outcome = Outcome::Interrupted {
+                    node_id: m.node_id.clone(),
+                    node_type: m.node_type.clone(),
+                };
+                self.mark_failed_node(
+                    now,
+                    &m.prompt_id,
+                    m.node_id.as_deref(),
+                    NodeState::Interrupted,
+                );
+                self.finish(now, &m.prompt_id, outcome, m.timestamp);
+            }
+            ServerMessage::Logs(logs) => {
+                self.logs.extend(logs.entries);
+                while self.logs.len() > LOG_LINES_KEPT {
+                    self.logs.pop_front();
+                }
+            }
+            ServerMessage::Unknown { .. } => {}
+        }
+    }
+
+    fn on_binary(&mut self, frame: BinaryFrame) {
+        // Progress text carries no prompt id: it belongs to whatever runs.
+        if let BinaryFrame::ProgressText { node_id, text } = frame
+            && let Some(id) = self.running_id()
+            && let Some(record) = self.prompts.get_mut(&id)
+        {
+            record.text.push_back((node_id, text));
+            while record.text.len() > TEXT_LINES_KEPT {
+                record.text.pop_front();
+            }
+        }
+    }
+
+    fn start_prompt(&mut self, now: f64, id: &str) {
+        let record = self.record_mut(now, id);
+        record.live = true;
+        if record.advance(Phase::Running) {
+            record.started_at = Some(now);
+        }
+        self.pending.retain(|p| p != id);
+    }
+
+    fn mark_failed_node(
+        &mut self,
+        now: f64,
+        prompt_id: &str,
+        node: Option<&str>,
+        state: NodeState,
+    ) {
+        let record = self.record_mut(now, prompt_id);
+        let node = node
+            .map(str::to_string)
+            .or_else(|| record.current_node.clone());
+        if let Some(node) = node {
+            record.note_started(&node);
+            let n = record.node_mut(&node);
+            n.state = state;
+            n.finished_at = Some(now);
+        }
+    }
+
+    fn finish(&mut self, now: f64, id: &str, outcome: Outcome, server_ms: Option<f64>) {
+        let record = self.record_mut(now, id);
+        if !record.advance(Phase::Finished(outcome)) {
+            return;
+        }
+        record.finished_at = Some(now);
+        record.server_finished_ms = server_ms.or(record.server_finished_ms);
+        record.current_node = None;
+        let success = matches!(record.phase, Phase::Finished(Outcome::Success));
+        for node in record.nodes.values_mut() {
+            if node.state == NodeState::Running && success {
+                node.state = NodeState::Done;
+                node.finished_at = Some(now);
+            }
+        }
+        self.pending.retain(|p| p != id);
+        self.finished.push_back(id.to_string());
+        self.forget_old();
+    }
+
+    fn forget_old(&mut self) {
+        while self.finished.len() > FINISHED_KEPT {
+            if let Some(old) = self.finished.pop_front() {
+                self.prompts.remove(&old);
+            }
+        }
+    }
+
+    fn on_queue(&mut self, now: f64, snapshot: QueueSnapshot, commands: &mut Vec<TrackerCommand>) {
+        self.queue_fetch.in_flight = false;
+        let running: Vec<&QueueItem> = snapshot.queue_running.iter().collect();
+        let pending = snapshot.pending_in_run_order();
+        let listed: HashSet<&str> = running
+            .iter()
+            .chain(pending.iter())
+            .map(|i| i.prompt_id.as_str())
+            .collect();
+
+        // Prompts we thought queued or running that the server no longer lists have ended.
+        let gone: Vec<PromptId> = self
+            .prompts
+            .values()
+            .filter(|p| !p.is_finished() && !listed.contains(p.id.as_str()))
+            .map(|p| p.id.clone())
+            .collect();
+        for id in gone {
+            self.request_history_item(&id, commands);
+        }
+
+        let our_id = self.our_client_id.clone();
+        for item in &running {
+            let record = self.record_mut(now, &item.prompt_id);
+            record.fill_from_item(item, &our_id);
+            if record.advance(Phase::Running) {
+                record.started_at = Some(now);
+            }
+        }
+        self.pending.clear();
+        for item in &pending {
+            let record = self.record_mut(now, &item.prompt_id);
+            record.fill_from_item(item, &our_id);
+            if record.phase == Phase::Queued {
+                self.pending.push(item.prompt_id.clone());
+            }
+        }
+        self.queue_remaining = Some((running.len() + pending.len()) as u64);
+        if std::mem::take(&mut self.queue_fetch.again) {
+            self.request_queue(commands);
+        }
+    }
+
+    /// The server has no history entry for a prompt that left the queue.
+    fn vanished(&mut self, now: f64, id: &str) {
+        let Some(record) = self.prompts.get(id) else {
+            return;
+        };
+        let outcome = match record.phase {
+            Phase::Queued => Outcome::Removed,
+            Phase::Running => Outcome::Unknown,
+            Phase::Finished(_) => return,
+        };
+        self.finish(now, id, outcome, None);
+    }
+
+    fn apply_history_entry(&mut self, now: f64, id: PromptId, entry: &HistoryEntry) {
+        let our_id = self.our_client_id.clone();
+        let record = self.record_mut(now, &id);
+        record.fill_from_item(&entry.prompt, &our_id);
+        for (node, output) in &entry.outputs {
+            record
+                .outputs
+                .entry(node.clone())
+                .or_insert_with(|| output.clone());
+        }
+        let mut outcome = None;
+        let mut finished_ms = None;
+        if let Some(status) = &entry.status {
+            for message in status.decoded_messages().flatten() {
+                match message {
+                    ServerMessage::ExecutionStart(m) => {
+                        record.server_started_ms = record.server_started_ms.or(m.timestamp);
+                    }
+                    ServerMessage::ExecutionCached(m) => {
+                        for node in m.nodes {
+                            if !record.cached.contains(&node) {
+                                record.cached.push(node.clone());
+                            }
+                            let n = record.node_mut(&node);
+                            if n.state == NodeState::Pending {
+                                n.state = NodeState::Cached;
+                            }
+                        }
+                    }
+                    ServerMessage::ExecutionSuccess(m) => {
+                        outcome = Some(Outcome::Success);
+                        finished_ms = m.timestamp;
+                    }
+                    ServerMessage::ExecutionError(m) => {
+                        finished_ms = m.timestamp;
+                        outcome = Some(Outcome::Error(ErrorInfo {
+                            node_id: m.node_id,
+                            node_type: m.node_type,
+                            exception_type: m.exception_type,
+                            exception_message: m.exception_message,
+                            traceback: m.traceback,
+                            current_inputs: m.current_inputs,
+                        }));
+                    }
+                    ServerMessage::ExecutionInterrupted(m) => {
+                        finished_ms = m.timestamp;
+                        outcome = Some(Outcome::Interrupted {
+                            node_id: m.node_id,
+                            node_type: m.node_type,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            if outcome.is_none() {
+                outcome = Some(match status.status_str.as_str() {
+                    "success" => Outcome::Success,
+                    _ => Outcome::Unknown,
+                });
+            }
+        }
+        let outcome = outcome.unwrap_or(Outcome::Success);
+        let failed_node = match &outcome {
+            Outcome::Error(e) => e.node_id.clone().map(|n| (n, NodeState::Error)),
+            Outcome::Interrupted { node_id, .. } => {
+                node_id.clone().map(|n| (n, NodeState::Interrupted))
+            }
+            _ => None,
+        };
+        if let Some((node, state)) = failed_node {
+            let n = record.node_mut(&node);
+            if !n.state.is_complete() {
+                n.state = state;
+            }
+        }
+        if record.is_finished() {
+            // Live events told us already; keep their detail, add the server's clock.
+            record.server_finished_ms = record.server_finished_ms.or(finished_ms);
+            return;
+        }
+        self.finish(now, &id, outcome, finished_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comfy::{Decoded, RawFrame};
+
+    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+
+    /// Feeds a transcript's frames to a tracker, as a live connection would.
+    fn replay(name: &str, our_id: &str) -> Tracker {
+        let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut tracker = Tracker::new(our_id);
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let t = v["t"].as_f64().unwrap();
+            let raw = if v["kind"] == "text" {
+                RawFrame::Text(v["data"].to_string())
+            } else {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v["b64"].as_str().unwrap())
+                    .unwrap();
+                RawFrame::Binary(bytes.into())
+            };
+            let input = match raw.decode() {
+                Decoded::Message(m) => TrackerInput::Message(m),
+                Decoded::Binary(b) => TrackerInput::Binary(b),
+                Decoded::Malformed { error } => panic!("{name}: malformed frame: {error}"),
+            };
+            tracker.handle(t, input);
+        }
+        tracker
+    }
+
+    fn only_prompt(tracker: &Tracker) -> &PromptRecord {
+        let mut prompts: Vec<&PromptRecord> = tracker.prompts().collect();
+        assert_eq!(prompts.len(), 1, "{prompts:#?}");
+        prompts.remove(0)
+    }
+
+    #[test]
+    fn full_run_ends_in_success_with_outputs_cached_nodes_and_step_maxima() {
+        let tracker = replay("c_full_run_legacy_previews", "lab-c-54413bc8");
+        let p = only_prompt(&tracker);
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert_eq!(p.cached, vec!["5".to_string()]);
+        assert_eq!(p.nodes["5"].state, NodeState::Cached);
+        assert_eq!(p.nodes["1"].max, 6.0);
+        assert!(p.nodes["1"].has_progress);
+        assert_eq!(p.nodes["1"].state, NodeState::Done);
+        assert!(p.images().count() >= 2, "{:?}", p.outputs);
+        assert!(!p.text.is_empty(), "progress text lines kept");
+        assert!(tracker.running().is_none());
+    }
+
+    #[test]
+    fn error_names_the_node_and_exception() {
+        let tracker = replay("e_execution_error", "lab-e-519deaa7");
+        let p = only_prompt(&tracker);
+        let Phase::Finished(Outcome::Error(e)) = &p.phase else {
+            panic!("{:?}", p.phase)
+        };
+        assert_eq!(e.node_id.as_deref(), Some("2"));
+        assert_eq!(e.node_type.as_deref(), Some("LabRaiseError"));
+        assert_eq!(e.exception_type, "RuntimeError");
+        assert_eq!(p.nodes["2"].state, NodeState::Error);
+        assert_eq!(p.nodes["1"].state, NodeState::Done);
+    }
+
+    #[test]
+    fn status_asks_for_the_queue_once_at_a_time() {
+        let mut t = Tracker::new("me");
+        let status = || {
+            TrackerInput::Message(
+                ServerMessage::from_json(
+                    r#"{"type":"status","data":{"status":{"exec_info":{"queue_remaining":1}}}}"#,
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(t.handle(0.0, status()), vec![TrackerCommand::FetchQueue]);
+        assert_eq!(t.handle(0.1, status()), vec![]);
+        // The reply comes; the second status asks for one more fetch.
+        assert_eq!(
+            t.handle(0.2, TrackerInput::Queue(QueueSnapshot::default())),
+            vec![TrackerCommand::FetchQueue]
+        );
+        assert_eq!(
+            t.handle(0.3, TrackerInput::Queue(QueueSnapshot::default())),
+            vec![]
+        );
+    }
+
+    fn http_body<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = format!("{REFERENCE}/http/{name}.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_value(v["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn interrupt_is_its_own_outcome() {
+        let tracker = replay("f_interrupt", "lab-f");
+        let outcomes: Vec<&str> = tracker
+            .finished()
+            .filter_map(|p| p.outcome().map(Outcome::label))
+            .collect();
+        assert!(outcomes.contains(&"interrupted"), "{outcomes:?}");
+    }
+
+    #[test]
+    fn cached_rerun_lists_every_cached_node() {
+        let tracker = replay("d_same_prompt_cached", "lab-d");
+        let p = tracker.finished().next().unwrap();
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert!(!p.cached.is_empty());
+        let (complete, total) = p.node_counts();
+        assert_eq!(complete, total, "{:?}", p.nodes);
+    }
+
+    #[test]
+    fn another_clients_prompt_is_followed_through_queue_and_history() {
+        // A watcher only hears status broadcasts: each asks for /queue.
+        let mut t = replay("i_second_client_watching__watcher", "watcher");
+        assert!(t.prompts().next().is_none());
+        let snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        let running_id = snapshot.queue_running[0].prompt_id.clone();
+        t.handle(10.0, TrackerInput::Queue(snapshot));
+        let running = t.running().unwrap();
+        assert_eq!(running.id, running_id);
+        assert!(!running.ours);
+        assert!(!running.live);
+        assert_eq!(running.node_title("2"), Some("SaveImage"));
+        let numbers: Vec<f64> = t.pending().filter_map(|p| p.number).collect();
+        let mut sorted = numbers.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(numbers, sorted, "pending in run order");
+
+        // The queue empties: every prompt that left it is looked up in history.
+        let commands = t.handle(11.0, TrackerInput::Queue(QueueSnapshot::default()));
+        assert!(commands.contains(&TrackerCommand::FetchHistoryItem(running_id.clone())));
+        let history: History = http_body("get_history_id_success");
+        let (_, entry) = history.0.into_iter().next().unwrap();
+        t.handle(
+            12.0,
+            TrackerInput::HistoryItem {
+                prompt_id: running_id.clone(),
+                entry: Some(entry),
+            },
+        );
+        let p = t.prompt(&running_id).unwrap();
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert!(p.images().count() > 0);
+        assert!(p.duration().is_some());
+    }
+
+    #[test]
+    fn a_pending_prompt_without_history_was_removed() {
+        let mut t = Tracker::new("me");
+        let snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        let pending_id = snapshot.pending_in_run_order()[0].prompt_id.clone();
+        t.handle(0.0, TrackerInput::Queue(snapshot));
+        t.handle(1.0, TrackerInput::Queue(QueueSnapshot::default()));
+        t.handle(
+            2.0,
+            TrackerInput::HistoryItem {
+                prompt_id: pending_id.clone(),
+                entry: None,
+            },
+        );
+        assert_eq!(
+            t.prompt(&pending_id).unwrap().phase,
+            Phase::Finished(Outcome::Removed)
+        );
+    }
+
+    #[test]
+    fn reconnect_fetches_queue_and_history() {
+        let mut t = Tracker::new("me");
+        let commands = t.handle(
+            0.0,
+            TrackerInput::Connected {
+                sid: Some("me".into()),
+                features: None,
+            },
+        );
+        assert_eq!(
+            commands,
+            vec![
+                TrackerCommand::FetchQueue,
+                TrackerCommand::FetchHistory {
+                    max_items: HISTORY_FETCH
+                }
+            ]
+        );
+        assert!(t.is_connected());
+    }
+
+    #[test]
+    fn a_late_queue_snapshot_never_moves_a_finished_prompt_back() {
+        let mut t = replay("c_full_run_legacy_previews", "lab-c-54413bc8");
+        let id = t.finished().next().unwrap().id.clone();
+        let mut item: QueueSnapshot = http_body("get_queue_running_and_pending");
+        item.queue_running[0].prompt_id = id.clone();
+        t.handle(99.0, TrackerInput::Queue(item));
+        assert_eq!(
+            t.prompt(&id).unwrap().phase,
+            Phase::Finished(Outcome::Success)
+        );
+    }
+}
