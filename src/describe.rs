@@ -20,6 +20,12 @@ pub trait NodeTitles {
     fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str>;
 }
 
+impl NodeTitles for crate::tracker::Tracker {
+    fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+        crate::tracker::Tracker::node_title(self, prompt_id, node_id)
+    }
+}
+
 /// For describing frames without knowing any graph.
 pub struct NoTitles;
 
@@ -58,12 +64,17 @@ pub fn frame_line(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
             event_name(&frame.decoded)
         }
         Decoded::Malformed { error } => {
-            let _ = write!(details, "{} frame: {}", raw_kind(&frame.raw), one_line(error));
+            let _ = write!(
+                details,
+                "{} frame: {}",
+                raw_kind(&frame.raw),
+                one_line(error)
+            );
             "malformed"
         }
     };
     let event = truncate(event, 40);
-    finish(format!("{:>9.3} {event:<16} {details}", frame.t))
+    finish(format!("{:>9.3} {event:<17} {details}", frame.t))
 }
 
 /// The human-readable line for a connection event.
@@ -201,11 +212,10 @@ fn describe_message(out: &mut String, m: &ServerMessage, titles: &impl NodeTitle
             }
         }
         ServerMessage::FeatureFlags(f) => {
-            let flags: Vec<String> = f
-                .0
-                .iter()
-                .map(|(k, v)| format!("{}={}", one_line(k), one_line(&v.to_string())))
-                .collect();
+            let flags: Vec<String> =
+                f.0.iter()
+                    .map(|(k, v)| format!("{}={}", one_line(k), one_line(&v.to_string())))
+                    .collect();
             write!(out, "{}", truncate(&flags.join(" "), EXCERPT))
         }
         ServerMessage::ExecutionStart(s) => write!(out, "prompt {}", short(&s.prompt_id)),
@@ -315,7 +325,9 @@ fn describe_message(out: &mut String, m: &ServerMessage, titles: &impl NodeTitle
                 write!(out, "{}", parts.join(", "))
             }
         }
-        ServerMessage::ExecutionSuccess(s) => write!(out, "prompt {} succeeded", short(&s.prompt_id)),
+        ServerMessage::ExecutionSuccess(s) => {
+            write!(out, "prompt {} succeeded", short(&s.prompt_id))
+        }
         ServerMessage::ExecutionError(e) => {
             let p = Some(e.prompt_id.as_str());
             let _ = write!(out, "prompt {} failed", short(&e.prompt_id));
@@ -364,12 +376,7 @@ fn describe_message(out: &mut String, m: &ServerMessage, titles: &impl NodeTitle
 fn describe_binary(out: &mut String, frame: &BinaryFrame, titles: &impl NodeTitles) {
     let _ = match frame {
         BinaryFrame::Preview(p) => {
-            let _ = write!(
-                out,
-                "{} {} bytes",
-                format_name(p),
-                p.data.len()
-            );
+            let _ = write!(out, "{} {} bytes", format_name(p), p.data.len());
             match &p.metadata {
                 Some(m) => write!(
                     out,

@@ -1,1 +1,97 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use color_eyre::eyre::{Result, WrapErr as _, eyre};
+
+use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
+use comfytop::comfy::server_url::ServerUrl;
+use comfytop::watch::{live, replay};
+
+/// Exit status for a bad command line (what clap uses too).
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = color_eyre::install() {
+        eprintln!("comfytop: cannot install the error handler: {e}");
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            // `{:#}` gives the whole chain on one line: what failed, then why.
+            eprintln!("comfytop: {report:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Watch(args)) => {
+            let server = match server(args.url.as_deref()) {
+                Ok(server) => server,
+                Err(code) => return Ok(code),
+            };
+            watch(server, args)
+        }
+        Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Sim(_)) => Err(eyre!(
+            "the simulated server is not built yet; follow a real ComfyUI with `comfytop watch URL`"
+        )),
+        None => {
+            if let Err(code) = server(cli.url.as_deref()) {
+                return Ok(code);
+            }
+            if cli.demo {
+                return Err(eyre!(
+                    "--demo needs the simulated server, which is not built yet; \
+                     follow a real ComfyUI with `comfytop watch URL`"
+                ));
+            }
+            Err(eyre!(
+                "the dashboard is not built yet; follow a server with `comfytop watch URL` \
+                 or play a recording with `comfytop replay FILE`"
+            ))
+        }
+    }
+}
+
+/// The server to talk to, or the usage exit status after saying what is wrong with it.
+fn server(arg: Option<&str>) -> Result<ServerUrl, ExitCode> {
+    let env = std::env::var(URL_ENV).ok();
+    resolve_server(arg, env.as_deref()).map_err(|message| {
+        eprintln!("comfytop: {message}");
+        ExitCode::from(USAGE)
+    })
+}
+
+fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
+    runtime.block_on(live::run(server, args.format(), args.record.as_deref()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    let report = match replay::run_file(&args.file, args.format(), args.pace()) {
+        Ok(report) => report,
+        // The reader of our output went away (`| head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            return Err(e).wrap_err_with(|| {
+                format!(
+                    "cannot replay {}; check the path and that it is a transcript",
+                    args.file.display()
+                )
+            });
+        }
+    };
+    eprint!("{}", report.summary());
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
