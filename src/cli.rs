@@ -73,7 +73,7 @@ pub struct ReplayArgs {
     pub json: bool,
 
     /// Play with the recorded timing, N times as fast (0.5 = half speed)
-    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "max")]
+    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "max", allow_hyphen_values = true)]
     pub speed: Option<f64>,
 
     /// Play without any delay (the default)
