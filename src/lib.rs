@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod comfy;
 pub mod describe;
+pub mod session;
 pub mod text;
 pub mod tracker;
 pub mod watch;
