@@ -93,8 +93,8 @@ pub fn connection_line(event: &ConnEvent, server: &ServerUrl) -> String {
         }
         ConnEvent::Disconnected { reason } => format!("disconnected: {reason}"),
         ConnEvent::Reconnecting { attempt, delay } => format!(
-            "reconnecting in {:.1} s (attempt {attempt}); Ctrl-C to stop",
-            delay.as_secs_f64()
+            "reconnecting in {} (attempt {attempt}); Ctrl-C to stop",
+            human_delay(*delay)
         ),
         ConnEvent::Frame(frame) => return frame_line(frame, &NoTitles),
     };
@@ -186,6 +186,15 @@ struct JsonLine<'a> {
     event: &'a str,
     #[serde(flatten)]
     fields: Map<String, Value>,
+}
+
+/// `450 ms` below a second, `1.9 s` from there.
+fn human_delay(delay: std::time::Duration) -> String {
+    if delay < std::time::Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else {
+        format!("{:.1} s", delay.as_secs_f64())
+    }
 }
 
 /// Tenths of a millisecond, as transcripts have.

@@ -121,12 +121,9 @@ impl Watcher {
             LineFormat::Human => describe::connection_line(&event, server),
             LineFormat::Json => describe::connection_json(&event, server),
         };
-        let commands = match event {
-            ConnEvent::Connected { sid, features } => self
-                .tracker
-                .handle(now, TrackerInput::Connected { sid, features }),
-            ConnEvent::Disconnected { .. } => self.tracker.handle(now, TrackerInput::Disconnected),
-            _ => Vec::new(),
+        let commands = match crate::session::tracker_input(&event) {
+            Some(input) => self.tracker.handle(now, input),
+            None => Vec::new(),
         };
         Step {
             lines: vec![line],
