@@ -18,11 +18,20 @@ use crate::text::{one_line, sanitize, terminal_safe_json, truncate};
 /// Where node titles come from (the tracker knows them once it has seen a prompt's graph).
 pub trait NodeTitles {
     fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str>;
+
+    /// The prompt running now: frames without a prompt id (progress text) belong to it.
+    fn running_prompt(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl NodeTitles for crate::tracker::Tracker {
     fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
         crate::tracker::Tracker::node_title(self, prompt_id, node_id)
+    }
+
+    fn running_prompt(&self) -> Option<&str> {
+        self.running().map(|p| p.id.as_str())
     }
 }
 
@@ -121,6 +130,12 @@ pub fn frame_json(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
         Decoded::Binary(BinaryFrame::ProgressText { node_id, text }) => {
             fields.insert("node_id".into(), node_id.as_str().into());
             fields.insert("text".into(), text.as_str().into());
+            if let Some(title) = titles
+                .running_prompt()
+                .and_then(|p| titles.node_title(p, node_id))
+            {
+                fields.insert("node_title".into(), title.into());
+            }
         }
         Decoded::Binary(BinaryFrame::Unknown {
             event_type,
@@ -399,7 +414,7 @@ fn describe_binary(out: &mut String, frame: &BinaryFrame, titles: &impl NodeTitl
         BinaryFrame::ProgressText { node_id, text } => write!(
             out,
             "node {}: {}",
-            one_line(node_id),
+            node_label(titles, titles.running_prompt(), node_id),
             truncate(&one_line(text), EXCERPT * 2)
         ),
         BinaryFrame::Unknown {
@@ -493,5 +508,134 @@ fn binary_event_type(raw: &RawFrame) -> Option<u32> {
     match raw {
         RawFrame::Binary(b) => b.first_chunk::<4>().map(|b| u32::from_be_bytes(*b)),
         RawFrame::Text(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::comfy::protocol::FeatureFlags;
+
+    /// One running prompt `p1` whose node 1 is titled as given.
+    struct Titles(&'static str);
+
+    impl NodeTitles for Titles {
+        fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+            (prompt_id == "p1" && node_id == "1").then_some(self.0)
+        }
+
+        fn running_prompt(&self) -> Option<&str> {
+            Some("p1")
+        }
+    }
+
+    fn frame(t: f64, raw: RawFrame) -> ReceivedFrame {
+        let decoded = raw.decode();
+        ReceivedFrame { t, raw, decoded }
+    }
+
+    fn text(json: &str) -> ReceivedFrame {
+        frame(1.5, RawFrame::Text(json.to_string()))
+    }
+
+    #[test]
+    fn node_titles_are_shown_when_known_and_sanitized() {
+        let executing = text(r#"{"type":"executing","data":{"node":"1","prompt_id":"p1"}}"#);
+        assert_eq!(
+            frame_line(&executing, &Titles("Slow Steps")),
+            "    1.500 executing         prompt p1 node 1 \"Slow Steps\""
+        );
+        assert_eq!(
+            frame_line(&executing, &Titles("Evil\u{1b}[2J\u{1b}]0;x\u{7}\nTitle")),
+            "    1.500 executing         prompt p1 node 1 \"Evil Title\""
+        );
+        let json: Value = serde_json::from_str(&frame_json(&executing, &Titles("Slow"))).unwrap();
+        assert_eq!(json["node_title"], "Slow");
+        assert_eq!(json["event"], "executing");
+        assert_eq!(json["t"], 1.5);
+    }
+
+    #[test]
+    fn progress_text_belongs_to_the_running_prompt() {
+        let mut raw = b"\x00\x00\x00\x03\x00\x00\x00\x011".to_vec();
+        raw.extend_from_slice(b"step 2/6");
+        let f = frame(0.25, RawFrame::Binary(raw.into()));
+        assert_eq!(
+            frame_line(&f, &Titles("Slow Steps")),
+            "    0.250 progress_text     node 1 \"Slow Steps\": step 2/6"
+        );
+        assert_eq!(
+            frame_line(&f, &NoTitles),
+            "    0.250 progress_text     node 1: step 2/6"
+        );
+    }
+
+    #[test]
+    fn message_details_read_naturally() {
+        let line = |json: &str| frame_line(&text(json), &NoTitles);
+        assert!(
+            line(r#"{"type":"executing","data":{"node":null,"prompt_id":"abcdef0123456789"}}"#)
+                .ends_with("executing         prompt abcdef01 done")
+        );
+        assert!(
+            line(r#"{"type":"execution_interrupted","data":{"prompt_id":"p","node_id":"1","node_type":"LabLongRun"}}"#)
+                .ends_with("prompt p interrupted at node 1 (LabLongRun)")
+        );
+        assert!(
+            line(r#"{"type":"progress_state","data":{"prompt_id":"p","nodes":{"1":{"value":3,"max":3,"state":"finished"},"2":{"value":2.5,"max":10,"state":"running"}}}}"#)
+                .ends_with("prompt p: 1 finished, running node 2 2.50/10")
+        );
+        assert!(
+            line(r#"{"type":"executed","data":{"node":"9","prompt_id":"p","output":{"text":["hi"]}}}"#)
+                .ends_with("prompt p node 9: + text")
+        );
+        assert!(
+            line(r#"{"type":"crystools.monitor","data":{"cpu":3.5}}"#)
+                .ends_with("crystools.monitor (unknown type) {\"cpu\":3.5}")
+        );
+    }
+
+    #[test]
+    fn connection_lines_say_what_happens() {
+        let server = ServerUrl::parse("http://box:8188").unwrap();
+        let line = |e: ConnEvent| connection_line(&e, &server);
+        assert_eq!(
+            line(ConnEvent::Connecting { attempt: 1 }),
+            "       -- connecting to http://box:8188"
+        );
+        assert_eq!(
+            line(ConnEvent::Connected {
+                sid: Some("s".into()),
+                features: None
+            }),
+            "       -- connected to http://box:8188, sid s, no feature flags from the server"
+        );
+        assert_eq!(
+            line(ConnEvent::Connected {
+                sid: None,
+                features: Some(FeatureFlags::default())
+            }),
+            "       -- connected to http://box:8188, sid not reported, previews without metadata"
+        );
+        assert_eq!(
+            line(ConnEvent::Reconnecting {
+                attempt: 3,
+                delay: Duration::from_millis(1940)
+            }),
+            "       -- reconnecting in 1.9 s (attempt 3); Ctrl-C to stop"
+        );
+        let json: Value = serde_json::from_str(&connection_json(
+            &ConnEvent::Disconnected {
+                reason: "gone\u{1b}[0m".into(),
+            },
+            &server,
+        ))
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "disconnected", "reason": "gone\u{1b}[0m"})
+        );
     }
 }

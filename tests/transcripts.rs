@@ -673,3 +673,15 @@ fn every_recorded_http_body_parses_into_its_type() {
     }
     assert!(names.len() >= 31, "{names:?}");
 }
+
+#[test]
+fn human_lines_stay_as_reviewed() {
+    for name in [
+        "b_feature_flags_metadata_previews",
+        "e_execution_error",
+        "k_logs_subscription",
+    ] {
+        let replayed = replay_named(&[name], LineFormat::Human);
+        insta::assert_snapshot!(name, replayed.stdout);
+    }
+}
