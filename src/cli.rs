@@ -64,7 +64,7 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Transcript to play (JSON lines, as written by `watch --record`)
+    /// Transcript to play (JSON lines, as written by `watch --record`); - reads stdin
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 

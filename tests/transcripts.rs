@@ -685,3 +685,23 @@ fn human_lines_stay_as_reviewed() {
         insta::assert_snapshot!(name, replayed.stdout);
     }
 }
+
+#[test]
+fn paced_replay_prints_the_same_lines_as_an_unpaced_one() {
+    let input = std::fs::read(transcript("c_full_run_legacy_previews")).unwrap();
+    let play = |pace| {
+        let mut out = Vec::new();
+        let report = replay(
+            TranscriptReader::new(&input[..]),
+            "test",
+            LineFormat::Json,
+            pace,
+            &mut out,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        (String::from_utf8(out).unwrap(), report.stats)
+    };
+    // Fast enough that the 2 s recording plays in microseconds.
+    assert_eq!(play(Pace::Speed(1e7)), play(Pace::Max));
+}

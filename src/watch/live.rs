@@ -48,6 +48,10 @@ pub async fn run(server: ServerUrl, format: LineFormat, record: Option<&Path>) -
         })?),
         None => None,
     };
+    if let Some(path) = record {
+        // On stderr, so stdout stays one line per event.
+        eprintln!("comfytop: appending every frame to {}", path.display());
+    }
     let options = WatchOptions::new(server, format);
     match watch(options, recorder, io::stdout(), shutdown_signal()).await {
         // Whoever read our output went away (`| head`): a normal end.

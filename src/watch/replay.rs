@@ -63,20 +63,18 @@ impl ReplayReport {
     }
 }
 
-/// Plays the transcript at `path` to stdout, bad lines to stderr. The error is an I/O error:
-/// the file could not be opened, or stdout went away.
+/// Plays the transcript at `path` (`-` for stdin) to stdout, bad lines to stderr. The error is
+/// an I/O error: the file could not be opened, or stdout went away.
 pub fn run_file(path: &Path, format: LineFormat, pace: Pace) -> io::Result<ReplayReport> {
-    let reader = TranscriptReader::open(path)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut diagnostics = io::stderr().lock();
-    replay(
-        reader,
-        &path.display().to_string(),
-        format,
-        pace,
-        &mut out,
-        &mut diagnostics,
-    )
+    if path == Path::new("-") {
+        let reader = TranscriptReader::new(io::stdin().lock());
+        return replay(reader, "stdin", format, pace, &mut out, &mut diagnostics);
+    }
+    let reader = TranscriptReader::open(path)?;
+    let source = path.display().to_string();
+    replay(reader, &source, format, pace, &mut out, &mut diagnostics)
 }
 
 /// Plays `frames`, writing one line per frame to `out` and one line per bad transcript line
