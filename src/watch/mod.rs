@@ -96,7 +96,7 @@ impl Watcher {
     /// tracker's clock (monotonic over reconnects), not the frame's `t`.
     pub fn on_frame(&mut self, now: f64, frame: ReceivedFrame) -> Step {
         self.stats.count(&frame.decoded);
-        // Described before tracking, so the tracker's state can be moved into, not cloned.
+        // Described first, so the decoded frame can then move into the tracker uncloned.
         let line = match self.format {
             LineFormat::Human => describe::frame_line(&frame, &self.tracker),
             LineFormat::Json => describe::frame_json(&frame, &self.tracker),
@@ -112,7 +112,7 @@ impl Watcher {
         }
     }
 
-    /// A connection event (frames go to [`Watcher::on_frame`]).
+    /// Any connection event: a notice line, or for a frame what [`Watcher::on_frame`] gives.
     pub fn on_connection(&mut self, now: f64, event: ConnEvent, server: &ServerUrl) -> Step {
         if let ConnEvent::Frame(frame) = event {
             return self.on_frame(now, frame);
@@ -152,13 +152,12 @@ impl Watcher {
                 _ => changed.push(p),
             }
         }
-        // Queue order for new prompts, then finish order, then id, so lines come out stable.
+        // Queue order, then first seen, then id: lines come out in a stable order.
         changed.sort_by(|a, b| {
-            let key = |p: &PromptRecord| (p.number.unwrap_or(f64::MAX), p.first_seen);
-            key(a)
-                .0
-                .total_cmp(&key(b).0)
-                .then(key(a).1.total_cmp(&key(b).1))
+            let number = |p: &PromptRecord| p.number.unwrap_or(f64::MAX);
+            number(a)
+                .total_cmp(&number(b))
+                .then(a.first_seen.total_cmp(&b.first_seen))
                 .then(a.id.cmp(&b.id))
         });
         let mut lines: Vec<String> = changed.into_iter().map(|p| self.prompt_line(p)).collect();
@@ -168,16 +167,12 @@ impl Watcher {
         Step { lines, commands }
     }
 
-    /// A fetch that failed: one line saying so; the tracker may ask again.
+    /// A fetch that failed: one line saying so (`error` names the call and the server); the
+    /// tracker asks again when the next `status` comes.
     pub fn on_fetch_failed(&mut self, now: f64, command: TrackerCommand, error: &str) -> Step {
         let request = request_name(&command);
         let line = match self.format {
-            LineFormat::Human => format!(
-                "{:>9} GET {} failed: {}",
-                "--",
-                one_line(&request),
-                one_line(error)
-            ),
+            LineFormat::Human => format!("{:>9} {}", "--", one_line(error)),
             LineFormat::Json => terminal_safe_json(&json!({
                 "event": "fetch_failed",
                 "request": request,
@@ -342,5 +337,100 @@ pub fn request_name(command: &TrackerCommand) -> String {
         TrackerCommand::FetchQueue => "/queue".to_string(),
         TrackerCommand::FetchHistory { max_items } => format!("/history?max_items={max_items}"),
         TrackerCommand::FetchHistoryItem(id) => format!("/history/{id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comfy::api::{History, QueueSnapshot};
+
+    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+
+    fn body<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = format!("{REFERENCE}/http/{name}.json");
+        let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        serde_json::from_value(file["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn replies_tell_what_changed_for_other_clients_prompts() {
+        let mut watcher = Watcher::new("me", LineFormat::Human);
+        let queue: QueueSnapshot = body("get_queue_running_and_pending");
+        let lines = watcher.on_reply(1.0, TrackerInput::Queue(queue)).lines;
+        // Run order: the running one, then the `front` one (-8), then 6 and 7.
+        assert_eq!(
+            lines,
+            [
+                "       -- prompt dd848e16 queued as #-8 by another client",
+                "       -- prompt c2faa6db running by another client",
+                "       -- prompt 2f97d7a2 queued as #6 by another client",
+                "       -- prompt 24acff7a queued as #7 by another client",
+            ]
+        );
+
+        // The same snapshot again teaches nothing.
+        let queue: QueueSnapshot = body("get_queue_running_and_pending");
+        assert!(
+            watcher
+                .on_reply(2.0, TrackerInput::Queue(queue))
+                .lines
+                .is_empty()
+        );
+
+        // History on connect: the three known prompts finish one line each, the rest of the
+        // history is summed up in one line first.
+        let history: History = body("get_history");
+        let lines = watcher.on_reply(3.0, TrackerInput::History(history)).lines;
+        assert_eq!(
+            lines[0],
+            "       -- history: 14 earlier prompts (2 error, 2 interrupted, 10 success)"
+        );
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[1].starts_with("       -- prompt dd848e16 succeeded in "));
+        assert!(lines[2].starts_with("       -- prompt c2faa6db succeeded in "));
+        assert!(lines[3].starts_with("       -- prompt 2f97d7a2 succeeded in "));
+    }
+
+    #[test]
+    fn a_failed_prompt_from_history_names_its_node_and_exception() {
+        let mut watcher = Watcher::new("me", LineFormat::Json);
+        let queue: QueueSnapshot = serde_json::from_value(json!({
+            "queue_running": [body::<History>("get_history_id_error").0[0].1.prompt],
+            "queue_pending": [],
+        }))
+        .unwrap();
+        watcher.on_reply(1.0, TrackerInput::Queue(queue));
+        let entry = body::<History>("get_history_id_error").0.remove(0);
+        let lines = watcher
+            .on_reply(
+                2.0,
+                TrackerInput::HistoryItem {
+                    prompt_id: entry.0,
+                    entry: Some(entry.1),
+                },
+            )
+            .lines;
+        assert_eq!(lines.len(), 1);
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["event"], "prompt");
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["error"]["node_id"], "2");
+        assert_eq!(line["error"]["exception_type"], "RuntimeError");
+        assert_eq!(line["ours"], false);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_one_line() {
+        let mut watcher = Watcher::new("me", LineFormat::Human);
+        let step = watcher.on_fetch_failed(
+            1.0,
+            TrackerCommand::FetchQueue,
+            "GET /queue: cannot reach http://box (refused).\nIs ComfyUI running?",
+        );
+        assert_eq!(
+            step.lines,
+            ["       -- GET /queue: cannot reach http://box (refused). Is ComfyUI running?"]
+        );
     }
 }
