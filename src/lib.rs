@@ -1,9 +1,15 @@
-//! comfytop: a terminal dashboard for ComfyUI servers. The library holds everything; the binary
-//! only parses arguments and picks a mode.
+//! comfytop: a terminal dashboard for ComfyUI servers.
+//!
+//! The library is what the binary, the tests and the benches use: `comfy` speaks ComfyUI's
+//! protocol, `tracker` turns what the server says into per-prompt state, `session` joins the two,
+//! `preview` decodes and draws preview images off the UI loop, `watch` holds the non-interactive
+//! `watch` and `replay` modes (lines from `describe`), `cli` the command line, and `text` makes
+//! server strings safe for a terminal.
 
 pub mod cli;
 pub mod comfy;
 pub mod describe;
+pub mod preview;
 pub mod session;
 pub mod text;
 pub mod tracker;
