@@ -3,14 +3,12 @@
 //! Every string that came from the server passes through [`crate::text`] before it is part of a
 //! line, so a line is always safe to print to a terminal.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::comfy::binary::{BinaryFrame, PreviewImage};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
-use crate::comfy::protocol::{NodeRunState, ServerMessage};
+use crate::comfy::protocol::{NodeOutput, NodeRunState, ServerMessage};
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::{Decoded, RawFrame};
 use crate::text::{one_line, sanitize, terminal_safe_json, truncate};
@@ -62,27 +60,14 @@ const EXCERPT: usize = 120;
 
 /// The human-readable line for one frame: time, event, what it says.
 pub fn frame_line(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
-    let mut details = String::new();
-    let event: &str = match &frame.decoded {
-        Decoded::Message(m) => {
-            describe_message(&mut details, m, titles);
-            m.kind()
-        }
-        Decoded::Binary(b) => {
-            describe_binary(&mut details, b, titles);
-            event_name(&frame.decoded)
-        }
+    let details = match &frame.decoded {
+        Decoded::Message(m) => describe_message(m, titles),
+        Decoded::Binary(b) => describe_binary(b, titles),
         Decoded::Malformed { error } => {
-            let _ = write!(
-                details,
-                "{} frame: {}",
-                raw_kind(&frame.raw),
-                one_line(error)
-            );
-            "malformed"
+            format!("{} frame: {}", raw_kind(&frame.raw), one_line(error))
         }
     };
-    let event = truncate(event, 40);
+    let event = truncate(event_name(&frame.decoded), 40);
     finish(format!("{:>9.3} {event:<17} {details}", frame.t))
 }
 
@@ -225,107 +210,85 @@ fn finish(line: String) -> String {
     }
 }
 
-fn describe_message(out: &mut String, m: &ServerMessage, titles: &impl NodeTitles) {
+fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
     let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
-    let _ = match m {
-        ServerMessage::Status(s) => {
-            let _ = write!(out, "queue {}", s.queue_remaining());
-            match &s.sid {
-                Some(sid) => write!(out, ", sid {}", one_line(sid)),
-                None => Ok(()),
-            }
-        }
+    match m {
+        ServerMessage::Status(s) => match &s.sid {
+            Some(sid) => format!("queue {}, sid {}", s.queue_remaining(), one_line(sid)),
+            None => format!("queue {}", s.queue_remaining()),
+        },
         ServerMessage::FeatureFlags(f) => {
             let flags: Vec<String> =
                 f.0.iter()
                     .map(|(k, v)| format!("{}={}", one_line(k), one_line(&v.to_string())))
                     .collect();
-            write!(out, "{}", truncate(&flags.join(" "), EXCERPT))
+            truncate(&flags.join(" "), EXCERPT).into_owned()
         }
-        ServerMessage::ExecutionStart(s) => write!(out, "prompt {}", short(&s.prompt_id)),
+        ServerMessage::ExecutionStart(s) => format!("prompt {}", short(&s.prompt_id)),
+        ServerMessage::ExecutionCached(c) if c.nodes.is_empty() => {
+            format!("prompt {}: nothing cached", short(&c.prompt_id))
+        }
         ServerMessage::ExecutionCached(c) => {
-            let _ = write!(out, "prompt {}: ", short(&c.prompt_id));
-            if c.nodes.is_empty() {
-                write!(out, "nothing cached")
-            } else {
-                let nodes: Vec<String> = c
-                    .nodes
-                    .iter()
-                    .map(|n| node(Some(&c.prompt_id), n))
-                    .collect();
-                write!(
-                    out,
-                    "{} cached: {}",
-                    c.nodes.len(),
-                    truncate(&nodes.join(", "), EXCERPT)
-                )
-            }
+            let nodes: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|n| node(Some(&c.prompt_id), n))
+                .collect();
+            format!(
+                "prompt {}: {} cached: {}",
+                short(&c.prompt_id),
+                c.nodes.len(),
+                truncate(&nodes.join(", "), EXCERPT)
+            )
         }
         ServerMessage::Executing(e) => match (&e.prompt_id, &e.node) {
             (Some(p), Some(n)) => {
-                let _ = write!(out, "prompt {} node {}", short(p), node(Some(p), n));
-                match &e.display_node {
-                    Some(d) if d != n => write!(out, " (shown as {})", one_line(d)),
-                    _ => Ok(()),
-                }
+                let shown_as = match &e.display_node {
+                    Some(d) if d != n => format!(" (shown as {})", one_line(d)),
+                    _ => String::new(),
+                };
+                format!("prompt {} node {}{shown_as}", short(p), node(Some(p), n))
             }
-            (Some(p), None) => write!(out, "prompt {} done", short(p)),
-            (None, Some(n)) => write!(out, "node {} (running; sent on reconnect)", node(None, n)),
-            (None, None) => write!(out, "nothing running"),
+            (Some(p), None) => format!("prompt {} done", short(p)),
+            (None, Some(n)) => format!("node {} (running; sent on reconnect)", node(None, n)),
+            (None, None) => "nothing running".to_string(),
         },
         ServerMessage::Executed(e) => {
             let p = e.prompt_id.as_deref();
-            let _ = write!(out, "{}node {}: ", prompt_prefix(p), node(p, &e.node));
-            match &e.output {
-                None => write!(out, "no output"),
-                Some(output) => {
-                    let mut parts: Vec<String> = output
-                        .images
-                        .iter()
-                        .map(|img| {
-                            let path = if img.subfolder.is_empty() {
-                                one_line(&img.filename).into_owned()
-                            } else {
-                                format!("{}/{}", one_line(&img.subfolder), one_line(&img.filename))
-                            };
-                            format!("{path} ({})", one_line(&img.folder))
-                        })
-                        .collect();
-                    if !output.other.is_empty() {
-                        let keys: Vec<_> = output.other.keys().map(|k| one_line(k)).collect();
-                        parts.push(format!("+ {}", keys.join(", ")));
-                    }
-                    if parts.is_empty() {
-                        write!(out, "empty output")
-                    } else {
-                        write!(out, "{}", truncate(&parts.join(", "), EXCERPT * 2))
-                    }
-                }
-            }
+            let output = match &e.output {
+                None => "no output".to_string(),
+                Some(output) => describe_output(output),
+            };
+            format!("{}node {}: {output}", prompt_prefix(p), node(p, &e.node))
         }
         ServerMessage::Progress(p) => {
             let prompt = p.prompt_id.as_deref();
-            let _ = write!(out, "{}", prompt_prefix(prompt));
-            if let Some(n) = &p.node {
-                let _ = write!(out, "node {} ", node(prompt, n));
-            }
-            write!(out, "{}/{}", number(p.value), number(p.max))
+            let at = p
+                .node
+                .as_deref()
+                .map(|n| format!("node {} ", node(prompt, n)))
+                .unwrap_or_default();
+            format!(
+                "{}{at}{}/{}",
+                prompt_prefix(prompt),
+                number(p.value),
+                number(p.max)
+            )
         }
         ServerMessage::ProgressState(s) => {
-            let _ = write!(out, "prompt {}: ", short(&s.prompt_id));
             let count = |state: NodeRunState| s.nodes.values().filter(|n| n.state == state).count();
-            let mut parts = Vec::new();
-            for (state, name) in [
+            let mut parts: Vec<String> = [
                 (NodeRunState::Finished, "finished"),
                 (NodeRunState::Error, "error"),
                 (NodeRunState::Pending, "pending"),
                 (NodeRunState::Other, "other"),
-            ] {
-                match count(state) {
-                    0 => {}
-                    k => parts.push(format!("{k} {name}")),
-                }
-            }
+            ]
+            .into_iter()
+            .filter_map(|(state, name)| match count(state) {
+                0 => None,
+                k => Some(format!("{k} {name}")),
+            })
+            .collect();
             let running: Vec<String> = s
                 .nodes
                 .iter()
@@ -344,75 +307,101 @@ fn describe_message(out: &mut String, m: &ServerMessage, titles: &impl NodeTitle
                 parts.push(format!("running {}", running.join(", ")));
             }
             if parts.is_empty() {
-                write!(out, "no nodes")
-            } else {
-                write!(out, "{}", parts.join(", "))
+                parts.push("no nodes".to_string());
             }
+            format!("prompt {}: {}", short(&s.prompt_id), parts.join(", "))
         }
-        ServerMessage::ExecutionSuccess(s) => {
-            write!(out, "prompt {} succeeded", short(&s.prompt_id))
-        }
+        ServerMessage::ExecutionSuccess(s) => format!("prompt {} succeeded", short(&s.prompt_id)),
         ServerMessage::ExecutionError(e) => {
             let p = Some(e.prompt_id.as_str());
-            let _ = write!(out, "prompt {} failed", short(&e.prompt_id));
-            if let Some(n) = &e.node_id {
-                let _ = write!(out, " in node {}", node(p, n));
-            }
-            if let Some(t) = &e.node_type {
-                let _ = write!(out, " ({})", one_line(t));
-            }
+            let at = e
+                .node_id
+                .as_deref()
+                .map(|n| format!(" in node {}", node(p, n)))
+                .unwrap_or_default();
+            let kind = e
+                .node_type
+                .as_deref()
+                .map(|t| format!(" ({})", one_line(t)))
+                .unwrap_or_default();
             let message = format!("{}: {}", e.exception_type, e.exception_message);
-            write!(out, ": {}", truncate(&one_line(&message), EXCERPT * 2))
+            format!(
+                "prompt {} failed{at}{kind}: {}",
+                short(&e.prompt_id),
+                truncate(&one_line(&message), EXCERPT * 2)
+            )
         }
         ServerMessage::ExecutionInterrupted(e) => {
             let p = Some(e.prompt_id.as_str());
-            let _ = write!(out, "prompt {} interrupted", short(&e.prompt_id));
-            if let Some(n) = &e.node_id {
-                let _ = write!(out, " at node {}", node(p, n));
-            }
-            match &e.node_type {
-                Some(t) => write!(out, " ({})", one_line(t)),
-                None => Ok(()),
-            }
+            let at = e
+                .node_id
+                .as_deref()
+                .map(|n| format!(" at node {}", node(p, n)))
+                .unwrap_or_default();
+            let kind = e
+                .node_type
+                .as_deref()
+                .map(|t| format!(" ({})", one_line(t)))
+                .unwrap_or_default();
+            format!("prompt {} interrupted{at}{kind}", short(&e.prompt_id))
         }
         ServerMessage::Logs(l) => {
             let lines: Vec<_> = l.entries.iter().map(|e| one_line(&e.m)).collect();
-            let _ = if lines.is_empty() {
-                write!(out, "no entries")
+            let text = if lines.is_empty() {
+                "no entries".to_string()
             } else {
-                write!(out, "{}", truncate(&lines.join(" | "), EXCERPT * 2))
+                truncate(&lines.join(" | "), EXCERPT * 2).into_owned()
             };
             match &l.size {
-                Some(size) => write!(out, " [terminal {}x{}]", size.cols, size.rows),
-                None => Ok(()),
+                Some(size) => format!("{text} [terminal {}x{}]", size.cols, size.rows),
+                None => text,
             }
         }
-        ServerMessage::Unknown { data, .. } => {
-            write!(
-                out,
-                "(unknown type) {}",
-                truncate(&one_line(&data.to_string()), EXCERPT)
-            )
-        }
-    };
+        ServerMessage::Unknown { data, .. } => format!(
+            "(unknown type) {}",
+            truncate(&one_line(&data.to_string()), EXCERPT)
+        ),
+    }
 }
 
-fn describe_binary(out: &mut String, frame: &BinaryFrame, titles: &impl NodeTitles) {
-    let _ = match frame {
+/// `lab/full_00001_.png (output), + text`: the files a node wrote, then its other output keys.
+fn describe_output(output: &NodeOutput) -> String {
+    let mut parts: Vec<String> = output
+        .images
+        .iter()
+        .map(|img| {
+            let path = if img.subfolder.is_empty() {
+                one_line(&img.filename).into_owned()
+            } else {
+                format!("{}/{}", one_line(&img.subfolder), one_line(&img.filename))
+            };
+            format!("{path} ({})", one_line(&img.folder))
+        })
+        .collect();
+    if !output.other.is_empty() {
+        let keys: Vec<_> = output.other.keys().map(|k| one_line(k)).collect();
+        parts.push(format!("+ {}", keys.join(", ")));
+    }
+    if parts.is_empty() {
+        return "empty output".to_string();
+    }
+    truncate(&parts.join(", "), EXCERPT * 2).into_owned()
+}
+
+fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
+    match frame {
         BinaryFrame::Preview(p) => {
-            let _ = write!(out, "{} {} bytes", format_name(p), p.data.len());
+            let size = format!("{} {} bytes", format_name(p), p.data.len());
             match &p.metadata {
-                Some(m) => write!(
-                    out,
-                    ", prompt {} node {}",
+                Some(m) => format!(
+                    "{size}, prompt {} node {}",
                     short(&m.prompt_id),
                     node_label(titles, Some(&m.prompt_id), &m.node_id)
                 ),
-                None => Ok(()),
+                None => size,
             }
         }
-        BinaryFrame::ProgressText { node_id, text } => write!(
-            out,
+        BinaryFrame::ProgressText { node_id, text } => format!(
             "node {}: {}",
             node_label(titles, titles.running_prompt(), node_id),
             truncate(&one_line(text), EXCERPT * 2)
@@ -420,8 +409,8 @@ fn describe_binary(out: &mut String, frame: &BinaryFrame, titles: &impl NodeTitl
         BinaryFrame::Unknown {
             event_type,
             payload,
-        } => write!(out, "binary type {event_type}, {} bytes", payload.len()),
-    };
+        } => format!("binary type {event_type}, {} bytes", payload.len()),
+    }
 }
 
 fn preview_fields(fields: &mut Map<String, Value>, p: &PreviewImage, titles: &impl NodeTitles) {
