@@ -1,6 +1,8 @@
 //! Command-line arguments, and where the server address comes from.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -22,7 +24,8 @@ pub const URL_ENV: &str = "COMFYUI_URL";
 Examples:
   comfytop watch                          follow http://127.0.0.1:8188 (or $COMFYUI_URL)
   comfytop watch http://gpu-box:8188 --json --record run.jsonl
-  comfytop replay run.jsonl --speed 2     play a recording at twice its speed"
+  comfytop replay run.jsonl --speed 2     play a recording at twice its speed
+  comfytop sim --demo                     a simulated ComfyUI with traffic on 127.0.0.1:8188"
 )]
 pub struct Cli {
     /// ComfyUI server for the dashboard [default: $COMFYUI_URL, else http://127.0.0.1:8188]
@@ -83,13 +86,28 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Address to listen on
+    /// Address to listen on (port 0 picks a free one)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8188")]
-    pub listen: String,
+    pub listen: SocketAddr,
 
-    /// Milliseconds per simulated sampler step
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Milliseconds per simulated sampler step; every other duration scales with it
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
     pub step_ms: u64,
+
+    /// Keep demo work flowing: prompts from simulated browser tabs and a script
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl SimArgs {
+    pub fn step(&self) -> Duration {
+        Duration::from_millis(self.step_ms)
+    }
 }
 
 impl WatchArgs {
@@ -164,6 +182,18 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.url.as_deref(), Some("http://box:8188"));
         assert!(parse(&["--demo"]).unwrap().demo);
+
+        let Some(Command::Sim(sim)) = parse(&["sim", "--listen", "127.0.0.1:0", "--step-ms", "10"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(sim.listen.port(), 0);
+        assert_eq!(sim.step(), Duration::from_millis(10));
+        assert!(!sim.demo);
+        assert!(parse(&["sim", "--step-ms", "0"]).is_err());
+        assert!(parse(&["sim", "--listen", "not an address"]).is_err());
     }
 
     #[test]

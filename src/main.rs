@@ -5,7 +5,8 @@ use color_eyre::eyre::{Result, WrapErr as _, eyre};
 
 use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
-use comfytop::watch::{live, replay};
+use comfytop::sim::{self, SimConfig, SimServer};
+use comfytop::watch::{LineFormat, live, replay};
 
 /// Exit status for a bad command line (what clap uses too).
 const USAGE: u8 = 2;
@@ -35,18 +36,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             watch(server, args)
         }
         Some(Command::Replay(args)) => replay(&args),
-        Some(Command::Sim(_)) => Err(eyre!(
-            "the simulated server is not built yet; follow a real ComfyUI with `comfytop watch URL`"
-        )),
+        Some(Command::Sim(args)) => {
+            runtime()?.block_on(sim::run_standalone(args.listen, args.step(), args.demo))?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             if let Err(code) = server(cli.url.as_deref()) {
                 return Ok(code);
             }
             if cli.demo {
-                return Err(eyre!(
-                    "--demo needs the simulated server, which is not built yet; \
-                     follow a real ComfyUI with `comfytop watch URL`"
-                ));
+                runtime()?.block_on(demo_watch())?;
+                return Ok(ExitCode::SUCCESS);
             }
             Err(eyre!(
                 "the dashboard is not built yet; follow a server with `comfytop watch URL` \
@@ -65,13 +65,37 @@ fn server(arg: Option<&str>) -> Result<ServerUrl, ExitCode> {
     })
 }
 
-fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// One thread is plenty: everything waits on sockets.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .wrap_err("cannot start the async runtime")?;
-    runtime.block_on(live::run(server, args.format(), args.record.as_deref()))?;
+        .wrap_err("cannot start the async runtime")
+}
+
+fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
+    runtime()?.block_on(live::run(server, args.format(), args.record.as_deref()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--demo` until the dashboard exists: `watch` lines from a simulated server with traffic.
+async fn demo_watch() -> Result<()> {
+    let config = SimConfig {
+        demo: true,
+        ..SimConfig::default()
+    };
+    let sim = SimServer::start(config)
+        .await
+        .wrap_err("cannot start the simulated server on a loopback port")?;
+    eprintln!(
+        "comfytop: the dashboard is not built yet; watching a simulated ComfyUI at {} \
+         (Ctrl-C to stop)",
+        sim.url()
+    );
+    let server = ServerUrl::parse(&sim.url())?;
+    let watched = live::run(server, LineFormat::Human, None).await;
+    sim.shutdown().await;
+    watched
 }
 
 fn replay(args: &ReplayArgs) -> Result<ExitCode> {

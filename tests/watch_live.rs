@@ -351,3 +351,83 @@ fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c()
     assert!(text.contains("cannot reach"), "{text}");
     assert!(text.contains("-- reconnecting in "), "{text}");
 }
+
+#[tokio::test]
+async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
+    use comfytop::comfy::api::PromptRequest;
+    use comfytop::comfy::http::ComfyClient;
+    use comfytop::sim::{SimConfig, SimServer};
+
+    let sim = SimServer::start(SimConfig {
+        step: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let options = options(server.clone(), LineFormat::Human);
+    let client_id = options.connection.client_id.clone();
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(options, None, out.clone(), async {
+        let _ = stopped.await;
+    }));
+    out.wait_for("the connection", |o| o.contains("-- connected to "))
+        .await;
+
+    let path = format!("{REFERENCE}/workflows/slow_steps_full.json");
+    let prompt: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let accepted = ComfyClient::new(server)
+        .unwrap()
+        .submit(&PromptRequest {
+            prompt,
+            client_id: Some(client_id),
+            ..PromptRequest::default()
+        })
+        .await
+        .unwrap();
+    let short: String = accepted.prompt_id.chars().take(8).collect();
+    out.wait_for("the end of the run", |o| {
+        o.contains(&format!("executing         prompt {short} done"))
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+
+    let text = out.text();
+    for expected in [
+        format!("execution_start   prompt {short}"),
+        format!("progress          prompt {short} node 1"),
+        format!("execution_success prompt {short} succeeded"),
+    ] {
+        assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("malformed"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_sim_subcommand_serves_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--step-ms", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("simulated ComfyUI listening on ")
+        .unwrap_or_else(|| panic!("{first}"));
+    let addr = url.strip_prefix("http://").unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}
