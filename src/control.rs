@@ -16,6 +16,7 @@ use crate::comfy::api::{FreeRequest, HistoryEntry, PromptAccepted, PromptRequest
 use crate::comfy::api::{QueueSnapshot, describe_node_errors};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::protocol::PromptId;
+use crate::text::one_line;
 use crate::tracker::{Outcome, Tracker, TrackerInput, node_id_order};
 
 /// Characters of a prompt or client id shown where space is short.
@@ -255,7 +256,7 @@ impl ActionError {
     pub fn status_text(&self) -> String {
         match self {
             Self::Http(HttpError::PromptRejected { rejection, .. }) => {
-                let mut text = format!("rejected: {}", printable(&rejection.error.message));
+                let mut text = format!("rejected: {}", one_line(&rejection.error.message));
                 let lines = describe_node_errors(&rejection.node_errors);
                 if !lines.is_empty() {
                     text.push_str(": ");
@@ -271,7 +272,7 @@ impl ActionError {
                 None => "no answer from the server: the prompt may or may not have been queued"
                     .to_string(),
             },
-            other => printable(&other.to_string()),
+            other => one_line(&other.to_string()).into_owned(),
         }
     }
 }
@@ -490,7 +491,7 @@ pub fn owner_label(client_id: Option<&str>, ours: Option<&str>) -> String {
 
 /// The first characters of an id, safe to print.
 pub fn short_id(id: &str) -> String {
-    printable(id).chars().take(SHORT_ID).collect()
+    one_line(id).chars().take(SHORT_ID).collect()
 }
 
 /// The class types of a queued prompt's output nodes, in node order, each once.
@@ -504,7 +505,7 @@ pub fn output_classes(item: &QueueItem) -> Vec<String> {
             .get(node)
             .and_then(|n| n.get("class_type"))
             .and_then(Value::as_str)
-            .map(printable)
+            .map(|class| one_line(class).into_owned())
             .unwrap_or_else(|| "?".to_string());
         if !classes.contains(&class) {
             classes.push(class);
@@ -516,15 +517,6 @@ pub fn output_classes(item: &QueueItem) -> Vec<String> {
 /// How many nodes a queued prompt has.
 pub fn node_count(item: &QueueItem) -> usize {
     item.prompt.as_object().map_or(0, |nodes| nodes.len())
-}
-
-/// Server text made safe for one terminal line: control characters (escape sequences start
-/// with one) become spaces.
-pub(crate) fn printable(text: &str) -> String {
-    text.trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
@@ -687,7 +679,7 @@ mod tests {
             "client abcdef01"
         );
         assert_eq!(owner_label(None, Some("me")), "no client id");
-        assert_eq!(short_id("\u{1b}[2Jabcdefgh"), " [2Jabcd");
+        assert_eq!(short_id("\u{1b}[2Jabcdefghij"), "abcdefgh");
     }
 
     #[test]

@@ -3,14 +3,20 @@
 //! The library is what the binary, the tests and the benches use: `comfy` speaks ComfyUI's
 //! protocol, `tracker` turns what the server says into per-prompt state, `session` joins the two,
 //! `preview` decodes and draws preview images off the UI loop, `sim` is a simulated ComfyUI
-//! server for the demo and the tests, `control` makes the changes a user asks for on a server,
-//! and `commands` are the scriptable `submit`, `cancel` and `queue`.
+//! server for the demo and the tests, `watch` holds the non-interactive `watch` and `replay`
+//! modes (their lines come from `describe`), `control` makes the changes a user asks for on a
+//! server and `commands` are the scriptable `submit`, `cancel` and `queue`, `cli` is the command
+//! line, and `text` makes server strings safe for a terminal.
 
+pub mod cli;
 pub mod comfy;
 pub mod commands;
 pub mod control;
+pub mod describe;
 pub mod preview;
 pub mod session;
 pub mod sim;
+pub mod text;
 pub mod tracker;
+pub mod watch;
 pub mod workflow;

@@ -9,11 +9,8 @@ pub mod submit;
 
 use std::process::ExitCode;
 
-use crate::comfy::server_url::{DEFAULT_URL, ServerUrl};
-use crate::control::printable as clean;
-
-/// The environment variable that names the default server.
-const URL_ENV: &str = "COMFYUI_URL";
+use crate::cli::URL_ENV;
+use crate::comfy::server_url::ServerUrl;
 
 /// Exit statuses, the same for every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +46,19 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// The server to use: the argument, else `$COMFYUI_URL` when set and not empty, else the local
-/// default.
+/// The server to use: the argument, else `$COMFYUI_URL`, else the local default. A bad address
+/// is a failure to reach it (exit 3), which scripts tell apart from the statuses of a prompt.
 pub fn resolve_server(arg: Option<&str>) -> Result<ServerUrl, String> {
     let env = std::env::var(URL_ENV).ok();
-    let (text, source) = match (arg, env.as_deref().filter(|e| !e.trim().is_empty())) {
-        (Some(arg), _) => (arg, None),
-        (None, Some(env)) => (env, Some(URL_ENV)),
-        (None, None) => (DEFAULT_URL, None),
-    };
-    ServerUrl::parse(text).map_err(|e| match source {
-        Some(var) => format!("{e} (from ${var})"),
-        None => e.to_string(),
-    })
+    crate::cli::resolve_server(arg, env.as_deref())
 }
 
 /// Prints an error the way every command does.
 fn fail(message: impl std::fmt::Display) {
     eprintln!("comfytop: {message}");
+}
+
+/// Untrusted text as one safe terminal line.
+fn clean(text: &str) -> String {
+    crate::text::one_line(text).into_owned()
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::comfy::api::{QueueItem, QueueSnapshot};
 use crate::comfy::http::ComfyClient;
 use crate::control::{node_count, output_classes, owner_label};
+use crate::text::terminal_safe_json;
 
 use super::{Exit, clean, fail, resolve_server};
 
@@ -95,8 +96,7 @@ impl<'a> JsonItem<'a> {
     }
 }
 
-/// The queue as one JSON object, pending prompts in run order. Non-ASCII control characters
-/// are escaped, so printing it raw cannot drive the terminal.
+/// The queue as one JSON object, pending prompts in run order, safe to print raw to a terminal.
 pub fn queue_json(snapshot: &QueueSnapshot) -> String {
     let queue = JsonQueue {
         running: snapshot.queue_running.iter().map(JsonItem::new).collect(),
@@ -106,17 +106,7 @@ pub fn queue_json(snapshot: &QueueSnapshot) -> String {
             .map(JsonItem::new)
             .collect(),
     };
-    let json = serde_json::to_string(&queue).unwrap_or_else(|_| "null".to_string());
-    // serde_json escapes C0 controls; C1 controls (8-bit escape sequences) and DEL are left.
-    json.chars()
-        .map(|c| {
-            if c.is_control() {
-                format!("\\u{:04x}", u32::from(c))
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    terminal_safe_json(&queue)
 }
 
 /// The queue as a table: running first, then pending in run order. `ours` marks prompts of
