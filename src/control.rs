@@ -494,12 +494,17 @@ pub fn short_id(id: &str) -> String {
     one_line(id).chars().take(SHORT_ID).collect()
 }
 
-/// The class types of a queued prompt's output nodes, in node order, each once.
-pub fn output_classes(item: &QueueItem) -> Vec<String> {
+/// A queued prompt's output node ids, in node order.
+pub fn output_nodes(item: &QueueItem) -> Vec<&str> {
     let mut nodes: Vec<&str> = item.outputs_to_execute.iter().map(String::as_str).collect();
     nodes.sort_by(|a, b| node_id_order(a, b));
+    nodes
+}
+
+/// The class types of a queued prompt's output nodes, in node order, each once.
+pub fn output_classes(item: &QueueItem) -> Vec<String> {
     let mut classes: Vec<String> = Vec::new();
-    for node in nodes {
+    for node in output_nodes(item) {
         let class = item
             .prompt
             .get(node)

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::comfy::api::{QueueItem, QueueSnapshot};
 use crate::comfy::http::ComfyClient;
-use crate::control::{node_count, output_classes, owner_label};
+use crate::control::{node_count, output_classes, output_nodes, owner_label};
 use crate::text::terminal_safe_json;
 
 use super::{Exit, clean, fail, resolve_server};
@@ -80,9 +80,8 @@ impl<'a> JsonItem<'a> {
             prompt_id: &item.prompt_id,
             client_id: item.client_id(),
             nodes: node_count(item),
-            outputs: item
-                .outputs_to_execute
-                .iter()
+            outputs: output_nodes(item)
+                .into_iter()
                 .map(|node| JsonOutput {
                     node,
                     class_type: item
