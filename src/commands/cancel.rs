@@ -26,6 +26,9 @@ const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
+A lone argument with `:`, `/` or `.` in it is the server: `comfytop cancel gpu-box:8188` interrupts
+what runs there. Nothing is asked; what was hit is printed.
+
 Exit status: 0 something was cancelled, 1 there was nothing to cancel (not running, not pending,
 already finished), 3 the server could not be reached or comfytop is read-only.")]
 pub struct CancelArgs {
