@@ -1,2 +1,5 @@
+pub mod app;
 pub mod comfy;
+pub mod text;
 pub mod tracker;
+pub mod ui;

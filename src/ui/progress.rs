@@ -1,0 +1,230 @@
+//! The running prompt: overall progress, then every node in execution order with its state, a
+//! gauge where it reports steps, its speed and ETA.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::detail::{node_mark, phase_mark, summary, wrap};
+use crate::app::event_log::short_id;
+use crate::app::{State, time};
+use crate::text::sanitize;
+use crate::tracker::{NodeRecord, NodeState, PromptRecord};
+
+use super::theme;
+use super::widgets::{bar_spans, fit, list_offset, pad, styled, text_panel};
+
+/// What comfytop can honestly say about a prompt another client queued.
+pub const OTHER_CLIENT_NOTE: &str = "Live per-step detail exists only for prompts comfytop \
+queued; this one is followed through /queue, /history and broadcast text.";
+
+pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
+    let running = state.server.tracker.running();
+    let title = match running {
+        Some(p) => Line::from(vec![
+            Span::raw(" Running "),
+            Span::styled(format!("{} ", short_id(&p.id)), theme::accent()),
+        ]),
+        None => Line::from(" Progress "),
+    };
+    let block = text_panel(title, focused);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    match running {
+        Some(prompt) => draw_running(state, prompt, frame, inner, focused),
+        None => draw_idle(state, frame, inner),
+    }
+}
+
+fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
+    let mut lines = vec![Line::from(styled("Nothing running.", theme::dim()))];
+    if let Some(last) = state.server.tracker.finished().next() {
+        let (mark, word) = phase_mark(&last.phase);
+        let mut spans = vec![
+            styled("Last: ", theme::dim()),
+            styled(format!("{mark} {word} "), theme::phase(&last.phase)),
+            styled(short_id(&last.id), theme::accent()),
+        ];
+        if let Some(ago) = state.finished_ago(last) {
+            spans.push(Span::raw(format!(" · {}", time::ago(ago))));
+        }
+        if let Some(took) = last.duration() {
+            spans.push(Span::raw(format!(" · took {}", time::duration(took))));
+        }
+        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// Steps per second, or seconds per step when slower than one a second.
+fn speed(rate: f64) -> String {
+    if rate >= 1.0 {
+        format!("{rate:.1} it/s")
+    } else {
+        format!("{:.1} s/it", 1.0 / rate)
+    }
+}
+
+fn steps(node: &NodeRecord) -> String {
+    format!("{}/{}", node.value, node.max)
+}
+
+fn draw_running(
+    state: &State,
+    prompt: &PromptRecord,
+    frame: &mut Frame,
+    area: Rect,
+    focused: bool,
+) {
+    let width = usize::from(area.width);
+    let mut lines: Vec<Line> = Vec::new();
+    lines.push(Line::from(summary(state, prompt)));
+
+    if prompt.live {
+        let (complete, total) = prompt.node_counts();
+        let cached = prompt.cached.len();
+        let fraction = prompt.overall_fraction();
+        let label = format!(
+            " {complete}/{total} nodes{} {:>3.0}%",
+            if cached > 0 {
+                format!(" · {cached} cached")
+            } else {
+                String::new()
+            },
+            fraction * 100.0
+        );
+        let bar_width = width.saturating_sub(label.chars().count()).max(4);
+        let mut spans = bar_spans(fraction, bar_width).to_vec();
+        spans.push(Span::raw(label));
+        lines.push(Line::from(spans));
+    } else {
+        for line in wrap(OTHER_CLIENT_NOTE, width, "") {
+            lines.push(Line::from(styled(line, theme::warn())));
+        }
+    }
+
+    // Progress text the nodes sent (broadcast to every client), newest last, at most two lines.
+    let text_lines: Vec<Line> = prompt
+        .text
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|(node, text)| {
+            let node = prompt
+                .node_title(node)
+                .map_or_else(|| sanitize(node).into_owned(), |t| sanitize(t).into_owned());
+            Line::from(vec![
+                styled("» ", theme::dim()),
+                styled(
+                    fit(
+                        &format!("{node}: {}", sanitize(text.trim_end())),
+                        width.saturating_sub(2),
+                    ),
+                    theme::dim(),
+                ),
+            ])
+        })
+        .collect();
+
+    let order = prompt.nodes_in_order();
+    let room = usize::from(area.height)
+        .saturating_sub(lines.len())
+        .saturating_sub(text_lines.len());
+    let cursor = state
+        .progress_scroll_for(&prompt.id)
+        .min(order.len().saturating_sub(1));
+    let offset = list_offset(Some(cursor), room);
+    let label_width = order
+        .iter()
+        .map(|id| node_label_text(prompt, id).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, (width / 3).max(8));
+    for (row, id) in order.iter().enumerate().skip(offset).take(room) {
+        let mut line = node_line(state, prompt, id, label_width, width);
+        if focused && row == cursor {
+            line = line.patch_style(theme::selected(true));
+        }
+        lines.push(line);
+    }
+    lines.extend(text_lines);
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn node_label_text(prompt: &PromptRecord, id: &str) -> String {
+    match prompt.node_title(id) {
+        Some(title) => format!("{} #{}", sanitize(title), sanitize(id)),
+        None => format!("#{}", sanitize(id)),
+    }
+}
+
+/// One node: mark, title and id, then a gauge with steps, speed and ETA, or its state.
+fn node_line(
+    state: &State,
+    prompt: &PromptRecord,
+    id: &str,
+    label_width: usize,
+    width: usize,
+) -> Line<'static> {
+    let record = prompt.nodes.get(id);
+    let node_state = record.map_or(NodeState::Pending, |n| n.state);
+    let (mark, word) = node_mark(node_state);
+    let style = theme::node(node_state);
+    let mut spans = vec![
+        styled(format!("{mark} "), style),
+        styled(pad(&node_label_text(prompt, id), label_width), {
+            if node_state == NodeState::Running {
+                style
+            } else {
+                ratatui::style::Style::new()
+            }
+        }),
+        Span::raw(" "),
+    ];
+    let room = width.saturating_sub(label_width + 3);
+    if !prompt.live {
+        // Only the graph is known: show what each node is.
+        let class = prompt
+            .graph
+            .get(id)
+            .map(|n| sanitize(&n.class_type).into_owned())
+            .unwrap_or_default();
+        spans.push(styled(fit(&class, room), theme::dim()));
+        return Line::from(spans);
+    }
+    let Some(node) = record.filter(|n| n.has_progress) else {
+        spans.push(styled(word, style));
+        return Line::from(spans);
+    };
+    let running = node_state == NodeState::Running;
+    let steps = format!(" {:>7}", steps(node));
+    let mut tail = steps;
+    if running {
+        if let Some(rate) = node.rate() {
+            tail.push_str(&format!(" {:>9}", speed(rate)));
+        }
+        if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at()) {
+            // Rounded up: "0:00" would claim it is done.
+            let left = (eta - (state.now - at)).max(0.0).ceil();
+            tail.push_str(&format!(" ETA {}", time::clock(left)));
+        }
+    }
+    let tail_width = tail.chars().count();
+    let bar_width = room.saturating_sub(tail_width);
+    if bar_width >= 4 {
+        spans.extend(bar_spans(node.fraction().unwrap_or(0.0), bar_width));
+        spans.push(Span::raw(tail));
+    } else {
+        spans.push(Span::raw(fit(tail.trim_start(), room)));
+    }
+    if node_state == NodeState::Error {
+        spans.push(styled(
+            format!(" {word}"),
+            style.add_modifier(Modifier::BOLD),
+        ));
+    }
+    Line::from(spans)
+}

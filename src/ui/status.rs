@@ -1,0 +1,175 @@
+//! The status bar (server, connection, version, queue, device, our id) and the footer of keys.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::{Link, State, time};
+use crate::text::sanitize;
+
+use super::theme;
+
+struct Segment {
+    spans: Vec<Span<'static>>,
+    /// Lower stays longer when the bar is too narrow.
+    keep: u8,
+}
+
+impl Segment {
+    fn width(&self) -> usize {
+        self.spans.iter().map(Span::width).sum()
+    }
+}
+
+const SEPARATOR: &str = " │ ";
+
+fn link_segment(state: &State) -> Segment {
+    let server = &state.server;
+    let (mark, text, style) = match &server.link {
+        Link::Starting => ("◌", "starting".to_string(), theme::dim()),
+        Link::Connecting { attempt } if *attempt > 1 => (
+            "◌",
+            format!("connecting (attempt {attempt})"),
+            theme::warn(),
+        ),
+        Link::Connecting { .. } => ("◌", "connecting".to_string(), theme::warn()),
+        Link::Connected { .. } => ("●", "connected".to_string(), theme::good()),
+        Link::Waiting { attempt, retry_at } => (
+            "◌",
+            format!(
+                "reconnecting in {} s (attempt {attempt})",
+                time::countdown(retry_at - state.now)
+            ),
+            theme::warn(),
+        ),
+        Link::Offline => ("○", "offline".to_string(), theme::bad()),
+    };
+    Segment {
+        spans: vec![Span::styled(format!("{mark} {text}"), style)],
+        keep: 0,
+    }
+}
+
+fn segments(state: &State) -> Vec<Segment> {
+    let server = &state.server;
+    let mut out = vec![
+        Segment {
+            spans: vec![Span::styled(
+                sanitize(&server.label).into_owned(),
+                Style::new().add_modifier(Modifier::BOLD),
+            )],
+            keep: 1,
+        },
+        link_segment(state),
+    ];
+    let connected = matches!(server.link, Link::Connected { .. });
+    if !connected && let Some(error) = &server.last_error {
+        out.push(Segment {
+            spans: vec![Span::styled(error.clone(), theme::bad())],
+            keep: 3,
+        });
+    }
+    if let Some(summary) = &server.stats.summary
+        && !summary.version.is_empty()
+    {
+        out.push(Segment {
+            spans: vec![Span::raw(format!("ComfyUI {}", summary.version))],
+            keep: 5,
+        });
+    }
+    let queue = match server.tracker.queue_remaining() {
+        Some(n) => format!("queue {n}"),
+        None => "queue ?".to_string(),
+    };
+    out.push(Segment {
+        spans: vec![Span::raw(queue)],
+        keep: 2,
+    });
+    if let Some(summary) = &server.stats.summary {
+        let mut text = summary.device.clone();
+        if let Some(memory) = &summary.memory {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(memory);
+        }
+        if !text.is_empty() {
+            out.push(Segment {
+                spans: vec![Span::raw(text)],
+                keep: 4,
+            });
+        }
+    } else if let Some(error) = &server.stats.error {
+        out.push(Segment {
+            spans: vec![Span::styled(format!("system_stats: {error}"), theme::dim())],
+            keep: 7,
+        });
+    }
+    let id: String = server.tracker.our_client_id().chars().take(8).collect();
+    out.push(Segment {
+        spans: vec![Span::styled(format!("id {}", sanitize(&id)), theme::dim())],
+        keep: 6,
+    });
+    out
+}
+
+pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
+    let mut segments = segments(state);
+    let width = usize::from(area.width).saturating_sub(1);
+    let total = |s: &[Segment]| -> usize {
+        s.iter().map(Segment::width).sum::<usize>() + SEPARATOR.len() * s.len().saturating_sub(1)
+    };
+    while total(&segments) > width && segments.len() > 1 {
+        let Some(drop) = segments
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, s)| s.keep)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        segments.remove(drop);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, segment) in segments.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(SEPARATOR, theme::dim()));
+        }
+        spans.extend(segment.spans);
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).style(Style::new().add_modifier(Modifier::REVERSED)),
+        area,
+    );
+}
+
+/// Key hints for what is on screen.
+pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
+    let hints: &[(&str, &str)] = if state.ui.overlay.is_some() {
+        &[("Esc", "close"), ("q", "quit")]
+    } else if state.ui.detail.is_some() {
+        &[
+            ("Esc", "back"),
+            ("j/k", "scroll"),
+            ("g/G", "top/bottom"),
+            ("q", "quit"),
+        ]
+    } else {
+        &[
+            ("q", "quit"),
+            ("Tab", "panel"),
+            ("j/k", "move"),
+            ("Enter", "details"),
+            ("l", "log"),
+            ("?", "help"),
+        ]
+    };
+    let mut spans = vec![Span::raw(" ")];
+    for (key, what) in hints {
+        spans.push(Span::styled(*key, theme::accent()));
+        spans.push(Span::styled(format!(" {what}  "), theme::dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
