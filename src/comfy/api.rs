@@ -1,7 +1,7 @@
 //! Serde types of the HTTP API's request and response bodies, shared by the client and the
 //! simulated server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -304,6 +304,110 @@ pub struct NodeError {
     pub dependent_outputs: Vec<NodeId>,
     #[serde(default)]
     pub class_type: String,
+}
+
+impl ValidationError {
+    /// One line a user can act on: the input it is about, what is wrong, and the details.
+    pub fn describe(&self) -> String {
+        let message = one_line(&self.message);
+        let details = one_line(&self.details);
+        let input = self.extra_info.get("input_name").and_then(Value::as_str);
+        let mut line = match input {
+            Some(input) => {
+                let input = one_line(input);
+                // Details often repeat the input name ("width", "upscale_method: ...").
+                let rest = details
+                    .strip_prefix(input.as_str())
+                    .map(|r| r.trim_start_matches(':').trim())
+                    .unwrap_or(&details);
+                if rest.is_empty() {
+                    format!("input '{input}': {message}")
+                } else {
+                    format!("input '{input}': {message} ({rest})")
+                }
+            }
+            None if details.is_empty() || details == message => message,
+            None => format!("{message}: {details}"),
+        };
+        if let Some(kind) = self
+            .extra_info
+            .get("exception_type")
+            .and_then(Value::as_str)
+        {
+            line.push_str(&format!(" [{}]", one_line(kind)));
+        }
+        line
+    }
+}
+
+/// One line per input error: `node 2 (ImageScale): input 'upscale_method': Value not in list (...)`.
+pub fn describe_node_errors(node_errors: &BTreeMap<NodeId, NodeError>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (id, node) in node_errors {
+        let node_name = if node.class_type.is_empty() {
+            format!("node {}", one_line(id))
+        } else {
+            format!("node {} ({})", one_line(id), one_line(&node.class_type))
+        };
+        if node.errors.is_empty() {
+            lines.push(format!("{node_name}: invalid"));
+        }
+        for error in &node.errors {
+            lines.push(format!("{node_name}: {}", error.describe()));
+        }
+    }
+    lines
+}
+
+impl PromptRejected {
+    /// What the server refused and why, one line per node input error.
+    pub fn describe(&self) -> String {
+        let message = one_line(&self.error.message);
+        let details = one_line(&self.error.details);
+        let mut text = if details.is_empty() || details == message {
+            message
+        } else {
+            format!("{message} ({details})")
+        };
+        for line in describe_node_errors(&self.node_errors) {
+            text.push_str("\n  - ");
+            text.push_str(&line);
+        }
+        text
+    }
+}
+
+impl PromptAccepted {
+    /// When some output branches failed validation and were dropped (the rest was queued), what
+    /// was dropped and why.
+    pub fn dropped_outputs(&self) -> Option<String> {
+        if self.node_errors.is_empty() {
+            return None;
+        }
+        let outputs: BTreeSet<&str> = self
+            .node_errors
+            .values()
+            .flat_map(|e| e.dependent_outputs.iter().map(String::as_str))
+            .collect();
+        let outputs: Vec<&str> = outputs.into_iter().collect();
+        let mut text = format!(
+            "queued without output node(s) {}, which failed validation:",
+            one_line(&outputs.join(", "))
+        );
+        for line in describe_node_errors(&self.node_errors) {
+            text.push_str("\n  - ");
+            text.push_str(&line);
+        }
+        Some(text)
+    }
+}
+
+/// Server text made safe for one terminal line: control characters become spaces.
+fn one_line(text: &str) -> String {
+    text.trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// `POST /queue` body.

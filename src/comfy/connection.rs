@@ -1,21 +1,42 @@
 //! The WebSocket task: connect, negotiate feature flags, pass every frame on, notice dead
 //! tunnels, and reconnect with backoff under the same clientId.
 //!
-//! INTERFACE SKETCH — to be implemented.
+//! The task never fetches anything over HTTP: whoever consumes [`ConnEvent::Connected`] decides
+//! what to refresh.
 
+use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use base64::Engine as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::protocol::FeatureFlags;
+use super::http::looks_like_html;
+use super::protocol::{FeatureFlags, ServerMessage, client_feature_flags};
 use super::server_url::ServerUrl;
 use super::{Decoded, RawFrame};
 
 /// Everything the connection task reports, in order.
+///
+/// One socket's life reads `Connecting`, `Connected`, its `Frame`s, `Disconnected`, then
+/// `Reconnecting` before the next `Connecting`. A failed attempt skips `Connected` and the
+/// frames. The handshake frames (first `status`, `feature_flags`) are held until `Connected`
+/// and follow it; only a socket that drops during the handshake yields frames without one.
+// Frames are nearly every event, so boxing them would add an allocation and save nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnEvent {
-    /// A connection attempt starts (1 for the first).
+    /// A connection attempt starts: 1 for the first since the last stable connection.
     Connecting { attempt: u32 },
     /// The socket is open and the handshake is done: `sid` from the first `status`, the server's
     /// feature flags from its reply to ours (None if it did not answer in time).
@@ -25,7 +46,7 @@ pub enum ConnEvent {
     },
     /// One data frame, in arrival order (including the handshake frames).
     Frame(ReceivedFrame),
-    /// The socket is gone, and why, in words a user can act on.
+    /// The socket is gone (and fully closed), and why, in words a user can act on.
     Disconnected { reason: String },
     /// The next attempt comes after `delay`.
     Reconnecting { attempt: u32, delay: Duration },
@@ -42,15 +63,604 @@ pub struct ReceivedFrame {
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     pub server: ServerUrl,
+    /// One per process (see [`new_client_id`]); never another client's id.
     pub client_id: String,
-    /// Interval of WebSocket pings; a missing pong within `ping_timeout` drops the socket.
+    /// Interval of WebSocket pings. With nothing received for `ping_interval + ping_timeout`
+    /// the socket counts as dead and is dropped.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// A connection that stayed up this long resets the backoff and the attempt count.
+    pub stable_after: Duration,
+    /// Limit on TCP + TLS + WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// How long to wait for the server's feature flags before reporting `Connected` without.
+    pub handshake_wait: Duration,
+    /// How long a close handshake may take before the socket is dropped anyway.
+    pub close_timeout: Duration,
 }
 
-/// Handle to the running task. Dropping it does not stop the task; call [`Connection::close`].
+impl ConnectionConfig {
+    /// The defaults: pings every 10 s, dead after 30 s of silence, backoff 0.5 s to 30 s.
+    pub fn new(server: ServerUrl, client_id: impl Into<String>) -> Self {
+        Self {
+            server,
+            client_id: client_id.into(),
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(20),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            handshake_wait: Duration::from_secs(1),
+            close_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A fresh clientId (uuid v4). Create one per process and keep it across reconnects.
+pub fn new_client_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Handle to the running task. Dropping it does not stop the task (it ends when the event
+/// receiver is dropped); call [`Connection::close`] to close the socket properly.
 pub struct Connection {
-    _events: std::marker::PhantomData<mpsc::Sender<ConnEvent>>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    close_timeout: Duration,
+}
+
+impl Connection {
+    /// Starts the task on the current tokio runtime.
+    pub fn spawn(config: ConnectionConfig, events: mpsc::Sender<ConnEvent>) -> Self {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let close_timeout = config.close_timeout;
+        let task = Task {
+            server: config.server.redacted(),
+            config,
+            events,
+            shutdown: Shutdown(shutdown_rx),
+        };
+        Self {
+            shutdown,
+            task: tokio::spawn(task.run()),
+            close_timeout,
+        }
+    }
+
+    /// Sends a Close frame, waits briefly for the server's answer, and ends the task.
+    pub async fn close(self) {
+        let _ = self.shutdown.send(true);
+        let mut task = self.task;
+        let limit = self.close_timeout + Duration::from_millis(500);
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The task is over: close was asked for, or nobody listens to the events any more.
+struct Stopped;
+
+struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves once close is asked for; never if the handle was dropped without asking.
+    async fn requested(&mut self) {
+        if self.0.wait_for(|&stop| stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn race<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Stopped> {
+        tokio::select! {
+            biased;
+            () = self.requested() => Err(Stopped),
+            value = work => Ok(value),
+        }
+    }
+}
+
+/// How one socket ended.
+enum End {
+    /// The stream failed or ended: nothing left to close.
+    Lost(String),
+    /// The server sent a Close frame; our answer goes out while draining.
+    ClosedByServer(String),
+    /// Silence past the ping timeout.
+    Dead(String),
+    /// Close was asked for, or the receiver is gone.
+    Stop,
+}
+
+struct Task {
+    config: ConnectionConfig,
+    /// The server as people should read it, for messages.
+    server: String,
+    events: mpsc::Sender<ConnEvent>,
+    shutdown: Shutdown,
+}
+
+impl Task {
+    async fn run(mut self) {
+        install_crypto_provider();
+        let _ = self.reconnect_forever().await;
+    }
+
+    async fn reconnect_forever(&mut self) -> Result<(), Stopped> {
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        let mut attempt = 1;
+        loop {
+            self.emit(ConnEvent::Connecting { attempt }).await?;
+            let connected = self
+                .shutdown
+                .race(connect(&self.config, &self.server))
+                .await?;
+            let reason = match connected {
+                Ok(socket) => {
+                    let opened = Instant::now();
+                    let reason = self.session(socket, opened).await?;
+                    if opened.elapsed() >= self.config.stable_after {
+                        backoff.reset();
+                        attempt = 0;
+                    }
+                    reason
+                }
+                Err(reason) => reason,
+            };
+            self.emit(ConnEvent::Disconnected { reason }).await?;
+            attempt += 1;
+            let delay = backoff.next_delay();
+            self.emit(ConnEvent::Reconnecting { attempt, delay })
+                .await?;
+            self.shutdown.race(tokio::time::sleep(delay)).await?;
+        }
+    }
+
+    /// Runs one open socket to its end and closes it completely; returns why it ended.
+    async fn session(&mut self, mut socket: Socket, opened: Instant) -> Result<String, Stopped> {
+        let mut handshake = Some(Handshake::new());
+        let end = self.pump(&mut socket, opened, &mut handshake).await;
+        // The socket must be gone before anything else happens: a new socket with the same id
+        // overlapping the old one goes deaf.
+        let reason = match end {
+            End::Lost(reason) => reason,
+            End::ClosedByServer(reason) | End::Dead(reason) => {
+                close_socket(&mut socket, self.config.close_timeout).await;
+                reason
+            }
+            End::Stop => {
+                close_socket(&mut socket, self.config.close_timeout).await;
+                return Err(Stopped);
+            }
+        };
+        drop(socket);
+        if let Some(pending) = handshake {
+            for frame in pending.held {
+                self.emit(ConnEvent::Frame(frame)).await?;
+            }
+        }
+        Ok(reason)
+    }
+
+    async fn pump(
+        &mut self,
+        socket: &mut Socket,
+        opened: Instant,
+        handshake: &mut Option<Handshake>,
+    ) -> End {
+        let send_limit = self.config.ping_timeout;
+        let flags = Message::text(client_feature_flags());
+        match tokio::time::timeout(send_limit, socket.send(flags)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return End::Lost(self.lost(&e)),
+            Err(_) => return End::Dead(self.dead()),
+        }
+
+        let handshake_deadline = opened + self.config.handshake_wait;
+        let silence_limit = self.config.ping_interval + self.config.ping_timeout;
+        let mut last_received = Instant::now();
+        let mut ping = tokio::time::interval_at(
+            opened + self.config.ping_interval,
+            self.config.ping_interval,
+        );
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Re-armed lazily: frames only move `last_received`, the timer catches up when it fires.
+        let silence = tokio::time::sleep_until(last_received + silence_limit);
+        tokio::pin!(silence);
+
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.requested() => return End::Stop,
+                () = tokio::time::sleep_until(handshake_deadline), if handshake.is_some() => {
+                    if self.finish_handshake(handshake).await.is_err() {
+                        return End::Stop;
+                    }
+                }
+                message = socket.next() => {
+                    let raw = match message {
+                        None => return End::Lost(format!("{} closed the connection", self.server)),
+                        Some(Err(e)) => return End::Lost(self.lost(&e)),
+                        Some(Ok(Message::Close(frame))) => {
+                            return End::ClosedByServer(self.closed_by_server(frame.as_ref()));
+                        }
+                        Some(Ok(Message::Text(text))) => RawFrame::Text(text.as_str().to_owned()),
+                        Some(Ok(Message::Binary(bytes))) => RawFrame::Binary(bytes),
+                        // Pings are answered by the library; pongs only prove the link lives.
+                        Some(Ok(_)) => {
+                            last_received = Instant::now();
+                            continue;
+                        }
+                    };
+                    let frame = ReceivedFrame {
+                        t: opened.elapsed().as_secs_f64(),
+                        decoded: raw.decode(),
+                        raw,
+                    };
+                    let delivered = match handshake {
+                        Some(pending) => {
+                            pending.observe(frame);
+                            if pending.is_complete() {
+                                self.finish_handshake(handshake).await
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        None => self.emit(ConnEvent::Frame(frame)).await,
+                    };
+                    if delivered.is_err() {
+                        return End::Stop;
+                    }
+                    // Taken after delivery: time spent waiting on a slow receiver is not silence.
+                    last_received = Instant::now();
+                }
+                _ = ping.tick() => {
+                    let ping = Message::Ping(bytes::Bytes::new());
+                    match tokio::time::timeout(send_limit, socket.send(ping)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return End::Lost(self.lost(&e)),
+                        Err(_) => return End::Dead(self.dead()),
+                    }
+                }
+                () = &mut silence => {
+                    let due = last_received + silence_limit;
+                    if due > Instant::now() {
+                        silence.as_mut().reset(due);
+                    } else {
+                        return End::Dead(self.dead());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports `Connected`, then the frames held during the handshake.
+    async fn finish_handshake(&mut self, handshake: &mut Option<Handshake>) -> Result<(), Stopped> {
+        let Some(done) = handshake.take() else {
+            return Ok(());
+        };
+        self.emit(ConnEvent::Connected {
+            sid: done.sid,
+            features: done.features,
+        })
+        .await?;
+        for frame in done.held {
+            self.emit(ConnEvent::Frame(frame)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one event; waits while the receiver is behind, unless close is asked for.
+    async fn emit(&mut self, event: ConnEvent) -> Result<(), Stopped> {
+        match self.shutdown.race(self.events.send(event)).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Stopped),
+        }
+    }
+
+    fn lost(&self, error: &WsError) -> String {
+        match error {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => {
+                format!("{} closed the connection", self.server)
+            }
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => format!(
+                "the connection to {} was cut (no WebSocket close); ComfyUI may have stopped",
+                self.server
+            ),
+            other => format!("the connection to {} was lost ({other})", self.server),
+        }
+    }
+
+    fn dead(&self) -> String {
+        let silence = self.config.ping_interval + self.config.ping_timeout;
+        format!(
+            "no answer from {} for {} s (pings unanswered): the connection or ssh tunnel seems dead",
+            self.server,
+            silence.as_secs_f32()
+        )
+    }
+
+    fn closed_by_server(&self, frame: Option<&CloseFrame>) -> String {
+        match frame {
+            Some(frame) if !frame.reason.is_empty() => format!(
+                "{} closed the connection (code {}: {})",
+                self.server,
+                u16::from(frame.code),
+                clean(frame.reason.as_str())
+            ),
+            Some(frame) => format!(
+                "{} closed the connection (code {})",
+                self.server,
+                u16::from(frame.code)
+            ),
+            None => format!("{} closed the connection", self.server),
+        }
+    }
+}
+
+/// What the first frames of a socket told us, and those frames, until `Connected` is out.
+struct Handshake {
+    status_seen: bool,
+    sid: Option<String>,
+    features: Option<FeatureFlags>,
+    held: Vec<ReceivedFrame>,
+}
+
+impl Handshake {
+    fn new() -> Self {
+        Self {
+            status_seen: false,
+            sid: None,
+            features: None,
+            held: Vec::new(),
+        }
+    }
+
+    fn observe(&mut self, frame: ReceivedFrame) {
+        match &frame.decoded {
+            Decoded::Message(ServerMessage::Status(status)) if !self.status_seen => {
+                self.status_seen = true;
+                self.sid = status.sid.clone();
+            }
+            Decoded::Message(ServerMessage::FeatureFlags(flags)) if self.features.is_none() => {
+                self.features = Some(flags.clone());
+            }
+            _ => {}
+        }
+        self.held.push(frame);
+    }
+
+    fn is_complete(&self) -> bool {
+        self.status_seen && self.features.is_some()
+    }
+}
+
+/// Exponential backoff with jitter: each delay is 75–100 % of `initial · 2ⁿ`, capped at `max`.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            failures: 0,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let factor = 2u32.saturating_pow(self.failures.min(20));
+        let base = self.initial.saturating_mul(factor).min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        base.mul_f64(rand::random_range(0.75..=1.0))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Opens the socket, or says in words why not.
+async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, String> {
+    let mut url = config.server.websocket(&config.client_id);
+    let authorization = basic_authorization(&url);
+    // Credentials go in a header; left in the URL they would end up in the Host line.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("comfytop/", env!("CARGO_PKG_VERSION"))),
+    );
+    if let Some(value) = authorization {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    match tokio::time::timeout(
+        config.connect_timeout,
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    {
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(e)) => Err(describe_connect_error(server, &e)),
+        Err(_) => Err(format!(
+            "cannot reach {server}: no answer within {} s. Is the address right, and is the server up?",
+            config.connect_timeout.as_secs_f32()
+        )),
+    }
+}
+
+fn describe_connect_error(server: &str, error: &WsError) -> String {
+    match error {
+        WsError::Http(response) => {
+            let status = response.status();
+            let is_html = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("text/html"))
+                || response.body().as_deref().is_some_and(looks_like_html);
+            match status.as_u16() {
+                401 | 403 | 407 => format!(
+                    "{server} refused the WebSocket (HTTP {status}): check the credentials or the proxy in front of ComfyUI"
+                ),
+                502..=504 => format!(
+                    "a proxy at {server} answered HTTP {status}: ComfyUI behind it is probably down or restarting"
+                ),
+                _ if is_html => format!(
+                    "the server at {server} does not look like ComfyUI: /ws answered an HTML page (HTTP {status}) instead of a WebSocket. Check the URL and any path prefix"
+                ),
+                _ => format!(
+                    "the server at {server} does not look like ComfyUI: /ws answered HTTP {status} instead of a WebSocket. Check the URL and any path prefix"
+                ),
+            }
+        }
+        WsError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "cannot reach {server}: connection refused. Is ComfyUI running there, and is the port right?"
+        ),
+        WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            tls_failed(server, e)
+        }
+        WsError::Io(e) => {
+            format!("cannot reach {server} ({e}). Is the address right, and is the server up?")
+        }
+        WsError::Protocol(ProtocolError::HandshakeIncomplete) => format!(
+            "{server} accepted the connection but closed it without answering; if it is an ssh tunnel, ComfyUI behind it may be down"
+        ),
+        WsError::Protocol(e) => format!(
+            "the server at {server} does not look like ComfyUI: the WebSocket handshake failed ({e})"
+        ),
+        WsError::Tls(e) => tls_failed(server, e),
+        other => format!("cannot connect to {server} ({other})"),
+    }
+}
+
+fn tls_failed(server: &str, error: &dyn std::fmt::Display) -> String {
+    format!(
+        "the TLS handshake with {server} failed ({error}). Does the server speak https/wss on that port, with a certificate for that name?"
+    )
+}
+
+/// `Authorization: Basic` from credentials in the URL, as the HTTP client does it.
+fn basic_authorization(url: &url::Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let user = percent_decode(url.username());
+    let password = url.password().map(percent_decode).unwrap_or_default();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Close handshake within `limit`, then the caller drops the stream (closing TCP).
+async fn close_socket(socket: &mut Socket, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = socket.close(Some(frame)).await;
+        // Read until the server closes its side: only then is the id free on the server.
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+}
+
+/// wss needs a process-wide rustls provider; install ring's once.
+fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // Err means another provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
+        for (n, delay) in delays.iter().enumerate() {
+            let base = Duration::from_millis(500)
+                .saturating_mul(1 << n)
+                .min(Duration::from_secs(30));
+            assert!(
+                *delay <= base && *delay >= base.mul_f64(0.75),
+                "{n}: {delay:?}"
+            );
+        }
+        assert!(delays[9] >= Duration::from_millis(22_500));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn backoff_survives_absurd_counts() {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        for _ in 0..200 {
+            assert!(backoff.next_delay() <= Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn credentials_become_a_basic_header() {
+        let url = url::Url::parse("ws://me:p%40ss@box/ws").unwrap();
+        let value = basic_authorization(&url).unwrap();
+        // base64("me:p@ss")
+        assert_eq!(value.to_str().unwrap(), "Basic bWU6cEBzcw==");
+        assert!(basic_authorization(&url::Url::parse("ws://box/ws").unwrap()).is_none());
+    }
+
+    #[test]
+    fn percent_decoding_tolerates_broken_escapes() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod binary;
 pub mod connection;
+pub mod http;
 pub mod protocol;
 pub mod server_url;
 

@@ -1,0 +1,588 @@
+//! The ComfyUI HTTP API client: one `reqwest` client per server, a timeout on every call, and
+//! errors that say what failed, against which server, and what to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use url::Url;
+
+use super::api::{
+    FreeRequest, History, HistoryEntry, PromptAccepted, PromptInfo, PromptRejected, PromptRequest,
+    QueueChange, QueueSnapshot, SystemStats,
+};
+use super::protocol::{FeatureFlags, ImageRef, PromptId};
+use super::server_url::ServerUrl;
+
+/// How long calls may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    /// Every JSON call, from connecting to the end of the body.
+    pub request: Duration,
+    /// `GET /view`: full-size images can be large.
+    pub view: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(15),
+            view: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client for one server. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct ComfyClient {
+    http: reqwest::Client,
+    server: Arc<ServerUrl>,
+    timeouts: HttpTimeouts,
+}
+
+/// A file served by `GET /view`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewedFile {
+    pub bytes: Bytes,
+    /// The `Content-Type` the server gave, e.g. `image/png`.
+    pub content_type: Option<String>,
+}
+
+/// Why a call failed. Every message names the call, the server (credentials redacted) and what
+/// to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "{call}: cannot reach {server} ({reason}). Is ComfyUI running there, and is the address right?"
+    )]
+    Unreachable {
+        call: String,
+        server: String,
+        reason: String,
+    },
+    #[error("{call}: {server} did not answer within {} s. The server or the connection to it may be stuck; try again.", .after.as_secs_f32())]
+    Timeout {
+        call: String,
+        server: String,
+        after: Duration,
+    },
+    /// `POST /prompt` answered 400: the workflow did not validate.
+    #[error("ComfyUI at {server} rejected the prompt: {}\nFix the workflow and submit it again.", .rejection.describe())]
+    PromptRejected {
+        server: String,
+        rejection: Box<PromptRejected>,
+    },
+    #[error("{call}: {server} answered HTTP {status}{}. {}", excerpt_suffix(.body_excerpt), status_hint(*.status))]
+    Status {
+        call: String,
+        server: String,
+        status: u16,
+        body_excerpt: String,
+    },
+    #[error(
+        "{call}: the server at {server} does not look like ComfyUI ({why}). Check the URL, including any path prefix of a reverse proxy."
+    )]
+    NotComfy {
+        call: String,
+        server: String,
+        why: String,
+    },
+    #[error(
+        "{call}: the answer of {server} has an unexpected shape ({error}). This ComfyUI version may not be supported yet; please report it."
+    )]
+    Decode {
+        call: String,
+        server: String,
+        error: String,
+    },
+    #[error("{call} to {server} failed: {reason}")]
+    Request {
+        call: String,
+        server: String,
+        reason: String,
+    },
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+fn excerpt_suffix(excerpt: &str) -> String {
+    if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!(": \"{excerpt}\"")
+    }
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "Check the credentials or the proxy in front of ComfyUI.",
+        404 => "It does not exist (any more).",
+        502..=504 => "A proxy answered: ComfyUI behind it is probably down or restarting.",
+        500..=599 => "The server failed internally; its log says why.",
+        _ => "See the server's log for details.",
+    }
+}
+
+impl ComfyClient {
+    pub fn new(server: ServerUrl) -> Result<Self, HttpError> {
+        Self::with_timeouts(server, HttpTimeouts::default())
+    }
+
+    pub fn with_timeouts(server: ServerUrl, timeouts: HttpTimeouts) -> Result<Self, HttpError> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .user_agent(concat!("comfytop/", env!("CARGO_PKG_VERSION")))
+            // The WebSocket goes direct; HTTP must take the same path to the same server.
+            .no_proxy()
+            .build()
+            .map_err(|e| HttpError::Setup(innermost_cause(&e)))?;
+        Ok(Self {
+            http,
+            server: Arc::new(server),
+            timeouts,
+        })
+    }
+
+    pub fn server(&self) -> &ServerUrl {
+        &self.server
+    }
+
+    /// `GET /queue`.
+    pub async fn queue(&self) -> Result<QueueSnapshot, HttpError> {
+        self.get_json(&["queue"], &[]).await
+    }
+
+    /// `GET /history`: with `max_items` alone, the newest N; in completion order, oldest first.
+    pub async fn history(
+        &self,
+        max_items: Option<u32>,
+        offset: Option<u32>,
+    ) -> Result<History, HttpError> {
+        let mut query = Vec::new();
+        if let Some(n) = max_items {
+            query.push(("max_items", n.to_string()));
+        }
+        if let Some(n) = offset {
+            query.push(("offset", n.to_string()));
+        }
+        self.get_json(&["history"], &query).await
+    }
+
+    /// `GET /history/{id}`; `None` when the server does not know the prompt (any more).
+    pub async fn history_item(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, HttpError> {
+        let history: History = self.get_json(&["history", prompt_id], &[]).await?;
+        let mut entries = history.0.into_iter();
+        // The server keys the answer by the id asked for; take that one, else the only one.
+        Ok(match entries.len() {
+            0 => None,
+            1 => entries.next().map(|(_, entry)| entry),
+            _ => entries.find(|(id, _)| id == prompt_id).map(|(_, e)| e),
+        })
+    }
+
+    /// `GET /prompt`: the queue length.
+    pub async fn prompt_info(&self) -> Result<PromptInfo, HttpError> {
+        self.get_json(&["prompt"], &[]).await
+    }
+
+    /// `GET /system_stats`.
+    pub async fn system_stats(&self) -> Result<SystemStats, HttpError> {
+        self.get_json(&["system_stats"], &[]).await
+    }
+
+    /// `GET /object_info` or `GET /object_info/{class}`: node definitions, kept as JSON.
+    pub async fn object_info(&self, class: Option<&str>) -> Result<Value, HttpError> {
+        match class {
+            Some(class) => self.get_json(&["object_info", class], &[]).await,
+            None => self.get_json(&["object_info"], &[]).await,
+        }
+    }
+
+    /// `GET /features`: the server's feature flags.
+    pub async fn features(&self) -> Result<FeatureFlags, HttpError> {
+        self.get_json(&["features"], &[]).await
+    }
+
+    /// `GET /view`: the bytes of an output, temp or input file.
+    pub async fn view(&self, image: &ImageRef) -> Result<ViewedFile, HttpError> {
+        let query = [
+            ("filename", image.filename.as_str()),
+            ("subfolder", image.subfolder.as_str()),
+            ("type", image.folder.as_str()),
+        ];
+        let call = self.call_name(&Method::GET, &["view"]);
+        let request = self
+            .http
+            .get(self.endpoint(&["view"]))
+            .query(&query)
+            .timeout(self.timeouts.view);
+        let response = self.send_raw(&call, request, self.timeouts.view).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(self.status_error(&call, response.status(), b""));
+        }
+        let response = self.check_status(&call, response).await?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/html"))
+        {
+            return Err(self.not_comfy(&call, "it answered an HTML page instead of a file"));
+        }
+        let bytes = self.body(&call, response, self.timeouts.view).await?;
+        Ok(ViewedFile {
+            bytes,
+            content_type,
+        })
+    }
+
+    /// `POST /prompt`. A 400 is [`HttpError::PromptRejected`]; a 200 can still carry
+    /// `node_errors` for dropped outputs (see [`PromptAccepted::dropped_outputs`]).
+    pub async fn submit(&self, request: &PromptRequest) -> Result<PromptAccepted, HttpError> {
+        let path = ["prompt"];
+        let call = self.call_name(&Method::POST, &path);
+        let builder = self.http.post(self.endpoint(&path)).json(request);
+        let response = self.send_raw(&call, builder, self.timeouts.request).await?;
+        let status = response.status();
+        if status == StatusCode::BAD_REQUEST {
+            let body = self.body(&call, response, self.timeouts.request).await?;
+            return match serde_json::from_slice::<PromptRejected>(&body) {
+                Ok(rejection) => Err(HttpError::PromptRejected {
+                    server: self.server.redacted(),
+                    rejection: Box::new(rejection),
+                }),
+                Err(_) => Err(self.status_error(&call, status, &body)),
+            };
+        }
+        let response = self.check_status(&call, response).await?;
+        let body = self.body(&call, response, self.timeouts.request).await?;
+        self.decode(&call, &body)
+    }
+
+    /// `POST /queue {"delete": ids}`: removes pending prompts (not the running one).
+    pub async fn delete_queued(&self, prompt_ids: &[PromptId]) -> Result<(), HttpError> {
+        let body = QueueChange {
+            delete: Some(prompt_ids.to_vec()),
+            clear: false,
+        };
+        self.post(&["queue"], &body).await
+    }
+
+    /// `POST /queue {"clear": true}`: empties the pending queue.
+    pub async fn clear_queue(&self) -> Result<(), HttpError> {
+        let body = QueueChange {
+            delete: None,
+            clear: true,
+        };
+        self.post(&["queue"], &body).await
+    }
+
+    /// `POST /interrupt`. With a prompt id it stops only that prompt, if it is the one running;
+    /// without, it stops whatever runs when the request arrives.
+    pub async fn interrupt(&self, prompt_id: Option<&str>) -> Result<(), HttpError> {
+        let body = match prompt_id {
+            Some(id) => serde_json::json!({ "prompt_id": id }),
+            None => serde_json::json!({}),
+        };
+        self.post(&["interrupt"], &body).await
+    }
+
+    /// `POST /history {"delete": ids}`.
+    pub async fn delete_history(&self, prompt_ids: &[PromptId]) -> Result<(), HttpError> {
+        let body = QueueChange {
+            delete: Some(prompt_ids.to_vec()),
+            clear: false,
+        };
+        self.post(&["history"], &body).await
+    }
+
+    /// `POST /history {"clear": true}`.
+    pub async fn clear_history(&self) -> Result<(), HttpError> {
+        let body = QueueChange {
+            delete: None,
+            clear: true,
+        };
+        self.post(&["history"], &body).await
+    }
+
+    /// `POST /free`: unload models and/or free memory.
+    pub async fn free(&self, request: FreeRequest) -> Result<(), HttpError> {
+        self.post(&["free"], &request).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, HttpError> {
+        let call = self.call_name(&Method::GET, path);
+        let mut request = self.http.get(self.endpoint(path));
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        let response = self.send(&call, request, self.timeouts.request).await?;
+        let body = self.body(&call, response, self.timeouts.request).await?;
+        self.decode(&call, &body)
+    }
+
+    /// A POST whose answer is an empty 200.
+    async fn post(&self, path: &[&str], body: &impl Serialize) -> Result<(), HttpError> {
+        let call = self.call_name(&Method::POST, path);
+        let request = self.http.post(self.endpoint(path)).json(body);
+        let response = self.send(&call, request, self.timeouts.request).await?;
+        // Read the body so the connection can be reused.
+        self.body(&call, response, self.timeouts.request).await?;
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        call: &str,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        let response = self.send_raw(call, request, timeout).await?;
+        self.check_status(call, response).await
+    }
+
+    async fn send_raw(
+        &self,
+        call: &str,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(call, e, timeout))
+    }
+
+    async fn check_status(&self, call: &str, response: Response) -> Result<Response, HttpError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        if status == StatusCode::NOT_FOUND {
+            // Every API path exists on a ComfyUI; a 404 means another server or a wrong prefix.
+            return Err(self.not_comfy(call, "it answered 404 Not Found"));
+        }
+        Err(self.status_error(call, status, &body))
+    }
+
+    async fn body(
+        &self,
+        call: &str,
+        response: Response,
+        timeout: Duration,
+    ) -> Result<Bytes, HttpError> {
+        response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(call, e, timeout))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, call: &str, body: &[u8]) -> Result<T, HttpError> {
+        serde_json::from_slice(body).map_err(|e| {
+            if e.is_data() {
+                HttpError::Decode {
+                    call: call.to_string(),
+                    server: self.server.redacted(),
+                    error: e.to_string(),
+                }
+            } else {
+                let why = if looks_like_html(body) {
+                    "it answered an HTML page instead of JSON".to_string()
+                } else if body.is_empty() {
+                    "it answered an empty body instead of JSON".to_string()
+                } else {
+                    format!(
+                        "it answered something that is not JSON: \"{}\"",
+                        excerpt(body)
+                    )
+                };
+                self.not_comfy(call, &why)
+            }
+        })
+    }
+
+    fn transport_error(&self, call: &str, error: reqwest::Error, timeout: Duration) -> HttpError {
+        let server = self.server.redacted();
+        let call = call.to_string();
+        if error.is_timeout() {
+            let after = if error.is_connect() {
+                self.timeouts.connect
+            } else {
+                timeout
+            };
+            return HttpError::Timeout {
+                call,
+                server,
+                after,
+            };
+        }
+        // Without the URL: it may carry credentials, and the message names the server anyway.
+        let error = error.without_url();
+        let reason = innermost_cause(&error);
+        if has_tls_cause(&error) {
+            return HttpError::Request {
+                call,
+                server,
+                reason: format!(
+                    "the TLS handshake failed ({reason}). Does the server speak https on that port, with a certificate for that name?"
+                ),
+            };
+        }
+        if error.is_connect() {
+            HttpError::Unreachable {
+                call,
+                server,
+                reason,
+            }
+        } else {
+            HttpError::Request {
+                call,
+                server,
+                reason,
+            }
+        }
+    }
+
+    fn status_error(&self, call: &str, status: StatusCode, body: &[u8]) -> HttpError {
+        HttpError::Status {
+            call: call.to_string(),
+            server: self.server.redacted(),
+            status: status.as_u16(),
+            body_excerpt: if looks_like_html(body) {
+                String::new()
+            } else {
+                excerpt(body)
+            },
+        }
+    }
+
+    fn not_comfy(&self, call: &str, why: &str) -> HttpError {
+        HttpError::NotComfy {
+            call: call.to_string(),
+            server: self.server.redacted(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The URL of an endpoint under the server's prefix; each segment is percent-encoded.
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.server.http("");
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    fn call_name(&self, method: &Method, segments: &[&str]) -> String {
+        format!("{method} /{}", segments.join("/"))
+    }
+}
+
+pub(super) fn looks_like_html(body: &[u8]) -> bool {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    let head = &body[start..body.len().min(start + 64)];
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    head.starts_with("<!doctype html") || head.starts_with("<html") || head.starts_with("<head")
+}
+
+/// The start of a body, on one line, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    const MAX_CHARS: usize = 160;
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CHARS)
+        .collect();
+    if text.chars().count() > MAX_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// The most specific message in an error's source chain ("Connection refused (os error 111)").
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+fn has_tls_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // rustls errors arrive wrapped in io::Errors, whose `source()` skips the wrapped error.
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_recognised_after_whitespace() {
+        assert!(looks_like_html(b"\n  <!DOCTYPE html><html>"));
+        assert!(looks_like_html(b"<html lang=en>"));
+        assert!(!looks_like_html(b"{\"a\":1}"));
+        assert!(!looks_like_html(b""));
+    }
+
+    #[test]
+    fn excerpt_is_one_short_line() {
+        let body = "500 Internal Server Error\n\nServer got itself in trouble";
+        assert_eq!(
+            excerpt(body.as_bytes()),
+            "500 Internal Server Error Server got itself in trouble"
+        );
+        let long = "x".repeat(500);
+        assert_eq!(excerpt(long.as_bytes()).chars().count(), 161);
+    }
+
+    #[test]
+    fn endpoints_stay_under_the_prefix_and_encode_ids() {
+        let server = ServerUrl::parse("http://box:8188/comfy/").unwrap();
+        let client = ComfyClient::new(server).unwrap();
+        assert_eq!(
+            client.endpoint(&["history", "a/b c"]).as_str(),
+            "http://box:8188/comfy/history/a%2Fb%20c"
+        );
+        assert_eq!(
+            client.endpoint(&["queue"]).as_str(),
+            "http://box:8188/comfy/queue"
+        );
+    }
+}
