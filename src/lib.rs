@@ -1,6 +1,8 @@
 pub mod app;
 pub mod comfy;
+pub mod dashboard;
 pub mod session;
+pub mod term;
 pub mod text;
 pub mod tracker;
 pub mod ui;

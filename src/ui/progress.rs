@@ -9,7 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use crate::app::detail::{node_mark, phase_mark, summary, wrap};
 use crate::app::event_log::short_id;
-use crate::app::{State, time};
+use crate::app::{Link, State, time};
 use crate::text::sanitize;
 use crate::tracker::{NodeRecord, NodeState, PromptRecord};
 
@@ -39,6 +39,18 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
 }
 
 fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
+    let server = &state.server;
+    if !matches!(server.link, Link::Connected { .. })
+        && let Some(error) = &server.last_error
+    {
+        // Nothing can be shown; say why, in full (the status bar may have cut it).
+        let mut lines = vec![Line::from(styled("Not connected.", theme::warn()))];
+        for line in wrap(error, usize::from(area.width), "") {
+            lines.push(Line::from(styled(line, theme::warn())));
+        }
+        frame.render_widget(Paragraph::new(lines), area);
+        return;
+    }
     let mut lines = vec![Line::from(styled("Nothing running.", theme::dim()))];
     if let Some(last) = state.server.tracker.finished().next() {
         let (mark, word) = phase_mark(&last.phase);

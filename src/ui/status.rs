@@ -10,11 +10,14 @@ use crate::app::{Link, State, time};
 use crate::text::sanitize;
 
 use super::theme;
+use super::widgets::fit;
 
 struct Segment {
     spans: Vec<Span<'static>>,
     /// Lower stays longer when the bar is too narrow.
     keep: u8,
+    /// Cut to fit rather than dropped (a long error message).
+    shrinks: bool,
 }
 
 impl Segment {
@@ -49,6 +52,7 @@ fn link_segment(state: &State) -> Segment {
     Segment {
         spans: vec![Span::styled(format!("{mark} {text}"), style)],
         keep: 0,
+        shrinks: false,
     }
 }
 
@@ -61,6 +65,7 @@ fn segments(state: &State) -> Vec<Segment> {
                 Style::new().add_modifier(Modifier::BOLD),
             )],
             keep: 1,
+            shrinks: false,
         },
         link_segment(state),
     ];
@@ -69,6 +74,7 @@ fn segments(state: &State) -> Vec<Segment> {
         out.push(Segment {
             spans: vec![Span::styled(error.clone(), theme::bad())],
             keep: 3,
+            shrinks: true,
         });
     }
     if let Some(summary) = &server.stats.summary
@@ -77,6 +83,7 @@ fn segments(state: &State) -> Vec<Segment> {
         out.push(Segment {
             spans: vec![Span::raw(format!("ComfyUI {}", summary.version))],
             keep: 5,
+            shrinks: false,
         });
     }
     let queue = match server.tracker.queue_remaining() {
@@ -86,6 +93,7 @@ fn segments(state: &State) -> Vec<Segment> {
     out.push(Segment {
         spans: vec![Span::raw(queue)],
         keep: 2,
+        shrinks: false,
     });
     if let Some(summary) = &server.stats.summary {
         let mut text = summary.device.clone();
@@ -99,18 +107,21 @@ fn segments(state: &State) -> Vec<Segment> {
             out.push(Segment {
                 spans: vec![Span::raw(text)],
                 keep: 4,
+                shrinks: false,
             });
         }
     } else if let Some(error) = &server.stats.error {
         out.push(Segment {
             spans: vec![Span::styled(format!("system_stats: {error}"), theme::dim())],
             keep: 7,
+            shrinks: false,
         });
     }
     let id: String = server.tracker.our_client_id().chars().take(8).collect();
     out.push(Segment {
         spans: vec![Span::styled(format!("id {}", sanitize(&id)), theme::dim())],
         keep: 6,
+        shrinks: false,
     });
     out
 }
@@ -122,14 +133,26 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
         s.iter().map(Segment::width).sum::<usize>() + SEPARATOR.len() * s.len().saturating_sub(1)
     };
     while total(&segments) > width && segments.len() > 1 {
-        let Some(drop) = segments
+        let Some((drop, keep)) = segments
             .iter()
             .enumerate()
             .max_by_key(|(_, s)| s.keep)
-            .map(|(i, _)| i)
+            .map(|(i, s)| (i, s.keep))
         else {
             break;
         };
+        // Before dropping a segment as important as the error, cut the error to fit.
+        if let Some(error) = segments.iter().position(|s| s.shrinks && s.keep >= keep) {
+            let others = total(&segments) - segments[error].width();
+            let room = width.saturating_sub(others);
+            if room >= 12 {
+                let segment = &mut segments[error];
+                let text: String = segment.spans.iter().map(|s| s.content.as_ref()).collect();
+                let style = segment.spans.first().map(|s| s.style).unwrap_or_default();
+                segment.spans = vec![Span::styled(fit(&text, room), style)];
+                continue;
+            }
+        }
         segments.remove(drop);
     }
     let mut spans = vec![Span::raw(" ")];
