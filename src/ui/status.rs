@@ -21,6 +21,14 @@ struct Segment {
 }
 
 impl Segment {
+    fn new(span: Span<'static>, keep: u8) -> Self {
+        Self {
+            spans: vec![span],
+            keep,
+            shrinks: false,
+        }
+    }
+
     fn width(&self) -> usize {
         self.spans.iter().map(Span::width).sum()
     }
@@ -49,52 +57,41 @@ fn link_segment(state: &State) -> Segment {
         ),
         Link::Offline => ("○", "offline".to_string(), theme::bad()),
     };
-    Segment {
-        spans: vec![Span::styled(format!("{mark} {text}"), style)],
-        keep: 0,
-        shrinks: false,
-    }
+    Segment::new(Span::styled(format!("{mark} {text}"), style), 0)
 }
 
 fn segments(state: &State) -> Vec<Segment> {
     let server = &state.server;
     let mut out = vec![
-        Segment {
-            spans: vec![Span::styled(
+        Segment::new(
+            Span::styled(
                 sanitize(&server.label).into_owned(),
                 Style::new().add_modifier(Modifier::BOLD),
-            )],
-            keep: 1,
-            shrinks: false,
-        },
+            ),
+            1,
+        ),
         link_segment(state),
     ];
     let connected = matches!(server.link, Link::Connected { .. });
     if !connected && let Some(error) = &server.last_error {
         out.push(Segment {
-            spans: vec![Span::styled(error.clone(), theme::bad())],
-            keep: 3,
             shrinks: true,
+            ..Segment::new(Span::styled(error.clone(), theme::bad()), 3)
         });
     }
     if let Some(summary) = &server.stats.summary
         && !summary.version.is_empty()
     {
-        out.push(Segment {
-            spans: vec![Span::raw(format!("ComfyUI {}", summary.version))],
-            keep: 5,
-            shrinks: false,
-        });
+        out.push(Segment::new(
+            Span::raw(format!("ComfyUI {}", summary.version)),
+            5,
+        ));
     }
     let queue = match server.tracker.queue_remaining() {
         Some(n) => format!("queue {n}"),
         None => "queue ?".to_string(),
     };
-    out.push(Segment {
-        spans: vec![Span::raw(queue)],
-        keep: 2,
-        shrinks: false,
-    });
+    out.push(Segment::new(Span::raw(queue), 2));
     if let Some(summary) = &server.stats.summary {
         let mut text = summary.device.clone();
         if let Some(memory) = &summary.memory {
@@ -104,25 +101,19 @@ fn segments(state: &State) -> Vec<Segment> {
             text.push_str(memory);
         }
         if !text.is_empty() {
-            out.push(Segment {
-                spans: vec![Span::raw(text)],
-                keep: 4,
-                shrinks: false,
-            });
+            out.push(Segment::new(Span::raw(text), 4));
         }
     } else if let Some(error) = &server.stats.error {
-        out.push(Segment {
-            spans: vec![Span::styled(format!("system_stats: {error}"), theme::dim())],
-            keep: 7,
-            shrinks: false,
-        });
+        out.push(Segment::new(
+            Span::styled(format!("system_stats: {error}"), theme::dim()),
+            7,
+        ));
     }
     let id: String = server.tracker.our_client_id().chars().take(8).collect();
-    out.push(Segment {
-        spans: vec![Span::styled(format!("id {}", sanitize(&id)), theme::dim())],
-        keep: 6,
-        shrinks: false,
-    });
+    out.push(Segment::new(
+        Span::styled(format!("id {}", sanitize(&id)), theme::dim()),
+        6,
+    ));
     out
 }
 
