@@ -11,7 +11,7 @@ use crossterm::event::{
 };
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -34,13 +34,19 @@ impl TerminalGuard {
         ACTIVE.store(true, Ordering::SeqCst);
         let setup = (|| {
             let mut stdout = io::stdout();
-            execute!(stdout, EnterAlternateScreen, EnableFocusChange)?;
+            execute!(
+                stdout,
+                EnterAlternateScreen,
+                Clear(ClearType::All),
+                EnableFocusChange
+            )?;
             if mouse {
                 execute!(stdout, EnableMouseCapture)?;
             }
             let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+            // Not `terminal.clear()`: it asks the terminal where the cursor is and waits for the
+            // answer, which costs a round trip over ssh and fails on terminals that never answer.
             terminal.hide_cursor()?;
-            terminal.clear()?;
             Ok(terminal)
         })();
         match setup {
