@@ -4,9 +4,10 @@
 //! changed, at most [`MAX_FPS`] times a second, and timers run only when the state asks for one:
 //! an idle dashboard sleeps.
 
+use std::io::IsTerminal as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use color_eyre::eyre::{Context as _, Result};
+use color_eyre::eyre::{Context as _, Result, eyre};
 use crossterm::event::{
     Event as TermEvent, EventStream, KeyEventKind, MouseButton, MouseEventKind,
 };
@@ -140,6 +141,12 @@ fn translate(event: TermEvent, state: &State) -> Option<Event> {
 /// Runs the dashboard until the user quits or a signal ends it. The terminal is restored on
 /// every way out.
 pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "the dashboard needs a terminal; for plain output use `comfytop watch {}`",
+            config.server
+        ));
+    }
     let client_id = new_client_id();
     let client =
         ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;

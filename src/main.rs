@@ -37,8 +37,7 @@ fn main() -> Result<()> {
             .init();
     }
     let server = ServerUrl::parse(&cli.url)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(dashboard::run(DashboardConfig {
