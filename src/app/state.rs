@@ -288,16 +288,19 @@ impl State {
         self.epoch_ms_at_zero + self.now * 1000.0
     }
 
-    /// Seconds since a prompt finished, when that is known: the server's own timestamp if it sent
-    /// one (history fetched after a restart), else when this dashboard saw it end.
+    /// Seconds since a prompt finished, when that is known: by this dashboard's own clock when
+    /// it saw the prompt end (no clock skew), else by the server's timestamp (history fetched
+    /// after a start or reconnect).
     pub fn finished_ago(&self, prompt: &PromptRecord) -> Option<f64> {
-        if let Some(ms) = prompt.server_finished_ms {
-            return Some(((self.wall_ms() - ms) / 1000.0).max(0.0));
+        let seen_ending = prompt
+            .finished_at
+            .filter(|&t| prompt.live || t > prompt.first_seen);
+        if let Some(t) = seen_ending {
+            return Some((self.now - t).max(0.0));
         }
         prompt
-            .finished_at
-            .filter(|_| prompt.live)
-            .map(|t| (self.now - t).max(0.0))
+            .server_finished_ms
+            .map(|ms| ((self.wall_ms() - ms) / 1000.0).max(0.0))
     }
 
     /// Seconds a prompt has been running (None if it is not running).

@@ -89,7 +89,8 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         Action::NextPanel => cycle_focus(state, 1),
         Action::PrevPanel => cycle_focus(state, -1),
         Action::Back => ui.detail = None,
-        Action::Open => open_detail(state),
+        Action::Open if ui.detail.is_none() => open_detail(state),
+        Action::Open => {}
         Action::Up => move_in_view(state, Move::By(-1)),
         Action::Down => move_in_view(state, Move::By(1)),
         Action::PageUp => move_in_view(state, Move::By(-page)),
