@@ -26,7 +26,9 @@ pub struct Areas {
 }
 
 impl Areas {
-    pub fn of(area: Rect, ui: &Ui) -> Self {
+    /// The layout of a screen of `area` showing `ui`, with `queue_len` prompts in the queue (the
+    /// queue panel grows with it, up to a share of the screen, and gives the rest to history).
+    pub fn of(area: Rect, ui: &Ui, queue_len: usize) -> Self {
         let [status, body, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(0),
@@ -41,19 +43,25 @@ impl Areas {
         } else {
             (body, None)
         };
+        // Frame, header and at least one row; an empty queue needs one line to say so.
+        let queue_wanted = u16::try_from(queue_len.max(1))
+            .unwrap_or(u16::MAX)
+            .saturating_add(LIST_HEAD_ROWS + 1);
         let (queue, progress, history) = if area.width >= TWO_COLUMNS_FROM {
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
                     .areas(main);
+            let queue_height = queue_wanted.clamp(5, (left.height / 2).max(5));
             let [queue, history] =
-                Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)])
+                Layout::vertical([Constraint::Length(queue_height), Constraint::Min(0)])
                     .areas(left);
             (queue, right, history)
         } else {
+            let queue_height = queue_wanted.clamp(5, (main.height * 3 / 10).max(5));
             let [queue, progress, history] = Layout::vertical([
-                Constraint::Percentage(28),
-                Constraint::Percentage(42),
-                Constraint::Percentage(30),
+                Constraint::Length(queue_height),
+                Constraint::Percentage(60),
+                Constraint::Percentage(40),
             ])
             .areas(main);
             (queue, progress, history)
@@ -88,7 +96,7 @@ pub fn list_rows(area: Rect) -> usize {
 /// What is under the terminal cell (`column`, `row`): a list row, or a panel.
 pub fn hit_test(state: &State, column: u16, row: u16) -> Option<ClickTarget> {
     let screen = Rect::new(0, 0, state.ui.width, state.ui.height);
-    let areas = Areas::of(screen, &state.ui);
+    let areas = Areas::of(screen, &state.ui, state.queue_rows().len());
     let position = Position::new(column, row);
     let (panel, area) = areas.panels().find(|(_, r)| r.contains(position))?;
     let (len, selected) = match panel {

@@ -21,7 +21,7 @@ pub use layout::{Areas, hit_test};
 
 /// Draws the whole dashboard.
 pub fn draw(state: &State, frame: &mut Frame) {
-    let areas = Areas::of(frame.area(), &state.ui);
+    let areas = Areas::of(frame.area(), &state.ui, state.queue_rows().len());
     status::draw(state, frame, areas.status);
     status::draw_footer(state, frame, areas.footer);
     if let Some(detail) = &state.ui.detail {

@@ -117,34 +117,31 @@ fn draw_running(
         }
     }
 
-    // Progress text the nodes sent (broadcast to every client), newest last, at most two lines.
+    let order = prompt.nodes_in_order();
+    let available = usize::from(area.height).saturating_sub(lines.len());
+    // Progress text the nodes sent (broadcast to every client), newest last: one line when there
+    // is room for it and a node, a second only when every node fits too.
+    let text_rows = match available {
+        0..=2 => 0,
+        _ if available >= order.len() + 2 => 2,
+        _ => 1,
+    }
+    .min(prompt.text.len());
     let text_lines: Vec<Line> = prompt
         .text
         .iter()
-        .rev()
-        .take(2)
-        .rev()
+        .skip(prompt.text.len() - text_rows)
         .map(|(node, text)| {
             let node = prompt
                 .node_title(node)
                 .map_or_else(|| sanitize(node).into_owned(), |t| sanitize(t).into_owned());
-            Line::from(vec![
-                styled("» ", theme::dim()),
-                styled(
-                    fit(
-                        &format!("{node}: {}", sanitize(text.trim_end())),
-                        width.saturating_sub(2),
-                    ),
-                    theme::dim(),
-                ),
-            ])
+            Line::from(styled(
+                fit(&format!("» {node}: {}", sanitize(text.trim_end())), width),
+                theme::dim(),
+            ))
         })
         .collect();
-
-    let order = prompt.nodes_in_order();
-    let room = usize::from(area.height)
-        .saturating_sub(lines.len())
-        .saturating_sub(text_lines.len());
+    let room = available - text_rows;
     let cursor = state
         .progress_scroll_for(&prompt.id)
         .min(order.len().saturating_sub(1));

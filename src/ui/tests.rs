@@ -232,9 +232,14 @@ fn clicks_land_on_the_rows_drawn() {
             index: 2
         })
     );
+    // Four prompts: the queue panel is as tall as they need, its bottom line at row 7.
+    assert_eq!(
+        hit_test(&state, 5, 7),
+        Some(ClickTarget::Panel(Panel::Queue))
+    );
     assert_eq!(
         hit_test(&state, 5, 10),
-        Some(ClickTarget::Panel(Panel::Queue))
+        Some(ClickTarget::Panel(Panel::History))
     );
     assert_eq!(
         hit_test(&state, 100, 10),
