@@ -1,4 +1,5 @@
-//! Every key the dashboard knows, in one place: the help overlay is drawn from this table too.
+//! Every key the dashboard knows, in one place: [`action`] maps keys to actions and [`BINDINGS`]
+//! describes them for the help overlay.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -23,54 +24,44 @@ pub enum Action {
 /// One line of the help: the keys as shown, and what they do.
 pub struct Binding {
     pub keys: &'static str,
-    pub action: Action,
     pub help: &'static str,
 }
 
 pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: "q  Ctrl-C",
-        action: Action::Quit,
         help: "quit",
     },
     Binding {
         keys: "Tab  Shift-Tab",
-        action: Action::NextPanel,
         help: "next / previous panel",
     },
     Binding {
         keys: "j k  ↓ ↑",
-        action: Action::Down,
         help: "move the selection / scroll",
     },
     Binding {
         keys: "PgDn PgUp",
-        action: Action::PageDown,
         help: "move by a page",
     },
     Binding {
         keys: "g  G  Home End",
-        action: Action::Top,
         help: "first / last",
     },
     Binding {
         keys: "Enter",
-        action: Action::Open,
         help: "details of the selected prompt",
     },
     Binding {
         keys: "Esc",
-        action: Action::Back,
         help: "back / close",
     },
     Binding {
         keys: "l",
-        action: Action::ToggleLog,
         help: "show / hide the event log",
     },
     Binding {
         keys: "?",
-        action: Action::Help,
         help: "this help",
     },
 ];
