@@ -71,6 +71,7 @@ until curl -sf "$URL/history/$PROMPT_ID" | grep -q '"status"'; do sleep 0.2; don
 end=$(date +%s.%N)
 sleep 1 # the last status and executing frames
 cpu2=$(cpu_seconds); frames2=$(frames)
+RSS=$(awk '/VmRSS/ { print $2 / 1024 " MiB" }' "/proc/$PID/status")
 
 tmux send-keys -t "$SESSION" q
 sleep 1
@@ -80,3 +81,4 @@ awk -v a="$cpu0" -v b="$cpu1" -v c="$cpu2" -v fa="$frames0" -v fb="$frames1" -v 
     printf "idle %d s:            %.2f CPU s, %d frames\n", idle, b - a, fb - fa
     printf "%d-step run (%.1f s): %.2f CPU s, %d frames\n", steps, e - s, c - b, fc - fb
 }'
+echo "resident memory after the run: $RSS"

@@ -35,12 +35,42 @@ impl DocLine {
     }
 }
 
-/// Who queued a prompt, in words.
-pub fn who(prompt: &PromptRecord) -> &'static str {
-    match (&prompt.client_id, prompt.ours) {
-        (_, true) => "this comfytop",
-        (Some(_), false) => "another client",
-        (None, false) => "unknown client",
+/// Who queued a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This comfytop (its client id): the server sends it every live event.
+    ThisComfytop,
+    /// Another client id (a browser tab, another tool).
+    OtherClient,
+    /// No client id (a script): its progress is broadcast to every client.
+    NoClientId,
+}
+
+impl Origin {
+    pub fn of(prompt: &PromptRecord) -> Self {
+        match (&prompt.client_id, prompt.ours) {
+            (_, true) => Self::ThisComfytop,
+            (Some(_), false) => Self::OtherClient,
+            (None, false) => Self::NoClientId,
+        }
+    }
+
+    /// For sentences: "queued by ...".
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::ThisComfytop => "this comfytop",
+            Self::OtherClient => "another client",
+            Self::NoClientId => "a client without id",
+        }
+    }
+
+    /// For a narrow column.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::ThisComfytop => "comfytop",
+            Self::OtherClient => "other",
+            Self::NoClientId => "no id",
+        }
     }
 }
 
@@ -129,7 +159,7 @@ pub fn summary(state: &State, prompt: &PromptRecord) -> String {
     if let Some(n) = prompt.number {
         parts.push(format!("#{n}"));
     }
-    parts.push(format!("queued by {}", who(prompt)));
+    parts.push(format!("queued by {}", Origin::of(prompt).words()));
     let (_, phase) = phase_mark(&prompt.phase);
     match &prompt.phase {
         Phase::Queued => parts.push(format!(
@@ -186,6 +216,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
             );
             push_wrapped(&mut out, Tone::Bad, &message, "");
             if !e.current_inputs.is_empty() {
+                out.push(DocLine::new(Tone::Text, ""));
                 out.push(DocLine::new(Tone::Heading, "Inputs"));
                 for (name, value) in &e.current_inputs {
                     let value = match value {
@@ -206,6 +237,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
                 }
             }
             if !e.traceback.is_empty() {
+                out.push(DocLine::new(Tone::Text, ""));
                 out.push(DocLine::new(Tone::Heading, "Traceback"));
                 for entry in &e.traceback {
                     let entry = sanitize_multiline(entry.trim_end_matches('\n'));

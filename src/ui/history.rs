@@ -5,12 +5,11 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use crate::app::detail::phase_mark;
+use crate::app::detail::{Origin, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
 
 use super::layout::list_rows;
-use super::queue::who_short;
 use super::theme;
 use super::widgets::{centered_row, list_offset, panel};
 
@@ -49,7 +48,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             } else {
                 String::new()
             }),
-            Cell::from(who_short(p)),
+            Cell::from(Origin::of(p).short()),
         ])
     });
     let header =

@@ -151,7 +151,7 @@ fn draw_running(
         .map(|id| node_label_text(prompt, id).chars().count())
         .max()
         .unwrap_or(0)
-        .clamp(8, (width / 3).max(8));
+        .clamp(8, (width * 2 / 5).max(8));
     for (row, id) in order.iter().enumerate().skip(offset).take(room) {
         let mut line = node_line(state, prompt, id, label_width, width);
         if focused && row == cursor {

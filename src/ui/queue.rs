@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use crate::app::detail::{phase_mark, who};
+use crate::app::detail::{Origin, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
 use crate::tracker::{Phase, PromptRecord};
@@ -17,15 +17,6 @@ use super::widgets::{centered_row, list_offset, panel};
 /// `#12`, `-8` for front-of-queue numbers, blank when unknown.
 pub fn number(prompt: &PromptRecord) -> String {
     prompt.number.map(|n| format!("{n}")).unwrap_or_default()
-}
-
-/// Short words for who queued a prompt, for narrow columns.
-pub fn who_short(prompt: &PromptRecord) -> &'static str {
-    match who(prompt) {
-        "this comfytop" => "comfytop",
-        "another client" => "other",
-        _ => "?",
-    }
 }
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
@@ -73,7 +64,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(Span::styled(mark, style)),
             Cell::from(number(p)),
             Cell::from(short_id(&p.id)),
-            Cell::from(who_short(p)),
+            Cell::from(Origin::of(p).short()),
             Cell::from(nodes),
             Cell::from(time),
         ])
