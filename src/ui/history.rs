@@ -59,9 +59,9 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Constraint::Length(13),
             Constraint::Length(8),
             Constraint::Length(7),
-            Constraint::Length(7),
+            Constraint::Length(6),
             Constraint::Length(3),
-            Constraint::Min(5),
+            Constraint::Min(8),
         ],
     )
     .header(header)

@@ -49,7 +49,7 @@ impl Areas {
             .saturating_add(LIST_HEAD_ROWS + 1);
         let (queue, progress, history) = if area.width >= TWO_COLUMNS_FROM {
             let [left, right] =
-                Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)])
+                Layout::horizontal([Constraint::Percentage(44), Constraint::Percentage(56)])
                     .areas(main);
             let queue_height = queue_wanted.clamp(5, (left.height / 2).max(5));
             let [queue, history] =

@@ -141,23 +141,37 @@ fn draw_running(
             ))
         })
         .collect();
-    let room = available - text_rows;
+    // The running node's speed and ETA take a line under it.
+    let detail = prompt
+        .current_node
+        .as_ref()
+        .and_then(|id| prompt.nodes.get(id))
+        .filter(|n| prompt.live && n.state == NodeState::Running && n.has_progress);
+    let room = (available - text_rows).saturating_sub(usize::from(detail.is_some()));
     let cursor = state
         .progress_scroll_for(&prompt.id)
         .min(order.len().saturating_sub(1));
     let offset = list_offset(Some(cursor), room);
+    // Titles get up to 2/5 of the width, but leave a gauge of ten cells and its steps.
     let label_width = order
         .iter()
         .map(|id| node_label_text(prompt, id).chars().count())
         .max()
         .unwrap_or(0)
-        .clamp(8, (width * 2 / 5).max(8));
+        .min(width * 2 / 5)
+        .min(width.saturating_sub(3 + 10 + 10))
+        .max(8);
     for (row, id) in order.iter().enumerate().skip(offset).take(room) {
-        let mut line = node_line(state, prompt, id, label_width, width);
+        let mut line = node_line(prompt, id, label_width, width);
         if focused && row == cursor {
             line = line.patch_style(theme::selected(true));
         }
         lines.push(line);
+        if prompt.current_node.as_deref() == Some(id.as_str())
+            && let Some(line) = detail.and_then(|n| running_node_detail(state, n, label_width + 3))
+        {
+            lines.push(line);
+        }
     }
     lines.extend(text_lines);
     frame.render_widget(Paragraph::new(lines), area);
@@ -171,13 +185,7 @@ fn node_label_text(prompt: &PromptRecord, id: &str) -> String {
 }
 
 /// One node: mark, title and id, then a gauge with steps, speed and ETA, or its state.
-fn node_line(
-    state: &State,
-    prompt: &PromptRecord,
-    id: &str,
-    label_width: usize,
-    width: usize,
-) -> Line<'static> {
+fn node_line(prompt: &PromptRecord, id: &str, label_width: usize, width: usize) -> Line<'static> {
     let record = prompt.nodes.get(id);
     let node_state = record.map_or(NodeState::Pending, |n| n.state);
     let (mark, word) = node_mark(node_state);
@@ -208,21 +216,8 @@ fn node_line(
         spans.push(styled(word, style));
         return Line::from(spans);
     };
-    let running = node_state == NodeState::Running;
-    let steps = format!(" {:>7}", steps(node));
-    let mut tail = steps;
-    if running {
-        if let Some(rate) = node.rate() {
-            tail.push_str(&format!(" {:>9}", speed(rate)));
-        }
-        if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at()) {
-            // Rounded up: "0:00" would claim it is done.
-            let left = (eta - (state.now - at)).max(0.0).ceil();
-            tail.push_str(&format!(" ETA {}", time::clock(left)));
-        }
-    }
-    let tail_width = tail.chars().count();
-    let bar_width = room.saturating_sub(tail_width);
+    let tail = format!(" {:>9}", steps(node));
+    let bar_width = room.saturating_sub(tail.chars().count());
     if bar_width >= 4 {
         spans.extend(bar_spans(node.fraction().unwrap_or(0.0), bar_width));
         spans.push(Span::raw(tail));
@@ -236,4 +231,30 @@ fn node_line(
         ));
     }
     Line::from(spans)
+}
+
+/// The line under the running node's gauge: its speed, the ETA counting down from the last
+/// step, and how long it has run. None before its first step.
+fn running_node_detail(state: &State, node: &NodeRecord, indent: usize) -> Option<Line<'static>> {
+    if node.state != NodeState::Running || !node.has_progress {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let Some(rate) = node.rate() {
+        parts.push(speed(rate));
+    }
+    if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at()) {
+        // Rounded up: "0:00" would claim it is done.
+        let left = (eta - (state.now - at)).max(0.0).ceil();
+        parts.push(format!("ETA {}", time::clock(left)));
+    }
+    if let Some(started) = node.started_at {
+        parts.push(format!("node {}", time::clock(state.now - started)));
+    }
+    (!parts.is_empty()).then(|| {
+        Line::from(styled(
+            format!("{}{}", " ".repeat(indent), parts.join(" · ")),
+            theme::dim(),
+        ))
+    })
 }
