@@ -34,19 +34,29 @@ fn unreachable_server_is_explained_and_q_restores_the_terminal() {
     assert!(!app.mouse_captured(), "mouse released");
 }
 
-#[test]
-fn sigterm_restores_the_terminal() {
+/// Sends `signal` to the app and checks that it leaves, handing the terminal back.
+fn signal_restores_the_terminal(signal: &str) {
     let url = closed_port_url();
     let mut app = PtyApp::spawn(&[&url, "--no-mouse"], 80, 24);
     app.wait_for("the dashboard", LIMIT, |s| s.contains("Queue"));
     assert!(!app.mouse_captured(), "--no-mouse leaves the mouse alone");
     let pid = app.process_id().unwrap();
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     app.wait_exit(LIMIT);
-    assert!(!app.alternate_screen(), "{}", app.output());
-    assert!(!app.cursor_hidden());
+    assert!(!app.alternate_screen(), "{signal}: {}", app.output());
+    assert!(!app.cursor_hidden(), "{signal}");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    signal_restores_the_terminal("TERM");
+}
+
+#[test]
+fn sighup_ends_the_dashboard_and_restores_the_terminal() {
+    signal_restores_the_terminal("HUP");
 }
