@@ -5,6 +5,7 @@
 //! an idle dashboard sleeps.
 
 use std::io::IsTerminal as _;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::{Context as _, Result, eyre};
@@ -15,11 +16,13 @@ use futures_util::StreamExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::app::{self, ClickTarget, Command, Event, Fetched, State};
+use crate::app::{self, ClickTarget, Command, Event, Fetched, State, Submitted};
+use crate::comfy::api::PromptRequest;
 use crate::comfy::connection::{Connection, ConnectionConfig, new_client_id};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
 use crate::session;
+use crate::sim::{SimConfig, SimServer};
 use crate::term::TerminalGuard;
 use crate::ui;
 
@@ -33,6 +36,36 @@ pub struct DashboardConfig {
     pub server: ServerUrl,
     /// Capture the mouse (clicks select, the wheel scrolls).
     pub mouse: bool,
+}
+
+/// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
+/// line per frame drawn). Nothing else may write to the terminal while the dashboard is up.
+pub fn log_to_file(path: &Path) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .wrap_err_with(|| format!("cannot write the log file {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMFYTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| eyre!("cannot set up logging: {e}"))
+}
+
+/// Runs the dashboard on a simulated server started in-process on a free loopback port, with
+/// demo work flowing through it. `config.server` is replaced by the simulator's address.
+pub async fn run_demo(mut config: DashboardConfig) -> Result<RunSummary> {
+    let sim = SimServer::start(SimConfig {
+        demo: true,
+        ..SimConfig::default()
+    })
+    .await
+    .wrap_err("cannot start the simulated server")?;
+    config.server = ServerUrl::parse(&sim.url())?;
+    let result = run_loop(config, true).await;
+    sim.shutdown().await;
+    result
 }
 
 /// What a finished run reports (also logged at exit).
@@ -141,6 +174,48 @@ fn translate(event: TermEvent, state: &State) -> Option<Event> {
 /// Runs the dashboard until the user quits or a signal ends it. The terminal is restored on
 /// every way out.
 pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
+    run_loop(config, false).await
+}
+
+/// What the demo's own work asks for, in turn.
+const DEMO_PROMPTS: &[&str] = &[
+    "a paper boat on a mountain lake, morning fog, watercolor",
+    "a lighthouse keeper's cabin in a snowstorm, warm windows",
+    "koi pond seen from above, autumn leaves, ukiyo-e",
+    "a tiny robot tending a bonsai, macro photo, soft light",
+];
+/// How often the demo queues a prompt of its own.
+const DEMO_EVERY: Duration = Duration::from_secs(20);
+
+/// In the demo, this comfytop queues work of its own now and then, with its own client id, so
+/// every step of it shows live beside the simulated browser tabs' and script's prompts.
+async fn queue_demo_work(
+    client: ComfyClient,
+    client_id: String,
+    replies: mpsc::UnboundedSender<Fetched>,
+) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for round in 0.. {
+        let prompt = DEMO_PROMPTS[round % DEMO_PROMPTS.len()];
+        let steps = 20 + (round as u32 % 3) * 4;
+        let seed = rand::random::<u64>() >> 16;
+        let request = PromptRequest {
+            prompt: crate::sim::demo::text_to_image(prompt, seed, steps, 512, 512),
+            client_id: Some(client_id.clone()),
+            ..PromptRequest::default()
+        };
+        let result = match client.submit(&request).await {
+            Ok(accepted) => Ok(Box::new(Submitted { request, accepted })),
+            Err(error) => Err(error.to_string()),
+        };
+        if replies.send(Fetched::Submitted(result)).is_err() {
+            return;
+        }
+        tokio::time::sleep(DEMO_EVERY).await;
+    }
+}
+
+async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(eyre!(
             "the dashboard needs a terminal; for plain output use `comfytop watch {}`",
@@ -156,6 +231,13 @@ pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
         conn_tx,
     );
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
+    let demo_work = demo.then(|| {
+        tokio::spawn(queue_demo_work(
+            client.clone(),
+            client_id.clone(),
+            reply_tx.clone(),
+        ))
+    });
     let executor = Executor {
         client,
         replies: reply_tx,
@@ -241,6 +323,9 @@ pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
         }
     };
     drop(guard);
+    if let Some(task) = demo_work {
+        task.abort();
+    }
     tracing::info!(?exit, frames_drawn, "dashboard closed");
     connection.close().await;
     Ok(RunSummary { frames_drawn })

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use color_eyre::eyre::{Context as _, Result};
+use color_eyre::eyre::Result;
 
 use comfytop::comfy::server_url::{DEFAULT_URL, ServerUrl};
 use comfytop::dashboard::{self, DashboardConfig};
@@ -19,30 +19,30 @@ struct Cli {
     /// Write tracing output to this file (nothing is printed while the dashboard is up).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Run against a built-in simulated server (no ComfyUI needed).
+    #[arg(long)]
+    demo: bool,
 }
 
 fn main() -> Result<()> {
     color_eyre::install()?;
     let cli = Cli::parse();
     if let Some(path) = &cli.log {
-        let file = std::fs::File::create(path)
-            .wrap_err_with(|| format!("cannot write the log file {}", path.display()))?;
-        tracing_subscriber::fmt()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_ansi(false)
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("COMFYTOP_LOG")
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .init();
+        dashboard::log_to_file(path)?;
     }
     let server = ServerUrl::parse(&cli.url)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(dashboard::run(DashboardConfig {
+    let config = DashboardConfig {
         server,
         mouse: !cli.no_mouse,
-    }))?;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if cli.demo {
+        runtime.block_on(dashboard::run_demo(config))?;
+    } else {
+        runtime.block_on(dashboard::run(config))?;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use comfytop::comfy::server_url::ServerUrl;
 use support::pty::PtyApp;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -59,4 +60,61 @@ fn sigterm_restores_the_terminal() {
 #[test]
 fn sighup_ends_the_dashboard_and_restores_the_terminal() {
     signal_restores_the_terminal("HUP");
+}
+
+/// A simulated server on its own runtime (its worker threads keep it going while the test thread
+/// blocks on the pseudo-terminal).
+fn simulator() -> (tokio::runtime::Runtime, comfytop::sim::SimHandle) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(comfytop::sim::SimServer::start(comfytop::sim::SimConfig {
+            step: Duration::from_millis(20),
+            ..Default::default()
+        }))
+        .unwrap();
+    (runtime, sim)
+}
+
+/// Queues the reference slow-steps workflow without a client id (as a script would): its
+/// progress is then broadcast to every client, so the dashboard shows it node by node.
+fn queue_slow_steps(runtime: &tokio::runtime::Runtime, url: &str, steps: u64) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/comfyui-reference/workflows/slow_steps_full.json"
+    );
+    let mut prompt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    prompt["1"]["inputs"]["steps"] = steps.into();
+    let client = comfytop::comfy::http::ComfyClient::new(ServerUrl::parse(url).unwrap()).unwrap();
+    let request = comfytop::comfy::api::PromptRequest {
+        prompt,
+        ..Default::default()
+    };
+    runtime.block_on(client.submit(&request)).unwrap();
+}
+
+#[test]
+fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
+    let (runtime, sim) = simulator();
+    let mut app = PtyApp::spawn(&[&sim.url()], 120, 40);
+    app.wait_for("the connection", LIMIT, |s| s.contains("● connected"));
+    queue_slow_steps(&runtime, &sim.url(), 400);
+    let screen = app.wait_for("the running prompt's nodes and progress", LIMIT, |s| {
+        s.contains("Running ")
+            && s.contains("Slow Steps #1")
+            && s.contains("Upscale Image #2")
+            && s.contains("/400")
+            && s.contains("it/s")
+    });
+    assert!(screen.contains("queued by"), "{screen}");
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
+    assert!(!app.alternate_screen(), "left the alternate screen");
+    assert!(!app.cursor_hidden(), "cursor shown again");
+    assert!(!app.mouse_captured(), "mouse released");
+    drop(sim);
 }

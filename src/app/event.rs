@@ -1,7 +1,7 @@
 use crossterm::event::KeyEvent;
 
 use super::Panel;
-use crate::comfy::api::SystemStats;
+use crate::comfy::api::{PromptAccepted, PromptRequest, SystemStats};
 use crate::comfy::connection::ConnEvent;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
@@ -47,4 +47,14 @@ pub enum Fetched {
         result: Result<TrackerInput, String>,
     },
     SystemStats(Result<SystemStats, String>),
+    /// A prompt this comfytop posted (the demo's own work; later requeue and submit): the
+    /// request and the server's acceptance, or the error in words.
+    Submitted(Result<Box<Submitted>, String>),
+}
+
+/// A prompt the server accepted from this comfytop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub request: PromptRequest,
+    pub accepted: PromptAccepted,
 }

@@ -15,7 +15,7 @@ pub mod time;
 mod update;
 
 pub use command::Command;
-pub use event::{ClickTarget, Event, Fetched};
+pub use event::{ClickTarget, Event, Fetched, Submitted};
 pub use event_log::{EventLog, LogLine};
 pub use state::{
     Detail, Link, Overlay, Panel, STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerState,

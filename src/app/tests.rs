@@ -449,3 +449,45 @@ fn history_ages_are_refreshed_on_label_boundaries_only() {
     assert_eq!(state.redraw_at, Some(expected));
     assert!(expected > state.now && expected - state.now <= 60.0);
 }
+
+#[test]
+fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
+    use crate::comfy::api::{PromptAccepted, PromptRequest};
+    let mut state = connected("me", 0.0, History::default());
+    let request = PromptRequest {
+        prompt: serde_json::json!({"1": {"class_type": "SaveImage", "inputs": {}}}),
+        client_id: Some("me".into()),
+        ..Default::default()
+    };
+    let accepted = PromptAccepted {
+        prompt_id: "p-1".into(),
+        number: 7.0,
+        node_errors: Default::default(),
+    };
+    update(
+        &mut state,
+        1.0,
+        Event::Fetched(Fetched::Submitted(Ok(Box::new(Submitted {
+            request,
+            accepted,
+        })))),
+    );
+    let rows = state.queue_rows();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ours);
+    assert_eq!(rows[0].number, Some(7.0));
+    assert_eq!(rows[0].node_title("1"), Some("SaveImage"));
+    assert_eq!(
+        state.server.log.lines().back().unwrap().text,
+        "queued p-1 as #7"
+    );
+    update(
+        &mut state,
+        2.0,
+        Event::Fetched(Fetched::Submitted(Err("HTTP 400".into()))),
+    );
+    assert_eq!(
+        state.server.log.lines().back().unwrap().text,
+        "POST /prompt failed: HTTP 400"
+    );
+}

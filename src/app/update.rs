@@ -12,7 +12,7 @@ use super::event_log::LineKind;
 use super::keymap::{self, Action};
 use super::{
     ClickTarget, Command, Detail, Event, Fetched, Link, Overlay, Panel, STATS_INTERVAL_BUSY,
-    STATS_INTERVAL_IDLE, Selection, State, detail,
+    STATS_INTERVAL_IDLE, Selection, State, Submitted, detail,
 };
 
 /// Rows the mouse wheel moves in text views.
@@ -355,6 +355,36 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
                 }
             };
             track(state, input, commands);
+            state.dirty = true;
+        }
+        Fetched::Submitted(Ok(submitted)) => {
+            let Submitted { request, accepted } = *submitted;
+            state.server.log.push(
+                now,
+                LineKind::Connection,
+                format!(
+                    "queued {} as #{}",
+                    super::event_log::short_id(&accepted.prompt_id),
+                    accepted.number
+                ),
+            );
+            track(
+                state,
+                TrackerInput::Submitted {
+                    prompt_id: accepted.prompt_id,
+                    number: accepted.number,
+                    request,
+                },
+                commands,
+            );
+            state.dirty = true;
+        }
+        Fetched::Submitted(Err(error)) => {
+            state.server.log.push(
+                now,
+                LineKind::Error,
+                format!("POST /prompt failed: {}", crate::text::sanitize(&error)),
+            );
             state.dirty = true;
         }
         Fetched::SystemStats(result) => {
