@@ -440,6 +440,8 @@ pub fn node_id_order(a: &str, b: &str) -> std::cmp::Ordering {
 struct QueueFetch {
     in_flight: bool,
     again: bool,
+    /// How many `/queue` fetches were asked for; a reply answers the latest (one at a time).
+    issued: u64,
 }
 
 /// The view of one server's prompts.
@@ -456,6 +458,10 @@ pub struct Tracker {
     /// Finished prompts, oldest first.
     finished: VecDeque<PromptId>,
     queue_fetch: QueueFetch,
+    /// Prompts we submitted that no `/queue` reply listed yet, with the first fetch that was
+    /// asked for after the submission: an older reply cannot know them, so its silence about
+    /// them does not mean they left the queue.
+    unconfirmed: HashMap<PromptId, u64>,
     history_requested: HashSet<PromptId>,
     logs: VecDeque<LogEntry>,
 }
@@ -472,6 +478,7 @@ impl Tracker {
             pending: Vec::new(),
             finished: VecDeque::new(),
             queue_fetch: QueueFetch::default(),
+            unconfirmed: HashMap::new(),
             history_requested: HashSet::new(),
             logs: VecDeque::new(),
         }
@@ -611,7 +618,13 @@ impl Tracker {
                     record.extra_data = request.extra_data.unwrap_or_default();
                 }
                 if record.phase == Phase::Queued && !self.pending.contains(&prompt_id) {
-                    self.insert_pending_by_number(prompt_id);
+                    self.insert_pending_by_number(prompt_id.clone());
+                }
+                let fresh_from = self.queue_fetch.issued + 1;
+                self.unconfirmed.insert(prompt_id, fresh_from);
+                // A fetch in flight was asked for before the prompt existed; ask again after it.
+                if self.queue_fetch.in_flight {
+                    self.queue_fetch.again = true;
                 }
             }
         }
@@ -645,6 +658,7 @@ impl Tracker {
             self.queue_fetch.again = true;
         } else {
             self.queue_fetch.in_flight = true;
+            self.queue_fetch.issued += 1;
             commands.push(TrackerCommand::FetchQueue);
         }
     }
@@ -887,6 +901,7 @@ impl Tracker {
             }
         }
         self.pending.retain(|p| p != id);
+        self.unconfirmed.remove(id);
         self.finished.push_back(id.to_string());
         self.forget_old();
     }
@@ -909,11 +924,16 @@ impl Tracker {
             .map(|i| i.prompt_id.as_str())
             .collect();
 
+        // A reply to a fetch asked for before a submission cannot list that prompt yet.
+        let reply = self.queue_fetch.issued;
+        self.unconfirmed
+            .retain(|id, fresh_from| !listed.contains(id.as_str()) && *fresh_from > reply);
         // Prompts we thought queued or running that the server no longer lists have ended.
         let gone: Vec<PromptId> = self
             .prompts
             .values()
             .filter(|p| !p.is_finished() && !listed.contains(p.id.as_str()))
+            .filter(|p| !self.unconfirmed.contains_key(&p.id))
             .map(|p| p.id.clone())
             .collect();
         for id in gone {
@@ -935,6 +955,19 @@ impl Tracker {
             if record.phase == Phase::Queued {
                 self.pending.push(item.prompt_id.clone());
             }
+        }
+        let not_yet_listed: Vec<PromptId> = self
+            .unconfirmed
+            .keys()
+            .filter(|id| {
+                self.prompts
+                    .get(*id)
+                    .is_some_and(|p| p.phase == Phase::Queued)
+            })
+            .cloned()
+            .collect();
+        for id in not_yet_listed {
+            self.insert_pending_by_number(id);
         }
         self.queue_remaining = Some((running.len() + pending.len()) as u64);
         if std::mem::take(&mut self.queue_fetch.again) {
@@ -1255,6 +1288,46 @@ mod tests {
             ]
         );
         assert!(t.is_connected());
+    }
+
+    #[test]
+    fn a_queue_reply_asked_for_before_a_submission_does_not_end_that_prompt() {
+        let mut t = Tracker::new("me");
+        let connected = TrackerInput::Connected {
+            sid: None,
+            features: None,
+        };
+        assert!(
+            t.handle(0.0, connected)
+                .contains(&TrackerCommand::FetchQueue)
+        );
+        let request = PromptRequest {
+            prompt: serde_json::json!({"1": {"class_type": "SaveImage", "inputs": {}}}),
+            client_id: Some("me".into()),
+            ..PromptRequest::default()
+        };
+        t.handle(
+            0.1,
+            TrackerInput::Submitted {
+                prompt_id: "p1".into(),
+                number: 3.0,
+                request,
+            },
+        );
+        // The reply to the fetch asked for before the POST does not list p1 yet.
+        let commands = t.handle(0.2, TrackerInput::Queue(QueueSnapshot::default()));
+        assert_eq!(commands, vec![TrackerCommand::FetchQueue]);
+        assert_eq!(t.prompt("p1").unwrap().phase, Phase::Queued);
+        assert_eq!(
+            t.pending().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["p1"]
+        );
+        // A reply asked for after the POST that does not list it: it has left the queue.
+        let commands = t.handle(0.3, TrackerInput::Queue(QueueSnapshot::default()));
+        assert_eq!(
+            commands,
+            vec![TrackerCommand::FetchHistoryItem("p1".into())]
+        );
     }
 
     #[test]
