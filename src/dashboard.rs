@@ -154,14 +154,23 @@ fn translate(event: TermEvent, state: &State) -> Option<Event> {
         TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Event::Key(key)),
         TermEvent::Key(_) | TermEvent::Paste(_) => None,
         TermEvent::Mouse(mouse) => {
-            let target = ui::hit_test(state, mouse.column, mouse.row);
-            let panel = target.map(|t| match t {
-                ClickTarget::Panel(p) | ClickTarget::Row { panel: p, .. } => p,
-            });
+            let panel_under = || {
+                ui::hit_test(state, mouse.column, mouse.row).map(|t| match t {
+                    ClickTarget::Panel(p) | ClickTarget::Row { panel: p, .. } => p,
+                })
+            };
             match mouse.kind {
-                MouseEventKind::Down(MouseButton::Left) => target.map(Event::Click),
-                MouseEventKind::ScrollDown => Some(Event::Wheel { panel, down: true }),
-                MouseEventKind::ScrollUp => Some(Event::Wheel { panel, down: false }),
+                MouseEventKind::Down(MouseButton::Left) => {
+                    ui::hit_test(state, mouse.column, mouse.row).map(Event::Click)
+                }
+                MouseEventKind::ScrollDown => Some(Event::Wheel {
+                    panel: panel_under(),
+                    down: true,
+                }),
+                MouseEventKind::ScrollUp => Some(Event::Wheel {
+                    panel: panel_under(),
+                    down: false,
+                }),
                 _ => None,
             }
         }

@@ -6,9 +6,7 @@ use std::io::{self, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::cursor::Show;
-use crossterm::event::{
-    DisableFocusChange, DisableMouseCapture, EnableFocusChange, EnableMouseCapture,
-};
+use crossterm::event::{DisableFocusChange, DisableMouseCapture, EnableFocusChange};
 use crossterm::execute;
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -41,7 +39,7 @@ impl TerminalGuard {
                 EnableFocusChange
             )?;
             if mouse {
-                execute!(stdout, EnableMouseCapture)?;
+                execute!(stdout, EnableMouseButtons)?;
             }
             let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
             // Not `terminal.clear()`: it asks the terminal where the cursor is and waits for the
@@ -62,6 +60,17 @@ impl TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
+    }
+}
+
+/// Mouse reports for presses, releases and the wheel only (modes 1000 and 1006), not for every
+/// move as crossterm's `EnableMouseCapture` asks: moving the pointer over the window then sends
+/// nothing, which matters over ssh. Undone by `DisableMouseCapture`.
+struct EnableMouseButtons;
+
+impl crossterm::Command for EnableMouseButtons {
+    fn write_ansi(&self, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+        f.write_str("\x1b[?1000h\x1b[?1006h")
     }
 }
 

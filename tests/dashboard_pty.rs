@@ -111,6 +111,18 @@ fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
             && s.contains("it/s")
     });
     assert!(screen.contains("queued by"), "{screen}");
+
+    // Row 3 is the queue's first row (status bar, frame, header above it). Tab moves the focus
+    // away, so the selected row is no longer in reverse video; a click on it brings it back.
+    app.send(b"\t");
+    app.wait_for("the focus to leave the queue", LIMIT, |_| {
+        !app.inverse_at(3, 4)
+    });
+    app.send(b"\x1b[<0;5;4M\x1b[<0;5;4m");
+    app.wait_for("the click to focus the queue", LIMIT, |_| {
+        app.inverse_at(3, 4)
+    });
+
     app.send(b"q");
     assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
     assert!(!app.alternate_screen(), "left the alternate screen");

@@ -74,6 +74,16 @@ impl PtyApp {
         self.parser.lock().unwrap().screen().contents()
     }
 
+    /// Whether the cell at (`row`, `col`) (0-based) is drawn in reverse video.
+    pub fn inverse_at(&self, row: u16, col: u16) -> bool {
+        self.parser
+            .lock()
+            .unwrap()
+            .screen()
+            .cell(row, col)
+            .is_some_and(|c| c.inverse())
+    }
+
     pub fn alternate_screen(&self) -> bool {
         self.parser.lock().unwrap().screen().alternate_screen()
     }
