@@ -5,7 +5,7 @@
 //! an idle dashboard sleeps.
 
 use std::io::IsTerminal as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::{Context as _, Result, eyre};
@@ -18,9 +18,10 @@ use tokio::sync::mpsc;
 
 use crate::app::{self, ClickTarget, Command, Event, Fetched, State, Submitted};
 use crate::comfy::api::PromptRequest;
-use crate::comfy::connection::{Connection, ConnectionConfig, new_client_id};
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
+use crate::comfy::transcript::Recorder;
 use crate::session;
 use crate::sim::{SimConfig, SimServer};
 use crate::term::TerminalGuard;
@@ -36,6 +37,8 @@ pub struct DashboardConfig {
     pub server: ServerUrl,
     /// Capture the mouse (clicks select, the wheel scrolls).
     pub mouse: bool,
+    /// Append every received frame to this transcript file.
+    pub record: Option<PathBuf>,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -231,6 +234,15 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             config.server
         ));
     }
+    let mut recorder = match &config.record {
+        Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
+            format!(
+                "cannot open {} for recording; check that its folder exists and is writable",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
     let client_id = new_client_id();
     let client =
         ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
@@ -256,11 +268,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     let mut sigint = signal(SignalKind::interrupt()).wrap_err("cannot watch SIGINT")?;
 
     let clock = Clock::start();
-    let mut state = State::new(
-        config.server.redacted(),
-        &client_id,
-        clock.epoch_ms_at_start,
-    );
+    let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     tracing::info!(server = %config.server, %client_id, "dashboard started");
     if let Ok(size) = guard.terminal.size() {
@@ -312,7 +320,21 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                 }
                 None => break Exit::InputClosed,
             },
-            Some(conn_event) = conn_rx.recv() => Some(Event::Conn(conn_event)),
+            Some(conn_event) = conn_rx.recv() => {
+                if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event)
+                    && let Err(error) = file.record(frame.t, &frame.raw)
+                {
+                    // Say so once and stop, rather than leave a transcript with holes.
+                    tracing::error!(%error, "recording failed");
+                    recorder = None;
+                    app::update(
+                        &mut state,
+                        clock.now(),
+                        Event::Problem(format!("recording stopped: {error}")),
+                    );
+                }
+                Some(Event::Conn(conn_event))
+            }
             Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
             () = sleep => timer_at
                 .is_some_and(|at| at <= Instant::now())

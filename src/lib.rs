@@ -2,13 +2,18 @@
 //!
 //! The library is what the binary, the tests and the benches use: `comfy` speaks ComfyUI's
 //! protocol, `tracker` turns what the server says into per-prompt state, `session` joins the two,
-//! `preview` decodes and draws preview images off the UI loop, `app` is the dashboard's state and
-//! its one `update` function, `ui` draws it, `dashboard` runs the loop around them, and `sim` is a
-//! simulated ComfyUI server for the demo and the tests.
+//! `preview` decodes and draws preview images off the UI loop, `sim` is a simulated ComfyUI
+//! server for the demo and the tests, `watch` holds the non-interactive `watch` and `replay`
+//! modes (their lines come from `describe`), `cli` the command line, and `text` makes server
+//! strings safe for a terminal. The dashboard is `app` (its state and the one `update` function),
+//! `ui` (drawing), `term` (the terminal's setup and teardown) and `dashboard` (the loop around
+//! them).
 
 pub mod app;
+pub mod cli;
 pub mod comfy;
 pub mod dashboard;
+pub mod describe;
 pub mod preview;
 pub mod session;
 pub mod sim;
@@ -16,4 +21,5 @@ pub mod term;
 pub mod text;
 pub mod tracker;
 pub mod ui;
+pub mod watch;
 pub mod workflow;

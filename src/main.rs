@@ -1,48 +1,120 @@
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
-use color_eyre::eyre::Result;
+use clap::Parser as _;
+use color_eyre::eyre::{Result, WrapErr as _};
 
-use comfytop::comfy::server_url::{DEFAULT_URL, ServerUrl};
+use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
+use comfytop::comfy::server_url::ServerUrl;
 use comfytop::dashboard::{self, DashboardConfig};
+use comfytop::sim;
+use comfytop::watch::{live, replay};
 
-/// A terminal dashboard for ComfyUI servers.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Cli {
-    /// The server to watch.
-    #[arg(env = "COMFYUI_URL", default_value = DEFAULT_URL)]
-    url: String,
-    /// Do not capture the mouse.
-    #[arg(long)]
-    no_mouse: bool,
-    /// Write tracing output to this file (nothing is printed while the dashboard is up).
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
-    /// Run against a built-in simulated server (no ComfyUI needed).
-    #[arg(long)]
-    demo: bool,
+/// Exit status for a bad command line (what clap uses too).
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = color_eyre::install() {
+        eprintln!("comfytop: cannot install the error handler: {e}");
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            // `{:#}` gives the whole chain on one line: what failed, then why.
+            eprintln!("comfytop: {report:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-fn main() -> Result<()> {
-    color_eyre::install()?;
-    let cli = Cli::parse();
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Watch(args)) => {
+            let server = match server(args.url.as_deref()) {
+                Ok(server) => server,
+                Err(code) => return Ok(code),
+            };
+            watch(server, args)
+        }
+        Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Sim(args)) => {
+            runtime()?.block_on(sim::run_standalone(args.listen, args.step(), args.demo))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let server = match server(cli.url.as_deref()) {
+                Ok(server) => server,
+                Err(code) => return Ok(code),
+            };
+            dashboard(server, &cli)
+        }
+    }
+}
+
+/// The server to talk to, or the usage exit status after saying what is wrong with it.
+fn server(arg: Option<&str>) -> Result<ServerUrl, ExitCode> {
+    let env = std::env::var(URL_ENV).ok();
+    resolve_server(arg, env.as_deref()).map_err(|message| {
+        eprintln!("comfytop: {message}");
+        ExitCode::from(USAGE)
+    })
+}
+
+/// One thread is plenty: everything waits on sockets.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")
+}
+
+fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
+    runtime()?.block_on(live::run(server, args.format(), args.record.as_deref()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard on `server`, or with `--demo` on a simulated server started in-process.
+fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
     if let Some(path) = &cli.log {
         dashboard::log_to_file(path)?;
     }
-    let server = ServerUrl::parse(&cli.url)?;
     let config = DashboardConfig {
         server,
         mouse: !cli.no_mouse,
+        record: cli.record.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     if cli.demo {
+        // The simulator renders its previews on a second thread beside the dashboard.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .wrap_err("cannot start the async runtime")?;
         runtime.block_on(dashboard::run_demo(config))?;
     } else {
-        runtime.block_on(dashboard::run(config))?;
+        runtime()?.block_on(dashboard::run(config))?;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    let report = match replay::run_file(&args.file, args.format(), args.pace()) {
+        Ok(report) => report,
+        // The reader of our output went away (`| head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            return Err(e).wrap_err_with(|| {
+                format!(
+                    "cannot replay {}; check the path and that it is a transcript",
+                    args.file.display()
+                )
+            });
+        }
+    };
+    eprint!("{}", report.summary());
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

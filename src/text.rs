@@ -1,72 +1,142 @@
-//! Untrusted text made safe for a terminal cell.
+//! Making untrusted text (node titles, file names, error messages, log lines from a server) safe
+//! to put in front of a terminal.
 //!
-//! Node titles, error messages, tracebacks, file names and log lines come from the server and from
-//! custom nodes anyone can write. An escape sequence among them could move the cursor, change
-//! colours, set the window title or worse, so every such string passes through here before it is
-//! drawn or printed.
+//! A string from the network can carry escape sequences that move the cursor, change colours,
+//! retitle the window or rewrite the clipboard, and bidi overrides that make text read other than
+//! it is. Nothing from a server reaches a terminal without passing through here.
 
 use std::borrow::Cow;
 
-const ESC: char = '\u{1b}';
-const BEL: char = '\u{7}';
-/// The 8-bit forms of CSI, OSC, DCS, SOS, PM and APC.
-const C1_CSI: char = '\u{9b}';
-const C1_STRING_STARTS: [char; 5] = ['\u{90}', '\u{98}', '\u{9d}', '\u{9e}', '\u{9f}'];
-const C1_ST: char = '\u{9c}';
-
-/// `s` without control characters or escape sequences, on one line: newlines and tabs become
-/// spaces, every other C0/C1 control and every ESC sequence is removed. Borrows when `s` is clean.
-pub fn sanitize(s: &str) -> Cow<'_, str> {
-    clean(s, false)
-}
-
-/// Like [`sanitize`], but newlines are kept (for tracebacks and multi-line messages). `\r\n`
-/// becomes `\n`; a lone `\r` is dropped.
-pub fn sanitize_multiline(s: &str) -> Cow<'_, str> {
-    clean(s, true)
-}
-
-fn clean(s: &str, keep_newlines: bool) -> Cow<'_, str> {
-    let is_safe = |c: char| !c.is_control() || (keep_newlines && c == '\n');
-    if s.chars().all(is_safe) {
-        return Cow::Borrowed(s);
+/// Removes terminal escape sequences (CSI, OSC, DCS and the like, 7- and 8-bit) and every other
+/// control character, keeping newlines and tabs. Bidi override and isolate characters are
+/// removed too. Returns the input unchanged (no allocation) when it was clean.
+pub fn sanitize(input: &str) -> Cow<'_, str> {
+    if !input
+        .chars()
+        .any(|c| needs_handling(c) && c != '\n' && c != '\t')
+    {
+        return Cow::Borrowed(input);
     }
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' if keep_newlines => out.push('\n'),
-            '\n' | '\t' => out.push(' '),
-            ESC => match chars.next() {
-                // CSI: parameters and intermediates up to a final byte in @..~.
-                Some('[') => skip_csi(&mut chars),
-                // OSC, DCS, SOS, PM, APC: a string up to BEL or ST (ESC \).
-                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
-                // Any other escape is ESC plus one character.
-                _ => {}
-            },
-            C1_CSI => skip_csi(&mut chars),
-            c if C1_STRING_STARTS.contains(&c) => skip_string(&mut chars),
-            c if c.is_control() => {}
-            c => out.push(c),
+    Cow::Owned(strip(input))
+}
+
+/// Like [`sanitize`], and for one line of output: every run of newlines, tabs and other
+/// whitespace becomes one space, and the ends are trimmed.
+pub fn one_line(input: &str) -> Cow<'_, str> {
+    let trimmed = input.trim();
+    let clean = !trimmed.chars().any(needs_handling)
+        && !trimmed
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b' ' && w[1] == b' ');
+    if clean {
+        return Cow::Borrowed(trimmed);
+    }
+    let stripped = strip(trimmed);
+    let mut out = String::with_capacity(stripped.len());
+    for word in stripped.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
         }
+        out.push_str(word);
     }
     Cow::Owned(out)
 }
 
+/// Cuts `input` to at most `max_chars` characters, marking a cut with `…`.
+pub fn truncate(input: &str, max_chars: usize) -> Cow<'_, str> {
+    match input.char_indices().nth(max_chars) {
+        None => Cow::Borrowed(input),
+        Some(_) => {
+            let keep = max_chars.saturating_sub(1);
+            let end = input
+                .char_indices()
+                .nth(keep)
+                .map_or(input.len(), |(i, _)| i);
+            Cow::Owned(format!("{}…", &input[..end]))
+        }
+    }
+}
+
+/// Serializes `value` as compact JSON with C1 controls, DEL and bidi controls written as
+/// `\uXXXX` escapes (serde_json already escapes C0). The data stays exact for a JSON reader,
+/// while a terminal that shows the line raw sees nothing it would act on. A value that cannot
+/// be JSON (a map with non-string keys) gives `null`.
+pub fn terminal_safe_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeFormatter);
+    if value.serialize(&mut ser).is_err() {
+        return "null".to_string();
+    }
+    // serde_json writes valid UTF-8, and the formatter only adds ASCII.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+struct SafeFormatter;
+
+impl serde_json::ser::Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if needs_handling(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// C0 and C1 controls, DEL, and the bidi embedding/override/isolate characters.
+fn needs_handling(c: char) -> bool {
+    matches!(c, '\0'..='\x1f' | '\x7f'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Drops escape sequences and controls (newline and tab excepted).
+fn strip(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            // ESC: drop the sequence it starts, not only the ESC byte, so "[31m" does not show.
+            '\x1b' => match chars.next() {
+                Some('[') => skip_csi(&mut chars),
+                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                // Two-character sequences (ESC c, ESC 7, ...) and a lone trailing ESC.
+                _ => {}
+            },
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
+            c if needs_handling(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Skips the rest of a CSI sequence: parameter and intermediate bytes (0x20..=0x3f), then the
+/// final byte (or whatever else ends it early).
 fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     for c in chars.by_ref() {
-        if ('@'..='~').contains(&c) {
+        if !('\x20'..='\x3f').contains(&c) {
             break;
         }
     }
 }
 
+/// Skips the body of an OSC/DCS/SOS/PM/APC string, up to BEL, ST (`ESC \` or U+009C) or the
+/// end of the input.
 fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     while let Some(c) = chars.next() {
         match c {
-            BEL | C1_ST => break,
-            ESC => {
+            '\x07' | '\u{9c}' => break,
+            '\x1b' => {
                 if chars.peek() == Some(&'\\') {
                     chars.next();
                 }
@@ -83,44 +153,59 @@ mod tests {
 
     #[test]
     fn clean_text_is_borrowed() {
-        assert!(matches!(sanitize("KSampler (3) ✓"), Cow::Borrowed(_)));
-        assert!(matches!(sanitize_multiline("a\nb"), Cow::Borrowed(_)));
+        assert!(matches!(
+            sanitize("Slow Steps: step 1/6\n"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(one_line("KSampler (Advanced)"), Cow::Borrowed(_)));
     }
 
     #[test]
-    fn escape_sequences_are_removed_whole() {
-        assert_eq!(sanitize("a\u{1b}[31;1mred\u{1b}[0m b"), "ared b");
-        assert_eq!(sanitize("x\u{1b}]0;pwned\u{7}y"), "xy");
+    fn colour_and_cursor_sequences_are_removed_whole() {
+        assert_eq!(sanitize("\x1b[31mred\x1b[0m"), "red");
+        assert_eq!(sanitize("a\x1b[2J\x1b[1;1Hb"), "ab");
+        assert_eq!(sanitize("x\u{9b}31my"), "xy");
+    }
+
+    #[test]
+    fn osc_title_and_clipboard_writes_are_removed_whole() {
+        assert_eq!(sanitize("\x1b]0;pwned\x07title"), "title");
+        assert_eq!(sanitize("\x1b]52;c;aGVsbG8=\x1b\\after"), "after");
+        assert_eq!(sanitize("\x1bPdcs body\x1b\\ok"), "ok");
+        assert_eq!(sanitize("\u{9d}8;;http://x\u{9c}link"), "link");
+    }
+
+    #[test]
+    fn other_controls_and_bidi_overrides_are_dropped() {
+        assert_eq!(sanitize("a\x00b\x08c\x7fd\re"), "abcde");
+        assert_eq!(sanitize("abc\u{202e}fed"), "abcfed");
+        assert_eq!(sanitize("lone escape at end\x1b"), "lone escape at end");
+        assert_eq!(sanitize("tab\tand\nnewline"), "tab\tand\nnewline");
+    }
+
+    #[test]
+    fn one_line_folds_whitespace() {
         assert_eq!(
-            sanitize("x\u{1b}]8;;http://e\u{1b}\\link\u{1b}]8;;\u{1b}\\y"),
-            "xlinky"
+            one_line("  lab: deliberate failure\n\tat  node 2\r\n"),
+            "lab: deliberate failure at node 2"
         );
-        assert_eq!(sanitize("x\u{1b}Py"), "x");
-        assert_eq!(sanitize("x\u{1b}cy"), "xy");
-        assert_eq!(sanitize("x\u{9b}2Jy"), "xy");
-        assert_eq!(sanitize("x\u{9d}title\u{9c}y"), "xy");
+        assert_eq!(one_line("a\x1b[1mb\nc"), "ab c");
     }
 
     #[test]
-    fn controls_go_and_newlines_follow_the_caller() {
-        assert_eq!(sanitize("a\nb\tc\rd\u{0}e\u{7f}f\u{85}g"), "a b cdefg");
-        assert_eq!(sanitize_multiline("a\r\nb\u{8}c\n"), "a\nbc\n");
+    fn truncate_marks_the_cut_on_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("ééééé", 5), "ééééé");
+        assert_eq!(truncate("éééééé", 5), "éééé…");
     }
 
     #[test]
-    fn unterminated_sequences_do_not_panic() {
-        assert_eq!(sanitize("a\u{1b}"), "a");
-        assert_eq!(sanitize("a\u{1b}["), "a");
-        assert_eq!(sanitize("a\u{1b}]title"), "a");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn output_never_holds_a_control(s in "\\PC*|[\u{0}-\u{a0}]*") {
-            let out = sanitize(&s);
-            proptest::prop_assert!(!out.chars().any(char::is_control));
-            let out = sanitize_multiline(&s);
-            proptest::prop_assert!(!out.chars().any(|c| c.is_control() && c != '\n'));
-        }
+    fn json_keeps_data_but_escapes_what_a_terminal_would_act_on() {
+        let value = serde_json::json!({"m": "a\u{1b}[31m\u{9b}b\u{202e}c"});
+        let line = terminal_safe_json(&value);
+        assert_eq!(line, r#"{"m":"a\u001b[31m\u009bb\u202ec"}"#);
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
+        assert!(!line.chars().any(needs_handling));
     }
 }

@@ -1,7 +1,7 @@
 //! The detail view's content as plain lines (a view model): built from the state alone, so the
 //! update can bound scrolling by the same lines the screen shows.
 
-use crate::text::{sanitize, sanitize_multiline};
+use crate::text::{one_line, sanitize};
 use crate::tracker::{NodeState, Outcome, Phase, PromptRecord};
 
 use super::State;
@@ -102,8 +102,8 @@ pub fn phase_mark(phase: &Phase) -> (&'static str, &'static str) {
 /// `Title (id)` of a node, sanitized.
 pub fn node_label(prompt: &PromptRecord, node: &str) -> String {
     match prompt.node_title(node) {
-        Some(title) => format!("{} ({})", sanitize(title), sanitize(node)),
-        None => format!("node {}", sanitize(node)),
+        Some(title) => format!("{} ({})", one_line(title), one_line(node)),
+        None => format!("node {}", one_line(node)),
     }
 }
 
@@ -113,7 +113,7 @@ fn failed_node(prompt: &PromptRecord, node: Option<&str>, class: Option<&str>) -
     if let Some(class) = class
         && node.and_then(|n| prompt.node_title(n)) != Some(class)
     {
-        label.push_str(&format!(" [{}]", sanitize(class)));
+        label.push_str(&format!(" [{}]", one_line(class)));
     }
     label
 }
@@ -124,7 +124,8 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
     let room = width.saturating_sub(indent.chars().count()).max(10);
     let mut out = Vec::new();
     for line in text.split('\n') {
-        let mut rest: Vec<char> = line.chars().collect();
+        // A tab has no width of its own in a cell.
+        let mut rest: Vec<char> = line.replace('\t', "    ").chars().collect();
         if rest.is_empty() {
             out.push(indent.to_string());
         }
@@ -194,13 +195,13 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
 
     out.push(DocLine::new(
         Tone::Title,
-        format!("Prompt {}", sanitize(&prompt.id)),
+        format!("Prompt {}", one_line(&prompt.id)),
     ));
     push_wrapped(&mut out, Tone::Text, &summary(state, prompt), "");
     if let Some(client) = &prompt.client_id {
         out.push(DocLine::new(
             Tone::Dim,
-            format!("client_id {}", sanitize(client)),
+            format!("client_id {}", one_line(client)),
         ));
     }
 
@@ -211,8 +212,8 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
             let node = failed_node(prompt, e.node_id.as_deref(), e.node_type.as_deref());
             let message = format!(
                 "Error in {node}: {}: {}",
-                sanitize(&e.exception_type),
-                sanitize_multiline(e.exception_message.trim_end())
+                one_line(&e.exception_type),
+                sanitize(e.exception_message.trim_end())
             );
             push_wrapped(&mut out, Tone::Bad, &message, "");
             if !e.current_inputs.is_empty() {
@@ -227,11 +228,11 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
                             .join(", "),
                         other => other.to_string(),
                     };
-                    let value: String = sanitize(&value).chars().take(500).collect();
+                    let value: String = one_line(&value).chars().take(500).collect();
                     push_wrapped(
                         &mut out,
                         Tone::Text,
-                        &format!("{}: {value}", sanitize(name)),
+                        &format!("{}: {value}", one_line(name)),
                         "  ",
                     );
                 }
@@ -240,7 +241,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
                 out.push(DocLine::new(Tone::Text, ""));
                 out.push(DocLine::new(Tone::Heading, "Traceback"));
                 for entry in &e.traceback {
-                    let entry = sanitize_multiline(entry.trim_end_matches('\n'));
+                    let entry = sanitize(entry.trim_end_matches('\n'));
                     push_wrapped(&mut out, Tone::Code, &entry, "  ");
                 }
             }
@@ -276,16 +277,16 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
         ));
         for (node, image) in images {
             let folder = if image.subfolder.is_empty() {
-                sanitize(&image.folder).into_owned()
+                one_line(&image.folder).into_owned()
             } else {
-                format!("{}/{}", sanitize(&image.folder), sanitize(&image.subfolder))
+                format!("{}/{}", one_line(&image.folder), one_line(&image.subfolder))
             };
             push_wrapped(
                 &mut out,
                 Tone::Text,
                 &format!(
                     "{}  {}  [{folder}]",
-                    sanitize(&image.filename),
+                    one_line(&image.filename),
                     node_label(prompt, node)
                 ),
                 "  ",
@@ -305,7 +306,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
             let class = prompt
                 .graph
                 .get(id)
-                .map(|n| sanitize(&n.class_type).into_owned())
+                .map(|n| one_line(&n.class_type).into_owned())
                 .unwrap_or_default();
             let record = prompt.nodes.get(id);
             let state = record.map_or(NodeState::Pending, |n| n.state);
@@ -340,7 +341,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
             push_wrapped(
                 &mut out,
                 Tone::Dim,
-                &format!("{}: {}", sanitize(node), sanitize(text.trim_end())),
+                &format!("{}: {}", one_line(node), one_line(text.trim_end())),
                 "  ",
             );
         }

@@ -26,6 +26,8 @@ pub enum Event {
     Tick,
     Conn(ConnEvent),
     Fetched(Fetched),
+    /// Something went wrong outside the state (recording, say) that the user should see.
+    Problem(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

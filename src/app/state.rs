@@ -1,5 +1,6 @@
 use crate::comfy::api::SystemStats;
 use crate::comfy::protocol::PromptId;
+use crate::comfy::server_url::ServerUrl;
 use crate::tracker::{PromptRecord, Tracker};
 
 use super::event_log::EventLog;
@@ -32,6 +33,7 @@ pub struct State {
 /// What is known about one server.
 #[derive(Debug)]
 pub struct ServerState {
+    pub url: ServerUrl,
     /// The address as shown (credentials redacted).
     pub label: String,
     pub tracker: Tracker,
@@ -87,12 +89,12 @@ pub struct StatsSummary {
 
 impl StatsSummary {
     pub fn of(stats: &SystemStats) -> Self {
-        use crate::text::sanitize;
-        let version = sanitize(&stats.system.comfyui_version).into_owned();
+        use crate::text::one_line;
+        let version = one_line(&stats.system.comfyui_version).into_owned();
         let (device, memory) = match stats.devices.first() {
             Some(d) => {
                 // Device names look like "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync".
-                let name = sanitize(&d.name);
+                let name = one_line(&d.name);
                 let name = name.split(" : ").next().unwrap_or_default().trim();
                 let memory = (d.vram_total > 0).then(|| {
                     let used = d.vram_total.saturating_sub(d.vram_free);
@@ -221,13 +223,14 @@ impl Ui {
 }
 
 impl State {
-    /// A dashboard for `server_label` whose own client id is `client_id`, at dashboard clock 0.
-    pub fn new(server_label: impl Into<String>, client_id: &str, epoch_ms_at_zero: f64) -> Self {
+    /// A dashboard for `server` whose own client id is `client_id`, at dashboard clock 0.
+    pub fn new(server: ServerUrl, client_id: &str, epoch_ms_at_zero: f64) -> Self {
         Self {
             now: 0.0,
             epoch_ms_at_zero,
             server: ServerState {
-                label: server_label.into(),
+                label: server.redacted(),
+                url: server,
                 tracker: Tracker::new(client_id),
                 link: Link::Starting,
                 last_error: None,

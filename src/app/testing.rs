@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::comfy::api::{History, QueueItem, QueueSnapshot, SystemStats};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::FeatureFlags;
+use crate::comfy::server_url::ServerUrl;
 use crate::comfy::{Decoded, RawFrame};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
@@ -49,6 +50,10 @@ pub fn transcript(name: &str) -> Vec<ReceivedFrame> {
 fn meta(name: &str) -> Value {
     let path = format!("{REFERENCE}/transcripts/{name}.meta.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn url(text: &str) -> ServerUrl {
+    ServerUrl::parse(text).unwrap()
 }
 
 /// The client id of a scenario's first connection.
@@ -110,7 +115,7 @@ pub fn system_stats() -> SystemStats {
 /// A dashboard for `client_id` whose connection came up at `now`, with the replies to its first
 /// fetches given: an empty queue and `history`, and the recorded `/system_stats`.
 pub fn connected(client_id: &str, now: f64, history: History) -> State {
-    let mut state = State::new("http://127.0.0.1:8188", client_id, EPOCH_MS);
+    let mut state = State::new(url("http://127.0.0.1:8188"), client_id, EPOCH_MS);
     state.ui.width = 120;
     state.ui.height = 40;
     update(

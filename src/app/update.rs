@@ -37,6 +37,11 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
         Event::Tick => {}
         Event::Conn(event) => on_connection(state, event, &mut commands),
         Event::Fetched(reply) => on_fetched(state, reply, &mut commands),
+        Event::Problem(text) => {
+            let text = crate::text::one_line(&text).into_owned();
+            state.server.log.push(state.now, LineKind::Error, text);
+            state.dirty = true;
+        }
     }
     if let Some(due) = state.stats_due()
         && due <= state.now
@@ -268,7 +273,7 @@ fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
 fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command>) {
     let now = state.now;
     let server = &mut state.server;
-    server.log.connection(now, &event);
+    server.log.connection(now, &event, &server.url);
     let input = match event {
         ConnEvent::Connecting { attempt } => {
             server.link = Link::Connecting { attempt };
@@ -282,7 +287,7 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
         }
         ConnEvent::Disconnected { reason } => {
             server.link = Link::Offline;
-            server.last_error = Some(crate::text::sanitize(&reason).into_owned());
+            server.last_error = Some(crate::text::one_line(&reason).into_owned());
             server.stats.due_at = None;
             Some(TrackerInput::Disconnected)
         }
@@ -307,7 +312,7 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
 fn on_frame(state: &mut State, frame: ReceivedFrame, commands: &mut Vec<Command>) {
     let now = state.now;
     let server = &mut state.server;
-    server.log.frame(now, &frame.decoded, &server.tracker);
+    server.log.frame(now, &frame, &server.tracker);
     // Preview images change nothing on screen yet, unless the log shows them.
     let is_preview = matches!(
         frame.decoded,
@@ -349,7 +354,7 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
                     state.server.log.push(
                         now,
                         LineKind::Error,
-                        format!("GET {what} failed: {}", crate::text::sanitize(&error)),
+                        format!("GET {what} failed: {}", crate::text::one_line(&error)),
                     );
                     TrackerInput::FetchFailed(command)
                 }
@@ -383,7 +388,7 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
             state.server.log.push(
                 now,
                 LineKind::Error,
-                format!("POST /prompt failed: {}", crate::text::sanitize(&error)),
+                format!("POST /prompt failed: {}", crate::text::one_line(&error)),
             );
             state.dirty = true;
         }
@@ -408,7 +413,7 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
                     stats.error = None;
                 }
                 Err(error) => {
-                    let error = crate::text::sanitize(&error).into_owned();
+                    let error = crate::text::one_line(&error).into_owned();
                     if stats.error.as_ref() != Some(&error) {
                         state.dirty = true;
                     }

@@ -35,10 +35,8 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
                 LineKind::Error => theme::bad(),
                 LineKind::Unknown => theme::warn(),
             };
-            Line::from(vec![
-                Span::styled(format!("{:>8.1}s ", line.at), theme::dim()),
-                Span::styled(line.text.as_str(), style),
-            ])
+            // The `watch` line: its time is the frame's, since the socket connected.
+            Line::from(Span::styled(line.text.as_str(), style))
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);

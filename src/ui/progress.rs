@@ -10,7 +10,7 @@ use ratatui::widgets::Paragraph;
 use crate::app::detail::{node_mark, phase_mark, summary, wrap};
 use crate::app::event_log::short_id;
 use crate::app::{Link, State, time};
-use crate::text::sanitize;
+use crate::text::one_line;
 use crate::tracker::{NodeRecord, NodeState, PromptRecord};
 
 use super::theme;
@@ -134,9 +134,9 @@ fn draw_running(
         .map(|(node, text)| {
             let node = prompt
                 .node_title(node)
-                .map_or_else(|| sanitize(node).into_owned(), |t| sanitize(t).into_owned());
+                .map_or_else(|| one_line(node).into_owned(), |t| one_line(t).into_owned());
             Line::from(styled(
-                fit(&format!("» {node}: {}", sanitize(text.trim_end())), width),
+                fit(&format!("» {node}: {}", one_line(text.trim_end())), width),
                 theme::dim(),
             ))
         })
@@ -179,8 +179,8 @@ fn draw_running(
 
 fn node_label_text(prompt: &PromptRecord, id: &str) -> String {
     match prompt.node_title(id) {
-        Some(title) => format!("{} #{}", sanitize(title), sanitize(id)),
-        None => format!("#{}", sanitize(id)),
+        Some(title) => format!("{} #{}", one_line(title), one_line(id)),
+        None => format!("#{}", one_line(id)),
     }
 }
 
@@ -207,7 +207,7 @@ fn node_line(prompt: &PromptRecord, id: &str, label_width: usize, width: usize) 
         let class = prompt
             .graph
             .get(id)
-            .map(|n| sanitize(&n.class_type).into_owned())
+            .map(|n| one_line(&n.class_type).into_owned())
             .unwrap_or_default();
         spans.push(styled(fit(&class, room), theme::dim()));
         return Line::from(spans);

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::{Link, State, time};
-use crate::text::sanitize;
+use crate::text::one_line;
 
 use super::theme;
 use super::widgets::fit;
@@ -65,7 +65,7 @@ fn segments(state: &State) -> Vec<Segment> {
     let mut out = vec![
         Segment::new(
             Span::styled(
-                sanitize(&server.label).into_owned(),
+                one_line(&server.label).into_owned(),
                 Style::new().add_modifier(Modifier::BOLD),
             ),
             1,
@@ -111,7 +111,7 @@ fn segments(state: &State) -> Vec<Segment> {
     }
     let id: String = server.tracker.our_client_id().chars().take(8).collect();
     out.push(Segment::new(
-        Span::styled(format!("id {}", sanitize(&id)), theme::dim()),
+        Span::styled(format!("id {}", one_line(&id)), theme::dim()),
         6,
     ));
     out

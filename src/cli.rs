@@ -1,0 +1,256 @@
+//! Command-line arguments, and where the server address comes from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::comfy::server_url::{DEFAULT_URL, ServerUrl};
+use crate::watch::LineFormat;
+use crate::watch::replay::Pace;
+
+/// The environment variable that names the default server.
+pub const URL_ENV: &str = "COMFYUI_URL";
+
+/// A terminal dashboard for ComfyUI servers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "comfytop",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+Examples:
+  comfytop                                the dashboard on http://127.0.0.1:8188 (or $COMFYUI_URL)
+  comfytop --demo                         the dashboard on a simulated ComfyUI, no GPU needed
+  comfytop watch                          follow http://127.0.0.1:8188 (or $COMFYUI_URL)
+  comfytop watch http://gpu-box:8188 --json --record run.jsonl
+  comfytop replay run.jsonl --speed 2     play a recording at twice its speed
+  comfytop sim --demo                     a simulated ComfyUI with traffic on 127.0.0.1:8188"
+)]
+pub struct Cli {
+    /// ComfyUI server for the dashboard [default: $COMFYUI_URL, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Run the dashboard against a built-in simulated server (no ComfyUI needed)
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Leave the mouse to the terminal (no click to select, no wheel scrolling)
+    #[arg(long)]
+    pub no_mouse: bool,
+
+    /// Write the dashboard's own log to FILE (nothing is printed while it is on screen)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Append every received frame to FILE, in the transcript format `replay` reads
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Follow a server and print one line per event; reconnects until Ctrl-C
+    Watch(WatchArgs),
+    /// Play a recorded transcript through the same decoding and tracking as `watch`
+    Replay(ReplayArgs),
+    /// Run the simulated ComfyUI server
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print one JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Append every received frame to FILE, in the transcript format `replay` reads
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Transcript to play (JSON lines, as written by `watch --record`); - reads stdin
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Print one JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Play with the recorded timing, N times as fast (0.5 = half speed)
+    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "max", allow_hyphen_values = true)]
+    pub speed: Option<f64>,
+
+    /// Play without any delay (the default)
+    #[arg(long)]
+    pub max: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8188")]
+    pub listen: SocketAddr,
+
+    /// Milliseconds per simulated sampler step; every other duration scales with it
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
+    pub step_ms: u64,
+
+    /// Keep demo work flowing: prompts from simulated browser tabs and a script
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl SimArgs {
+    pub fn step(&self) -> Duration {
+        Duration::from_millis(self.step_ms)
+    }
+}
+
+impl WatchArgs {
+    pub fn format(&self) -> LineFormat {
+        if self.json {
+            LineFormat::Json
+        } else {
+            LineFormat::Human
+        }
+    }
+}
+
+impl ReplayArgs {
+    pub fn format(&self) -> LineFormat {
+        if self.json {
+            LineFormat::Json
+        } else {
+            LineFormat::Human
+        }
+    }
+
+    pub fn pace(&self) -> Pace {
+        match self.speed {
+            Some(speed) if !self.max => Pace::Speed(speed),
+            _ => Pace::Max,
+        }
+    }
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!(
+            "'{text}' is not a speed; give a number above 0, like 2 or 0.5"
+        )),
+    }
+}
+
+/// The server to use: the argument, else `$COMFYUI_URL` when set and not empty, else the local
+/// default. The error is one line naming the bad address and where it came from.
+pub fn resolve_server(arg: Option<&str>, env: Option<&str>) -> Result<ServerUrl, String> {
+    let (text, source) = match (arg, env.filter(|e| !e.trim().is_empty())) {
+        (Some(arg), _) => (arg, None),
+        (None, Some(env)) => (env, Some(URL_ENV)),
+        (None, None) => (DEFAULT_URL, None),
+    };
+    ServerUrl::parse(text).map_err(|e| match source {
+        Some(var) => format!("{e} (from ${var})"),
+        None => e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("comfytop").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_subcommands_and_the_dashboard_url_parse() {
+        let cli = parse(&["watch", "http://box:8188", "--json", "--record", "r.jsonl"]).unwrap();
+        let Some(Command::Watch(w)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(w.url.as_deref(), Some("http://box:8188"));
+        assert_eq!(w.format(), LineFormat::Json);
+        assert_eq!(w.record, Some(PathBuf::from("r.jsonl")));
+
+        let cli = parse(&["http://box:8188"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.url.as_deref(), Some("http://box:8188"));
+        assert!(parse(&["--demo"]).unwrap().demo);
+
+        let Some(Command::Sim(sim)) = parse(&["sim", "--listen", "127.0.0.1:0", "--step-ms", "10"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(sim.listen.port(), 0);
+        assert_eq!(sim.step(), Duration::from_millis(10));
+        assert!(!sim.demo);
+        assert!(parse(&["sim", "--step-ms", "0"]).is_err());
+        assert!(parse(&["sim", "--listen", "not an address"]).is_err());
+    }
+
+    #[test]
+    fn replay_pace_defaults_to_max_and_speed_must_be_positive() {
+        let Some(Command::Replay(r)) = parse(&["replay", "x.jsonl"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(r.pace(), Pace::Max);
+        let Some(Command::Replay(r)) = parse(&["replay", "x.jsonl", "--speed", "2.5"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(r.pace(), Pace::Speed(2.5));
+        for bad in ["0", "-1", "fast", "inf", "NaN"] {
+            let err = parse(&["replay", "x.jsonl", "--speed", bad]).unwrap_err();
+            assert!(err.to_string().contains("above 0"), "{bad}: {err}");
+        }
+        assert!(parse(&["replay", "x.jsonl", "--speed", "2", "--max"]).is_err());
+    }
+
+    #[test]
+    fn server_comes_from_the_argument_then_the_environment_then_the_default() {
+        let from = |arg, env| resolve_server(arg, env).map(|s| s.to_string());
+        assert_eq!(
+            from(Some("http://a:1"), Some("http://b:2")).unwrap(),
+            "http://a:1"
+        );
+        assert_eq!(from(None, Some("http://b:2")).unwrap(), "http://b:2");
+        assert_eq!(from(None, Some("  ")).unwrap(), "http://127.0.0.1:8188");
+        assert_eq!(from(None, None).unwrap(), "http://127.0.0.1:8188");
+    }
+
+    #[test]
+    fn a_bad_url_is_one_line_naming_it_and_its_source() {
+        let err = resolve_server(Some("ftp://x"), None).unwrap_err();
+        assert_eq!(err, "'ftp://x' is not an http(s):// or ws(s):// URL");
+        let err = resolve_server(None, Some("gopher://y")).unwrap_err();
+        assert!(
+            err.contains("'gopher://y'") && err.ends_with("(from $COMFYUI_URL)"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+}

@@ -1,0 +1,630 @@
+//! One line per event, as `watch` and `replay` print them: a human-readable form and a JSON form.
+//!
+//! Every string that came from the server passes through [`crate::text`] before it is part of a
+//! line, so a line is always safe to print to a terminal.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::comfy::binary::{BinaryFrame, PreviewImage};
+use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::protocol::{NodeOutput, NodeRunState, ServerMessage};
+use crate::comfy::server_url::ServerUrl;
+use crate::comfy::{Decoded, RawFrame};
+use crate::text::{one_line, sanitize, terminal_safe_json, truncate};
+
+/// Where node titles come from (the tracker knows them once it has seen a prompt's graph).
+pub trait NodeTitles {
+    fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str>;
+
+    /// The prompt running now: frames without a prompt id (progress text) belong to it.
+    fn running_prompt(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl NodeTitles for crate::tracker::Tracker {
+    fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+        crate::tracker::Tracker::node_title(self, prompt_id, node_id)
+    }
+
+    fn running_prompt(&self) -> Option<&str> {
+        self.running().map(|p| p.id.as_str())
+    }
+}
+
+/// For describing frames without knowing any graph.
+pub struct NoTitles;
+
+impl NodeTitles for NoTitles {
+    fn node_title(&self, _prompt_id: &str, _node_id: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// The `event` name of a decoded frame: the message type for JSON frames, `preview_image` for
+/// binary types 1 and 4, `progress_text` for type 3, `unknown` for other binary types and
+/// `malformed` for frames that do not decode.
+pub fn event_name(decoded: &Decoded) -> &str {
+    match decoded {
+        Decoded::Message(m) => m.kind(),
+        Decoded::Binary(BinaryFrame::Preview(_)) => "preview_image",
+        Decoded::Binary(BinaryFrame::ProgressText { .. }) => "progress_text",
+        Decoded::Binary(BinaryFrame::Unknown { .. }) => "unknown",
+        Decoded::Malformed { .. } => "malformed",
+    }
+}
+
+/// Characters of untrusted data shown in a line before it is cut.
+const EXCERPT: usize = 120;
+
+/// The human-readable line for one frame: time, event, what it says.
+pub fn frame_line(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
+    let details = match &frame.decoded {
+        Decoded::Message(m) => describe_message(m, titles),
+        Decoded::Binary(b) => describe_binary(b, titles),
+        Decoded::Malformed { error } => {
+            format!("{} frame: {}", raw_kind(&frame.raw), one_line(error))
+        }
+    };
+    let event = truncate(event_name(&frame.decoded), 40);
+    finish(format!("{:>9.3} {event:<17} {details}", frame.t))
+}
+
+/// The human-readable line for a connection event.
+pub fn connection_line(event: &ConnEvent, server: &ServerUrl) -> String {
+    let text = match event {
+        ConnEvent::Connecting { attempt: 1 } => format!("connecting to {server}"),
+        ConnEvent::Connecting { attempt } => format!("connecting to {server} (attempt {attempt})"),
+        ConnEvent::Connected { sid, features } => {
+            let sid = sid.as_deref().unwrap_or("not reported");
+            let previews = match features {
+                Some(f) if f.supports_preview_metadata() => "previews with metadata",
+                Some(_) => "previews without metadata",
+                None => "no feature flags from the server",
+            };
+            format!("connected to {server}, sid {sid}, {previews}")
+        }
+        ConnEvent::Disconnected { reason } => format!("disconnected: {reason}"),
+        ConnEvent::Reconnecting { attempt, delay } => format!(
+            "reconnecting in {} (attempt {attempt}); Ctrl-C to stop",
+            human_delay(*delay)
+        ),
+        ConnEvent::Frame(frame) => return frame_line(frame, &NoTitles),
+    };
+    finish(format!("{:>9} {text}", "--"))
+}
+
+/// The JSON line for one frame: `t`, `event`, then the decoded fields.
+pub fn frame_json(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
+    let mut fields = Map::new();
+    match &frame.decoded {
+        Decoded::Message(ServerMessage::Unknown { data, .. }) => {
+            // Arbitrary data is nested so it cannot collide with `t` and `event`.
+            fields.insert("data".into(), data.clone());
+        }
+        Decoded::Message(m) => {
+            if let Value::Object(data) = m.data() {
+                fields = data;
+            }
+            if let Some(title) = message_node(m).and_then(|(p, n)| titles.node_title(p, n)) {
+                fields.insert("node_title".into(), title.into());
+            }
+        }
+        Decoded::Binary(BinaryFrame::Preview(p)) => preview_fields(&mut fields, p, titles),
+        Decoded::Binary(BinaryFrame::ProgressText { node_id, text }) => {
+            fields.insert("node_id".into(), node_id.as_str().into());
+            fields.insert("text".into(), text.as_str().into());
+            if let Some(title) = titles
+                .running_prompt()
+                .and_then(|p| titles.node_title(p, node_id))
+            {
+                fields.insert("node_title".into(), title.into());
+            }
+        }
+        Decoded::Binary(BinaryFrame::Unknown {
+            event_type,
+            payload,
+        }) => {
+            fields.insert("event_type".into(), (*event_type).into());
+            fields.insert("bytes".into(), payload.len().into());
+        }
+        Decoded::Malformed { error } => {
+            fields.insert("error".into(), error.as_str().into());
+            fields.insert("kind".into(), raw_kind_name(&frame.raw).into());
+            if let Some(event_type) = binary_event_type(&frame.raw) {
+                fields.insert("event_type".into(), event_type.into());
+            }
+        }
+    }
+    terminal_safe_json(&JsonLine {
+        t: Some(round_t(frame.t)),
+        event: event_name(&frame.decoded),
+        fields,
+    })
+}
+
+/// The JSON line for a connection event (no `t`: it is not a frame).
+pub fn connection_json(event: &ConnEvent, server: &ServerUrl) -> String {
+    let mut fields = Map::new();
+    let name = match event {
+        ConnEvent::Connecting { attempt } => {
+            fields.insert("attempt".into(), (*attempt).into());
+            fields.insert("server".into(), server.to_string().into());
+            "connecting"
+        }
+        ConnEvent::Connected { sid, features } => {
+            fields.insert("sid".into(), sid.clone().into());
+            let features = features
+                .as_ref()
+                .map_or(Value::Null, |f| Value::Object(f.0.clone()));
+            fields.insert("features".into(), features);
+            "connected"
+        }
+        ConnEvent::Disconnected { reason } => {
+            fields.insert("reason".into(), reason.as_str().into());
+            "disconnected"
+        }
+        ConnEvent::Reconnecting { attempt, delay } => {
+            fields.insert("attempt".into(), (*attempt).into());
+            fields.insert("delay_s".into(), delay.as_secs_f64().into());
+            "reconnecting"
+        }
+        ConnEvent::Frame(frame) => return frame_json(frame, &NoTitles),
+    };
+    terminal_safe_json(&JsonLine {
+        t: None,
+        event: name,
+        fields,
+    })
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    t: Option<f64>,
+    event: &'a str,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+/// `450 ms` below a second, `1.9 s` from there.
+fn human_delay(delay: std::time::Duration) -> String {
+    if delay < std::time::Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else {
+        format!("{:.1} s", delay.as_secs_f64())
+    }
+}
+
+/// Tenths of a millisecond, as transcripts have.
+fn round_t(t: f64) -> f64 {
+    (t * 10_000.0).round() / 10_000.0
+}
+
+/// The last safety net: whatever was missed field by field, no control character leaves here.
+fn finish(line: String) -> String {
+    match sanitize(&line) {
+        std::borrow::Cow::Borrowed(_) if !line.contains(['\n', '\t']) => line,
+        clean => clean.replace(['\n', '\t'], " "),
+    }
+}
+
+fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
+    let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
+    match m {
+        ServerMessage::Status(s) => match &s.sid {
+            Some(sid) => format!("queue {}, sid {}", s.queue_remaining(), one_line(sid)),
+            None => format!("queue {}", s.queue_remaining()),
+        },
+        ServerMessage::FeatureFlags(f) => {
+            let flags: Vec<String> =
+                f.0.iter()
+                    .map(|(k, v)| format!("{}={}", one_line(k), one_line(&v.to_string())))
+                    .collect();
+            truncate(&flags.join(" "), EXCERPT).into_owned()
+        }
+        ServerMessage::ExecutionStart(s) => format!("prompt {}", short(&s.prompt_id)),
+        ServerMessage::ExecutionCached(c) if c.nodes.is_empty() => {
+            format!("prompt {}: nothing cached", short(&c.prompt_id))
+        }
+        ServerMessage::ExecutionCached(c) => {
+            let nodes: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|n| node(Some(&c.prompt_id), n))
+                .collect();
+            format!(
+                "prompt {}: {} cached: {}",
+                short(&c.prompt_id),
+                c.nodes.len(),
+                truncate(&nodes.join(", "), EXCERPT)
+            )
+        }
+        ServerMessage::Executing(e) => match (&e.prompt_id, &e.node) {
+            (Some(p), Some(n)) => {
+                let shown_as = match &e.display_node {
+                    Some(d) if d != n => format!(" (shown as {})", one_line(d)),
+                    _ => String::new(),
+                };
+                format!("prompt {} node {}{shown_as}", short(p), node(Some(p), n))
+            }
+            (Some(p), None) => format!("prompt {} done", short(p)),
+            (None, Some(n)) => format!("node {} (running; sent on reconnect)", node(None, n)),
+            (None, None) => "nothing running".to_string(),
+        },
+        ServerMessage::Executed(e) => {
+            let p = e.prompt_id.as_deref();
+            let output = match &e.output {
+                None => "no output".to_string(),
+                Some(output) => describe_output(output),
+            };
+            format!("{}node {}: {output}", prompt_prefix(p), node(p, &e.node))
+        }
+        ServerMessage::Progress(p) => {
+            let prompt = p.prompt_id.as_deref();
+            let at = p
+                .node
+                .as_deref()
+                .map(|n| format!("node {} ", node(prompt, n)))
+                .unwrap_or_default();
+            format!(
+                "{}{at}{}/{}",
+                prompt_prefix(prompt),
+                number(p.value),
+                number(p.max)
+            )
+        }
+        ServerMessage::ProgressState(s) => {
+            let count = |state: NodeRunState| s.nodes.values().filter(|n| n.state == state).count();
+            let mut parts: Vec<String> = [
+                (NodeRunState::Finished, "finished"),
+                (NodeRunState::Error, "error"),
+                (NodeRunState::Pending, "pending"),
+                (NodeRunState::Other, "other"),
+            ]
+            .into_iter()
+            .filter_map(|(state, name)| match count(state) {
+                0 => None,
+                k => Some(format!("{k} {name}")),
+            })
+            .collect();
+            let running: Vec<String> = s
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.state == NodeRunState::Running)
+                .take(3)
+                .map(|(id, n)| {
+                    format!(
+                        "node {} {}/{}",
+                        node(Some(&s.prompt_id), id),
+                        number(n.value),
+                        number(n.max)
+                    )
+                })
+                .collect();
+            if !running.is_empty() {
+                parts.push(format!("running {}", running.join(", ")));
+            }
+            if parts.is_empty() {
+                parts.push("no nodes".to_string());
+            }
+            format!("prompt {}: {}", short(&s.prompt_id), parts.join(", "))
+        }
+        ServerMessage::ExecutionSuccess(s) => format!("prompt {} succeeded", short(&s.prompt_id)),
+        ServerMessage::ExecutionError(e) => {
+            let p = Some(e.prompt_id.as_str());
+            let at = e
+                .node_id
+                .as_deref()
+                .map(|n| format!(" in node {}", node(p, n)))
+                .unwrap_or_default();
+            let kind = e
+                .node_type
+                .as_deref()
+                .map(|t| format!(" ({})", one_line(t)))
+                .unwrap_or_default();
+            let message = format!("{}: {}", e.exception_type, e.exception_message);
+            format!(
+                "prompt {} failed{at}{kind}: {}",
+                short(&e.prompt_id),
+                truncate(&one_line(&message), EXCERPT * 2)
+            )
+        }
+        ServerMessage::ExecutionInterrupted(e) => {
+            let p = Some(e.prompt_id.as_str());
+            let at = e
+                .node_id
+                .as_deref()
+                .map(|n| format!(" at node {}", node(p, n)))
+                .unwrap_or_default();
+            let kind = e
+                .node_type
+                .as_deref()
+                .map(|t| format!(" ({})", one_line(t)))
+                .unwrap_or_default();
+            format!("prompt {} interrupted{at}{kind}", short(&e.prompt_id))
+        }
+        ServerMessage::Logs(l) => {
+            let lines: Vec<_> = l.entries.iter().map(|e| one_line(&e.m)).collect();
+            let text = if lines.is_empty() {
+                "no entries".to_string()
+            } else {
+                truncate(&lines.join(" | "), EXCERPT * 2).into_owned()
+            };
+            match &l.size {
+                Some(size) => format!("{text} [terminal {}x{}]", size.cols, size.rows),
+                None => text,
+            }
+        }
+        ServerMessage::Unknown { data, .. } => format!(
+            "(unknown type) {}",
+            truncate(&one_line(&data.to_string()), EXCERPT)
+        ),
+    }
+}
+
+/// `lab/full_00001_.png (output), + text`: the files a node wrote, then its other output keys.
+fn describe_output(output: &NodeOutput) -> String {
+    let mut parts: Vec<String> = output
+        .images
+        .iter()
+        .map(|img| {
+            let path = if img.subfolder.is_empty() {
+                one_line(&img.filename).into_owned()
+            } else {
+                format!("{}/{}", one_line(&img.subfolder), one_line(&img.filename))
+            };
+            format!("{path} ({})", one_line(&img.folder))
+        })
+        .collect();
+    if !output.other.is_empty() {
+        let keys: Vec<_> = output.other.keys().map(|k| one_line(k)).collect();
+        parts.push(format!("+ {}", keys.join(", ")));
+    }
+    if parts.is_empty() {
+        return "empty output".to_string();
+    }
+    truncate(&parts.join(", "), EXCERPT * 2).into_owned()
+}
+
+fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
+    match frame {
+        BinaryFrame::Preview(p) => {
+            let size = format!("{} {} bytes", format_name(p), p.data.len());
+            match &p.metadata {
+                Some(m) => format!(
+                    "{size}, prompt {} node {}",
+                    short(&m.prompt_id),
+                    node_label(titles, Some(&m.prompt_id), &m.node_id)
+                ),
+                None => size,
+            }
+        }
+        BinaryFrame::ProgressText { node_id, text } => format!(
+            "node {}: {}",
+            node_label(titles, titles.running_prompt(), node_id),
+            truncate(&one_line(text), EXCERPT * 2)
+        ),
+        BinaryFrame::Unknown {
+            event_type,
+            payload,
+        } => format!("binary type {event_type}, {} bytes", payload.len()),
+    }
+}
+
+fn preview_fields(fields: &mut Map<String, Value>, p: &PreviewImage, titles: &impl NodeTitles) {
+    let event_type = if p.metadata.is_some() { 4 } else { 1 };
+    fields.insert("event_type".into(), event_type.into());
+    fields.insert("format".into(), format_name(p).into());
+    fields.insert("bytes".into(), p.data.len().into());
+    if let Some(m) = &p.metadata {
+        if let Ok(Value::Object(meta)) = serde_json::to_value(m) {
+            fields.extend(meta);
+        }
+        if let Some(title) = titles.node_title(&m.prompt_id, &m.node_id) {
+            fields.insert("node_title".into(), title.into());
+        }
+    }
+}
+
+fn format_name(p: &PreviewImage) -> &'static str {
+    match p.format {
+        crate::comfy::binary::ImageFormat::Jpeg => "jpeg",
+        crate::comfy::binary::ImageFormat::Png => "png",
+        crate::comfy::binary::ImageFormat::Other => "unknown-format",
+    }
+}
+
+/// The (prompt, node) a message is about, for the title lookup.
+fn message_node(m: &ServerMessage) -> Option<(&str, &str)> {
+    match m {
+        ServerMessage::Executing(e) => Some((e.prompt_id.as_deref()?, e.node.as_deref()?)),
+        ServerMessage::Executed(e) => Some((e.prompt_id.as_deref()?, &e.node)),
+        ServerMessage::Progress(p) => Some((p.prompt_id.as_deref()?, p.node.as_deref()?)),
+        ServerMessage::ExecutionError(e) => Some((&e.prompt_id, e.node_id.as_deref()?)),
+        ServerMessage::ExecutionInterrupted(e) => Some((&e.prompt_id, e.node_id.as_deref()?)),
+        _ => None,
+    }
+}
+
+/// `3 "Save Image"` when the title is known, else `3`.
+fn node_label(titles: &impl NodeTitles, prompt: Option<&str>, node: &str) -> String {
+    let node = one_line(node);
+    match prompt.and_then(|p| titles.node_title(p, &node)) {
+        Some(title) => format!("{node} \"{}\"", truncate(&one_line(title), 60)),
+        None => node.into_owned(),
+    }
+}
+
+fn prompt_prefix(prompt: Option<&str>) -> String {
+    prompt.map_or_else(String::new, |p| format!("prompt {} ", short(p)))
+}
+
+/// The first 8 characters of an id: enough to tell prompts apart in a line.
+fn short(id: &str) -> std::borrow::Cow<'_, str> {
+    let id = one_line(id);
+    match id.char_indices().nth(8) {
+        Some((end, _)) => std::borrow::Cow::Owned(id[..end].to_string()),
+        None => id,
+    }
+}
+
+/// Whole numbers without a fraction, as the server sends them.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn raw_kind(raw: &RawFrame) -> String {
+    match binary_event_type(raw) {
+        Some(t) => format!("binary type {t}"),
+        None => raw_kind_name(raw).to_string(),
+    }
+}
+
+fn raw_kind_name(raw: &RawFrame) -> &'static str {
+    match raw {
+        RawFrame::Text(_) => "text",
+        RawFrame::Binary(_) => "binary",
+    }
+}
+
+fn binary_event_type(raw: &RawFrame) -> Option<u32> {
+    match raw {
+        RawFrame::Binary(b) => b.first_chunk::<4>().map(|b| u32::from_be_bytes(*b)),
+        RawFrame::Text(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::comfy::protocol::FeatureFlags;
+
+    /// One running prompt `p1` whose node 1 is titled as given.
+    struct Titles(&'static str);
+
+    impl NodeTitles for Titles {
+        fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+            (prompt_id == "p1" && node_id == "1").then_some(self.0)
+        }
+
+        fn running_prompt(&self) -> Option<&str> {
+            Some("p1")
+        }
+    }
+
+    fn frame(t: f64, raw: RawFrame) -> ReceivedFrame {
+        let decoded = raw.decode();
+        ReceivedFrame { t, raw, decoded }
+    }
+
+    fn text(json: &str) -> ReceivedFrame {
+        frame(1.5, RawFrame::Text(json.to_string()))
+    }
+
+    #[test]
+    fn node_titles_are_shown_when_known_and_sanitized() {
+        let executing = text(r#"{"type":"executing","data":{"node":"1","prompt_id":"p1"}}"#);
+        assert_eq!(
+            frame_line(&executing, &Titles("Slow Steps")),
+            "    1.500 executing         prompt p1 node 1 \"Slow Steps\""
+        );
+        assert_eq!(
+            frame_line(&executing, &Titles("Evil\u{1b}[2J\u{1b}]0;x\u{7}\nTitle")),
+            "    1.500 executing         prompt p1 node 1 \"Evil Title\""
+        );
+        let json: Value = serde_json::from_str(&frame_json(&executing, &Titles("Slow"))).unwrap();
+        assert_eq!(json["node_title"], "Slow");
+        assert_eq!(json["event"], "executing");
+        assert_eq!(json["t"], 1.5);
+    }
+
+    #[test]
+    fn progress_text_belongs_to_the_running_prompt() {
+        let mut raw = b"\x00\x00\x00\x03\x00\x00\x00\x011".to_vec();
+        raw.extend_from_slice(b"step 2/6");
+        let f = frame(0.25, RawFrame::Binary(raw.into()));
+        assert_eq!(
+            frame_line(&f, &Titles("Slow Steps")),
+            "    0.250 progress_text     node 1 \"Slow Steps\": step 2/6"
+        );
+        assert_eq!(
+            frame_line(&f, &NoTitles),
+            "    0.250 progress_text     node 1: step 2/6"
+        );
+    }
+
+    #[test]
+    fn message_details_read_naturally() {
+        let line = |json: &str| frame_line(&text(json), &NoTitles);
+        assert!(
+            line(r#"{"type":"executing","data":{"node":null,"prompt_id":"abcdef0123456789"}}"#)
+                .ends_with("executing         prompt abcdef01 done")
+        );
+        assert!(
+            line(r#"{"type":"execution_interrupted","data":{"prompt_id":"p","node_id":"1","node_type":"LabLongRun"}}"#)
+                .ends_with("prompt p interrupted at node 1 (LabLongRun)")
+        );
+        assert!(
+            line(r#"{"type":"progress_state","data":{"prompt_id":"p","nodes":{"1":{"value":3,"max":3,"state":"finished"},"2":{"value":2.5,"max":10,"state":"running"}}}}"#)
+                .ends_with("prompt p: 1 finished, running node 2 2.50/10")
+        );
+        assert!(
+            line(r#"{"type":"executed","data":{"node":"9","prompt_id":"p","output":{"text":["hi"]}}}"#)
+                .ends_with("prompt p node 9: + text")
+        );
+        assert!(
+            line(r#"{"type":"crystools.monitor","data":{"cpu":3.5}}"#)
+                .ends_with("crystools.monitor (unknown type) {\"cpu\":3.5}")
+        );
+    }
+
+    #[test]
+    fn connection_lines_say_what_happens() {
+        let server = ServerUrl::parse("http://box:8188").unwrap();
+        let line = |e: ConnEvent| connection_line(&e, &server);
+        assert_eq!(
+            line(ConnEvent::Connecting { attempt: 1 }),
+            "       -- connecting to http://box:8188"
+        );
+        assert_eq!(
+            line(ConnEvent::Connected {
+                sid: Some("s".into()),
+                features: None
+            }),
+            "       -- connected to http://box:8188, sid s, no feature flags from the server"
+        );
+        assert_eq!(
+            line(ConnEvent::Connected {
+                sid: None,
+                features: Some(FeatureFlags::default())
+            }),
+            "       -- connected to http://box:8188, sid not reported, previews without metadata"
+        );
+        assert_eq!(
+            line(ConnEvent::Reconnecting {
+                attempt: 3,
+                delay: Duration::from_millis(1940)
+            }),
+            "       -- reconnecting in 1.9 s (attempt 3); Ctrl-C to stop"
+        );
+        let json: Value = serde_json::from_str(&connection_json(
+            &ConnEvent::Disconnected {
+                reason: "gone\u{1b}[0m".into(),
+            },
+            &server,
+        ))
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "disconnected", "reason": "gone\u{1b}[0m"})
+        );
+    }
+}

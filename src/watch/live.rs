@@ -1,0 +1,174 @@
+//! Live `watch`: one connection to a server, its events through a [`Watcher`], the tracker's
+//! fetches run on tasks whose replies come back into the same loop.
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::Path;
+
+use color_eyre::eyre::{Result, WrapErr as _};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
+use crate::comfy::http::ComfyClient;
+use crate::comfy::server_url::ServerUrl;
+use crate::comfy::transcript::Recorder;
+use crate::session::{FetchReply, run_fetch};
+use crate::tracker::{TrackerCommand, TrackerInput};
+
+use super::{LineFormat, Step, Watcher};
+
+/// What `watch` is asked to do.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub format: LineFormat,
+    /// Connection settings; [`ConnectionConfig::new`] gives the defaults.
+    pub connection: ConnectionConfig,
+}
+
+impl WatchOptions {
+    /// Defaults for `server`, with a fresh client id.
+    pub fn new(server: ServerUrl, format: LineFormat) -> Self {
+        Self {
+            format,
+            connection: ConnectionConfig::new(server, new_client_id()),
+        }
+    }
+}
+
+/// Follows the server until Ctrl-C (or SIGTERM / SIGHUP), printing to stdout and recording to
+/// `record` when given.
+pub async fn run(server: ServerUrl, format: LineFormat, record: Option<&Path>) -> Result<()> {
+    let recorder = match record {
+        Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
+            format!(
+                "cannot open {} for recording; check that its folder exists and is writable",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    if let Some(path) = record {
+        // On stderr, so stdout stays one line per event.
+        eprintln!("comfytop: appending every frame to {}", path.display());
+    }
+    let options = WatchOptions::new(server, format);
+    match watch(options, recorder, io::stdout(), shutdown_signal()).await {
+        // Whoever read our output went away (`| head`): a normal end.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// One reply from a fetch task.
+enum Reply {
+    Done(TrackerInput),
+    Failed(TrackerCommand, String),
+}
+
+/// The watch loop: prints every event's lines to `out` (flushed per event) and records frames,
+/// until `shutdown` completes or the connection task ends; then closes the socket.
+pub async fn watch<W: Write>(
+    options: WatchOptions,
+    mut recorder: Option<Recorder>,
+    mut out: W,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let server = options.connection.server.clone();
+    let client = ComfyClient::new(server.clone())
+        .wrap_err_with(|| format!("cannot set up HTTP for {server}"))?;
+    let mut watcher = Watcher::new(&options.connection.client_id, options.format);
+    let (events_tx, mut events) = mpsc::channel(256);
+    let connection = Connection::spawn(options.connection, events_tx);
+    let (replies_tx, mut replies) = mpsc::channel(64);
+    let started = Instant::now();
+    tokio::pin!(shutdown);
+
+    let result: Result<()> = loop {
+        let now = || started.elapsed().as_secs_f64();
+        let step = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            event = events.recv() => {
+                let Some(event) = event else { break Ok(()) };
+                if let (Some(recorder), ConnEvent::Frame(frame)) = (&mut recorder, &event)
+                    && let Err(e) = recorder.record(frame.t, &frame.raw)
+                {
+                    break Err(e).wrap_err("recording failed; stopped so no frame goes missing");
+                }
+                watcher.on_connection(now(), event, &server)
+            }
+            Some(reply) = replies.recv() => match reply {
+                Reply::Done(input) => watcher.on_reply(now(), input),
+                Reply::Failed(command, error) => watcher.on_fetch_failed(now(), command, &error),
+            },
+        };
+        let Step { lines, commands } = step;
+        if let Err(e) = print(&mut out, &lines) {
+            break Err(e.into());
+        }
+        for command in commands {
+            spawn_fetch(&client, command, replies_tx.clone());
+        }
+    };
+    connection.close().await;
+    result
+}
+
+fn print(out: &mut impl Write, lines: &[String]) -> io::Result<()> {
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
+}
+
+/// Runs one HTTP fetch on its own task; the reply comes back through `replies`.
+fn spawn_fetch(client: &ComfyClient, command: TrackerCommand, replies: mpsc::Sender<Reply>) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let reply = match run_fetch(&client, command.clone()).await {
+            FetchReply { error: None, input } => Reply::Done(input),
+            FetchReply { error: Some(e), .. } => Reply::Failed(command, e.to_string()),
+        };
+        // The loop is gone only when watch is over; the reply is not needed then.
+        let _ = replies.send(reply).await;
+    });
+}
+
+/// Completes on Ctrl-C, and on SIGTERM or SIGHUP (an ssh session that drops) on Unix.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn next(signal: &mut Option<Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        tokio::select! {
+            () = ctrl_c() => {}
+            () = next(&mut term) => {}
+            () = next(&mut hangup) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+async fn ctrl_c() {
+    // Without a handler the default action (ending the process) still applies.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn is_broken_pipe(report: &color_eyre::Report) -> bool {
+    report
+        .chain()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,436 @@
+//! The non-interactive modes: `watch` follows a live server and `replay` plays a transcript, both
+//! through one [`Watcher`], so they decode, track and print the same way.
+//!
+//! A [`Watcher`] is pure: it turns events into lines and tracker commands, and leaves reading the
+//! socket, running the fetches and printing to [`live`] and [`replay`].
+
+pub mod live;
+pub mod replay;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value, json};
+
+use crate::comfy::Decoded;
+use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::protocol::{PromptId, ServerMessage};
+use crate::comfy::server_url::ServerUrl;
+use crate::describe::{self, event_name};
+use crate::text::{one_line, terminal_safe_json, truncate};
+use crate::tracker::{Outcome, Phase, PromptRecord, Tracker, TrackerCommand, TrackerInput};
+
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineFormat {
+    /// One human-readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Counts of what came in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub frames: u64,
+    /// Frames per `event` name (see [`describe::event_name`]).
+    pub events: BTreeMap<String, u64>,
+    /// Message types and binary event types this client does not know.
+    pub unknown: u64,
+    pub malformed: u64,
+}
+
+impl Stats {
+    fn count(&mut self, decoded: &Decoded) {
+        self.frames += 1;
+        let name = event_name(decoded);
+        match self.events.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.events.insert(name.to_string(), 1);
+            }
+        }
+        match decoded {
+            Decoded::Message(ServerMessage::Unknown { .. })
+            | Decoded::Binary(crate::comfy::binary::BinaryFrame::Unknown { .. }) => {
+                self.unknown += 1
+            }
+            Decoded::Malformed { .. } => self.malformed += 1,
+            _ => {}
+        }
+    }
+}
+
+/// What one event produced: lines to print, fetches to run.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub lines: Vec<String>,
+    pub commands: Vec<TrackerCommand>,
+}
+
+/// Decodes, tracks and describes: the part of `watch` and `replay` that does no I/O.
+pub struct Watcher {
+    tracker: Tracker,
+    format: LineFormat,
+    stats: Stats,
+}
+
+impl Watcher {
+    pub fn new(our_client_id: &str, format: LineFormat) -> Self {
+        Self {
+            tracker: Tracker::new(our_client_id),
+            format,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// One received frame: exactly one line, and the fetches the tracker asks for. `now` is the
+    /// tracker's clock (monotonic over reconnects), not the frame's `t`.
+    pub fn on_frame(&mut self, now: f64, frame: ReceivedFrame) -> Step {
+        self.stats.count(&frame.decoded);
+        // Described first, so the decoded frame can then move into the tracker uncloned.
+        let line = match self.format {
+            LineFormat::Human => describe::frame_line(&frame, &self.tracker),
+            LineFormat::Json => describe::frame_json(&frame, &self.tracker),
+        };
+        let commands = match frame.decoded {
+            Decoded::Message(m) => self.tracker.handle(now, TrackerInput::Message(m)),
+            Decoded::Binary(b) => self.tracker.handle(now, TrackerInput::Binary(b)),
+            Decoded::Malformed { .. } => Vec::new(),
+        };
+        Step {
+            lines: vec![line],
+            commands,
+        }
+    }
+
+    /// Any connection event: a notice line, or for a frame what [`Watcher::on_frame`] gives.
+    pub fn on_connection(&mut self, now: f64, event: ConnEvent, server: &ServerUrl) -> Step {
+        if let ConnEvent::Frame(frame) = event {
+            return self.on_frame(now, frame);
+        }
+        let line = match self.format {
+            LineFormat::Human => describe::connection_line(&event, server),
+            LineFormat::Json => describe::connection_json(&event, server),
+        };
+        let commands = match crate::session::tracker_input(&event) {
+            Some(input) => self.tracker.handle(now, input),
+            None => Vec::new(),
+        };
+        Step {
+            lines: vec![line],
+            commands,
+        }
+    }
+
+    /// An HTTP reply for a command. Prints what it taught about prompts: phase changes one line
+    /// each, and prompts first seen already finished (the history fetched on connect) as one
+    /// summary line.
+    pub fn on_reply(&mut self, now: f64, input: TrackerInput) -> Step {
+        let before: HashMap<PromptId, PhaseKey> = self
+            .tracker
+            .prompts()
+            .map(|p| (p.id.clone(), PhaseKey::of(p)))
+            .collect();
+        let commands = self.tracker.handle(now, input);
+
+        let mut changed: Vec<&PromptRecord> = Vec::new();
+        let mut earlier: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for p in self.tracker.prompts() {
+            let key = PhaseKey::of(p);
+            match before.get(&p.id) {
+                Some(old) if *old == key => {}
+                None if p.is_finished() => *earlier.entry(key.0).or_default() += 1,
+                _ => changed.push(p),
+            }
+        }
+        // Queue order, then first seen, then id: lines come out in a stable order.
+        changed.sort_by(|a, b| {
+            let number = |p: &PromptRecord| p.number.unwrap_or(f64::MAX);
+            number(a)
+                .total_cmp(&number(b))
+                .then(a.first_seen.total_cmp(&b.first_seen))
+                .then(a.id.cmp(&b.id))
+        });
+        let mut lines: Vec<String> = changed.into_iter().map(|p| self.prompt_line(p)).collect();
+        if !earlier.is_empty() {
+            lines.insert(0, self.history_line(&earlier));
+        }
+        Step { lines, commands }
+    }
+
+    /// A fetch that failed: one line saying so (`error` names the call and the server); the
+    /// tracker asks again when the next `status` comes.
+    pub fn on_fetch_failed(&mut self, now: f64, command: TrackerCommand, error: &str) -> Step {
+        let request = request_name(&command);
+        let line = match self.format {
+            LineFormat::Human => format!("{:>9} {}", "--", one_line(error)),
+            LineFormat::Json => terminal_safe_json(&json!({
+                "event": "fetch_failed",
+                "request": request,
+                "error": error,
+            })),
+        };
+        let commands = self.tracker.handle(now, TrackerInput::FetchFailed(command));
+        Step {
+            lines: vec![line],
+            commands,
+        }
+    }
+
+    /// The tracker, with everything it learned.
+    pub fn into_tracker(self) -> Tracker {
+        self.tracker
+    }
+
+    fn prompt_line(&self, p: &PromptRecord) -> String {
+        match self.format {
+            LineFormat::Human => {
+                let id: String = one_line(&p.id).chars().take(8).collect();
+                let line = format!("{:>9} prompt {id} {}", "--", phase_text(p));
+                crate::text::sanitize(&line).replace(['\n', '\t'], " ")
+            }
+            LineFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("event".into(), "prompt".into());
+                fields.insert("prompt_id".into(), p.id.clone().into());
+                let phase = match &p.phase {
+                    Phase::Queued => "queued",
+                    Phase::Running => "running",
+                    Phase::Finished(_) => "finished",
+                };
+                fields.insert("phase".into(), phase.into());
+                if let Some(outcome) = p.outcome() {
+                    fields.insert("outcome".into(), outcome.label().into());
+                }
+                if let Some(Outcome::Error(e)) = p.outcome() {
+                    fields.insert(
+                        "error".into(),
+                        json!({
+                            "node_id": e.node_id,
+                            "node_type": e.node_type,
+                            "exception_type": e.exception_type,
+                            "exception_message": e.exception_message,
+                        }),
+                    );
+                }
+                if let Some(number) = p.number {
+                    fields.insert("number".into(), number.into());
+                }
+                fields.insert("client_id".into(), p.client_id.clone().into());
+                fields.insert("ours".into(), p.ours.into());
+                if let Some(d) = p.duration().filter(|_| p.is_finished()) {
+                    fields.insert("duration_s".into(), d.into());
+                }
+                terminal_safe_json(&Value::Object(fields))
+            }
+        }
+    }
+
+    fn history_line(&self, outcomes: &BTreeMap<&'static str, u64>) -> String {
+        let total: u64 = outcomes.values().sum();
+        match self.format {
+            LineFormat::Human => {
+                let parts: Vec<String> = outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                format!(
+                    "{:>9} history: {total} earlier prompt{} ({})",
+                    "--",
+                    if total == 1 { "" } else { "s" },
+                    parts.join(", ")
+                )
+            }
+            LineFormat::Json => terminal_safe_json(&json!({
+                "event": "history",
+                "prompts": total,
+                "outcomes": outcomes,
+            })),
+        }
+    }
+}
+
+/// Every known prompt with its phase or outcome, oldest first, one line each.
+pub fn prompt_outcomes(tracker: &Tracker) -> Vec<String> {
+    let mut prompts: Vec<&PromptRecord> = tracker.prompts().collect();
+    prompts.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen).then(a.id.cmp(&b.id)));
+    prompts
+        .into_iter()
+        .map(|p| format!("{} {}", one_line(&p.id), phase_text(p)))
+        .collect()
+}
+
+/// `queued by another client`, `failed in node 2 "Raise" (LabRaiseError): ...`.
+pub fn phase_text(p: &PromptRecord) -> String {
+    let owner = match (&p.client_id, p.ours) {
+        (_, true) => " by this client",
+        (Some(_), false) => " by another client",
+        (None, false) => "",
+    };
+    // ` in node 2 "Raise"`, or nothing when the server did not say which node.
+    let at = |word: &str, id: &Option<String>| -> String {
+        let Some(id) = id else {
+            return String::new();
+        };
+        match p.node_title(id) {
+            Some(title) => format!(" {word} node {} \"{}\"", one_line(id), one_line(title)),
+            None => format!(" {word} node {}", one_line(id)),
+        }
+    };
+    let took = p
+        .duration()
+        .map(|d| format!(" in {d:.1} s"))
+        .unwrap_or_default();
+    match &p.phase {
+        Phase::Queued => match p.number {
+            Some(n) => format!("queued as #{n}{owner}"),
+            None => format!("queued{owner}"),
+        },
+        Phase::Running => format!("running{owner}"),
+        Phase::Finished(Outcome::Success) => format!("succeeded{took}"),
+        Phase::Finished(Outcome::Error(e)) => {
+            let kind = e
+                .node_type
+                .as_deref()
+                .map(|t| format!(" ({})", one_line(t)))
+                .unwrap_or_default();
+            let message = format!("{}: {}", e.exception_type, e.exception_message);
+            format!(
+                "failed{}{kind}: {}",
+                at("in", &e.node_id),
+                truncate(&one_line(&message), 240)
+            )
+        }
+        Phase::Finished(Outcome::Interrupted { node_id, .. }) => {
+            format!("interrupted{}", at("at", node_id))
+        }
+        Phase::Finished(Outcome::Removed) => "removed from the queue".to_string(),
+        Phase::Finished(Outcome::Unknown) => {
+            "left the queue; the server keeps no history of it".to_string()
+        }
+    }
+}
+
+/// A prompt's phase and outcome, to notice changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PhaseKey(&'static str);
+
+impl PhaseKey {
+    fn of(p: &PromptRecord) -> Self {
+        Self(match &p.phase {
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+            Phase::Finished(o) => o.label(),
+        })
+    }
+}
+
+/// The request a command makes, for messages.
+pub fn request_name(command: &TrackerCommand) -> String {
+    match command {
+        TrackerCommand::FetchQueue => "/queue".to_string(),
+        TrackerCommand::FetchHistory { max_items } => format!("/history?max_items={max_items}"),
+        TrackerCommand::FetchHistoryItem(id) => format!("/history/{id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comfy::api::{History, QueueSnapshot};
+
+    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+
+    fn body<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = format!("{REFERENCE}/http/{name}.json");
+        let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        serde_json::from_value(file["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn replies_tell_what_changed_for_other_clients_prompts() {
+        let mut watcher = Watcher::new("me", LineFormat::Human);
+        let queue: QueueSnapshot = body("get_queue_running_and_pending");
+        let lines = watcher.on_reply(1.0, TrackerInput::Queue(queue)).lines;
+        // Run order: the running one, then the `front` one (-8), then 6 and 7.
+        assert_eq!(
+            lines,
+            [
+                "       -- prompt dd848e16 queued as #-8 by another client",
+                "       -- prompt c2faa6db running by another client",
+                "       -- prompt 2f97d7a2 queued as #6 by another client",
+                "       -- prompt 24acff7a queued as #7 by another client",
+            ]
+        );
+
+        // The same snapshot again teaches nothing.
+        let queue: QueueSnapshot = body("get_queue_running_and_pending");
+        assert!(
+            watcher
+                .on_reply(2.0, TrackerInput::Queue(queue))
+                .lines
+                .is_empty()
+        );
+
+        // History on connect: the three known prompts finish one line each, the rest of the
+        // history is summed up in one line first.
+        let history: History = body("get_history");
+        let lines = watcher.on_reply(3.0, TrackerInput::History(history)).lines;
+        assert_eq!(
+            lines[0],
+            "       -- history: 14 earlier prompts (2 error, 2 interrupted, 10 success)"
+        );
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[1].starts_with("       -- prompt dd848e16 succeeded in "));
+        assert!(lines[2].starts_with("       -- prompt c2faa6db succeeded in "));
+        assert!(lines[3].starts_with("       -- prompt 2f97d7a2 succeeded in "));
+    }
+
+    #[test]
+    fn a_failed_prompt_from_history_names_its_node_and_exception() {
+        let mut watcher = Watcher::new("me", LineFormat::Json);
+        let queue: QueueSnapshot = serde_json::from_value(json!({
+            "queue_running": [body::<History>("get_history_id_error").0[0].1.prompt],
+            "queue_pending": [],
+        }))
+        .unwrap();
+        watcher.on_reply(1.0, TrackerInput::Queue(queue));
+        let entry = body::<History>("get_history_id_error").0.remove(0);
+        let lines = watcher
+            .on_reply(
+                2.0,
+                TrackerInput::HistoryItem {
+                    prompt_id: entry.0,
+                    entry: Some(entry.1),
+                },
+            )
+            .lines;
+        assert_eq!(lines.len(), 1);
+        let line: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["event"], "prompt");
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["error"]["node_id"], "2");
+        assert_eq!(line["error"]["exception_type"], "RuntimeError");
+        assert_eq!(line["ours"], false);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_one_line() {
+        let mut watcher = Watcher::new("me", LineFormat::Human);
+        let step = watcher.on_fetch_failed(
+            1.0,
+            TrackerCommand::FetchQueue,
+            "GET /queue: cannot reach http://box (refused).\nIs ComfyUI running?",
+        );
+        assert_eq!(
+            step.lines,
+            ["       -- GET /queue: cannot reach http://box (refused). Is ComfyUI running?"]
+        );
+    }
+}

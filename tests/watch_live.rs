@@ -1,0 +1,433 @@
+//! Live `watch` against an in-test ComfyUI on loopback: the socket drops once, a prompt of
+//! another client runs and finishes meanwhile, and watch says all of it, records every frame and
+//! closes its socket on shutdown.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::{BufMut, BytesMut};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use comfytop::comfy::server_url::ServerUrl;
+use comfytop::comfy::transcript::{Recorder, TranscriptReader};
+use comfytop::comfy::{Decoded, RawFrame};
+use comfytop::watch::LineFormat;
+use comfytop::watch::live::{WatchOptions, watch};
+
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const PROMPT: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
+
+/// The recorded `/history/{id}` entry of a finished run (queued by another client).
+fn history_entry() -> Value {
+    let path = format!("{REFERENCE}/http/get_history_id_success.json");
+    let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    file["body"][PROMPT].clone()
+}
+
+#[derive(Default)]
+struct Fake {
+    connections: AtomicUsize,
+    /// The prompt left the queue (set when the second socket opens).
+    finished: AtomicBool,
+    /// The last socket received a Close frame from the client.
+    closed_cleanly: AtomicBool,
+    /// `/queue` was asked while the prompt ran.
+    queue_seen_running: tokio::sync::Notify,
+}
+
+async fn ws(upgrade: WebSocketUpgrade, State(fake): State<Arc<Fake>>) -> Response {
+    upgrade.on_upgrade(move |socket| session(socket, fake))
+}
+
+async fn session(mut socket: WebSocket, fake: Arc<Fake>) {
+    let n = fake.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    // The client's feature flags come first.
+    let _ = socket.recv().await;
+    let status = |queue: u64, sid: bool| {
+        let mut data = json!({"status": {"exec_info": {"queue_remaining": queue}}});
+        if sid {
+            data["sid"] = "the-sid".into();
+        }
+        Message::Text(json!({"type": "status", "data": data}).to_string().into())
+    };
+    let flags = json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}});
+    let _ = socket.send(status(1, true)).await;
+    let _ = socket.send(Message::Text(flags.to_string().into())).await;
+    if n == 1 {
+        let mut text = BytesMut::new();
+        text.put_u32(3);
+        text.put_u32(1);
+        text.put_slice(b"1step 1/6 (seed 1)");
+        let _ = socket.send(Message::Binary(text.freeze())).await;
+        let _ = socket.send(Message::Text("not json".into())).await;
+        // The prompt ends only once the client has seen it running.
+        fake.queue_seen_running.notified().await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
+    fake.finished.store(true, Ordering::SeqCst);
+    let _ = socket.send(status(0, false)).await;
+    while let Some(Ok(message)) = socket.recv().await {
+        if let Message::Close(_) = message {
+            fake.closed_cleanly.store(true, Ordering::SeqCst);
+            break;
+        }
+    }
+}
+
+async fn queue(State(fake): State<Arc<Fake>>) -> impl IntoResponse {
+    let running = if fake.finished.load(Ordering::SeqCst) {
+        json!([])
+    } else {
+        fake.queue_seen_running.notify_one();
+        json!([history_entry()["prompt"]])
+    };
+    axum::Json(json!({"queue_running": running, "queue_pending": []}))
+}
+
+async fn history() -> impl IntoResponse {
+    axum::Json(json!({}))
+}
+
+async fn history_item(Path(id): Path<String>, State(fake): State<Arc<Fake>>) -> impl IntoResponse {
+    if id == PROMPT && fake.finished.load(Ordering::SeqCst) {
+        axum::Json(json!({ PROMPT: history_entry() }))
+    } else {
+        axum::Json(json!({}))
+    }
+}
+
+async fn start_fake() -> (Arc<Fake>, ServerUrl) {
+    let fake = Arc::new(Fake::default());
+    let app = Router::new()
+        .route("/ws", get(ws))
+        .route("/queue", get(queue))
+        .route("/history", get(history))
+        .route("/history/{id}", get(history_item))
+        .with_state(fake.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (fake, ServerUrl::parse(&format!("http://{addr}")).unwrap())
+}
+
+/// Output shared between the watch task and the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Waits until the output satisfies `done`; fails after a generous deadline.
+    async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
+        for _ in 0..1000 {
+            if done(&self.text()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never saw {what}; output:\n{}", self.text());
+    }
+}
+
+fn options(server: ServerUrl, format: LineFormat) -> WatchOptions {
+    let mut options = WatchOptions::new(server, format);
+    options.connection.backoff_initial = Duration::from_millis(50);
+    options.connection.backoff_max = Duration::from_millis(100);
+    options.connection.handshake_wait = Duration::from_millis(200);
+    options
+}
+
+#[tokio::test]
+async fn watch_follows_a_drop_and_another_clients_prompt_records_and_closes_cleanly() {
+    let (fake, server) = start_fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("run.jsonl");
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(
+        options(server.clone(), LineFormat::Human),
+        Some(Recorder::append(&record).unwrap()),
+        out.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    out.wait_for("the prompt's end", |o| {
+        o.contains("-- prompt 647d7248 succeeded")
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert!(
+        fake.closed_cleanly.load(Ordering::SeqCst),
+        "no Close frame on shutdown"
+    );
+
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+    };
+    let connected = position(&format!(
+        "-- connected to {server}, sid the-sid, previews with metadata"
+    ));
+    let first_status = position("status            queue 1, sid the-sid");
+    let progress_text = position("progress_text     node 1: step 1/6 (seed 1)");
+    let malformed = position("malformed         text frame: text frame is not JSON");
+    let dropped = position(&format!("-- disconnected: {server} closed the connection"));
+    let retry = position(" ms (attempt 2); Ctrl-C to stop");
+    assert!(
+        lines[retry].contains("-- reconnecting in "),
+        "{}",
+        lines[retry]
+    );
+    let again = position(&format!("-- connecting to {server} (attempt 2)"));
+    let finished = position("-- prompt 647d7248 succeeded");
+    assert!(position(&format!("-- connecting to {server}")) < connected);
+    assert!(connected < first_status && first_status < progress_text);
+    assert!(progress_text < malformed && malformed < dropped);
+    assert!(dropped < retry && retry < again && again < finished);
+
+    // Every received frame is in the recording, in order, the garbage one included.
+    let frames: Vec<RawFrame> = TranscriptReader::open(&record)
+        .unwrap()
+        .map(|f| f.unwrap().raw)
+        .collect();
+    assert_eq!(frames.len(), 7, "{frames:?}");
+    assert_eq!(frames[3], RawFrame::Text("not json".into()));
+    assert!(matches!(frames[2].decode(), Decoded::Binary(_)));
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|f| match f.decode() {
+            Decoded::Message(m) => m.kind().to_string(),
+            Decoded::Binary(_) => "binary".into(),
+            Decoded::Malformed { .. } => "malformed".into(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "status",
+            "feature_flags",
+            "binary",
+            "malformed",
+            "status",
+            "feature_flags",
+            "status"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn json_watch_gives_one_object_per_line_with_an_event() {
+    let (_fake, server) = start_fake().await;
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(
+        options(server, LineFormat::Json),
+        None,
+        out.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    out.wait_for("the prompt's end", |o| o.contains(r#""outcome":"success""#))
+        .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+
+    let events: Vec<Value> = out
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "connecting",
+        "connected",
+        "status",
+        "feature_flags",
+        "progress_text",
+        "malformed",
+        "disconnected",
+        "reconnecting",
+        "prompt",
+    ] {
+        assert!(names.contains(&expected), "no {expected} in {names:?}");
+    }
+    // Frames carry their time; connection notices do not pretend to.
+    for event in &events {
+        let is_frame = ![
+            "connecting",
+            "connected",
+            "disconnected",
+            "reconnecting",
+            "prompt",
+            "history",
+            "fetch_failed",
+        ]
+        .contains(&event["event"].as_str().unwrap());
+        assert_eq!(event["t"].is_number(), is_frame, "{event}");
+    }
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "prompt" && e["outcome"] == "success")
+        .unwrap();
+    assert_eq!(done["prompt_id"], PROMPT);
+    assert_eq!(done["ours"], false);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .args(["watch", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open to the end: a closed pipe would end watch too, and hide what SIGINT does.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let retrying = line.contains("(attempt 2)");
+        seen.push(line);
+        if retrying {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?} after {seen:#?}");
+    seen.extend(lines.map(Result::unwrap));
+    let text = seen.join("\n");
+    assert!(
+        text.contains(&format!("-- connecting to http://127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(text.contains("cannot reach"), "{text}");
+    assert!(text.contains("-- reconnecting in "), "{text}");
+}
+
+#[tokio::test]
+async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
+    use comfytop::comfy::api::PromptRequest;
+    use comfytop::comfy::http::ComfyClient;
+    use comfytop::sim::{SimConfig, SimServer};
+
+    let sim = SimServer::start(SimConfig {
+        step: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let options = options(server.clone(), LineFormat::Human);
+    let client_id = options.connection.client_id.clone();
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(options, None, out.clone(), async {
+        let _ = stopped.await;
+    }));
+    out.wait_for("the connection", |o| o.contains("-- connected to "))
+        .await;
+
+    let path = format!("{REFERENCE}/workflows/slow_steps_full.json");
+    let prompt: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let accepted = ComfyClient::new(server)
+        .unwrap()
+        .submit(&PromptRequest {
+            prompt,
+            client_id: Some(client_id),
+            ..PromptRequest::default()
+        })
+        .await
+        .unwrap();
+    let short: String = accepted.prompt_id.chars().take(8).collect();
+    out.wait_for("the end of the run", |o| {
+        o.contains(&format!("executing         prompt {short} done"))
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+
+    let text = out.text();
+    for expected in [
+        format!("execution_start   prompt {short}"),
+        format!("progress          prompt {short} node 1"),
+        format!("execution_success prompt {short} succeeded"),
+    ] {
+        assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("malformed"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_sim_subcommand_serves_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--step-ms", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("simulated ComfyUI listening on ")
+        .unwrap_or_else(|| panic!("{first}"));
+    let addr = url.strip_prefix("http://").unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}
