@@ -100,7 +100,9 @@ fn queue_slow_steps(runtime: &tokio::runtime::Runtime, url: &str, steps: u64) {
 #[test]
 fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
     let (runtime, sim) = simulator();
-    let mut app = PtyApp::spawn(&[&sim.url()], 120, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("run.jsonl");
+    let mut app = PtyApp::spawn(&[&sim.url(), "--record", record.to_str().unwrap()], 120, 40);
     app.wait_for("the connection", LIMIT, |s| s.contains("● connected"));
     queue_slow_steps(&runtime, &sim.url(), 400);
     let screen = app.wait_for("the running prompt's nodes and progress", LIMIT, |s| {
@@ -128,5 +130,13 @@ fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
     assert!(!app.alternate_screen(), "left the alternate screen");
     assert!(!app.cursor_hidden(), "cursor shown again");
     assert!(!app.mouse_captured(), "mouse released");
+
+    // --record kept every frame in the transcript format.
+    let transcript = std::fs::read_to_string(&record).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "text");
+    assert_eq!(first["data"]["type"], "status");
+    assert!(transcript.lines().count() > 10, "{transcript}");
     drop(sim);
 }
