@@ -71,7 +71,7 @@ until curl -sf "$URL/history/$PROMPT_ID" | grep -q '"status"'; do sleep 0.2; don
 end=$(date +%s.%N)
 sleep 1 # the last status and executing frames
 cpu2=$(cpu_seconds); frames2=$(frames)
-RSS=$(awk '/VmRSS/ { print $2 / 1024 " MiB" }' "/proc/$PID/status")
+RSS=$(awk '/VmRSS/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$PID/status")
 
 tmux send-keys -t "$SESSION" q
 sleep 1

@@ -83,7 +83,7 @@ pub struct Stats {
 pub struct StatsSummary {
     pub version: String,
     pub device: String,
-    /// `used/total GiB` of the first device.
+    /// `VRAM used/total GiB` of the first device (`RAM` when it is the CPU).
     pub memory: Option<String>,
 }
 
@@ -98,7 +98,8 @@ impl StatsSummary {
                 let name = name.split(" : ").next().unwrap_or_default().trim();
                 let memory = (d.vram_total > 0).then(|| {
                     let used = d.vram_total.saturating_sub(d.vram_free);
-                    format!("{}/{} GiB", time::gib(used), time::gib(d.vram_total))
+                    let kind = if d.kind == "cpu" { "RAM" } else { "VRAM" };
+                    format!("{kind} {}/{} GiB", time::gib(used), time::gib(d.vram_total))
                 });
                 (name.to_string(), memory)
             }

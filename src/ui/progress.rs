@@ -152,14 +152,14 @@ fn draw_running(
         .progress_scroll_for(&prompt.id)
         .min(order.len().saturating_sub(1));
     let offset = list_offset(Some(cursor), room);
-    // Titles get up to 2/5 of the width, but leave a gauge of ten cells and its steps.
+    // Titles get up to half the width, but leave a gauge of twelve cells and its steps.
     let label_width = order
         .iter()
         .map(|id| node_label_text(prompt, id).chars().count())
         .max()
         .unwrap_or(0)
-        .min(width * 2 / 5)
-        .min(width.saturating_sub(3 + 10 + 10))
+        .min(width / 2)
+        .min(width.saturating_sub(3 + 12 + 10))
         .max(8);
     for (row, id) in order.iter().enumerate().skip(offset).take(room) {
         let mut line = node_line(prompt, id, label_width, width);

@@ -79,12 +79,14 @@ fn segments(state: &State) -> Vec<Segment> {
             ..Segment::new(Span::styled(error.clone(), theme::bad()), 3)
         });
     }
-    if let Some(summary) = &server.stats.summary
+    // Kept longest: the queue, then memory, the version, our id; the device's name goes first.
+    let summary = server.stats.summary.as_ref();
+    if let Some(summary) = summary
         && !summary.version.is_empty()
     {
         out.push(Segment::new(
             Span::raw(format!("ComfyUI {}", summary.version)),
-            5,
+            4,
         ));
     }
     let queue = match server.tracker.queue_remaining() {
@@ -92,16 +94,12 @@ fn segments(state: &State) -> Vec<Segment> {
         None => "queue ?".to_string(),
     };
     out.push(Segment::new(Span::raw(queue), 2));
-    if let Some(summary) = &server.stats.summary {
-        let mut text = summary.device.clone();
-        if let Some(memory) = &summary.memory {
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(memory);
+    if let Some(summary) = summary {
+        if !summary.device.is_empty() {
+            out.push(Segment::new(Span::raw(summary.device.clone()), 6));
         }
-        if !text.is_empty() {
-            out.push(Segment::new(Span::raw(text), 4));
+        if let Some(memory) = &summary.memory {
+            out.push(Segment::new(Span::raw(memory.clone()), 3));
         }
     } else if let Some(error) = &server.stats.error {
         out.push(Segment::new(
@@ -112,7 +110,7 @@ fn segments(state: &State) -> Vec<Segment> {
     let id: String = server.tracker.our_client_id().chars().take(8).collect();
     out.push(Segment::new(
         Span::styled(format!("id {}", one_line(&id)), theme::dim()),
-        6,
+        5,
     ));
     out
 }
