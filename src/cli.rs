@@ -25,6 +25,8 @@ pub const URL_ENV: &str = "COMFYUI_URL";
     args_conflicts_with_subcommands = true,
     after_help = "\
 Examples:
+  comfytop                                the dashboard on http://127.0.0.1:8188 (or $COMFYUI_URL)
+  comfytop --demo                         the dashboard on a simulated ComfyUI, no GPU needed
   comfytop watch                          follow http://127.0.0.1:8188 (or $COMFYUI_URL)
   comfytop watch http://gpu-box:8188 --json --record run.jsonl
   comfytop replay run.jsonl --speed 2     play a recording at twice its speed
@@ -40,6 +42,18 @@ pub struct Cli {
     /// Run the dashboard against a built-in simulated server (no ComfyUI needed)
     #[arg(long)]
     pub demo: bool,
+
+    /// Leave the mouse to the terminal (no click to select, no wheel scrolling)
+    #[arg(long)]
+    pub no_mouse: bool,
+
+    /// Write the dashboard's own log to FILE (nothing is printed while it is on screen)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Append every received frame to FILE, in the transcript format `replay` reads
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Option<Command>,

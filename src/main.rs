@@ -1,13 +1,14 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use color_eyre::eyre::{Result, WrapErr as _, eyre};
+use color_eyre::eyre::{Result, WrapErr as _};
 
 use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands;
-use comfytop::sim::{self, SimConfig, SimServer};
-use comfytop::watch::{LineFormat, live, replay};
+use comfytop::dashboard::{self, DashboardConfig};
+use comfytop::sim;
+use comfytop::watch::{live, replay};
 
 /// Exit status for a bad command line (what clap uses too).
 const USAGE: u8 = 2;
@@ -45,17 +46,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            if let Err(code) = server(cli.url.as_deref()) {
-                return Ok(code);
-            }
-            if cli.demo {
-                runtime()?.block_on(demo_watch())?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(eyre!(
-                "the dashboard is not built yet; follow a server with `comfytop watch URL` \
-                 or play a recording with `comfytop replay FILE`"
-            ))
+            let server = match server(cli.url.as_deref()) {
+                Ok(server) => server,
+                Err(code) => return Ok(code),
+            };
+            dashboard(server, &cli)
         }
     }
 }
@@ -82,24 +77,28 @@ fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--demo` until the dashboard exists: `watch` lines from a simulated server with traffic.
-async fn demo_watch() -> Result<()> {
-    let config = SimConfig {
-        demo: true,
-        ..SimConfig::default()
+/// The dashboard on `server`, or with `--demo` on a simulated server started in-process.
+fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
+    if let Some(path) = &cli.log {
+        dashboard::log_to_file(path)?;
+    }
+    let config = DashboardConfig {
+        server,
+        mouse: !cli.no_mouse,
+        record: cli.record.clone(),
     };
-    let sim = SimServer::start(config)
-        .await
-        .wrap_err("cannot start the simulated server on a loopback port")?;
-    eprintln!(
-        "comfytop: the dashboard is not built yet; watching a simulated ComfyUI at {} \
-         (Ctrl-C to stop)",
-        sim.url()
-    );
-    let server = ServerUrl::parse(&sim.url())?;
-    let watched = live::run(server, LineFormat::Human, None).await;
-    sim.shutdown().await;
-    watched
+    if cli.demo {
+        // The simulator renders its previews on a second thread beside the dashboard.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .wrap_err("cannot start the async runtime")?;
+        runtime.block_on(dashboard::run_demo(config))?;
+    } else {
+        runtime()?.block_on(dashboard::run(config))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(args: &ReplayArgs) -> Result<ExitCode> {

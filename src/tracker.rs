@@ -753,6 +753,9 @@ impl Tracker {
                         n.started_at = Some(now);
                     }
                     n.record_progress(now, m.value, m.max);
+                    // Without `executing` (a prompt queued with no client id) this is how the
+                    // running node is known.
+                    record.current_node = Some(node_id);
                 }
             }
             ServerMessage::ProgressState(m) => {
@@ -760,6 +763,9 @@ impl Tracker {
                 let record = self.record_mut(now, &m.prompt_id);
                 for (id, p) in &m.nodes {
                     record.note_started(id);
+                    if p.state == NodeRunState::Running {
+                        record.current_node = Some(id.clone());
+                    }
                     let n = record.node_mut(id);
                     match p.state {
                         NodeRunState::Running if n.state == NodeState::Pending => {
@@ -1075,12 +1081,20 @@ mod tests {
 
     /// Feeds a transcript's frames to a tracker, as a live connection would.
     fn replay(name: &str, our_id: &str) -> Tracker {
+        replay_until(name, our_id, f64::INFINITY)
+    }
+
+    /// Feeds a transcript's frames up to time `until`.
+    fn replay_until(name: &str, our_id: &str, until: f64) -> Tracker {
         let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut tracker = Tracker::new(our_id);
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).unwrap();
             let t = v["t"].as_f64().unwrap();
+            if t > until {
+                break;
+            }
             let raw = if v["kind"] == "text" {
                 RawFrame::Text(v["data"].to_string())
             } else {
@@ -1098,6 +1112,19 @@ mod tests {
             tracker.handle(t, input);
         }
         tracker
+    }
+
+    #[test]
+    fn without_executing_the_running_node_comes_from_progress() {
+        // A prompt queued with no client id: watchers get progress_state and progress only.
+        let t = replay_until("i2_prompt_without_client_id_watched", "watcher", 0.61);
+        let p = t.running().unwrap();
+        assert_eq!(p.current_node.as_deref(), Some("1"));
+        assert_eq!(p.nodes["1"].state, NodeState::Running);
+        let (complete, total) = p.node_counts();
+        assert_eq!(complete, 0);
+        // Two of four steps of the first node count towards the whole.
+        assert!((p.overall_fraction() - 0.5 / total as f64).abs() < 1e-9);
     }
 
     fn only_prompt(tracker: &Tracker) -> &PromptRecord {

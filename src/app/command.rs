@@ -1,0 +1,13 @@
+use crate::tracker::TrackerCommand;
+
+/// Work [`super::update`] asks the runtime to do. Each runs off the UI loop; its reply comes back
+/// as an [`super::Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// An HTTP fetch the tracker needs (`/queue`, `/history`, `/history/{id}`).
+    Fetch(TrackerCommand),
+    /// `GET /system_stats` for the status bar.
+    FetchSystemStats,
+    /// Leave the dashboard.
+    Quit,
+}

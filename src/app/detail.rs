@@ -1,0 +1,368 @@
+//! The detail view's content as plain lines (a view model): built from the state alone, so the
+//! update can bound scrolling by the same lines the screen shows.
+
+use crate::text::{one_line, sanitize};
+use crate::tracker::{NodeState, Outcome, Phase, PromptRecord};
+
+use super::State;
+use super::time;
+
+/// How a line is meant to look; the UI picks the colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Title,
+    Heading,
+    Text,
+    Dim,
+    Good,
+    Bad,
+    Warn,
+    Code,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocLine {
+    pub tone: Tone,
+    pub text: String,
+}
+
+impl DocLine {
+    fn new(tone: Tone, text: impl Into<String>) -> Self {
+        Self {
+            tone,
+            text: text.into(),
+        }
+    }
+}
+
+/// Who queued a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This comfytop (its client id): the server sends it every live event.
+    ThisComfytop,
+    /// Another client id (a browser tab, another tool).
+    OtherClient,
+    /// No client id (a script): its progress is broadcast to every client.
+    NoClientId,
+}
+
+impl Origin {
+    pub fn of(prompt: &PromptRecord) -> Self {
+        match (&prompt.client_id, prompt.ours) {
+            (_, true) => Self::ThisComfytop,
+            (Some(_), false) => Self::OtherClient,
+            (None, false) => Self::NoClientId,
+        }
+    }
+
+    /// For sentences: "queued by ...".
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::ThisComfytop => "this comfytop",
+            Self::OtherClient => "another client",
+            Self::NoClientId => "a client without id",
+        }
+    }
+
+    /// For a narrow column.
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::ThisComfytop => "comfytop",
+            Self::OtherClient => "other",
+            Self::NoClientId => "no id",
+        }
+    }
+}
+
+/// A mark and a word for a node's state.
+pub fn node_mark(state: NodeState) -> (&'static str, &'static str) {
+    match state {
+        NodeState::Pending => ("·", "pending"),
+        NodeState::Running => ("▶", "running"),
+        NodeState::Cached => ("◆", "cached"),
+        NodeState::Done => ("✓", "done"),
+        NodeState::Error => ("✗", "error"),
+        NodeState::Interrupted => ("■", "stopped"),
+    }
+}
+
+/// A mark and a word for where a prompt is.
+pub fn phase_mark(phase: &Phase) -> (&'static str, &'static str) {
+    match phase {
+        Phase::Queued => ("·", "pending"),
+        Phase::Running => ("▶", "running"),
+        Phase::Finished(Outcome::Success) => ("✓", "success"),
+        Phase::Finished(Outcome::Error(_)) => ("✗", "error"),
+        Phase::Finished(Outcome::Interrupted { .. }) => ("■", "interrupted"),
+        Phase::Finished(Outcome::Removed) => ("−", "removed"),
+        Phase::Finished(Outcome::Unknown) => ("?", "unknown"),
+    }
+}
+
+/// `Title (id)` of a node, sanitized.
+pub fn node_label(prompt: &PromptRecord, node: &str) -> String {
+    match prompt.node_title(node) {
+        Some(title) => format!("{} ({})", one_line(title), one_line(node)),
+        None => format!("node {}", one_line(node)),
+    }
+}
+
+/// The node a prompt failed in: its label, and its class when the title is not the class.
+fn failed_node(prompt: &PromptRecord, node: Option<&str>, class: Option<&str>) -> String {
+    let mut label = node.map_or_else(|| "an unknown node".to_string(), |n| node_label(prompt, n));
+    if let Some(class) = class
+        && node.and_then(|n| prompt.node_title(n)) != Some(class)
+    {
+        label.push_str(&format!(" [{}]", one_line(class)));
+    }
+    label
+}
+
+/// Splits `text` into lines of at most `width` characters, each prefixed by `indent`, breaking
+/// at spaces where it can and inside words longer than a line.
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let room = width.saturating_sub(indent.chars().count()).max(10);
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        // A tab has no width of its own in a cell.
+        let mut rest: Vec<char> = line.replace('\t', "    ").chars().collect();
+        if rest.is_empty() {
+            out.push(indent.to_string());
+        }
+        while !rest.is_empty() {
+            if rest.len() <= room {
+                out.push(format!("{indent}{}", rest.iter().collect::<String>()));
+                break;
+            }
+            // The last space that keeps the line within room, unless that leaves it mostly empty.
+            let cut = match rest[..=room].iter().rposition(|c| *c == ' ') {
+                Some(space) if space > room / 3 => space,
+                _ => room,
+            };
+            out.push(format!(
+                "{indent}{}",
+                rest[..cut].iter().collect::<String>().trim_end()
+            ));
+            let skip = if rest.get(cut) == Some(&' ') {
+                cut + 1
+            } else {
+                cut
+            };
+            rest.drain(..skip);
+        }
+    }
+    out
+}
+
+/// The summary line of a prompt: number, who, phase and times.
+pub fn summary(state: &State, prompt: &PromptRecord) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = prompt.number {
+        parts.push(format!("#{n}"));
+    }
+    parts.push(format!("queued by {}", Origin::of(prompt).words()));
+    let (_, phase) = phase_mark(&prompt.phase);
+    match &prompt.phase {
+        Phase::Queued => parts.push(format!(
+            "pending {}",
+            time::clock(state.now - prompt.first_seen)
+        )),
+        Phase::Running => parts.push(format!(
+            "running {}",
+            time::clock(state.running_for(prompt).unwrap_or(0.0))
+        )),
+        Phase::Finished(_) => {
+            parts.push(phase.to_string());
+            if let Some(ago) = state.finished_ago(prompt) {
+                parts.push(format!("finished {}", time::ago(ago)));
+            }
+            if let Some(d) = prompt.duration() {
+                parts.push(format!("took {}", time::duration(d)));
+            }
+        }
+    }
+    parts.join(" · ")
+}
+
+/// Every line of the detail view of `prompt`, wrapped to `width` columns.
+pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine> {
+    let mut out = Vec::new();
+    let push_wrapped = |out: &mut Vec<DocLine>, tone, text: &str, indent: &str| {
+        for line in wrap(text, width, indent) {
+            out.push(DocLine::new(tone, line));
+        }
+    };
+
+    out.push(DocLine::new(
+        Tone::Title,
+        format!("Prompt {}", one_line(&prompt.id)),
+    ));
+    push_wrapped(&mut out, Tone::Text, &summary(state, prompt), "");
+    if let Some(client) = &prompt.client_id {
+        out.push(DocLine::new(
+            Tone::Dim,
+            format!("client_id {}", one_line(client)),
+        ));
+    }
+
+    // Outcome first: it is what one opens a failed prompt for.
+    match prompt.outcome() {
+        Some(Outcome::Error(e)) => {
+            out.push(DocLine::new(Tone::Text, ""));
+            let node = failed_node(prompt, e.node_id.as_deref(), e.node_type.as_deref());
+            let message = format!(
+                "Error in {node}: {}: {}",
+                one_line(&e.exception_type),
+                sanitize(e.exception_message.trim_end())
+            );
+            push_wrapped(&mut out, Tone::Bad, &message, "");
+            if !e.current_inputs.is_empty() {
+                out.push(DocLine::new(Tone::Text, ""));
+                out.push(DocLine::new(Tone::Heading, "Inputs"));
+                for (name, value) in &e.current_inputs {
+                    let value = match value {
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        other => other.to_string(),
+                    };
+                    let value: String = one_line(&value).chars().take(500).collect();
+                    push_wrapped(
+                        &mut out,
+                        Tone::Text,
+                        &format!("{}: {value}", one_line(name)),
+                        "  ",
+                    );
+                }
+            }
+            if !e.traceback.is_empty() {
+                out.push(DocLine::new(Tone::Text, ""));
+                out.push(DocLine::new(Tone::Heading, "Traceback"));
+                for entry in &e.traceback {
+                    let entry = sanitize(entry.trim_end_matches('\n'));
+                    push_wrapped(&mut out, Tone::Code, &entry, "  ");
+                }
+            }
+        }
+        Some(Outcome::Interrupted { node_id, node_type }) => {
+            out.push(DocLine::new(Tone::Text, ""));
+            let node = failed_node(prompt, node_id.as_deref(), node_type.as_deref());
+            out.push(DocLine::new(Tone::Warn, format!("Interrupted in {node}")));
+        }
+        Some(Outcome::Removed) => {
+            out.push(DocLine::new(Tone::Text, ""));
+            out.push(DocLine::new(
+                Tone::Dim,
+                "Deleted from the queue before it ran.",
+            ));
+        }
+        Some(Outcome::Unknown) => {
+            out.push(DocLine::new(Tone::Text, ""));
+            out.push(DocLine::new(
+                Tone::Dim,
+                "Left the queue; the server kept no history of how it ended.",
+            ));
+        }
+        Some(Outcome::Success) | None => {}
+    }
+
+    let images: Vec<_> = prompt.images().collect();
+    if !images.is_empty() {
+        out.push(DocLine::new(Tone::Text, ""));
+        out.push(DocLine::new(
+            Tone::Heading,
+            format!("Outputs ({})", images.len()),
+        ));
+        for (node, image) in images {
+            let folder = if image.subfolder.is_empty() {
+                one_line(&image.folder).into_owned()
+            } else {
+                format!("{}/{}", one_line(&image.folder), one_line(&image.subfolder))
+            };
+            push_wrapped(
+                &mut out,
+                Tone::Text,
+                &format!(
+                    "{}  {}  [{folder}]",
+                    one_line(&image.filename),
+                    node_label(prompt, node)
+                ),
+                "  ",
+            );
+        }
+    }
+
+    let order = prompt.nodes_in_order();
+    if !order.is_empty() {
+        out.push(DocLine::new(Tone::Text, ""));
+        let (complete, total) = prompt.node_counts();
+        out.push(DocLine::new(
+            Tone::Heading,
+            format!("Nodes ({complete}/{total} complete)"),
+        ));
+        for id in &order {
+            let class = prompt
+                .graph
+                .get(id)
+                .map(|n| one_line(&n.class_type).into_owned())
+                .unwrap_or_default();
+            let record = prompt.nodes.get(id);
+            let state = record.map_or(NodeState::Pending, |n| n.state);
+            let (mark, word) = node_mark(state);
+            let steps = record
+                .filter(|n| n.has_progress)
+                .map(|n| format!("  {}/{}", n.value, n.max))
+                .unwrap_or_default();
+            let tone = match state {
+                NodeState::Error => Tone::Bad,
+                NodeState::Interrupted => Tone::Warn,
+                NodeState::Pending => Tone::Dim,
+                _ => Tone::Text,
+            };
+            push_wrapped(
+                &mut out,
+                tone,
+                &format!(
+                    "{mark} {:<32} {:<20} {word}{steps}",
+                    node_label(prompt, id),
+                    class
+                ),
+                "  ",
+            );
+        }
+    }
+
+    if !prompt.text.is_empty() {
+        out.push(DocLine::new(Tone::Text, ""));
+        out.push(DocLine::new(Tone::Heading, "Progress text"));
+        for (node, text) in &prompt.text {
+            push_wrapped(
+                &mut out,
+                Tone::Dim,
+                &format!("{}: {}", one_line(node), one_line(text.trim_end())),
+                "  ",
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_inside_long_words() {
+        assert_eq!(
+            wrap("the quick brown fox jumps", 12, ""),
+            vec!["the quick", "brown fox", "jumps"]
+        );
+        assert_eq!(
+            wrap("abcdefghijklmnopqrstuvwxyz", 10, "  "),
+            vec!["  abcdefghij", "  klmnopqrst", "  uvwxyz"]
+        );
+        assert_eq!(wrap("a\n\nb", 20, "> "), vec!["> a", "> ", "> b"]);
+    }
+}

@@ -1,0 +1,62 @@
+use crossterm::event::KeyEvent;
+
+use super::Panel;
+use crate::comfy::api::{PromptAccepted, PromptRequest, SystemStats};
+use crate::comfy::connection::ConnEvent;
+use crate::tracker::{TrackerCommand, TrackerInput};
+
+/// Everything that can change the dashboard's state. Nothing else reaches it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Key(KeyEvent),
+    /// A mouse click, already mapped to what is under the pointer.
+    Click(ClickTarget),
+    /// The mouse wheel over `panel` (`None`: outside every panel); `down` scrolls towards the end.
+    Wheel {
+        panel: Option<Panel>,
+        down: bool,
+    },
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// The terminal window gained or lost focus (where the terminal reports it).
+    Focus(bool),
+    /// A timer the state asked for (see [`super::State::wakeup_at`]).
+    Tick,
+    Conn(ConnEvent),
+    Fetched(Fetched),
+    /// Something went wrong outside the state (recording, say) that the user should see.
+    Problem(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickTarget {
+    Panel(Panel),
+    /// Row `index` of a panel's list (0 = the first item, not the first visible one).
+    Row {
+        panel: Panel,
+        index: usize,
+    },
+}
+
+/// The reply to a [`super::Command`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// A tracker fetch: its reply as tracker input, or the error in words.
+    Tracker {
+        command: TrackerCommand,
+        result: Result<TrackerInput, String>,
+    },
+    SystemStats(Result<SystemStats, String>),
+    /// A prompt this comfytop posted (the demo's own work; later requeue and submit): the
+    /// request and the server's acceptance, or the error in words.
+    Submitted(Result<Box<Submitted>, String>),
+}
+
+/// A prompt the server accepted from this comfytop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub request: PromptRequest,
+    pub accepted: PromptAccepted,
+}

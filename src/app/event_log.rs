@@ -1,0 +1,135 @@
+//! The event log panel: the latest events, one line each, in the `watch` format.
+
+use std::collections::VecDeque;
+
+use crate::comfy::Decoded;
+use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::protocol::ServerMessage;
+use crate::comfy::server_url::ServerUrl;
+use crate::describe::{connection_line, event_name, frame_line};
+use crate::text::one_line;
+use crate::tracker::Tracker;
+
+/// How many lines the log keeps.
+pub const LOG_KEPT: usize = 1000;
+
+/// One line of the log; `text` is already sanitized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// The dashboard clock when it happened.
+    pub at: f64,
+    pub kind: LineKind,
+    pub text: String,
+}
+
+/// What a line is about, for colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    Connection,
+    Message,
+    Error,
+    Unknown,
+}
+
+/// A ring buffer of the latest lines, oldest first.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    lines: VecDeque<LogLine>,
+    /// Lines ever pushed, so a view can tell that the log moved on.
+    total: u64,
+}
+
+impl EventLog {
+    pub fn push(&mut self, at: f64, kind: LineKind, text: String) {
+        if self.lines.len() == LOG_KEPT {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(LogLine { at, kind, text });
+        self.total += 1;
+    }
+
+    pub fn lines(&self) -> &VecDeque<LogLine> {
+        &self.lines
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Logs a connection event as `watch` prints it.
+    pub fn connection(&mut self, at: f64, event: &ConnEvent, server: &ServerUrl) {
+        let kind = match event {
+            // Frames are logged with the tracker at hand, see `frame`.
+            ConnEvent::Frame(_) => return,
+            ConnEvent::Disconnected { .. } => LineKind::Error,
+            _ => LineKind::Connection,
+        };
+        self.push(at, kind, connection_line(event, server));
+    }
+
+    /// Logs one received frame as `watch` prints it; `tracker` names the nodes.
+    pub fn frame(&mut self, at: f64, frame: &ReceivedFrame, tracker: &Tracker) {
+        let kind = match &frame.decoded {
+            Decoded::Malformed { .. } | Decoded::Message(ServerMessage::ExecutionError(_)) => {
+                LineKind::Error
+            }
+            Decoded::Message(ServerMessage::Unknown { .. }) => LineKind::Unknown,
+            decoded if event_name(decoded) == "unknown" => LineKind::Unknown,
+            _ => LineKind::Message,
+        };
+        self.push(at, kind, frame_line(frame, tracker));
+    }
+}
+
+/// The first 8 characters of a prompt id, enough to tell prompts apart on screen.
+pub fn short_id(id: &str) -> String {
+    one_line(id).chars().take(8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comfy::RawFrame;
+
+    fn frame(json: &str) -> ReceivedFrame {
+        let raw = RawFrame::Text(json.to_string());
+        ReceivedFrame {
+            t: 1.5,
+            decoded: raw.decode(),
+            raw,
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_logged_with_their_data_sanitized() {
+        let mut log = EventLog::default();
+        log.frame(
+            0.0,
+            &frame(r#"{"type":"crystools.monitor","data":{"cpu":"\u001b[31m3"}}"#),
+            &Tracker::new("me"),
+        );
+        let line = log.lines().back().unwrap();
+        assert_eq!(line.kind, LineKind::Unknown);
+        assert!(line.text.contains("crystools.monitor"), "{}", line.text);
+        assert!(!line.text.contains('\u{1b}'), "{}", line.text);
+    }
+
+    #[test]
+    fn ring_buffer_keeps_the_newest_lines() {
+        let mut log = EventLog::default();
+        for i in 0..LOG_KEPT + 5 {
+            log.push(i as f64, LineKind::Message, i.to_string());
+        }
+        assert_eq!(log.len(), LOG_KEPT);
+        assert_eq!(log.lines().front().unwrap().text, "5");
+        assert_eq!(log.total(), (LOG_KEPT + 5) as u64);
+    }
+}

@@ -1,0 +1,29 @@
+//! The dashboard's model: [`State`], the [`Event`]s that change it, the [`Command`]s it asks for,
+//! and [`update`], the only code that mutates it.
+//!
+//! Nothing here does I/O or knows about terminals beyond key and mouse codes: the runtime feeds
+//! events in and runs the commands that come out, and `ui::draw` only reads the state. Tests drive
+//! it with events alone.
+
+mod command;
+pub mod detail;
+mod event;
+pub mod event_log;
+pub mod keymap;
+mod state;
+pub mod time;
+mod update;
+
+pub use command::Command;
+pub use event::{ClickTarget, Event, Fetched, Submitted};
+pub use event_log::{EventLog, LogLine};
+pub use state::{
+    Detail, Link, Overlay, Panel, STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerState,
+    State, Stats, StatsSummary, Ui,
+};
+pub use update::update;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

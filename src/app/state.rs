@@ -1,0 +1,367 @@
+use crate::comfy::api::SystemStats;
+use crate::comfy::protocol::PromptId;
+use crate::comfy::server_url::ServerUrl;
+use crate::tracker::{PromptRecord, Tracker};
+
+use super::event_log::EventLog;
+use super::time;
+
+/// `/system_stats` is asked for this often while a prompt runs or waits...
+pub const STATS_INTERVAL_BUSY: f64 = 5.0;
+/// ...and this often while the server is idle (VRAM hardly moves then).
+pub const STATS_INTERVAL_IDLE: f64 = 30.0;
+/// How many history rows the "ago" timer looks at (more are never on screen at once).
+const AGED_ROWS: usize = 100;
+
+/// The whole dashboard.
+#[derive(Debug)]
+pub struct State {
+    /// The dashboard clock: seconds since it started (monotonic). Set by every update.
+    pub now: f64,
+    /// The wall clock (ms since the epoch) at dashboard clock 0, to read the server's timestamps.
+    pub epoch_ms_at_zero: f64,
+    /// Everything about the one server watched. Several servers will be a list of these.
+    pub server: ServerState,
+    pub ui: Ui,
+    /// Something on screen changed since the last draw.
+    pub dirty: bool,
+    /// When the screen next changes by itself (a clock ticking), on the dashboard clock.
+    pub(super) redraw_at: Option<f64>,
+    pub quitting: bool,
+}
+
+/// What is known about one server.
+#[derive(Debug)]
+pub struct ServerState {
+    pub url: ServerUrl,
+    /// The address as shown (credentials redacted).
+    pub label: String,
+    pub tracker: Tracker,
+    pub link: Link,
+    /// Why the last connection attempt or socket failed; cleared on connect.
+    pub last_error: Option<String>,
+    pub stats: Stats,
+    pub log: EventLog,
+}
+
+/// The state of the WebSocket connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    /// Nothing heard from the connection task yet.
+    Starting,
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        since: f64,
+    },
+    /// Waiting before attempt `attempt`, due at `retry_at`.
+    Waiting {
+        attempt: u32,
+        retry_at: f64,
+    },
+    /// The socket is gone and no retry is scheduled.
+    Offline,
+}
+
+/// `/system_stats` and its refresh schedule.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub latest: Option<SystemStats>,
+    /// What the status bar shows of it; a reply that shows the same needs no redraw.
+    pub summary: Option<StatsSummary>,
+    pub error: Option<String>,
+    pub in_flight: bool,
+    /// When the next fetch is due; None while disconnected.
+    pub due_at: Option<f64>,
+    /// The terminal has focus (or never said otherwise): stats are only fetched while seen.
+    pub paused: bool,
+}
+
+/// The part of `/system_stats` the status bar shows, already formatted and sanitized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSummary {
+    pub version: String,
+    pub device: String,
+    /// `VRAM used/total GiB` of the first device (`RAM` when it is the CPU).
+    pub memory: Option<String>,
+}
+
+impl StatsSummary {
+    pub fn of(stats: &SystemStats) -> Self {
+        use crate::text::one_line;
+        let version = one_line(&stats.system.comfyui_version).into_owned();
+        let (device, memory) = match stats.devices.first() {
+            Some(d) => {
+                // Device names look like "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync".
+                let name = one_line(&d.name);
+                let name = name.split(" : ").next().unwrap_or_default().trim();
+                let memory = (d.vram_total > 0).then(|| {
+                    let used = d.vram_total.saturating_sub(d.vram_free);
+                    let kind = if d.kind == "cpu" { "RAM" } else { "VRAM" };
+                    format!("{kind} {}/{} GiB", time::gib(used), time::gib(d.vram_total))
+                });
+                (name.to_string(), memory)
+            }
+            None => (String::new(), None),
+        };
+        Self {
+            version,
+            device,
+            memory,
+        }
+    }
+}
+
+/// The panels that take focus, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Panel {
+    Queue,
+    Progress,
+    History,
+    Log,
+}
+
+/// The selected row of a list, kept by prompt id so it stays on the same prompt while the list
+/// changes around it. With no id it follows the top of the list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub id: Option<PromptId>,
+    /// Where it was last seen, used when the prompt left the list.
+    pub index: usize,
+}
+
+impl Selection {
+    /// The selected row among `ids`, if the list is not empty.
+    pub fn resolve<'a>(&self, mut ids: impl ExactSizeIterator<Item = &'a str>) -> Option<usize> {
+        let len = ids.len();
+        if len == 0 {
+            return None;
+        }
+        if let Some(id) = &self.id
+            && let Some(pos) = ids.position(|other| other == id)
+        {
+            return Some(pos);
+        }
+        Some(self.index.min(len - 1))
+    }
+}
+
+/// The detail view of one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub prompt_id: PromptId,
+    /// First line shown.
+    pub scroll: usize,
+}
+
+/// What covers the dashboard. Help now; confirmations and other dialogs later.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help,
+}
+
+/// Where the user is and what they see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ui {
+    pub focus: Panel,
+    pub queue: Selection,
+    pub history: Selection,
+    /// The progress panel's cursor (a node row), for the prompt it was set on. Without one (or
+    /// for another prompt) the cursor follows the running node.
+    pub progress_scroll: Option<(PromptId, usize)>,
+    /// Lines up from the newest in the event log; 0 follows new lines.
+    pub log_scroll: usize,
+    pub detail: Option<Detail>,
+    pub overlay: Option<Overlay>,
+    pub show_log: bool,
+    /// The terminal size, as last reported.
+    pub width: u16,
+    pub height: u16,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Self {
+            focus: Panel::Queue,
+            queue: Selection::default(),
+            history: Selection::default(),
+            progress_scroll: None,
+            log_scroll: 0,
+            detail: None,
+            overlay: None,
+            show_log: false,
+            width: 80,
+            height: 24,
+        }
+    }
+}
+
+impl Ui {
+    /// The panels Tab cycles through, as laid out now.
+    pub fn panels(&self) -> Vec<Panel> {
+        let mut panels = vec![Panel::Queue, Panel::Progress, Panel::History];
+        if self.show_log {
+            panels.push(Panel::Log);
+        }
+        panels
+    }
+}
+
+/// Lines of the frame around the detail view, and the status bar and footer above and below.
+const DETAIL_CHROME_ROWS: u16 = 4;
+/// Columns of the frame and its padding.
+const DETAIL_CHROME_COLS: u16 = 4;
+
+impl Ui {
+    /// The text area of the detail view: (columns, rows).
+    pub fn detail_body_size(&self) -> (usize, usize) {
+        (
+            usize::from(self.width.saturating_sub(DETAIL_CHROME_COLS)).max(20),
+            usize::from(self.height.saturating_sub(DETAIL_CHROME_ROWS)).max(1),
+        )
+    }
+}
+
+impl State {
+    /// A dashboard for `server` whose own client id is `client_id`, at dashboard clock 0.
+    pub fn new(server: ServerUrl, client_id: &str, epoch_ms_at_zero: f64) -> Self {
+        Self {
+            now: 0.0,
+            epoch_ms_at_zero,
+            server: ServerState {
+                label: server.redacted(),
+                url: server,
+                tracker: Tracker::new(client_id),
+                link: Link::Starting,
+                last_error: None,
+                stats: Stats::default(),
+                log: EventLog::default(),
+            },
+            ui: Ui::default(),
+            dirty: true,
+            redraw_at: None,
+            quitting: false,
+        }
+    }
+
+    /// The queue panel's rows: the running prompt, then the pending ones in run order.
+    pub fn queue_rows(&self) -> Vec<&PromptRecord> {
+        let tracker = &self.server.tracker;
+        tracker
+            .running()
+            .into_iter()
+            .chain(tracker.pending())
+            .collect()
+    }
+
+    /// The history panel's rows, newest first.
+    pub fn history_rows(&self) -> Vec<&PromptRecord> {
+        self.server.tracker.finished().collect()
+    }
+
+    pub fn selected_queue_row(&self) -> Option<usize> {
+        let rows = self.queue_rows();
+        self.ui.queue.resolve(rows.iter().map(|p| p.id.as_str()))
+    }
+
+    pub fn selected_history_row(&self) -> Option<usize> {
+        let rows = self.history_rows();
+        self.ui.history.resolve(rows.iter().map(|p| p.id.as_str()))
+    }
+
+    /// The progress panel's cursor row for `prompt_id`: where the user moved it, else the
+    /// running node.
+    pub fn progress_scroll_for(&self, prompt_id: &str) -> usize {
+        match &self.ui.progress_scroll {
+            Some((id, row)) if id == prompt_id => *row,
+            _ => self
+                .server
+                .tracker
+                .prompt(prompt_id)
+                .and_then(|p| {
+                    let current = p.current_node.as_ref()?;
+                    p.nodes_in_order().iter().position(|n| n == current)
+                })
+                .unwrap_or(0),
+        }
+    }
+
+    /// The wall clock now, in ms since the epoch.
+    pub fn wall_ms(&self) -> f64 {
+        self.epoch_ms_at_zero + self.now * 1000.0
+    }
+
+    /// Seconds since a prompt finished, when that is known: by this dashboard's own clock when
+    /// it saw the prompt end (no clock skew), else by the server's timestamp (history fetched
+    /// after a start or reconnect).
+    pub fn finished_ago(&self, prompt: &PromptRecord) -> Option<f64> {
+        let seen_ending = prompt
+            .finished_at
+            .filter(|&t| prompt.live || t > prompt.first_seen);
+        if let Some(t) = seen_ending {
+            return Some((self.now - t).max(0.0));
+        }
+        prompt
+            .server_finished_ms
+            .map(|ms| ((self.wall_ms() - ms) / 1000.0).max(0.0))
+    }
+
+    /// Seconds a prompt has been running (None if it is not running).
+    pub fn running_for(&self, prompt: &PromptRecord) -> Option<f64> {
+        prompt.started_at.map(|t| (self.now - t).max(0.0))
+    }
+
+    /// When the next timer should fire: the screen changes by itself, or a fetch is due.
+    pub fn wakeup_at(&self) -> Option<f64> {
+        let stats = self.stats_due();
+        match (self.redraw_at, stats) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When `/system_stats` should next be fetched, if it should.
+    pub(super) fn stats_due(&self) -> Option<f64> {
+        let stats = &self.server.stats;
+        if stats.in_flight || stats.paused || !matches!(self.server.link, Link::Connected { .. }) {
+            return None;
+        }
+        stats.due_at
+    }
+
+    /// Something is queued or running on the server.
+    pub fn busy(&self) -> bool {
+        self.server.tracker.running().is_some()
+            || self.server.tracker.queue_remaining().unwrap_or(0) > 0
+    }
+
+    /// When what is on screen next changes by itself: a running clock, a countdown, an age.
+    pub(super) fn next_redraw(&self) -> Option<f64> {
+        let now = self.now;
+        let mut next: Option<f64> = None;
+        let mut consider = |t: f64| next = Some(next.map_or(t, |n: f64| n.min(t)));
+        let tracker = &self.server.tracker;
+        if let Some(running) = tracker.running()
+            && let Some(elapsed) = self.running_for(running)
+        {
+            consider(now + time::clock_changes_in(elapsed));
+        }
+        // Waiting times of pending prompts count up with the first one (same second boundary
+        // is not guaranteed, so each is looked at).
+        for pending in tracker.pending() {
+            consider(now + time::clock_changes_in(now - pending.first_seen));
+        }
+        if let Link::Waiting { retry_at, .. } = self.server.link
+            && let Some(dt) = time::countdown_changes_in(retry_at - now)
+        {
+            consider(now + dt);
+        }
+        for prompt in tracker.finished().take(AGED_ROWS) {
+            if let Some(ago) = self.finished_ago(prompt) {
+                consider(now + time::ago_changes_in(ago));
+            }
+        }
+        next
+    }
+}

@@ -1,0 +1,180 @@
+//! Test helpers: the shared reference transcripts turned into dashboard events.
+
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use crate::comfy::api::{History, QueueItem, QueueSnapshot, SystemStats};
+use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::protocol::FeatureFlags;
+use crate::comfy::server_url::ServerUrl;
+use crate::comfy::{Decoded, RawFrame};
+use crate::tracker::{TrackerCommand, TrackerInput};
+
+use super::{Command, Event, Fetched, State, update};
+
+pub const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+
+/// Wall clock at dashboard clock 0 in the tests: shortly before the reference recordings, so
+/// their server timestamps read as a few seconds after the start.
+pub const EPOCH_MS: f64 = 1_795_828_739_000.0;
+
+/// The frames of a transcript, with their times.
+pub fn transcript(name: &str) -> Vec<ReceivedFrame> {
+    let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let raw = if v["kind"] == "text" {
+                RawFrame::Text(v["data"].to_string())
+            } else {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v["b64"].as_str().unwrap())
+                    .unwrap();
+                RawFrame::Binary(bytes.into())
+            };
+            let decoded = raw.decode();
+            assert!(
+                !matches!(decoded, Decoded::Malformed { .. }),
+                "{name}: {decoded:?}"
+            );
+            ReceivedFrame {
+                t: v["t"].as_f64().unwrap(),
+                raw,
+                decoded,
+            }
+        })
+        .collect()
+}
+
+fn meta(name: &str) -> Value {
+    let path = format!("{REFERENCE}/transcripts/{name}.meta.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn url(text: &str) -> ServerUrl {
+    ServerUrl::parse(text).unwrap()
+}
+
+/// The client id of a scenario's first connection.
+pub fn client_id(name: &str) -> String {
+    meta(name)["connections"][0]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// What `/queue` would have said right after the scenario's accepted POSTs: all of them pending.
+pub fn posted_queue(name: &str) -> QueueSnapshot {
+    let meta = meta(name);
+    let mut pending = Vec::new();
+    for action in meta["actions"].as_array().unwrap() {
+        if action["method"] != "POST" || action["path"] != "/prompt" || action["status"] != 200 {
+            continue;
+        }
+        let body = &action["body"];
+        let mut extra: Map<String, Value> =
+            body["extra_data"].as_object().cloned().unwrap_or_default();
+        if let Some(client) = body["client_id"].as_str() {
+            extra.insert("client_id".into(), json!(client));
+        }
+        pending.push(QueueItem {
+            number: action["response"]["number"].as_f64().unwrap(),
+            prompt_id: action["response"]["prompt_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            prompt: body["prompt"].clone(),
+            extra_data: extra,
+            outputs_to_execute: Vec::new(),
+        });
+    }
+    QueueSnapshot {
+        queue_running: Vec::new(),
+        queue_pending: pending,
+    }
+}
+
+/// The `body` of a recorded HTTP reply, typed. Read straight from the text, so maps keep the
+/// server's order (history is in completion order).
+pub fn http_body<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    #[derive(serde::Deserialize)]
+    struct Recorded<T> {
+        body: T,
+    }
+    let path = format!("{REFERENCE}/http/{name}.json");
+    let recorded: Recorded<T> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    recorded.body
+}
+
+pub fn system_stats() -> SystemStats {
+    http_body("get_system_stats")
+}
+
+/// A dashboard for `client_id` whose connection came up at `now`, with the replies to its first
+/// fetches given: an empty queue and `history`, and the recorded `/system_stats`.
+pub fn connected(client_id: &str, now: f64, history: History) -> State {
+    let mut state = State::new(url("http://127.0.0.1:8188"), client_id, EPOCH_MS);
+    state.ui.width = 120;
+    state.ui.height = 40;
+    update(
+        &mut state,
+        now,
+        Event::Conn(ConnEvent::Connecting { attempt: 1 }),
+    );
+    let commands = update(
+        &mut state,
+        now,
+        Event::Conn(ConnEvent::Connected {
+            sid: Some(client_id.to_string()),
+            features: Some(FeatureFlags::default()),
+        }),
+    );
+    for command in commands {
+        let reply = match command {
+            Command::Fetch(TrackerCommand::FetchQueue) => Fetched::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
+            },
+            Command::Fetch(c @ TrackerCommand::FetchHistory { .. }) => Fetched::Tracker {
+                command: c,
+                result: Ok(TrackerInput::History(history.clone())),
+            },
+            Command::FetchSystemStats => Fetched::SystemStats(Ok(system_stats())),
+            other => panic!("unexpected first command {other:?}"),
+        };
+        update(&mut state, now, Event::Fetched(reply));
+    }
+    state
+}
+
+/// Feeds a transcript's frames at `start + t` up to `until` (transcript clock), answering the
+/// first `/queue` fetch with the scenario's posted prompts. Returns the commands asked for.
+pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Command> {
+    let mut queue = Some(posted_queue(name));
+    let mut all = Vec::new();
+    for frame in transcript(name) {
+        if frame.t > until {
+            break;
+        }
+        let now = start + frame.t;
+        let commands = update(state, now, Event::Conn(ConnEvent::Frame(frame)));
+        for command in &commands {
+            if *command == Command::Fetch(TrackerCommand::FetchQueue)
+                && let Some(snapshot) = queue.take()
+            {
+                update(
+                    state,
+                    now,
+                    Event::Fetched(Fetched::Tracker {
+                        command: TrackerCommand::FetchQueue,
+                        result: Ok(TrackerInput::Queue(snapshot)),
+                    }),
+                );
+            }
+        }
+        all.extend(commands);
+    }
+    all
+}

@@ -1,0 +1,493 @@
+//! `update` driven by the reference transcripts and by keys, asserting on state and commands.
+
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::testing::{client_id, connected, replay, system_stats, transcript, url};
+use super::*;
+use crate::comfy::api::{History, QueueSnapshot};
+use crate::comfy::connection::ConnEvent;
+use crate::comfy::connection::ReceivedFrame;
+use crate::comfy::{Decoded, RawFrame};
+use crate::tracker::{Outcome, Phase, TrackerCommand, TrackerInput};
+
+fn key(state: &mut State, code: KeyCode) -> Vec<Command> {
+    let now = state.now;
+    update(
+        state,
+        now,
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+    )
+}
+
+fn text_frame(json: &str) -> Event {
+    let raw = RawFrame::Text(json.to_string());
+    let decoded = raw.decode();
+    Event::Conn(ConnEvent::Frame(ReceivedFrame {
+        t: 0.0,
+        raw,
+        decoded,
+    }))
+}
+
+#[test]
+fn connecting_asks_for_queue_history_and_system_stats() {
+    let mut state = State::new(url("http://x"), "me", 0.0);
+    let commands = update(
+        &mut state,
+        1.0,
+        Event::Conn(ConnEvent::Connected {
+            sid: Some("me".into()),
+            features: None,
+        }),
+    );
+    assert_eq!(
+        commands,
+        vec![
+            Command::Fetch(TrackerCommand::FetchQueue),
+            Command::Fetch(TrackerCommand::FetchHistory {
+                max_items: crate::tracker::HISTORY_FETCH
+            }),
+            Command::FetchSystemStats,
+        ]
+    );
+    assert_eq!(state.server.link, Link::Connected { since: 1.0 });
+    assert!(state.dirty);
+}
+
+#[test]
+fn a_full_run_ends_in_history_with_every_event_logged() {
+    let name = "c_full_run_legacy_previews";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    replay(&mut state, name, 1.0, f64::INFINITY);
+    let history = state.history_rows();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].phase, Phase::Finished(Outcome::Success));
+    assert!(history[0].ours);
+    assert!(state.queue_rows().is_empty());
+    let log: Vec<&str> = state
+        .server
+        .log
+        .lines()
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("execution_success") && l.contains("647d7248")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" progress ") && l.contains("node 1 \"Slow Steps\" 3/6")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("preview_image     jpeg")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("progress_text     node 1 \"Slow Steps\"")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn mid_run_the_running_prompt_leads_the_queue_and_a_clock_ticks() {
+    let name = "c_full_run_legacy_previews";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    replay(&mut state, name, 1.0, 1.0);
+    let rows = state.queue_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].phase, Phase::Running);
+    assert!(rows[0].live);
+    // A running prompt's elapsed time is on screen: a timer is due within a second.
+    let wake = state.wakeup_at().unwrap();
+    assert!(
+        wake > state.now && wake <= state.now + 1.0,
+        "{wake} {}",
+        state.now
+    );
+    state.dirty = false;
+    update(&mut state, wake, Event::Tick);
+    assert!(state.dirty, "the tick redraws the clock");
+}
+
+#[test]
+fn an_error_opens_in_the_detail_view_with_a_scrollable_traceback() {
+    let name = "e_execution_error";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    state.ui.height = 24;
+    replay(&mut state, name, 1.0, f64::INFINITY);
+    key(&mut state, KeyCode::Tab);
+    key(&mut state, KeyCode::Tab);
+    assert_eq!(state.ui.focus, Panel::History);
+    key(&mut state, KeyCode::Enter);
+    let detail = state.ui.detail.clone().unwrap();
+    let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
+    let (width, rows) = state.ui.detail_body_size();
+    let lines = super::detail::lines(&state, prompt, width);
+    let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|l| l.starts_with("Error in LabRaiseError (2): RuntimeError")),
+        "{text:#?}"
+    );
+    assert!(text.contains(&"Traceback"), "{text:#?}");
+    assert!(lines.len() > rows, "long enough to scroll");
+
+    key(&mut state, KeyCode::Char('G'));
+    let bottom = state.ui.detail.as_ref().unwrap().scroll;
+    assert_eq!(bottom, lines.len() - rows);
+    key(&mut state, KeyCode::Char('k'));
+    assert_eq!(state.ui.detail.as_ref().unwrap().scroll, bottom - 1);
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(state.ui.detail.as_ref().unwrap().scroll, 0);
+    key(&mut state, KeyCode::Esc);
+    assert!(state.ui.detail.is_none());
+}
+
+#[test]
+fn a_watcher_asks_for_the_queue_on_status_and_never_twice_at_once() {
+    let name = "i_second_client_watching__watcher";
+    let mut state = State::new(url("http://x"), "watcher", 0.0);
+    update(
+        &mut state,
+        0.0,
+        Event::Conn(ConnEvent::Connected {
+            sid: None,
+            features: None,
+        }),
+    );
+    let mut fetches = 0;
+    for frame in transcript(name) {
+        let commands = update(&mut state, frame.t, Event::Conn(ConnEvent::Frame(frame)));
+        fetches += commands
+            .iter()
+            .filter(|c| **c == Command::Fetch(TrackerCommand::FetchQueue))
+            .count();
+    }
+    // The connect's fetch is still in flight: statuses only mark one more as wanted.
+    assert_eq!(fetches, 0);
+    let commands = update(
+        &mut state,
+        5.0,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
+        }),
+    );
+    assert_eq!(commands, vec![Command::Fetch(TrackerCommand::FetchQueue)]);
+    // The text frames were broadcast and logged; nothing is running for this watcher.
+    assert!(
+        state
+            .server
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.text.contains("progress_text"))
+    );
+}
+
+#[test]
+fn another_clients_prompt_shows_without_live_detail() {
+    let mut state = connected("watcher", 0.0, History::default());
+    let snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
+    update(
+        &mut state,
+        2.0,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Ok(TrackerInput::Queue(snapshot)),
+        }),
+    );
+    let rows = state.queue_rows();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0].phase, Phase::Running);
+    assert!(!rows[0].ours && !rows[0].live);
+    let numbers: Vec<f64> = rows[1..].iter().filter_map(|p| p.number).collect();
+    assert_eq!(numbers, vec![-8.0, 6.0, 7.0]);
+}
+
+#[test]
+fn unknown_message_types_reach_the_log() {
+    let mut state = connected("me", 0.0, History::default());
+    update(
+        &mut state,
+        1.0,
+        text_frame(r#"{"type":"crystools.monitor","data":{"cpu_utilization":3.5}}"#),
+    );
+    let last = state.server.log.lines().back().unwrap();
+    assert_eq!(last.kind, event_log::LineKind::Unknown);
+    assert!(last.text.contains("crystools.monitor"), "{}", last.text);
+}
+
+#[test]
+fn preview_frames_redraw_only_when_the_log_shows_them() {
+    let name = "c_full_run_legacy_previews";
+    let preview = transcript(name)
+        .into_iter()
+        .find(|f| matches!(f.decoded, Decoded::Binary(_)))
+        .unwrap();
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    state.dirty = false;
+    update(
+        &mut state,
+        1.0,
+        Event::Conn(ConnEvent::Frame(preview.clone())),
+    );
+    assert!(!state.dirty);
+    key(&mut state, KeyCode::Char('l'));
+    state.dirty = false;
+    update(&mut state, 1.0, Event::Conn(ConnEvent::Frame(preview)));
+    assert!(state.dirty);
+}
+
+#[test]
+fn idle_means_no_timer_but_the_slow_stats_refresh() {
+    let mut state = connected("me", 0.0, History::default());
+    assert_eq!(state.redraw_at, None, "nothing on screen moves by itself");
+    assert_eq!(state.wakeup_at(), Some(STATS_INTERVAL_IDLE));
+    state.dirty = false;
+    let commands = update(&mut state, STATS_INTERVAL_IDLE - 1.0, Event::Tick);
+    assert!(commands.is_empty());
+    let commands = update(&mut state, STATS_INTERVAL_IDLE, Event::Tick);
+    assert_eq!(commands, vec![Command::FetchSystemStats]);
+    assert_eq!(state.wakeup_at(), None, "one fetch at a time");
+    // The same numbers again: nothing to redraw.
+    update(
+        &mut state,
+        STATS_INTERVAL_IDLE + 0.1,
+        Event::Fetched(Fetched::SystemStats(Ok(system_stats()))),
+    );
+    assert!(!state.dirty);
+}
+
+#[test]
+fn stats_pause_while_the_terminal_is_out_of_focus() {
+    let mut state = connected("me", 0.0, History::default());
+    update(&mut state, 1.0, Event::Focus(false));
+    assert_eq!(state.wakeup_at(), None);
+    assert!(update(&mut state, 100.0, Event::Tick).is_empty());
+    let commands = update(&mut state, 101.0, Event::Focus(true));
+    assert_eq!(commands, vec![Command::FetchSystemStats]);
+}
+
+#[test]
+fn a_reconnect_countdown_ticks_each_second_and_shows_the_last_error() {
+    let mut state = connected("me", 0.0, History::default());
+    update(
+        &mut state,
+        10.0,
+        Event::Conn(ConnEvent::Disconnected {
+            reason: "connection refused\u{1b}[2J".into(),
+        }),
+    );
+    assert_eq!(
+        state.server.last_error.as_deref(),
+        Some("connection refused")
+    );
+    update(
+        &mut state,
+        10.5,
+        Event::Conn(ConnEvent::Reconnecting {
+            attempt: 2,
+            delay: Duration::from_millis(2500),
+        }),
+    );
+    assert_eq!(
+        state.server.link,
+        Link::Waiting {
+            attempt: 2,
+            retry_at: 13.0
+        }
+    );
+    // 2.5 s left reads "3 s" until 2 s are left.
+    assert_eq!(state.wakeup_at(), Some(11.0));
+    assert!(!state.server.tracker.is_connected());
+}
+
+#[test]
+fn tab_cycles_the_shown_panels_and_the_log_joins_when_shown() {
+    let mut state = State::new(url("http://x"), "me", 0.0);
+    let mut seen = vec![state.ui.focus];
+    for _ in 0..3 {
+        key(&mut state, KeyCode::Tab);
+        seen.push(state.ui.focus);
+    }
+    assert_eq!(
+        seen,
+        vec![Panel::Queue, Panel::Progress, Panel::History, Panel::Queue]
+    );
+    key(&mut state, KeyCode::Char('l'));
+    key(&mut state, KeyCode::BackTab);
+    assert_eq!(state.ui.focus, Panel::Log);
+    key(&mut state, KeyCode::Char('l'));
+    assert_eq!(
+        state.ui.focus,
+        Panel::Queue,
+        "hiding the log moves focus off it"
+    );
+}
+
+#[test]
+fn help_opens_on_question_mark_and_swallows_keys_until_closed() {
+    let mut state = State::new(url("http://x"), "me", 0.0);
+    key(&mut state, KeyCode::Char('?'));
+    assert_eq!(state.ui.overlay, Some(Overlay::Help));
+    key(&mut state, KeyCode::Tab);
+    assert_eq!(state.ui.focus, Panel::Queue);
+    key(&mut state, KeyCode::Esc);
+    assert_eq!(state.ui.overlay, None);
+    assert_eq!(key(&mut state, KeyCode::Char('q')), vec![Command::Quit]);
+    assert!(state.quitting);
+}
+
+#[test]
+fn the_selection_stays_on_its_prompt_while_the_queue_changes() {
+    let mut state = connected("watcher", 0.0, History::default());
+    let mut snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
+    let fetched = |s: QueueSnapshot| {
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Ok(TrackerInput::Queue(s)),
+        })
+    };
+    update(&mut state, 1.0, fetched(snapshot.clone()));
+    key(&mut state, KeyCode::Char('j'));
+    key(&mut state, KeyCode::Char('j'));
+    let chosen = state.queue_rows()[2].id.clone();
+    assert_eq!(state.ui.queue.id.as_deref(), Some(chosen.as_str()));
+    // The front prompt (number -8) leaves the queue: the chosen one moves up a row.
+    snapshot.queue_pending.retain(|p| p.number != -8.0);
+    update(&mut state, 2.0, fetched(snapshot));
+    let row = state.selected_queue_row().unwrap();
+    assert_eq!(state.queue_rows()[row].id, chosen);
+    assert_eq!(row, 1);
+}
+
+#[test]
+fn a_click_selects_the_row_and_focuses_its_panel() {
+    let mut state = connected("watcher", 0.0, History::default());
+    let snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
+    update(
+        &mut state,
+        1.0,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Ok(TrackerInput::Queue(snapshot)),
+        }),
+    );
+    state.ui.focus = Panel::History;
+    update(
+        &mut state,
+        2.0,
+        Event::Click(ClickTarget::Row {
+            panel: Panel::Queue,
+            index: 3,
+        }),
+    );
+    assert_eq!(state.ui.focus, Panel::Queue);
+    assert_eq!(state.selected_queue_row(), Some(3));
+    update(
+        &mut state,
+        2.0,
+        Event::Wheel {
+            panel: Some(Panel::Queue),
+            down: false,
+        },
+    );
+    assert_eq!(state.selected_queue_row(), Some(2));
+}
+
+#[test]
+fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
+    let mut state = State::new(url("http://x"), "me", 0.0);
+    update(
+        &mut state,
+        0.0,
+        Event::Conn(ConnEvent::Connected {
+            sid: None,
+            features: None,
+        }),
+    );
+    // A status while the first fetch is out asks for another after it.
+    update(
+        &mut state,
+        0.1,
+        text_frame(r#"{"type":"status","data":{"status":{"exec_info":{"queue_remaining":1}}}}"#),
+    );
+    let commands = update(
+        &mut state,
+        0.2,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Err("timed out".into()),
+        }),
+    );
+    assert_eq!(commands, vec![Command::Fetch(TrackerCommand::FetchQueue)]);
+    let last = state.server.log.lines().back().unwrap();
+    assert_eq!(last.text, "GET /queue failed: timed out");
+}
+
+#[test]
+fn history_ages_are_refreshed_on_label_boundaries_only() {
+    let history: History = super::testing::http_body("get_history");
+    let mut state = connected("me", 0.0, history);
+    // Half an hour after the recordings every age reads in minutes: the next change is at most
+    // a minute away, at the next minute boundary of one of them.
+    update(&mut state, 1800.0, Event::Tick);
+    let expected = state
+        .history_rows()
+        .iter()
+        .filter_map(|p| state.finished_ago(p))
+        .map(|ago| state.now + time::ago_changes_in(ago))
+        .fold(f64::INFINITY, f64::min);
+    assert!(expected.is_finite());
+    assert_eq!(state.redraw_at, Some(expected));
+    assert!(expected > state.now && expected - state.now <= 60.0);
+}
+
+#[test]
+fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
+    use crate::comfy::api::{PromptAccepted, PromptRequest};
+    let mut state = connected("me", 0.0, History::default());
+    let request = PromptRequest {
+        prompt: serde_json::json!({"1": {"class_type": "SaveImage", "inputs": {}}}),
+        client_id: Some("me".into()),
+        ..Default::default()
+    };
+    let accepted = PromptAccepted {
+        prompt_id: "p-1".into(),
+        number: 7.0,
+        node_errors: Default::default(),
+    };
+    update(
+        &mut state,
+        1.0,
+        Event::Fetched(Fetched::Submitted(Ok(Box::new(Submitted {
+            request,
+            accepted,
+        })))),
+    );
+    let rows = state.queue_rows();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ours);
+    assert_eq!(rows[0].number, Some(7.0));
+    assert_eq!(rows[0].node_title("1"), Some("SaveImage"));
+    assert_eq!(
+        state.server.log.lines().back().unwrap().text,
+        "queued p-1 as #7"
+    );
+    update(
+        &mut state,
+        2.0,
+        Event::Fetched(Fetched::Submitted(Err("HTTP 400".into()))),
+    );
+    assert_eq!(
+        state.server.log.lines().back().unwrap().text,
+        "POST /prompt failed: HTTP 400"
+    );
+}

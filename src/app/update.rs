@@ -1,0 +1,425 @@
+//! [`update`]: the only code that changes the dashboard's state.
+
+use crossterm::event::KeyEvent;
+
+use crate::comfy::Decoded;
+use crate::comfy::binary::BinaryFrame;
+use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::tracker::{TrackerCommand, TrackerInput};
+
+use super::StatsSummary;
+use super::event_log::LineKind;
+use super::keymap::{self, Action};
+use super::{
+    ClickTarget, Command, Detail, Event, Fetched, Link, Overlay, Panel, STATS_INTERVAL_BUSY,
+    STATS_INTERVAL_IDLE, Selection, State, Submitted, detail,
+};
+
+/// Rows the mouse wheel moves in text views.
+const WHEEL_LINES: i64 = 3;
+
+/// Applies `event`, which happened at `now` on the dashboard clock, and returns the work it calls
+/// for. Sets `state.dirty` when what is on screen changed.
+pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
+    state.now = now.max(state.now);
+    let mut commands = Vec::new();
+    match event {
+        Event::Key(key) => on_key(state, key, &mut commands),
+        Event::Click(target) => on_click(state, target),
+        Event::Wheel { panel, down } => on_wheel(state, panel, down),
+        Event::Resize { width, height } => {
+            state.ui.width = width;
+            state.ui.height = height;
+            state.dirty = true;
+        }
+        Event::Focus(focused) => state.server.stats.paused = !focused,
+        // A timer: what it is due for is checked below, as after any event.
+        Event::Tick => {}
+        Event::Conn(event) => on_connection(state, event, &mut commands),
+        Event::Fetched(reply) => on_fetched(state, reply, &mut commands),
+        Event::Problem(text) => {
+            let text = crate::text::one_line(&text).into_owned();
+            state.server.log.push(state.now, LineKind::Error, text);
+            state.dirty = true;
+        }
+    }
+    if let Some(due) = state.stats_due()
+        && due <= state.now
+    {
+        state.server.stats.in_flight = true;
+        commands.push(Command::FetchSystemStats);
+    }
+    if state.redraw_at.is_some_and(|t| t <= state.now) {
+        state.dirty = true;
+    }
+    state.redraw_at = state.next_redraw();
+    commands
+}
+
+/// A movement in a list or a text.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    By(i64),
+    Top,
+    Bottom,
+}
+
+fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
+    let Some(action) = keymap::action(&key) else {
+        return;
+    };
+    if action == Action::Quit {
+        state.quitting = true;
+        commands.push(Command::Quit);
+        return;
+    }
+    let ui = &mut state.ui;
+    if ui.overlay.is_some() {
+        if matches!(action, Action::Help | Action::Back) {
+            ui.overlay = None;
+            state.dirty = true;
+        }
+        return;
+    }
+    let page = i64::from(ui.height / 2).max(1);
+    match action {
+        Action::Help => ui.overlay = Some(Overlay::Help),
+        Action::ToggleLog => {
+            ui.show_log = !ui.show_log;
+            ui.log_scroll = 0;
+            if !ui.show_log && ui.focus == Panel::Log {
+                ui.focus = Panel::Queue;
+            }
+        }
+        Action::NextPanel => cycle_focus(state, 1),
+        Action::PrevPanel => cycle_focus(state, -1),
+        Action::Back => ui.detail = None,
+        Action::Open if ui.detail.is_none() => open_detail(state),
+        Action::Open => {}
+        Action::Up => move_in_view(state, Move::By(-1)),
+        Action::Down => move_in_view(state, Move::By(1)),
+        Action::PageUp => move_in_view(state, Move::By(-page)),
+        Action::PageDown => move_in_view(state, Move::By(page)),
+        Action::Top => move_in_view(state, Move::Top),
+        Action::Bottom => move_in_view(state, Move::Bottom),
+        Action::Quit => {}
+    }
+    state.dirty = true;
+}
+
+fn cycle_focus(state: &mut State, step: isize) {
+    if state.ui.detail.is_some() {
+        return;
+    }
+    let panels = state.ui.panels();
+    let current = panels
+        .iter()
+        .position(|p| *p == state.ui.focus)
+        .unwrap_or(0);
+    let next = (current as isize + step).rem_euclid(panels.len() as isize) as usize;
+    state.ui.focus = panels[next];
+}
+
+fn open_detail(state: &mut State) {
+    let prompt_id = match state.ui.focus {
+        Panel::Queue => state
+            .selected_queue_row()
+            .map(|i| state.queue_rows()[i].id.clone()),
+        Panel::History => state
+            .selected_history_row()
+            .map(|i| state.history_rows()[i].id.clone()),
+        Panel::Progress => state.server.tracker.running().map(|p| p.id.clone()),
+        Panel::Log => None,
+    };
+    if let Some(prompt_id) = prompt_id {
+        state.ui.detail = Some(Detail {
+            prompt_id,
+            scroll: 0,
+        });
+    }
+}
+
+/// Moves in the detail view when it is open, else in the focused panel.
+fn move_in_view(state: &mut State, m: Move) {
+    if state.ui.detail.is_some() {
+        scroll_detail(state, m);
+    } else {
+        move_in_panel(state, state.ui.focus, m);
+    }
+}
+
+fn move_in_panel(state: &mut State, panel: Panel, m: Move) {
+    match panel {
+        Panel::Queue => {
+            let ids: Vec<String> = state.queue_rows().iter().map(|p| p.id.clone()).collect();
+            move_selection(&mut state.ui.queue, &ids, m);
+        }
+        Panel::History => {
+            let ids: Vec<String> = state.history_rows().iter().map(|p| p.id.clone()).collect();
+            move_selection(&mut state.ui.history, &ids, m);
+        }
+        Panel::Progress => {
+            let Some(running) = state.server.tracker.running() else {
+                return;
+            };
+            let len = running.nodes_in_order().len();
+            let current = state.progress_scroll_for(&running.id);
+            let new = apply(m, current, len);
+            state.ui.progress_scroll = Some((running.id.clone(), new));
+        }
+        Panel::Log => {
+            // The log counts up from its newest line.
+            let len = state.server.log.len();
+            let from_top = len.saturating_sub(1).saturating_sub(state.ui.log_scroll);
+            let new = apply(m, from_top, len);
+            state.ui.log_scroll = len.saturating_sub(1).saturating_sub(new);
+        }
+    }
+}
+
+/// Where `m` leads from `current` in a list of `len` rows.
+fn apply(m: Move, current: usize, len: usize) -> usize {
+    let last = len.saturating_sub(1);
+    match m {
+        Move::By(d) => (current as i64 + d).clamp(0, last as i64) as usize,
+        Move::Top => 0,
+        Move::Bottom => last,
+    }
+}
+
+/// Moves a selection; at the first row it follows the top of the list again (the running
+/// prompt, the newest finished one).
+fn move_selection(selection: &mut Selection, ids: &[String], m: Move) {
+    let Some(current) = selection.resolve(ids.iter().map(String::as_str)) else {
+        return;
+    };
+    let new = apply(m, current, ids.len());
+    selection.index = new;
+    selection.id = (new > 0).then(|| ids[new].clone());
+}
+
+fn scroll_detail(state: &mut State, m: Move) {
+    let Some(detail) = &state.ui.detail else {
+        return;
+    };
+    let Some(prompt) = state.server.tracker.prompt(&detail.prompt_id) else {
+        return;
+    };
+    let (width, rows) = state.ui.detail_body_size();
+    let len = detail::lines(state, prompt, width).len();
+    let max = len.saturating_sub(rows);
+    let current = detail.scroll.min(max);
+    let new = match m {
+        Move::By(d) => (current as i64 + d).clamp(0, max as i64) as usize,
+        Move::Top => 0,
+        Move::Bottom => max,
+    };
+    if let Some(detail) = &mut state.ui.detail {
+        detail.scroll = new;
+    }
+}
+
+fn on_click(state: &mut State, target: ClickTarget) {
+    if state.ui.overlay.take().is_some() {
+        state.dirty = true;
+        return;
+    }
+    if state.ui.detail.is_some() {
+        return;
+    }
+    match target {
+        ClickTarget::Panel(panel) => state.ui.focus = panel,
+        ClickTarget::Row { panel, index } => {
+            state.ui.focus = panel;
+            let ids: Vec<String> = match panel {
+                Panel::Queue => state.queue_rows().iter().map(|p| p.id.clone()).collect(),
+                Panel::History => state.history_rows().iter().map(|p| p.id.clone()).collect(),
+                Panel::Progress | Panel::Log => Vec::new(),
+            };
+            if let Some(id) = ids.get(index) {
+                let selection = match panel {
+                    Panel::Queue => &mut state.ui.queue,
+                    _ => &mut state.ui.history,
+                };
+                selection.index = index;
+                selection.id = (index > 0).then(|| id.clone());
+            }
+        }
+    }
+    state.dirty = true;
+}
+
+fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
+    if state.ui.overlay.is_some() {
+        return;
+    }
+    if state.ui.detail.is_some() {
+        scroll_detail(
+            state,
+            Move::By(if down { WHEEL_LINES } else { -WHEEL_LINES }),
+        );
+    } else if let Some(panel) = panel {
+        let lines = match panel {
+            Panel::Queue | Panel::History => 1,
+            Panel::Progress | Panel::Log => WHEEL_LINES,
+        };
+        move_in_panel(state, panel, Move::By(if down { lines } else { -lines }));
+    } else {
+        return;
+    }
+    state.dirty = true;
+}
+
+fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command>) {
+    let now = state.now;
+    let server = &mut state.server;
+    server.log.connection(now, &event, &server.url);
+    let input = match event {
+        ConnEvent::Connecting { attempt } => {
+            server.link = Link::Connecting { attempt };
+            None
+        }
+        ConnEvent::Connected { sid, features } => {
+            server.link = Link::Connected { since: now };
+            server.last_error = None;
+            server.stats.due_at = Some(now);
+            Some(TrackerInput::Connected { sid, features })
+        }
+        ConnEvent::Disconnected { reason } => {
+            server.link = Link::Offline;
+            server.last_error = Some(crate::text::one_line(&reason).into_owned());
+            server.stats.due_at = None;
+            Some(TrackerInput::Disconnected)
+        }
+        ConnEvent::Reconnecting { attempt, delay } => {
+            server.link = Link::Waiting {
+                attempt,
+                retry_at: now + delay.as_secs_f64(),
+            };
+            None
+        }
+        ConnEvent::Frame(frame) => {
+            on_frame(state, frame, commands);
+            return;
+        }
+    };
+    if let Some(input) = input {
+        track(state, input, commands);
+    }
+    state.dirty = true;
+}
+
+fn on_frame(state: &mut State, frame: ReceivedFrame, commands: &mut Vec<Command>) {
+    let now = state.now;
+    let server = &mut state.server;
+    server.log.frame(now, &frame, &server.tracker);
+    // Preview images change nothing on screen yet, unless the log shows them.
+    let is_preview = matches!(
+        frame.decoded,
+        Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
+    );
+    let input = match frame.decoded {
+        Decoded::Message(message) => Some(TrackerInput::Message(message)),
+        Decoded::Binary(binary) => Some(TrackerInput::Binary(binary)),
+        Decoded::Malformed { .. } => None,
+    };
+    if let Some(input) = input {
+        track(state, input, commands);
+    }
+    if state.ui.show_log || !is_preview {
+        state.dirty = true;
+    }
+}
+
+/// Feeds the tracker and turns the fetches it asks for into commands.
+fn track(state: &mut State, input: TrackerInput, commands: &mut Vec<Command>) {
+    let fetches = state.server.tracker.handle(state.now, input);
+    commands.extend(fetches.into_iter().map(Command::Fetch));
+}
+
+fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
+    let now = state.now;
+    match reply {
+        Fetched::Tracker { command, result } => {
+            let input = match result {
+                Ok(input) => input,
+                Err(error) => {
+                    let what = match &command {
+                        TrackerCommand::FetchQueue => "/queue".to_string(),
+                        TrackerCommand::FetchHistory { .. } => "/history".to_string(),
+                        TrackerCommand::FetchHistoryItem(id) => {
+                            format!("/history/{}", super::event_log::short_id(id))
+                        }
+                    };
+                    state.server.log.push(
+                        now,
+                        LineKind::Error,
+                        format!("GET {what} failed: {}", crate::text::one_line(&error)),
+                    );
+                    TrackerInput::FetchFailed(command)
+                }
+            };
+            track(state, input, commands);
+            state.dirty = true;
+        }
+        Fetched::Submitted(Ok(submitted)) => {
+            let Submitted { request, accepted } = *submitted;
+            state.server.log.push(
+                now,
+                LineKind::Connection,
+                format!(
+                    "queued {} as #{}",
+                    super::event_log::short_id(&accepted.prompt_id),
+                    accepted.number
+                ),
+            );
+            track(
+                state,
+                TrackerInput::Submitted {
+                    prompt_id: accepted.prompt_id,
+                    number: accepted.number,
+                    request,
+                },
+                commands,
+            );
+            state.dirty = true;
+        }
+        Fetched::Submitted(Err(error)) => {
+            state.server.log.push(
+                now,
+                LineKind::Error,
+                format!("POST /prompt failed: {}", crate::text::one_line(&error)),
+            );
+            state.dirty = true;
+        }
+        Fetched::SystemStats(result) => {
+            let interval = if state.busy() {
+                STATS_INTERVAL_BUSY
+            } else {
+                STATS_INTERVAL_IDLE
+            };
+            let stats = &mut state.server.stats;
+            stats.in_flight = false;
+            stats.due_at =
+                matches!(state.server.link, Link::Connected { .. }).then_some(now + interval);
+            match result {
+                Ok(latest) => {
+                    let summary = StatsSummary::of(&latest);
+                    if stats.summary.as_ref() != Some(&summary) || stats.error.is_some() {
+                        state.dirty = true;
+                    }
+                    stats.summary = Some(summary);
+                    stats.latest = Some(latest);
+                    stats.error = None;
+                }
+                Err(error) => {
+                    let error = crate::text::one_line(&error).into_owned();
+                    if stats.error.as_ref() != Some(&error) {
+                        state.dirty = true;
+                    }
+                    stats.error = Some(error);
+                }
+            }
+        }
+    }
+}

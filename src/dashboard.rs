@@ -1,0 +1,363 @@
+//! The dashboard's event loop: terminal input, the WebSocket connection and HTTP replies merged
+//! into one stream of [`Event`]s for [`app::update`]; the [`Command`]s it returns run on tokio
+//! tasks whose replies come back as events. The screen is drawn only when the state says it
+//! changed, at most [`MAX_FPS`] times a second, and timers run only when the state asks for one:
+//! an idle dashboard sleeps.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{Context as _, Result, eyre};
+use crossterm::event::{
+    Event as TermEvent, EventStream, KeyEventKind, MouseButton, MouseEventKind,
+};
+use futures_util::StreamExt as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::app::{self, ClickTarget, Command, Event, Fetched, State, Submitted};
+use crate::comfy::api::PromptRequest;
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
+use crate::comfy::http::ComfyClient;
+use crate::comfy::server_url::ServerUrl;
+use crate::comfy::transcript::Recorder;
+use crate::session;
+use crate::sim::{SimConfig, SimServer};
+use crate::term::TerminalGuard;
+use crate::ui;
+
+/// The most frames drawn per second; a burst of events in between is drawn once.
+pub const MAX_FPS: u32 = 20;
+const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / MAX_FPS as u64);
+
+/// How the dashboard runs.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    pub server: ServerUrl,
+    /// Capture the mouse (clicks select, the wheel scrolls).
+    pub mouse: bool,
+    /// Append every received frame to this transcript file.
+    pub record: Option<PathBuf>,
+}
+
+/// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
+/// line per frame drawn). Nothing else may write to the terminal while the dashboard is up.
+pub fn log_to_file(path: &Path) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .wrap_err_with(|| format!("cannot write the log file {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMFYTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| eyre!("cannot set up logging: {e}"))
+}
+
+/// Runs the dashboard on a simulated server started in-process on a free loopback port, with
+/// demo work flowing through it. `config.server` is replaced by the simulator's address.
+pub async fn run_demo(mut config: DashboardConfig) -> Result<RunSummary> {
+    let sim = SimServer::start(SimConfig {
+        demo: true,
+        ..SimConfig::default()
+    })
+    .await
+    .wrap_err("cannot start the simulated server")?;
+    config.server = ServerUrl::parse(&sim.url())?;
+    let result = run_loop(config, true).await;
+    sim.shutdown().await;
+    result
+}
+
+/// What a finished run reports (also logged at exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub frames_drawn: u64,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Quit,
+    Signal(&'static str),
+    InputClosed,
+}
+
+/// The dashboard clock: seconds since start on a monotonic clock, plus the wall clock at start.
+struct Clock {
+    start: Instant,
+    epoch_ms_at_start: f64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let epoch_ms_at_start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        Self {
+            start: Instant::now(),
+            epoch_ms_at_start,
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn instant_at(&self, t: f64) -> Instant {
+        self.start + Duration::from_secs_f64(t.max(0.0))
+    }
+}
+
+/// Runs commands off the loop; replies come back on a channel.
+struct Executor {
+    client: ComfyClient,
+    replies: mpsc::UnboundedSender<Fetched>,
+}
+
+impl Executor {
+    fn run(&self, command: Command) {
+        let client = self.client.clone();
+        let replies = self.replies.clone();
+        match command {
+            Command::Fetch(fetch) => {
+                tokio::spawn(async move {
+                    let reply = session::run_fetch(&client, fetch.clone()).await;
+                    let result = match reply.error {
+                        None => Ok(reply.input),
+                        Some(error) => {
+                            tracing::warn!(%error, "fetch failed");
+                            Err(error.to_string())
+                        }
+                    };
+                    // The loop may be gone already (quitting): nothing to tell then.
+                    let _ = replies.send(Fetched::Tracker {
+                        command: fetch,
+                        result,
+                    });
+                });
+            }
+            Command::FetchSystemStats => {
+                tokio::spawn(async move {
+                    let result = client.system_stats().await.map_err(|e| e.to_string());
+                    let _ = replies.send(Fetched::SystemStats(result));
+                });
+            }
+            Command::Quit => {}
+        }
+    }
+}
+
+/// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
+fn translate(event: TermEvent, state: &State) -> Option<Event> {
+    match event {
+        // Some terminals report releases too; only presses and repeats act.
+        TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Event::Key(key)),
+        TermEvent::Key(_) | TermEvent::Paste(_) => None,
+        TermEvent::Mouse(mouse) => {
+            let panel_under = || {
+                ui::hit_test(state, mouse.column, mouse.row).map(|t| match t {
+                    ClickTarget::Panel(p) | ClickTarget::Row { panel: p, .. } => p,
+                })
+            };
+            match mouse.kind {
+                MouseEventKind::Down(MouseButton::Left) => {
+                    ui::hit_test(state, mouse.column, mouse.row).map(Event::Click)
+                }
+                MouseEventKind::ScrollDown => Some(Event::Wheel {
+                    panel: panel_under(),
+                    down: true,
+                }),
+                MouseEventKind::ScrollUp => Some(Event::Wheel {
+                    panel: panel_under(),
+                    down: false,
+                }),
+                _ => None,
+            }
+        }
+        TermEvent::Resize(width, height) => Some(Event::Resize { width, height }),
+        TermEvent::FocusGained => Some(Event::Focus(true)),
+        TermEvent::FocusLost => Some(Event::Focus(false)),
+    }
+}
+
+/// Runs the dashboard until the user quits or a signal ends it. The terminal is restored on
+/// every way out.
+pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
+    run_loop(config, false).await
+}
+
+/// What the demo's own work asks for, in turn.
+const DEMO_PROMPTS: &[&str] = &[
+    "a paper boat on a mountain lake, morning fog, watercolor",
+    "a lighthouse keeper's cabin in a snowstorm, warm windows",
+    "koi pond seen from above, autumn leaves, ukiyo-e",
+    "a tiny robot tending a bonsai, macro photo, soft light",
+];
+/// How often the demo queues a prompt of its own.
+const DEMO_EVERY: Duration = Duration::from_secs(20);
+
+/// In the demo, this comfytop queues work of its own now and then, with its own client id, so
+/// every step of it shows live beside the simulated browser tabs' and script's prompts.
+async fn queue_demo_work(
+    client: ComfyClient,
+    client_id: String,
+    replies: mpsc::UnboundedSender<Fetched>,
+) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for round in 0.. {
+        let prompt = DEMO_PROMPTS[round % DEMO_PROMPTS.len()];
+        let steps = 20 + (round as u32 % 3) * 4;
+        let seed = rand::random::<u64>() >> 16;
+        let request = PromptRequest {
+            prompt: crate::sim::demo::text_to_image(prompt, seed, steps, 512, 512),
+            client_id: Some(client_id.clone()),
+            ..PromptRequest::default()
+        };
+        let result = match client.submit(&request).await {
+            Ok(accepted) => Ok(Box::new(Submitted { request, accepted })),
+            Err(error) => Err(error.to_string()),
+        };
+        if replies.send(Fetched::Submitted(result)).is_err() {
+            return;
+        }
+        tokio::time::sleep(DEMO_EVERY).await;
+    }
+}
+
+async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "the dashboard needs a terminal; for plain output use `comfytop watch {}`",
+            config.server
+        ));
+    }
+    let mut recorder = match &config.record {
+        Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
+            format!(
+                "cannot open {} for recording; check that its folder exists and is writable",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let client_id = new_client_id();
+    let client =
+        ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
+    let (conn_tx, mut conn_rx) = mpsc::channel(1024);
+    let connection = Connection::spawn(
+        ConnectionConfig::new(config.server.clone(), client_id.clone()),
+        conn_tx,
+    );
+    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
+    let demo_work = demo.then(|| {
+        tokio::spawn(queue_demo_work(
+            client.clone(),
+            client_id.clone(),
+            reply_tx.clone(),
+        ))
+    });
+    let executor = Executor {
+        client,
+        replies: reply_tx,
+    };
+    let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).wrap_err("cannot watch SIGHUP")?;
+    let mut sigint = signal(SignalKind::interrupt()).wrap_err("cannot watch SIGINT")?;
+
+    let clock = Clock::start();
+    let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
+    let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
+    tracing::info!(server = %config.server, %client_id, "dashboard started");
+    if let Ok(size) = guard.terminal.size() {
+        app::update(
+            &mut state,
+            clock.now(),
+            Event::Resize {
+                width: size.width,
+                height: size.height,
+            },
+        );
+    }
+
+    let mut input = EventStream::new();
+    let mut frames_drawn: u64 = 0;
+    let mut last_draw: Option<Instant> = None;
+    let exit = loop {
+        if state.dirty && last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME_INTERVAL) {
+            guard
+                .terminal
+                .draw(|frame| ui::draw(&state, frame))
+                .wrap_err("cannot draw to the terminal")?;
+            state.dirty = false;
+            last_draw = Some(Instant::now());
+            frames_drawn += 1;
+            tracing::debug!(frame = frames_drawn, t = clock.now(), "frame drawn");
+        }
+        // Wake for a frame held back by the rate cap, or for a timer the state asked for.
+        let draw_at = state
+            .dirty
+            .then(|| last_draw.map(|t| t + MIN_FRAME_INTERVAL))
+            .flatten();
+        let timer_at = state.wakeup_at().map(|t| clock.instant_at(t));
+        let deadline = match (draw_at, timer_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            term_event = input.next() => match term_event {
+                Some(Ok(term_event)) => translate(term_event, &state),
+                Some(Err(error)) => {
+                    return Err(error).wrap_err("cannot read from the terminal");
+                }
+                None => break Exit::InputClosed,
+            },
+            Some(conn_event) = conn_rx.recv() => {
+                if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event)
+                    && let Err(error) = file.record(frame.t, &frame.raw)
+                {
+                    // Say so once and stop, rather than leave a transcript with holes.
+                    tracing::error!(%error, "recording failed");
+                    recorder = None;
+                    app::update(
+                        &mut state,
+                        clock.now(),
+                        Event::Problem(format!("recording stopped: {error}")),
+                    );
+                }
+                Some(Event::Conn(conn_event))
+            }
+            Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
+            () = sleep => timer_at
+                .is_some_and(|at| at <= Instant::now())
+                .then_some(Event::Tick),
+            _ = sigterm.recv() => break Exit::Signal("SIGTERM"),
+            _ = sighup.recv() => break Exit::Signal("SIGHUP"),
+            _ = sigint.recv() => break Exit::Signal("SIGINT"),
+        };
+        let Some(event) = event else {
+            continue;
+        };
+        for command in app::update(&mut state, clock.now(), event) {
+            executor.run(command);
+        }
+        if state.quitting {
+            break Exit::Quit;
+        }
+    };
+    drop(guard);
+    if let Some(task) = demo_work {
+        task.abort();
+    }
+    tracing::info!(?exit, frames_drawn, "dashboard closed");
+    connection.close().await;
+    Ok(RunSummary { frames_drawn })
+}

@@ -1,0 +1,53 @@
+//! Drawing: a pure function of the [`State`] and the frame's size. One file per panel.
+//!
+//! Every string that came from the server is sanitized on its way into a cell.
+
+mod detail;
+mod help;
+mod history;
+pub mod layout;
+mod log;
+mod progress;
+mod queue;
+mod status;
+mod theme;
+pub mod widgets;
+
+use ratatui::Frame;
+
+use crate::app::{Overlay, Panel, State};
+
+pub use layout::{Areas, hit_test};
+
+/// Draws the whole dashboard.
+pub fn draw(state: &State, frame: &mut Frame) {
+    let areas = Areas::of(frame.area(), &state.ui, state.queue_rows().len());
+    status::draw(state, frame, areas.status);
+    status::draw_footer(state, frame, areas.footer);
+    if let Some(detail) = &state.ui.detail {
+        detail::draw(state, detail, frame, areas.body);
+    } else {
+        queue::draw(state, frame, areas.queue, state.ui.focus == Panel::Queue);
+        progress::draw(
+            state,
+            frame,
+            areas.progress,
+            state.ui.focus == Panel::Progress,
+        );
+        history::draw(
+            state,
+            frame,
+            areas.history,
+            state.ui.focus == Panel::History,
+        );
+        if let Some(log_area) = areas.log {
+            log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
+        }
+    }
+    if let Some(Overlay::Help) = &state.ui.overlay {
+        help::draw(frame, areas.body);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! The queue: the running prompt, then the pending ones in the order they will run.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+
+use crate::app::detail::{Origin, phase_mark};
+use crate::app::event_log::short_id;
+use crate::app::{State, time};
+use crate::tracker::{Phase, PromptRecord};
+
+use super::layout::list_rows;
+use super::theme;
+use super::widgets::{centered_row, list_offset, panel};
+
+/// `#12`, `-8` for front-of-queue numbers, blank when unknown.
+pub fn number(prompt: &PromptRecord) -> String {
+    prompt.number.map(|n| format!("{n}")).unwrap_or_default()
+}
+
+pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
+    let rows = state.queue_rows();
+    let pending = rows.iter().filter(|p| p.phase == Phase::Queued).count();
+    let running = rows.len() - pending;
+    let mut title = vec![Span::raw(" Queue ")];
+    if !rows.is_empty() {
+        title.push(Span::styled(
+            format!("{running} running · {pending} pending "),
+            theme::dim(),
+        ));
+    }
+    let title = Line::from(title);
+    let block = panel(title, focused);
+    if rows.is_empty() {
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        let text = if state.server.tracker.queue_remaining().is_none() {
+            "waiting for the server…"
+        } else {
+            "queue is empty"
+        };
+        frame.render_widget(
+            Paragraph::new(text).style(theme::dim()).centered(),
+            centered_row(inner),
+        );
+        return;
+    }
+    let selected = state.selected_queue_row();
+    let table_rows = rows.iter().map(|p| {
+        let (mark, _) = phase_mark(&p.phase);
+        let (nodes_done, nodes) = p.node_counts();
+        let nodes = if p.phase == Phase::Running && p.live {
+            format!("{nodes_done}/{nodes}")
+        } else {
+            nodes.to_string()
+        };
+        let time = match p.phase {
+            Phase::Running => time::clock(state.running_for(p).unwrap_or(0.0)),
+            _ => time::clock(state.now - p.first_seen),
+        };
+        let style = theme::phase(&p.phase);
+        Row::new(vec![
+            Cell::from(Span::styled(mark, style)),
+            Cell::from(number(p)),
+            Cell::from(short_id(&p.id)),
+            Cell::from(Origin::of(p).short()),
+            Cell::from(nodes),
+            Cell::from(time),
+        ])
+    });
+    let header = Row::new(["", "#", "prompt", "by", "nodes", "time"]).style(theme::header());
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(1),
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Min(5),
+        ],
+    )
+    .header(header)
+    .block(block)
+    .row_highlight_style(theme::selected(focused));
+    let mut table_state = TableState::new()
+        .with_offset(list_offset(selected, list_rows(area)))
+        .with_selected(selected);
+    frame.render_stateful_widget(table, area, &mut table_state);
+}

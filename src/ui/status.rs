@@ -1,0 +1,187 @@
+//! The status bar (server, connection, version, queue, device, our id) and the footer of keys.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::{Link, State, time};
+use crate::text::one_line;
+
+use super::theme;
+use super::widgets::fit;
+
+struct Segment {
+    spans: Vec<Span<'static>>,
+    /// Lower stays longer when the bar is too narrow.
+    keep: u8,
+    /// Cut to fit rather than dropped (a long error message).
+    shrinks: bool,
+}
+
+impl Segment {
+    fn new(span: Span<'static>, keep: u8) -> Self {
+        Self {
+            spans: vec![span],
+            keep,
+            shrinks: false,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.spans.iter().map(Span::width).sum()
+    }
+}
+
+const SEPARATOR: &str = " │ ";
+
+fn link_segment(state: &State) -> Segment {
+    let server = &state.server;
+    let (mark, text, style) = match &server.link {
+        Link::Starting => ("◌", "starting".to_string(), theme::dim()),
+        Link::Connecting { attempt } if *attempt > 1 => (
+            "◌",
+            format!("connecting (attempt {attempt})"),
+            theme::warn(),
+        ),
+        Link::Connecting { .. } => ("◌", "connecting".to_string(), theme::warn()),
+        Link::Connected { .. } => ("●", "connected".to_string(), theme::good()),
+        Link::Waiting { attempt, retry_at } => (
+            "◌",
+            format!(
+                "reconnecting in {} s (attempt {attempt})",
+                time::countdown(retry_at - state.now)
+            ),
+            theme::warn(),
+        ),
+        Link::Offline => ("○", "offline".to_string(), theme::bad()),
+    };
+    Segment::new(Span::styled(format!("{mark} {text}"), style), 0)
+}
+
+fn segments(state: &State) -> Vec<Segment> {
+    let server = &state.server;
+    let mut out = vec![
+        Segment::new(
+            Span::styled(
+                one_line(&server.label).into_owned(),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            1,
+        ),
+        link_segment(state),
+    ];
+    let connected = matches!(server.link, Link::Connected { .. });
+    if !connected && let Some(error) = &server.last_error {
+        out.push(Segment {
+            shrinks: true,
+            ..Segment::new(Span::styled(error.clone(), theme::bad()), 3)
+        });
+    }
+    // Kept longest: the queue, then memory, the version, our id; the device's name goes first.
+    let summary = server.stats.summary.as_ref();
+    if let Some(summary) = summary
+        && !summary.version.is_empty()
+    {
+        out.push(Segment::new(
+            Span::raw(format!("ComfyUI {}", summary.version)),
+            4,
+        ));
+    }
+    let queue = match server.tracker.queue_remaining() {
+        Some(n) => format!("queue {n}"),
+        None => "queue ?".to_string(),
+    };
+    out.push(Segment::new(Span::raw(queue), 2));
+    if let Some(summary) = summary {
+        if !summary.device.is_empty() {
+            out.push(Segment::new(Span::raw(summary.device.clone()), 6));
+        }
+        if let Some(memory) = &summary.memory {
+            out.push(Segment::new(Span::raw(memory.clone()), 3));
+        }
+    } else if let Some(error) = &server.stats.error {
+        out.push(Segment::new(
+            Span::styled(format!("system_stats: {error}"), theme::dim()),
+            7,
+        ));
+    }
+    let id: String = server.tracker.our_client_id().chars().take(8).collect();
+    out.push(Segment::new(
+        Span::styled(format!("id {}", one_line(&id)), theme::dim()),
+        5,
+    ));
+    out
+}
+
+pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
+    let mut segments = segments(state);
+    let width = usize::from(area.width).saturating_sub(1);
+    let total = |s: &[Segment]| -> usize {
+        s.iter().map(Segment::width).sum::<usize>() + SEPARATOR.len() * s.len().saturating_sub(1)
+    };
+    while total(&segments) > width && segments.len() > 1 {
+        let Some((drop, keep)) = segments
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, s)| s.keep)
+            .map(|(i, s)| (i, s.keep))
+        else {
+            break;
+        };
+        // Before dropping a segment as important as the error, cut the error to fit.
+        if let Some(error) = segments.iter().position(|s| s.shrinks && s.keep >= keep) {
+            let others = total(&segments) - segments[error].width();
+            let room = width.saturating_sub(others);
+            if room >= 12 {
+                let segment = &mut segments[error];
+                let text: String = segment.spans.iter().map(|s| s.content.as_ref()).collect();
+                let style = segment.spans.first().map(|s| s.style).unwrap_or_default();
+                segment.spans = vec![Span::styled(fit(&text, room), style)];
+                continue;
+            }
+        }
+        segments.remove(drop);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, segment) in segments.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(SEPARATOR, theme::dim()));
+        }
+        spans.extend(segment.spans);
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).style(Style::new().add_modifier(Modifier::REVERSED)),
+        area,
+    );
+}
+
+/// Key hints for what is on screen.
+pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
+    let hints: &[(&str, &str)] = if state.ui.overlay.is_some() {
+        &[("Esc", "close"), ("q", "quit")]
+    } else if state.ui.detail.is_some() {
+        &[
+            ("Esc", "back"),
+            ("j/k", "scroll"),
+            ("g/G", "top/bottom"),
+            ("q", "quit"),
+        ]
+    } else {
+        &[
+            ("q", "quit"),
+            ("Tab", "panel"),
+            ("j/k", "move"),
+            ("Enter", "details"),
+            ("l", "log"),
+            ("?", "help"),
+        ]
+    };
+    let mut spans = vec![Span::raw(" ")];
+    for (key, what) in hints {
+        spans.push(Span::styled(*key, theme::accent()));
+        spans.push(Span::styled(format!(" {what}  "), theme::dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}

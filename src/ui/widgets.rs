@@ -1,0 +1,120 @@
+//! Small drawing helpers shared by the panels.
+
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Padding};
+
+use super::theme;
+
+/// The first row shown of a list so that `selected` is visible in `visible` rows.
+pub fn list_offset(selected: Option<usize>, visible: usize) -> usize {
+    match selected {
+        Some(s) if visible > 0 && s >= visible => s + 1 - visible,
+        _ => 0,
+    }
+}
+
+/// A panel's frame with its title; the focused one stands out.
+pub fn panel<'a>(title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
+    let title: Line = title.into();
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(theme::border(focused))
+        .title(title.style(theme::title(focused)))
+}
+
+/// A panel for text, with a column of padding on each side.
+pub fn text_panel<'a>(title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
+    panel(title, focused).padding(Padding::horizontal(1))
+}
+
+/// A horizontal bar of `width` cells for `fraction` (0..=1), in eighths of a cell.
+pub fn bar(fraction: f64, width: usize) -> (String, String) {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let fraction = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let eighths = (fraction * width as f64 * 8.0).round() as usize;
+    let full = eighths / 8;
+    let part = eighths % 8;
+    let mut done: String = "█".repeat(full);
+    let mut used = full;
+    if part > 0 && used < width {
+        done.push(PARTS[part]);
+        used += 1;
+    }
+    (done, "─".repeat(width.saturating_sub(used)))
+}
+
+/// A bar as spans, done part in the gauge colour and the rest dim.
+pub fn bar_spans(fraction: f64, width: usize) -> [Span<'static>; 2] {
+    let (done, rest) = bar(fraction, width);
+    [
+        Span::styled(done, theme::gauge_done()),
+        Span::styled(rest, theme::dim()),
+    ]
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// `text` cut or padded to exactly `width` characters.
+pub fn pad(text: &str, width: usize) -> String {
+    format!("{:<width$}", fit(text, width))
+}
+
+/// A line of text centred vertically in `area`, for empty panels.
+pub fn centered_row(area: Rect) -> Rect {
+    Rect::new(
+        area.x,
+        area.y + area.height / 2,
+        area.width,
+        1.min(area.height),
+    )
+}
+
+pub fn styled(text: impl Into<String>, style: Style) -> Span<'static> {
+    Span::styled(text.into(), style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_fills_in_eighths_and_keeps_its_width() {
+        assert_eq!(bar(0.0, 4), (String::new(), "────".into()));
+        assert_eq!(bar(0.5, 4), ("██".into(), "──".into()));
+        assert_eq!(bar(1.0 / 16.0, 2), ("▏".into(), "─".into()));
+        assert_eq!(bar(2.0, 3).0, "███");
+        assert_eq!(bar(f64::NAN, 3).1, "───");
+    }
+
+    #[test]
+    fn offset_keeps_the_selection_in_view() {
+        assert_eq!(list_offset(Some(2), 5), 0);
+        assert_eq!(list_offset(Some(7), 5), 3);
+        assert_eq!(list_offset(None, 5), 0);
+        assert_eq!(list_offset(Some(3), 0), 0);
+    }
+
+    #[test]
+    fn fit_cuts_with_an_ellipsis() {
+        assert_eq!(fit("KSampler", 4), "KSa…");
+        assert_eq!(pad("ab", 4), "ab  ");
+    }
+}

@@ -1,0 +1,142 @@
+//! The dashboard binary in a pseudo-terminal: what a user sees, and the terminal handed back.
+
+mod support;
+
+use std::time::Duration;
+
+use comfytop::comfy::server_url::ServerUrl;
+use support::pty::PtyApp;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A loopback address nothing listens on (bound, then released).
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn unreachable_server_is_explained_and_q_restores_the_terminal() {
+    let url = closed_port_url();
+    let mut app = PtyApp::spawn(&[&url], 100, 30);
+    let screen = app.wait_for("the connection error", LIMIT, |s| {
+        s.contains("Not connected.") && s.contains("cannot reach")
+    });
+    assert!(screen.contains("reconnecting in"), "{screen}");
+    assert!(app.alternate_screen());
+    assert!(app.cursor_hidden());
+    assert!(app.mouse_captured());
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0);
+    assert!(!app.alternate_screen(), "left the alternate screen");
+    assert!(!app.cursor_hidden(), "cursor shown again");
+    assert!(!app.mouse_captured(), "mouse released");
+}
+
+/// Sends `signal` to the app and checks that it leaves, handing the terminal back.
+fn signal_restores_the_terminal(signal: &str) {
+    let url = closed_port_url();
+    let mut app = PtyApp::spawn(&[&url, "--no-mouse"], 80, 24);
+    app.wait_for("the dashboard", LIMIT, |s| s.contains("Queue"));
+    assert!(!app.mouse_captured(), "--no-mouse leaves the mouse alone");
+    let pid = app.process_id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    app.wait_exit(LIMIT);
+    assert!(!app.alternate_screen(), "{signal}: {}", app.output());
+    assert!(!app.cursor_hidden(), "{signal}");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    signal_restores_the_terminal("TERM");
+}
+
+#[test]
+fn sighup_ends_the_dashboard_and_restores_the_terminal() {
+    signal_restores_the_terminal("HUP");
+}
+
+/// A simulated server on its own runtime (its worker threads keep it going while the test thread
+/// blocks on the pseudo-terminal).
+fn simulator() -> (tokio::runtime::Runtime, comfytop::sim::SimHandle) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(comfytop::sim::SimServer::start(comfytop::sim::SimConfig {
+            step: Duration::from_millis(20),
+            ..Default::default()
+        }))
+        .unwrap();
+    (runtime, sim)
+}
+
+/// Queues the reference slow-steps workflow without a client id (as a script would): its
+/// progress is then broadcast to every client, so the dashboard shows it node by node.
+fn queue_slow_steps(runtime: &tokio::runtime::Runtime, url: &str, steps: u64) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/comfyui-reference/workflows/slow_steps_full.json"
+    );
+    let mut prompt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    prompt["1"]["inputs"]["steps"] = steps.into();
+    let client = comfytop::comfy::http::ComfyClient::new(ServerUrl::parse(url).unwrap()).unwrap();
+    let request = comfytop::comfy::api::PromptRequest {
+        prompt,
+        ..Default::default()
+    };
+    runtime.block_on(client.submit(&request)).unwrap();
+}
+
+#[test]
+fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
+    let (runtime, sim) = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("run.jsonl");
+    let mut app = PtyApp::spawn(&[&sim.url(), "--record", record.to_str().unwrap()], 120, 40);
+    app.wait_for("the connection", LIMIT, |s| s.contains("● connected"));
+    queue_slow_steps(&runtime, &sim.url(), 400);
+    let screen = app.wait_for("the running prompt's nodes and progress", LIMIT, |s| {
+        s.contains("Running ")
+            && s.contains("Slow Steps #1")
+            && s.contains("Upscale Image #2")
+            && s.contains("/400")
+            && s.contains("it/s")
+    });
+    assert!(screen.contains("queued by"), "{screen}");
+
+    // Row 3 is the queue's first row (status bar, frame, header above it). Tab moves the focus
+    // away, so the selected row is no longer in reverse video; a click on it brings it back.
+    app.send(b"\t");
+    app.wait_for("the focus to leave the queue", LIMIT, |_| {
+        !app.inverse_at(3, 4)
+    });
+    app.send(b"\x1b[<0;5;4M\x1b[<0;5;4m");
+    app.wait_for("the click to focus the queue", LIMIT, |_| {
+        app.inverse_at(3, 4)
+    });
+
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
+    assert!(!app.alternate_screen(), "left the alternate screen");
+    assert!(!app.cursor_hidden(), "cursor shown again");
+    assert!(!app.mouse_captured(), "mouse released");
+
+    // --record kept every frame in the transcript format.
+    let transcript = std::fs::read_to_string(&record).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "text");
+    assert_eq!(first["data"]["type"], "status");
+    assert!(transcript.lines().count() > 10, "{transcript}");
+    drop(sim);
+}
