@@ -10,6 +10,7 @@ use crate::comfy::server_url::{DEFAULT_URL, ServerUrl};
 use crate::commands::cancel::CancelArgs;
 use crate::commands::queue::QueueArgs;
 use crate::commands::submit::SubmitArgs;
+use crate::preview::ImageProtocol;
 use crate::watch::LineFormat;
 use crate::watch::replay::Pace;
 
@@ -54,6 +55,18 @@ pub struct Cli {
     /// Append every received frame to FILE, in the transcript format `replay` reads
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// How previews are drawn: auto asks the terminal, halfblocks works everywhere
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = ImageProtocol::Auto)]
+    pub image_protocol: ImageProtocol,
+
+    /// The most preview redraws per second (over ssh every byte counts)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub preview_fps: u32,
+
+    /// Where `s` saves outputs (never over an existing file)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub save_dir: PathBuf,
 
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -16,12 +16,19 @@ use futures_util::StreamExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::app::{self, ClickTarget, Command, Event, Fetched, State, Submitted};
+use crate::app::{
+    self, ClickTarget, Command, Event, Fetched, PreviewResults, PreviewSettings, Previews, State,
+    Submitted,
+};
 use crate::comfy::api::PromptRequest;
 use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::Recorder;
+use crate::preview::{
+    DecodeLimits, ImageProtocol, PipelineConfig, PreviewPipeline, Renderer,
+    save_without_overwriting, show_full_size,
+};
 use crate::session;
 use crate::sim::{SimConfig, SimServer};
 use crate::term::TerminalGuard;
@@ -39,6 +46,12 @@ pub struct DashboardConfig {
     pub mouse: bool,
     /// Append every received frame to this transcript file.
     pub record: Option<PathBuf>,
+    /// `--image-protocol`.
+    pub image_protocol: ImageProtocol,
+    /// `--preview-fps`: the most preview redraws per second.
+    pub preview_fps: u32,
+    /// `--save-dir`: where `s` saves outputs.
+    pub save_dir: PathBuf,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -145,7 +158,40 @@ impl Executor {
                     let _ = replies.send(Fetched::SystemStats(result));
                 });
             }
-            Command::Quit => {}
+            Command::FetchOutput(image) => {
+                tokio::spawn(async move {
+                    let result = client
+                        .view(&image)
+                        .await
+                        .map(|file| file.bytes)
+                        .map_err(|e| e.to_string());
+                    let _ = replies.send(Fetched::Output { image, result });
+                });
+            }
+            Command::SaveOutput { image, data, dir } => {
+                tokio::spawn(async move {
+                    let bytes = match data {
+                        Some(bytes) => Ok(bytes),
+                        None => client
+                            .view(&image)
+                            .await
+                            .map(|file| file.bytes)
+                            .map_err(|e| e.to_string()),
+                    };
+                    let result = match bytes {
+                        Ok(bytes) => tokio::task::spawn_blocking(move || {
+                            save_without_overwriting(&dir, &image.filename, &bytes)
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string())),
+                        Err(error) => Err(error),
+                    };
+                    let _ = replies.send(Fetched::Saved(result));
+                });
+            }
+            // The loop runs these itself: they need the worker or the terminal.
+            Command::SubmitPreview(_) | Command::ShowFullSize { .. } | Command::Quit => {}
         }
     }
 }
@@ -187,6 +233,17 @@ fn translate(event: TermEvent, state: &State) -> Option<Event> {
 /// every way out.
 pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
     run_loop(config, false).await
+}
+
+/// The full-size view decodes to at most this side: larger than any terminal shows.
+const FULL_VIEW_MAX_SIDE: u32 = 4096;
+
+/// Resolves when the preview worker has results; never without one.
+async fn previews_ready(pipeline: Option<&PreviewPipeline>) {
+    match pipeline {
+        Some(pipeline) => pipeline.ready().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the demo's own work asks for, in turn.
@@ -270,6 +327,31 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     let clock = Clock::start();
     let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
+    // The terminal's answer comes on stdin: ask before the event stream reads it.
+    let renderer = Renderer::detect(config.image_protocol);
+    state.previews = Previews::new(
+        PreviewSettings {
+            enabled: renderer.is_some(),
+            fps: config.preview_fps,
+            save_dir: config.save_dir.clone(),
+        },
+        clock.start,
+    );
+    let pipeline = match &renderer {
+        Some(renderer) => Some(
+            PreviewPipeline::spawn(PipelineConfig {
+                renderer: Some(renderer.clone()),
+                fps: config.preview_fps,
+                ..PipelineConfig::default()
+            })
+            .wrap_err("cannot start the preview worker")?,
+        ),
+        None => None,
+    };
+    tracing::info!(
+        protocol = renderer.as_ref().map_or("none", Renderer::name),
+        "previews"
+    );
     tracing::info!(server = %config.server, %client_id, "dashboard started");
     if let Ok(size) = guard.terminal.size() {
         app::update(
@@ -301,7 +383,13 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             .dirty
             .then(|| last_draw.map(|t| t + MIN_FRAME_INTERVAL))
             .flatten();
-        let timer_at = state.wakeup_at().map(|t| clock.instant_at(t));
+        let timer_at = [
+            state.wakeup_at().map(|t| clock.instant_at(t)),
+            state.previews.wake_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let deadline = match (draw_at, timer_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -336,6 +424,9 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                 Some(Event::Conn(conn_event))
             }
             Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
+            () = previews_ready(pipeline.as_ref()) => pipeline
+                .as_ref()
+                .map(|p| Event::Preview(PreviewResults(p.take()))),
             () = sleep => timer_at
                 .is_some_and(|at| at <= Instant::now())
                 .then_some(Event::Tick),
@@ -346,8 +437,54 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         let Some(event) = event else {
             continue;
         };
+        let mut full_size = None;
         for command in app::update(&mut state, clock.now(), event) {
-            executor.run(command);
+            match command {
+                Command::SubmitPreview(frame) => {
+                    if let Some(pipeline) = &pipeline {
+                        pipeline.submit(frame);
+                    }
+                }
+                Command::ShowFullSize { data, caption } => full_size = Some((data, caption)),
+                command => executor.run(command),
+            }
+        }
+        let view = app::preview::view_for(&state, ui::preview_area(&state).map(|r| r.as_size()));
+        if state.previews.state.want_view(view.clone())
+            && let Some(pipeline) = &pipeline
+        {
+            pipeline.set_view(view);
+        }
+        if let Some((data, caption)) = full_size {
+            // viuer reads the key that ends the view: the event stream must not read it first.
+            drop(input);
+            let shown = match crate::preview::decode(
+                &data,
+                crate::comfy::binary::ImageFormat::Other,
+                DecodeLimits::default(),
+                FULL_VIEW_MAX_SIDE,
+            ) {
+                Ok(decoded) => show_full_size(
+                    &mut guard.terminal,
+                    &decoded.image,
+                    &caption,
+                    renderer.as_ref(),
+                )
+                .map_err(|e| e.to_string()),
+                Err(problem) => Err(problem.to_string()),
+            };
+            input = EventStream::new();
+            if let Some(pipeline) = &pipeline {
+                pipeline.refresh();
+            }
+            if let Err(error) = shown {
+                app::update(
+                    &mut state,
+                    clock.now(),
+                    Event::Problem(format!("full-size view: {error}")),
+                );
+            }
+            state.dirty = true;
         }
         if state.quitting {
             break Exit::Quit;

@@ -86,6 +86,9 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         server,
         mouse: !cli.no_mouse,
         record: cli.record.clone(),
+        image_protocol: cli.image_protocol,
+        preview_fps: cli.preview_fps,
+        save_dir: cli.save_dir.clone(),
     };
     if cli.demo {
         // The simulator renders its previews on a second thread beside the dashboard.

@@ -1,13 +1,31 @@
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::comfy::protocol::ImageRef;
+use crate::preview::PreviewFrame;
 use crate::tracker::TrackerCommand;
 
 /// Work [`super::update`] asks the runtime to do. Each runs off the UI loop; its reply comes back
 /// as an [`super::Event`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// An HTTP fetch the tracker needs (`/queue`, `/history`, `/history/{id}`).
     Fetch(TrackerCommand),
     /// `GET /system_stats` for the status bar.
     FetchSystemStats,
+    /// Hand a preview frame or a fetched output to the preview worker.
+    SubmitPreview(PreviewFrame),
+    /// `GET /view` for an output the preview pane shows.
+    FetchOutput(ImageRef),
+    /// Save an output into `dir` (from `data`, else a fresh `/view` fetch), never overwriting.
+    SaveOutput {
+        image: ImageRef,
+        data: Option<Bytes>,
+        dir: PathBuf,
+    },
+    /// Show an image at the terminal's full size until a key is pressed.
+    ShowFullSize { data: Bytes, caption: String },
     /// Leave the dashboard.
     Quit,
 }

@@ -26,6 +26,8 @@ pub enum Event {
     Tick,
     Conn(ConnEvent),
     Fetched(Fetched),
+    /// The preview worker has results.
+    Preview(super::preview::PreviewResults),
     /// Something went wrong outside the state (recording, say) that the user should see.
     Problem(String),
 }
@@ -52,6 +54,13 @@ pub enum Fetched {
     /// A prompt this comfytop posted (the demo's own work; later requeue and submit): the
     /// request and the server's acceptance, or the error in words.
     Submitted(Result<Box<Submitted>, String>),
+    /// An output fetched through `/view` for the preview pane.
+    Output {
+        image: crate::comfy::protocol::ImageRef,
+        result: Result<bytes::Bytes, String>,
+    },
+    /// Where `s` saved an output, or why it could not.
+    Saved(Result<std::path::PathBuf, String>),
 }
 
 /// A prompt the server accepted from this comfytop.

@@ -19,6 +19,10 @@ pub enum Action {
     Back,
     Help,
     ToggleLog,
+    TogglePreview,
+    NextOutput,
+    FullSizeView,
+    SaveOutput,
 }
 
 /// One line of the help: the keys as shown, and what they do.
@@ -61,15 +65,30 @@ pub const BINDINGS: &[Binding] = &[
         help: "show / hide the event log",
     },
     Binding {
+        keys: "p",
+        help: "show / hide the preview pane",
+    },
+    Binding {
+        keys: "o",
+        help: "next output of the prompt (details)",
+    },
+    Binding {
+        keys: "v",
+        help: "full-size view of the preview or output",
+    },
+    Binding {
+        keys: "s",
+        help: "save the output shown (details)",
+    },
+    Binding {
         keys: "?",
         help: "this help",
     },
 ];
 
-/// Keys kept free for actions still to come (previews and server control), so nothing else takes
-/// them: c cancel, d delete, X clear, r/R requeue, F requeue to the front, u free memory,
-/// p preview pane, v full-size view, s save, o next output.
-pub const RESERVED: &[char] = &['c', 'd', 'X', 'r', 'R', 'F', 'u', 'p', 'v', 's', 'o'];
+/// Keys kept free for actions still to come (server control), so nothing else takes them:
+/// c cancel, d delete, X clear, r/R requeue, F requeue to the front, u free memory.
+pub const RESERVED: &[char] = &['c', 'd', 'X', 'r', 'R', 'F', 'u'];
 
 /// The action of a key press, if it has one. Releases and repeats of non-movement keys do nothing.
 pub fn action(key: &KeyEvent) -> Option<Action> {
@@ -93,6 +112,10 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::Back,
         KeyCode::Char('?') => Action::Help,
         KeyCode::Char('l') => Action::ToggleLog,
+        KeyCode::Char('p') => Action::TogglePreview,
+        KeyCode::Char('o') => Action::NextOutput,
+        KeyCode::Char('v') => Action::FullSizeView,
+        KeyCode::Char('s') => Action::SaveOutput,
         _ => return None,
     };
     Some(action)

@@ -10,6 +10,7 @@ pub mod detail;
 mod event;
 pub mod event_log;
 pub mod keymap;
+pub mod preview;
 mod state;
 pub mod time;
 mod update;
@@ -17,6 +18,7 @@ mod update;
 pub use command::Command;
 pub use event::{ClickTarget, Event, Fetched, Submitted};
 pub use event_log::{EventLog, LogLine};
+pub use preview::{PreviewResults, PreviewSettings, Previews};
 pub use state::{
     Detail, Link, Overlay, Panel, STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerState,
     State, Stats, StatsSummary, Ui,

@@ -23,6 +23,8 @@ pub struct State {
     /// Everything about the one server watched. Several servers will be a list of these.
     pub server: ServerState,
     pub ui: Ui,
+    /// The preview pane and the outputs it shows.
+    pub previews: super::preview::Previews,
     /// Something on screen changed since the last draw.
     pub dirty: bool,
     /// When the screen next changes by itself (a clock ticking), on the dashboard clock.
@@ -239,6 +241,7 @@ impl State {
                 log: EventLog::default(),
             },
             ui: Ui::default(),
+            previews: super::preview::Previews::default(),
             dirty: true,
             redraw_at: None,
             quitting: false,

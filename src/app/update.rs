@@ -12,7 +12,7 @@ use super::event_log::LineKind;
 use super::keymap::{self, Action};
 use super::{
     ClickTarget, Command, Detail, Event, Fetched, Link, Overlay, Panel, STATS_INTERVAL_BUSY,
-    STATS_INTERVAL_IDLE, Selection, State, Submitted, detail,
+    STATS_INTERVAL_IDLE, Selection, State, Submitted, detail, preview,
 };
 
 /// Rows the mouse wheel moves in text views.
@@ -37,12 +37,15 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
         Event::Tick => {}
         Event::Conn(event) => on_connection(state, event, &mut commands),
         Event::Fetched(reply) => on_fetched(state, reply, &mut commands),
+        Event::Preview(results) => preview::on_results(state, results),
         Event::Problem(text) => {
             let text = crate::text::one_line(&text).into_owned();
             state.server.log.push(state.now, LineKind::Error, text);
             state.dirty = true;
         }
     }
+    preview::poll(state);
+    preview::fetch_output_on_view(state, &mut commands);
     if let Some(due) = state.stats_due()
         && due <= state.now
     {
@@ -93,9 +96,16 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         }
         Action::NextPanel => cycle_focus(state, 1),
         Action::PrevPanel => cycle_focus(state, -1),
-        Action::Back => ui.detail = None,
+        Action::Back => {
+            ui.detail = None;
+            state.previews.output_index = 0;
+        }
         Action::Open if ui.detail.is_none() => open_detail(state),
         Action::Open => {}
+        Action::TogglePreview => preview::toggle_pane(state),
+        Action::NextOutput => preview::next_output(state),
+        Action::FullSizeView => preview::view_full_size(state, commands),
+        Action::SaveOutput => preview::save_output(state, commands),
         Action::Up => move_in_view(state, Move::By(-1)),
         Action::Down => move_in_view(state, Move::By(1)),
         Action::PageUp => move_in_view(state, Move::By(-page)),
@@ -132,6 +142,7 @@ fn open_detail(state: &mut State) {
         Panel::Log => None,
     };
     if let Some(prompt_id) = prompt_id {
+        state.previews.output_index = 0;
         state.ui.detail = Some(Detail {
             prompt_id,
             scroll: 0,
@@ -318,6 +329,9 @@ fn on_frame(state: &mut State, frame: ReceivedFrame, commands: &mut Vec<Command>
         frame.decoded,
         Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
     );
+    if let Decoded::Binary(binary) = &frame.decoded {
+        preview::on_binary(state, binary, commands);
+    }
     let input = match frame.decoded {
         Decoded::Message(message) => Some(TrackerInput::Message(message)),
         Decoded::Binary(binary) => Some(TrackerInput::Binary(binary)),
@@ -392,6 +406,8 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
             );
             state.dirty = true;
         }
+        Fetched::Output { image, result } => preview::on_output(state, image, result, commands),
+        Fetched::Saved(result) => preview::on_saved(state, result),
         Fetched::SystemStats(result) => {
             let interval = if state.busy() {
                 STATS_INTERVAL_BUSY

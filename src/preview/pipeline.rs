@@ -129,7 +129,7 @@ impl std::fmt::Debug for Rendered {
 
 /// What the worker produced since the UI last looked: the newest update per key and the newest
 /// encoded image.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PreviewBatch {
     pub slots: Vec<SlotUpdate>,
     pub rendered: Option<Rendered>,

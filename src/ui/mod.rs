@@ -7,6 +7,7 @@ mod help;
 mod history;
 pub mod layout;
 mod log;
+mod preview;
 mod progress;
 mod queue;
 mod status;
@@ -18,22 +19,22 @@ use ratatui::Frame;
 use crate::app::{Overlay, Panel, State};
 
 pub use layout::{Areas, hit_test};
+pub use preview::image_area as preview_area;
 
 /// Draws the whole dashboard.
 pub fn draw(state: &State, frame: &mut Frame) {
     let areas = Areas::of(frame.area(), &state.ui, state.queue_rows().len());
     status::draw(state, frame, areas.status);
     status::draw_footer(state, frame, areas.footer);
+    let (beside, pane) = preview::split_for(state, &areas);
+    if let Some(pane) = pane {
+        preview::draw(state, frame, pane);
+    }
     if let Some(detail) = &state.ui.detail {
-        detail::draw(state, detail, frame, areas.body);
+        detail::draw(state, detail, frame, beside);
     } else {
         queue::draw(state, frame, areas.queue, state.ui.focus == Panel::Queue);
-        progress::draw(
-            state,
-            frame,
-            areas.progress,
-            state.ui.focus == Panel::Progress,
-        );
+        progress::draw(state, frame, beside, state.ui.focus == Panel::Progress);
         history::draw(
             state,
             frame,
