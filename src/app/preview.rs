@@ -124,7 +124,8 @@ pub fn selected_output(state: &State) -> Option<(ImageRef, usize, usize)> {
 }
 
 /// What the preview pane shows: in the detail view, the prompt's selected output (its live
-/// preview while it runs); else the running prompt's newest preview, or the last one seen.
+/// preview while it runs); else the running prompt's newest preview, or the last one seen while
+/// the running prompt has none (the server sends previews only to the client that queued it).
 pub fn key_on_view(state: &State) -> Option<PreviewKey> {
     if let Some(detail) = &state.ui.detail {
         return match selected_output(state) {
@@ -132,10 +133,17 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
             None => Some(PreviewKey::Live(detail.prompt_id.clone())),
         };
     }
-    let running = state.server.tracker.running().map(|p| p.id.clone());
-    running
-        .or_else(|| state.previews.last_live.clone())
-        .map(PreviewKey::Live)
+    let running = state
+        .server
+        .tracker
+        .running()
+        .map(|p| PreviewKey::Live(p.id.clone()));
+    let has_frames = |key: &PreviewKey| state.previews.state.slot(key).is_some();
+    let last = state.previews.last_live.clone().map(PreviewKey::Live);
+    match (running, last) {
+        (Some(running), Some(last)) if !has_frames(&running) && has_frames(&last) => Some(last),
+        (running, last) => running.or(last),
+    }
 }
 
 /// A binary preview frame from the socket: to the worker, never decoded here.
