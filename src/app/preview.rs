@@ -127,21 +127,42 @@ pub fn selected_output(state: &State) -> Option<(ImageRef, usize, usize)> {
 /// preview while it runs); else the running prompt's newest preview, or the last one seen while
 /// the running prompt has none (the server sends previews only to the client that queued it).
 pub fn key_on_view(state: &State) -> Option<PreviewKey> {
+    let has_frames = |key: &PreviewKey| state.previews.state.slot(key).is_some();
+    // Previews come for prompts this comfytop queued, or at least once came.
+    let may_have_frames = |id: &PromptId| {
+        let key = PreviewKey::Live(id.clone());
+        let ours_running = state
+            .server
+            .tracker
+            .prompt(id)
+            .is_some_and(|p| p.ours && !p.is_finished());
+        (ours_running || has_frames(&key)).then_some(key)
+    };
     if let Some(detail) = &state.ui.detail {
         return match selected_output(state) {
             Some((image, _, _)) => Some(PreviewKey::Output(image)),
-            None => Some(PreviewKey::Live(detail.prompt_id.clone())),
+            // A finished prompt without outputs has nothing worth the room.
+            None => state
+                .server
+                .tracker
+                .prompt(&detail.prompt_id)
+                .filter(|p| !p.is_finished())
+                .and_then(|p| may_have_frames(&p.id)),
         };
     }
     let running = state
         .server
         .tracker
         .running()
-        .map(|p| PreviewKey::Live(p.id.clone()));
-    let has_frames = |key: &PreviewKey| state.previews.state.slot(key).is_some();
-    let last = state.previews.last_live.clone().map(PreviewKey::Live);
+        .and_then(|p| may_have_frames(&p.id));
+    let last = state
+        .previews
+        .last_live
+        .clone()
+        .map(PreviewKey::Live)
+        .filter(has_frames);
     match (running, last) {
-        (Some(running), Some(last)) if !has_frames(&running) && has_frames(&last) => Some(last),
+        (Some(running), Some(last)) if !has_frames(&running) => Some(last),
         (running, last) => running.or(last),
     }
 }

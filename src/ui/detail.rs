@@ -29,8 +29,9 @@ pub fn draw(state: &State, detail: &Detail, frame: &mut Frame, area: Rect) {
         );
         return;
     };
-    let (width, rows) = state.ui.detail_body_size();
-    let doc = lines(state, prompt, width);
+    let (_, rows) = state.ui.detail_body_size();
+    // The preview pane may take part of the width.
+    let doc = lines(state, prompt, usize::from(inner.width).max(20));
     let max = doc.len().saturating_sub(rows);
     let scroll = detail.scroll.min(max);
     let text: Vec<Line> = doc

@@ -16,12 +16,15 @@ use super::widgets::{fit, panel};
 
 /// Below this the pane is not worth its room.
 const MIN_PANE: (u16, u16) = (14, 6);
-/// From this height on, the pane sits under the progress panel rather than beside it.
-const STACKED_FROM_HEIGHT: u16 = 30;
+/// From this width on, the pane sits beside the progress panel; narrower, under it when there
+/// are rows enough.
+const SIDE_BY_SIDE_FROM_WIDTH: u16 = 84;
+const STACKED_FROM_HEIGHT: u16 = 16;
 
 /// Splits `area` (the progress panel's, or the detail view's) into what stays and the pane.
 fn split(area: Rect, detail: bool) -> (Rect, Option<Rect>) {
-    let (rest, pane) = if !detail && area.height >= STACKED_FROM_HEIGHT {
+    let stacked = area.width < SIDE_BY_SIDE_FROM_WIDTH && area.height >= STACKED_FROM_HEIGHT;
+    let (rest, pane) = if !detail && stacked {
         let [rest, pane] =
             Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
         (rest, pane)
