@@ -332,3 +332,287 @@ pub fn view_for(state: &State, area: Option<ratatui::layout::Size>) -> Option<Vi
     let key = key_on_view(state)?;
     Some(View { key, area })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::app::testing::{REFERENCE, client_id, connected, http_body, replay};
+    use crate::app::{Event, Fetched, Panel, Selection, update};
+    use crate::comfy::api::History;
+    use crate::comfy::binary::ImageFormat;
+    use crate::preview::SlotUpdate;
+
+    fn key(state: &mut State, c: char) -> Vec<Command> {
+        let now = state.now;
+        update(
+            state,
+            now,
+            Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+        )
+    }
+
+    /// A dashboard in the detail view of a finished prompt with two outputs.
+    fn detail_with_two_outputs() -> State {
+        let history: History = http_body("get_history");
+        let mut state = connected("me", 0.0, history);
+        let rows = state.history_rows();
+        let index = rows
+            .iter()
+            .position(|p| p.id == "07d2da80-c728-4ec0-8ca9-76659deb85fc")
+            .unwrap();
+        let id = rows[index].id.clone();
+        state.ui.focus = Panel::History;
+        state.ui.history = Selection {
+            id: Some(id),
+            index,
+        };
+        let now = state.now;
+        update(
+            &mut state,
+            now,
+            Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        state
+    }
+
+    fn slot(key: PreviewKey, hash: u64, at: Instant) -> SlotUpdate {
+        SlotUpdate {
+            key,
+            node_id: None,
+            received_at: at,
+            hash,
+            bytes: 1,
+            data: Bytes::from_static(b"x"),
+            declared: ImageFormat::Jpeg,
+            result: Ok(crate::preview::Probe {
+                format: ImageFormat::Jpeg,
+                width: 64,
+                height: 64,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_preview_frame_goes_to_the_worker_tied_to_the_running_prompt() {
+        let name = "c_full_run_legacy_previews";
+        let mut state = connected(&client_id(name), 0.0, History::default());
+        let commands = replay(&mut state, name, 0.0, f64::MAX);
+        let submitted: Vec<&PreviewFrame> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::SubmitPreview(frame) => Some(frame),
+                _ => None,
+            })
+            .collect();
+        assert!(!submitted.is_empty());
+        let prompt = state.history_rows()[0].id.clone();
+        assert!(
+            submitted
+                .iter()
+                .all(|f| f.key == PreviewKey::Live(prompt.clone()))
+        );
+        // After the run the pane keeps showing its last preview.
+        assert_eq!(key_on_view(&state), Some(PreviewKey::Live(prompt)));
+    }
+
+    #[test]
+    fn results_are_shown_at_most_at_the_capped_rate_and_idle_schedules_nothing() {
+        let mut state = connected("me", 0.0, History::default());
+        let key = PreviewKey::Live("p".into());
+        let origin = state.previews.instant(0.0);
+        let mut redraws = 0;
+        // 100 results a second for 2 simulated seconds against the default cap of 4.
+        for i in 0..200u64 {
+            let now = 1.0 + i as f64 * 0.01;
+            state.dirty = false;
+            let batch = PreviewBatch {
+                slots: vec![slot(key.clone(), i, origin + Duration::from_secs_f64(now))],
+                rendered: None,
+            };
+            update(&mut state, now, Event::Preview(PreviewResults(batch)));
+            if state.dirty {
+                redraws += 1;
+            } else {
+                // Held back: a single wake-up within the cap's interval.
+                let wake = state.previews.wake_at.unwrap();
+                assert!(wake > state.previews.instant(now));
+                assert!(wake <= state.previews.instant(now + 0.25));
+            }
+        }
+        assert_eq!(redraws, 8);
+        // The last result waits; the wake-up applies it, then nothing is scheduled.
+        let wake = state.previews.wake_at.unwrap();
+        let at = wake.duration_since(origin).as_secs_f64() + 0.001;
+        state.dirty = false;
+        update(&mut state, at, Event::Tick);
+        assert!(state.dirty);
+        assert_eq!(state.previews.wake_at, None);
+        assert_eq!(
+            state.previews.state.slot(&key).unwrap().condition,
+            crate::preview::Condition::Ready {
+                width: 64,
+                height: 64
+            }
+        );
+    }
+
+    #[test]
+    fn p_hides_and_shows_the_pane() {
+        let name = "c_full_run_legacy_previews";
+        let mut state = connected(&client_id(name), 0.0, History::default());
+        replay(&mut state, name, 0.0, f64::MAX);
+        assert!(crate::ui::preview_area(&state).is_some());
+        state.dirty = false;
+        key(&mut state, 'p');
+        assert!(state.dirty);
+        assert!(!state.previews.show);
+        assert_eq!(crate::ui::preview_area(&state), None);
+        key(&mut state, 'p');
+        assert!(crate::ui::preview_area(&state).is_some());
+    }
+
+    #[test]
+    fn an_output_is_fetched_once_when_shown_and_o_cycles_through_them() {
+        let history: History = http_body("get_history");
+        let listed = connected("me", 0.0, history);
+        // Listed but not shown: nothing fetched.
+        assert!(listed.previews.fetching.is_empty());
+        let mut state = detail_with_two_outputs();
+        let first = selected_output(&state).unwrap();
+        assert_eq!(first.0.filename, "full_00003_.png");
+        assert_eq!((first.1, first.2), (0, 2));
+        assert_eq!(state.previews.fetching, vec![first.0.clone()]);
+        // Asked once, however many events come by.
+        let again = update(&mut state, 1.0, Event::Tick);
+        assert!(!again.iter().any(|c| matches!(c, Command::FetchOutput(_))));
+
+        let commands = key(&mut state, 'o');
+        let second = selected_output(&state).unwrap();
+        assert_eq!(second.0.filename, "ComfyUI_temp_otqca_00001_.png");
+        assert_eq!(commands, vec![Command::FetchOutput(second.0.clone())]);
+        key(&mut state, 'o');
+        assert_eq!(selected_output(&state).unwrap().0, first.0);
+        // Leaving the detail view starts at the first output next time.
+        key(&mut state, 'o');
+        let now = state.now;
+        update(
+            &mut state,
+            now,
+            Event::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+        );
+        assert_eq!(state.previews.output_index, 0);
+    }
+
+    #[test]
+    fn a_fetched_output_is_cached_and_goes_to_the_worker() {
+        let mut state = detail_with_two_outputs();
+        let (image, _, _) = selected_output(&state).unwrap();
+        let png = std::fs::read(format!("{REFERENCE}/http/view_output_image.png")).unwrap();
+        let commands = update(
+            &mut state,
+            1.0,
+            Event::Fetched(Fetched::Output {
+                image: image.clone(),
+                result: Ok(Bytes::from(png.clone())),
+            }),
+        );
+        assert!(state.previews.outputs.contains(&image));
+        assert!(state.previews.fetching.is_empty());
+        match &commands[..] {
+            [Command::SubmitPreview(frame)] => {
+                assert_eq!(frame.key, PreviewKey::Output(image));
+                assert_eq!(frame.format, ImageFormat::Png);
+                assert_eq!(frame.data.len(), png.len());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn s_saves_the_output_shown_and_says_where_it_went() {
+        let mut state = detail_with_two_outputs();
+        state.previews.settings.save_dir = PathBuf::from("/tmp/outputs");
+        let (image, _, _) = selected_output(&state).unwrap();
+        // Not fetched yet: the executor fetches it.
+        let commands = key(&mut state, 's');
+        assert_eq!(
+            commands,
+            vec![Command::SaveOutput {
+                image: image.clone(),
+                data: None,
+                dir: PathBuf::from("/tmp/outputs"),
+            }]
+        );
+        // Cached: saved from the bytes at hand.
+        update(
+            &mut state,
+            1.0,
+            Event::Fetched(Fetched::Output {
+                image: image.clone(),
+                result: Ok(Bytes::from_static(b"png bytes")),
+            }),
+        );
+        let commands = key(&mut state, 's');
+        assert!(matches!(
+            &commands[..],
+            [Command::SaveOutput { data: Some(d), .. }] if d.as_ref() == b"png bytes"
+        ));
+        update(
+            &mut state,
+            2.0,
+            Event::Fetched(Fetched::Saved(Ok(PathBuf::from(
+                "/tmp/outputs/full_00003_-1.png",
+            )))),
+        );
+        assert_eq!(
+            state.previews.note.as_deref(),
+            Some("saved to /tmp/outputs/full_00003_-1.png")
+        );
+        update(
+            &mut state,
+            3.0,
+            Event::Fetched(Fetched::Saved(Err("disk full".into()))),
+        );
+        assert_eq!(state.previews.note.as_deref(), Some("not saved: disk full"));
+    }
+
+    #[test]
+    fn s_without_an_output_says_so_and_asks_nothing() {
+        let mut state = connected("me", 0.0, History::default());
+        assert!(key(&mut state, 's').is_empty());
+        assert!(
+            state
+                .previews
+                .note
+                .as_deref()
+                .unwrap()
+                .starts_with("no output")
+        );
+    }
+
+    #[test]
+    fn v_shows_the_cached_output_full_size() {
+        let mut state = detail_with_two_outputs();
+        let (image, _, _) = selected_output(&state).unwrap();
+        assert!(key(&mut state, 'v').is_empty());
+        update(
+            &mut state,
+            1.0,
+            Event::Fetched(Fetched::Output {
+                image,
+                result: Ok(Bytes::from_static(b"png bytes")),
+            }),
+        );
+        assert_eq!(
+            key(&mut state, 'v'),
+            vec![Command::ShowFullSize {
+                data: Bytes::from_static(b"png bytes"),
+                caption: "full_00003_.png".into(),
+            }]
+        );
+    }
+}
