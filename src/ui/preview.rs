@@ -16,20 +16,29 @@ use super::widgets::{fit, panel};
 
 /// Below this the pane is not worth its room.
 const MIN_PANE: (u16, u16) = (14, 6);
-/// From this width on, the pane sits beside the progress panel; narrower, under it when there
-/// are rows enough.
-const SIDE_BY_SIDE_FROM_WIDTH: u16 = 84;
+/// The pane goes under the progress panel only when this leaves it enough rows.
 const STACKED_FROM_HEIGHT: u16 = 16;
+/// The pane's share of the progress panel's width (beside it) or height (under it).
+const BESIDE_SHARE: u16 = 38;
+const UNDER_SHARE: u16 = 55;
 
 /// Splits `area` (the progress panel's, or the detail view's) into what stays and the pane.
 fn split(area: Rect, detail: bool) -> (Rect, Option<Rect>) {
-    let stacked = area.width < SIDE_BY_SIDE_FROM_WIDTH && area.height >= STACKED_FROM_HEIGHT;
+    // Under or beside, whichever fits the larger square image (a cell is about twice as tall
+    // as wide).
+    let square = |w: u16, h: u16| w.min(h.saturating_mul(2));
+    let beside = square(area.width * BESIDE_SHARE / 100, area.height);
+    let under = square(area.width, area.height * UNDER_SHARE / 100);
+    let stacked = area.height >= STACKED_FROM_HEIGHT && under > beside;
     let (rest, pane) = if !detail && stacked {
-        let [rest, pane] =
-            Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+        let [rest, pane] = Layout::vertical([
+            Constraint::Percentage(100 - UNDER_SHARE),
+            Constraint::Percentage(UNDER_SHARE),
+        ])
+        .areas(area);
         (rest, pane)
     } else {
-        let share = if detail { 45 } else { 38 };
+        let share = if detail { 45 } else { BESIDE_SHARE };
         let [rest, pane] = Layout::horizontal([
             Constraint::Percentage(100 - share),
             Constraint::Percentage(share),
@@ -138,4 +147,147 @@ pub fn draw(state: &State, frame: &mut Frame, pane: Rect) {
         Paragraph::new(Line::styled(fit(&status, width), theme::dim())),
         status_row,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui_image::FontSize;
+    use ratatui_image::picker::ProtocolType;
+
+    use crate::app::preview::{selected_output, view_for};
+    use crate::app::testing::{REFERENCE, client_id, connected, http_body, replay};
+    use crate::app::{Command, Event, Fetched, Panel, PreviewResults, Selection, State, update};
+    use crate::comfy::api::History;
+    use crate::preview::{DecodeLimits, PipelineConfig, PreviewFrame, Renderer, Work, Worker};
+
+    fn worker(limits: DecodeLimits) -> Worker {
+        Worker::new(PipelineConfig {
+            renderer: Some(Renderer::fixed(
+                ProtocolType::Halfblocks,
+                FontSize::new(10, 20),
+            )),
+            limits,
+            ..PipelineConfig::default()
+        })
+    }
+
+    /// Sizes the screen, runs `frames` through `worker` for the view the layout asks for, hands
+    /// the results to `update` and draws.
+    fn render(
+        state: &mut State,
+        worker: &mut Worker,
+        frames: Vec<PreviewFrame>,
+        (width, height): (u16, u16),
+    ) -> String {
+        let now = state.now;
+        update(state, now, Event::Resize { width, height });
+        let view = view_for(state, super::image_area(state).map(|r| r.as_size()));
+        state.previews.state.want_view(view.clone());
+        let batch = worker.step(
+            Work {
+                frames,
+                view: Some(view),
+                refresh: false,
+            },
+            Instant::now(),
+        );
+        update(state, now + 1.0, Event::Preview(PreviewResults(batch)));
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal
+            .draw(|frame| crate::ui::draw(state, frame))
+            .unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn submitted(commands: Vec<Command>) -> Vec<PreviewFrame> {
+        commands
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::SubmitPreview(frame) => Some(frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_running_prompt_with_its_newest_preview_in_half_blocks() {
+        let name = "c_full_run_legacy_previews";
+        for size in [(80, 24), (120, 40), (160, 48)] {
+            let mut state = connected(&client_id(name), 0.0, History::default());
+            let frames = submitted(replay(&mut state, name, 0.0, 1.2));
+            assert!(state.server.tracker.running().is_some());
+            let last = frames.last().cloned().into_iter().collect();
+            let screen = render(&mut state, &mut worker(DecodeLimits::default()), last, size);
+            assert!(screen.contains('▀') || screen.contains('▄'), "{screen}");
+            insta::assert_snapshot!(format!("preview_running_{}x{}", size.0, size.1), screen);
+        }
+    }
+
+    /// The detail view of a finished prompt with two outputs, the first one fetched as `bytes`.
+    fn output_detail(bytes: Bytes, limits: DecodeLimits) -> String {
+        let history: History = http_body("get_history");
+        let mut state = connected("me", 0.0, history);
+        let rows = state.history_rows();
+        let index = rows
+            .iter()
+            .position(|p| p.id == "07d2da80-c728-4ec0-8ca9-76659deb85fc")
+            .unwrap();
+        let id = rows[index].id.clone();
+        state.ui.focus = Panel::History;
+        state.ui.history = Selection {
+            id: Some(id),
+            index,
+        };
+        update(
+            &mut state,
+            1.0,
+            Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+        );
+        let (image, _, _) = selected_output(&state).unwrap();
+        let frames = submitted(update(
+            &mut state,
+            2.0,
+            Event::Fetched(Fetched::Output {
+                image,
+                result: Ok(bytes),
+            }),
+        ));
+        render(&mut state, &mut worker(limits), frames, (120, 40))
+    }
+
+    #[test]
+    fn an_output_in_the_detail_view() {
+        let png = std::fs::read(format!("{REFERENCE}/http/view_output_image.png")).unwrap();
+        let screen = output_detail(Bytes::from(png), DecodeLimits::default());
+        assert!(screen.contains("1/2 full_00003_.png"));
+        insta::assert_snapshot!("preview_output_detail_120x40", screen);
+    }
+
+    #[test]
+    fn a_corrupt_output_shows_why() {
+        let screen = output_detail(
+            Bytes::from_static(b"\x89PNG\r\n\x1a\nthis is not a png"),
+            DecodeLimits::default(),
+        );
+        assert!(screen.contains('⚠'), "{screen}");
+        insta::assert_snapshot!("preview_output_corrupt_120x40", screen);
+    }
+
+    #[test]
+    fn an_output_over_the_limit_is_a_note() {
+        let png = std::fs::read(format!("{REFERENCE}/http/view_output_image.png")).unwrap();
+        let limits = DecodeLimits {
+            max_pixels: 100,
+            ..DecodeLimits::default()
+        };
+        let screen = output_detail(Bytes::from(png), limits);
+        assert!(screen.contains("not shown"), "{screen}");
+        insta::assert_snapshot!("preview_output_over_limit_120x40", screen);
+    }
 }
