@@ -140,3 +140,32 @@ fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
     assert!(transcript.lines().count() > 10, "{transcript}");
     drop(sim);
 }
+
+#[test]
+fn half_block_previews_appear_while_comfytops_own_prompt_samples_and_p_hides_them() {
+    // The demo queues prompts of its own (the server sends previews only to the client that
+    // queued the prompt).
+    let mut app = PtyApp::spawn(&["--demo", "--image-protocol", "halfblocks"], 120, 40);
+    app.wait_for("the connection", LIMIT, |s| s.contains("● connected"));
+    // The preview pane is in the right half of the screen.
+    let right_half = 60;
+    let screen = app.wait_for("coloured half blocks in the preview pane", LIMIT, |_| {
+        app.coloured_half_blocks(right_half) > 50
+    });
+    assert!(screen.contains("Preview"), "{screen}");
+    assert!(
+        screen.contains("JPEG"),
+        "the status line names the format: {screen}"
+    );
+
+    app.send(b"p");
+    app.wait_for("p to hide the pane", LIMIT, |s| {
+        !s.contains("Preview") && app.coloured_half_blocks(right_half) == 0
+    });
+    app.send(b"p");
+    app.wait_for("p to show it again", LIMIT, |s| s.contains("Preview"));
+
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
+    assert!(!app.alternate_screen(), "left the alternate screen");
+}

@@ -84,6 +84,29 @@ impl PtyApp {
             .is_some_and(|c| c.inverse())
     }
 
+    /// Cells drawn as a half block (▀ or ▄) in a colour of their own, in the columns from
+    /// `from_col` on.
+    pub fn coloured_half_blocks(&self, from_col: u16) -> usize {
+        let parser = self.parser.lock().unwrap();
+        let screen = parser.screen();
+        let (rows, cols) = screen.size();
+        let mut count = 0;
+        for row in 0..rows.get() {
+            for col in from_col..cols.get() {
+                let Some(cell) = screen.cell(row, col) else {
+                    continue;
+                };
+                let half = matches!(cell.contents(), "▀" | "▄");
+                let coloured = !matches!(cell.fgcolor(), vt100::Color::Default)
+                    || !matches!(cell.bgcolor(), vt100::Color::Default);
+                if half && coloured {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
     pub fn alternate_screen(&self) -> bool {
         self.parser.lock().unwrap().screen().alternate_screen()
     }
