@@ -49,10 +49,16 @@ impl PtyApp {
                         break;
                     }
                     let bytes = &buf[..n];
-                    // Answer cursor position queries, as a terminal would.
+                    // Answer cursor position and status queries, as every terminal does. The
+                    // graphics query at startup reads until the status answer.
                     if bytes.windows(4).any(|w| w == b"\x1b[6n") {
                         let mut writer = writer.lock().unwrap();
                         let _ = writer.write_all(b"\x1b[1;1R");
+                        let _ = writer.flush();
+                    }
+                    if bytes.windows(4).any(|w| w == b"\x1b[5n") {
+                        let mut writer = writer.lock().unwrap();
+                        let _ = writer.write_all(b"\x1b[0n");
                         let _ = writer.flush();
                     }
                     parser.lock().unwrap().process(bytes);
