@@ -6,6 +6,7 @@ use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use ratatui::layout::Size;
 use ratatui_image::FontSize;
+use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Capability, Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::protocol::halfblocks::Halfblocks;
@@ -32,7 +33,7 @@ pub enum ImageProtocol {
 /// preview steps keeps its cell, and the terminal diff does not resend it.
 const HALFBLOCK_COLOUR_STEP: u8 = 8;
 /// A half-block pixel keeps its previous colour until a channel moves by more than this.
-const HALFBLOCK_STEADY: u8 = 16;
+const HALFBLOCK_STEADY: u8 = 24;
 
 /// Encodes images for one terminal: the protocol, the size of a cell in pixels, and whether the
 /// output passes through tmux. Cheap to clone and `Send`, so a worker thread can own one.
@@ -64,8 +65,14 @@ impl Renderer {
             ImageProtocol::Iterm2 => Some(ProtocolType::Iterm2),
         };
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        // Compressed kitty transfers: previews are small and encoded off the UI loop, so the
+        // deflate costs little there and saves most of the bytes over ssh.
+        let options = QueryStdioOptions {
+            kitty_compression: true,
+            ..QueryStdioOptions::default()
+        };
         let queried = if tty {
-            Picker::from_query_stdio().ok()
+            Picker::from_query_stdio_with_options(options).ok()
         } else {
             None
         };
@@ -283,12 +290,12 @@ mod tests {
         let row = |values: [[u8; 3]; 3]| RgbImage::from_fn(3, 1, |x, _| Rgb(values[x as usize]));
         let first = steady_colours(row([[0, 254, 255], [3, 100, 100], [5, 200, 200]]), None);
         assert_eq!(first, row([[0, 255, 255], [0, 104, 104], [8, 200, 200]]));
-        // Moves of 16 or less keep the old colour; a larger one takes the new.
+        // Moves of 24 or less keep the old colour; a larger one takes the new.
         let next = steady_colours(
-            row([[16, 240, 255], [0, 130, 104], [8, 200, 200]]),
+            row([[24, 232, 255], [0, 136, 104], [8, 200, 200]]),
             Some(&first),
         );
-        assert_eq!(next, row([[0, 255, 255], [0, 128, 104], [8, 200, 200]]));
+        assert_eq!(next, row([[0, 255, 255], [0, 136, 104], [8, 200, 200]]));
         // A frame of another size starts afresh.
         let other = steady_colours(RgbImage::from_pixel(2, 1, Rgb([16, 16, 16])), Some(&first));
         assert_eq!(other, RgbImage::from_pixel(2, 1, Rgb([16, 16, 16])));
