@@ -15,6 +15,7 @@ use crate::preview::{
     ImageCache, PreviewBatch, PreviewFrame, PreviewKey, PreviewPoll, PreviewState, View,
 };
 
+use super::event_log::LineKind;
 use super::{Command, State};
 
 /// Output images kept after their `/view` fetch.
@@ -317,13 +318,30 @@ pub(super) fn save_output(state: &mut State, commands: &mut Vec<Command>) {
     });
 }
 
-/// Where a save went, or why it failed.
+/// Where a save went, or why it failed: on the pane's status line, and in the event log (which
+/// stays when the pane is hidden).
 pub(super) fn on_saved(state: &mut State, result: Result<PathBuf, String>) {
-    state.previews.note = Some(match result {
-        Ok(path) => format!("saved to {}", path.display()),
-        Err(error) => format!("not saved: {}", crate::text::one_line(&error)),
-    });
+    let (kind, note) = match result {
+        Ok(path) => (
+            LineKind::Message,
+            format!(
+                "saved to {}",
+                crate::text::one_line(&path.display().to_string())
+            ),
+        ),
+        Err(error) => (
+            LineKind::Error,
+            format!("not saved: {}", crate::text::one_line(&error)),
+        ),
+    };
+    state.server.log.push(state.now, kind, note.clone());
+    state.previews.note = Some(note);
     state.dirty = true;
+}
+
+/// A key other than `s` and `v` puts the status line back.
+pub(super) fn on_other_key(state: &mut State) {
+    state.previews.note = None;
 }
 
 /// The pane's view for the worker: the key on view in a pane of `area` cells (`None`: hidden).
@@ -578,6 +596,22 @@ mod tests {
             Event::Fetched(Fetched::Saved(Err("disk full".into()))),
         );
         assert_eq!(state.previews.note.as_deref(), Some("not saved: disk full"));
+        // The log keeps both; the next key puts the status line back.
+        let logged: Vec<String> = state
+            .server
+            .log
+            .lines()
+            .iter()
+            .map(|l| l.text.clone())
+            .collect();
+        assert!(
+            logged
+                .iter()
+                .any(|l| l == "saved to /tmp/outputs/full_00003_-1.png")
+        );
+        assert!(logged.iter().any(|l| l == "not saved: disk full"));
+        key(&mut state, 'j');
+        assert_eq!(state.previews.note, None);
     }
 
     #[test]

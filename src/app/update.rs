@@ -84,6 +84,10 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         }
         return;
     }
+    if !matches!(action, Action::SaveOutput | Action::FullSizeView) {
+        preview::on_other_key(state);
+    }
+    let ui = &mut state.ui;
     let page = i64::from(ui.height / 2).max(1);
     match action {
         Action::Help => ui.overlay = Some(Overlay::Help),
