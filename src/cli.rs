@@ -43,6 +43,10 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
+    /// Change nothing on the server: the dashboard's cancel, delete, requeue and free keys refuse
+    #[arg(long)]
+    pub read_only: bool,
+
     /// Leave the mouse to the terminal (no click to select, no wheel scrolling)
     #[arg(long)]
     pub no_mouse: bool,

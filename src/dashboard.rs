@@ -22,6 +22,7 @@ use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_clie
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::Recorder;
+use crate::control::{self, Access};
 use crate::session;
 use crate::sim::{SimConfig, SimServer};
 use crate::term::TerminalGuard;
@@ -39,6 +40,8 @@ pub struct DashboardConfig {
     pub mouse: bool,
     /// Append every received frame to this transcript file.
     pub record: Option<PathBuf>,
+    /// Whether the keys may change anything on the server (`--read-only`).
+    pub access: Access,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -114,6 +117,7 @@ impl Clock {
 /// Runs commands off the loop; replies come back on a channel.
 struct Executor {
     client: ComfyClient,
+    access: Access,
     replies: mpsc::UnboundedSender<Fetched>,
 }
 
@@ -145,9 +149,28 @@ impl Executor {
                     let _ = replies.send(Fetched::SystemStats(result));
                 });
             }
+            Command::Act(action) => {
+                let access = self.access;
+                tokio::spawn(async move {
+                    let reply = act(&client, access, action).await;
+                    let _ = replies.send(reply);
+                });
+            }
             Command::Quit => {}
         }
     }
+}
+
+/// Runs a [`Command::Act`] once (never retried: a lost answer to a POST /prompt is reported as
+/// such, not sent again) and words its reply for the dashboard.
+pub async fn act(client: &ComfyClient, access: Access, action: control::Action) -> Fetched {
+    let result = control::perform(client, access, &action)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, verb = action.verb(), "action failed");
+            error.status_text()
+        });
+    Fetched::Acted { action, result }
 }
 
 /// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
@@ -261,6 +284,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     });
     let executor = Executor {
         client,
+        access: config.access,
         replies: reply_tx,
     };
     let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
@@ -269,6 +293,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
 
     let clock = Clock::start();
     let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
+    state.access = config.access;
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     tracing::info!(server = %config.server, %client_id, "dashboard started");
     if let Ok(size) = guard.terminal.size() {

@@ -3,6 +3,7 @@ use crossterm::event::KeyEvent;
 use super::Panel;
 use crate::comfy::api::{PromptAccepted, PromptRequest, SystemStats};
 use crate::comfy::connection::ConnEvent;
+use crate::control;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 /// Everything that can change the dashboard's state. Nothing else reaches it.
@@ -52,6 +53,12 @@ pub enum Fetched {
     /// A prompt this comfytop posted (the demo's own work; later requeue and submit): the
     /// request and the server's acceptance, or the error in words.
     Submitted(Result<Box<Submitted>, String>),
+    /// The reply to [`super::Command::Act`]: what was done, or the error as the status line
+    /// says it.
+    Acted {
+        action: control::Action,
+        result: Result<control::Done, String>,
+    },
 }
 
 /// A prompt the server accepted from this comfytop.

@@ -19,6 +19,27 @@ pub enum Action {
     Back,
     Help,
     ToggleLog,
+    /// Server control (see `super::actions`): each asks for a confirmation where it destroys.
+    Control(Control),
+}
+
+/// The keys that change something on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Interrupt the running prompt.
+    Cancel,
+    /// Delete the selected pending prompt.
+    Delete,
+    /// Delete every pending prompt.
+    ClearPending,
+    /// Queue the selected prompt's graph again...
+    Requeue,
+    /// ...with new random seeds...
+    RequeueNewSeeds,
+    /// ...or at the front of the queue.
+    RequeueFront,
+    /// Unload models and free memory.
+    Free,
 }
 
 /// One line of the help: the keys as shown, and what they do.
@@ -61,15 +82,34 @@ pub const BINDINGS: &[Binding] = &[
         help: "show / hide the event log",
     },
     Binding {
+        keys: "c",
+        help: "cancel (interrupt) the running prompt",
+    },
+    Binding {
+        keys: "d  Delete",
+        help: "delete the selected pending prompt",
+    },
+    Binding {
+        keys: "X",
+        help: "delete every pending prompt",
+    },
+    Binding {
+        keys: "r  R  F",
+        help: "requeue / with new seeds / to the front",
+    },
+    Binding {
+        keys: "u",
+        help: "unload models and free memory",
+    },
+    Binding {
         keys: "?",
         help: "this help",
     },
 ];
 
-/// Keys kept free for actions still to come (previews and server control), so nothing else takes
-/// them: c cancel, d delete, X clear, r/R requeue, F requeue to the front, u free memory,
+/// Keys kept free for actions still to come (previews), so nothing else takes them:
 /// p preview pane, v full-size view, s save, o next output.
-pub const RESERVED: &[char] = &['c', 'd', 'X', 'r', 'R', 'F', 'u', 'p', 'v', 's', 'o'];
+pub const RESERVED: &[char] = &['p', 'v', 's', 'o'];
 
 /// The action of a key press, if it has one. Releases and repeats of non-movement keys do nothing.
 pub fn action(key: &KeyEvent) -> Option<Action> {
@@ -93,6 +133,13 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::Back,
         KeyCode::Char('?') => Action::Help,
         KeyCode::Char('l') => Action::ToggleLog,
+        KeyCode::Char('c') => Action::Control(Control::Cancel),
+        KeyCode::Char('d') | KeyCode::Delete => Action::Control(Control::Delete),
+        KeyCode::Char('X') => Action::Control(Control::ClearPending),
+        KeyCode::Char('r') => Action::Control(Control::Requeue),
+        KeyCode::Char('R') => Action::Control(Control::RequeueNewSeeds),
+        KeyCode::Char('F') => Action::Control(Control::RequeueFront),
+        KeyCode::Char('u') => Action::Control(Control::Free),
         _ => return None,
     };
     Some(action)
@@ -107,12 +154,19 @@ mod tests {
     }
 
     #[test]
-    fn ctrl_c_quits_and_plain_c_is_reserved() {
+    fn ctrl_c_quits_and_plain_c_cancels() {
         assert_eq!(
             action(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
             Some(Action::Quit)
         );
-        assert_eq!(action(&key(KeyCode::Char('c'))), None);
+        assert_eq!(
+            action(&key(KeyCode::Char('c'))),
+            Some(Action::Control(Control::Cancel))
+        );
+        assert_eq!(
+            action(&key(KeyCode::Delete)),
+            Some(Action::Control(Control::Delete))
+        );
     }
 
     #[test]

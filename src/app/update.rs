@@ -1,6 +1,6 @@
 //! [`update`]: the only code that changes the dashboard's state.
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
@@ -68,9 +68,21 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
     let Some(action) = keymap::action(&key) else {
         return;
     };
-    if action == Action::Quit {
+    // A confirmation is modal: only Ctrl-C gets past it (q is not an answer).
+    let confirming = matches!(state.ui.overlay, Some(Overlay::Confirm(_)));
+    if action == Action::Quit && !(confirming && key.code == KeyCode::Char('q')) {
         state.quitting = true;
         commands.push(Command::Quit);
+        return;
+    }
+    if confirming {
+        super::actions::on_confirm_key(state, key, commands);
+        return;
+    }
+    if let Action::Control(control) = action {
+        if state.ui.overlay.is_none() {
+            super::actions::on_control_key(state, control, commands);
+        }
         return;
     }
     let ui = &mut state.ui;
@@ -102,7 +114,7 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         Action::PageDown => move_in_view(state, Move::By(page)),
         Action::Top => move_in_view(state, Move::Top),
         Action::Bottom => move_in_view(state, Move::Bottom),
-        Action::Quit => {}
+        Action::Quit | Action::Control(_) => {}
     }
     state.dirty = true;
 }
@@ -220,6 +232,10 @@ fn scroll_detail(state: &mut State, m: Move) {
 }
 
 fn on_click(state: &mut State, target: ClickTarget) {
+    // A confirmation is answered with y or n, not dismissed by a stray click.
+    if matches!(state.ui.overlay, Some(Overlay::Confirm(_))) {
+        return;
+    }
     if state.ui.overlay.take().is_some() {
         state.dirty = true;
         return;
@@ -391,6 +407,9 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
                 format!("POST /prompt failed: {}", crate::text::one_line(&error)),
             );
             state.dirty = true;
+        }
+        Fetched::Acted { action, result } => {
+            super::actions::on_acted(state, action, result, commands);
         }
         Fetched::SystemStats(result) => {
             let interval = if state.busy() {
