@@ -6,7 +6,7 @@
 //! one exception is a prompt the server accepted: its reply is fed to the tracker as
 //! `Submitted`, so it shows in the queue at once.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::comfy::api::FreeRequest;
 use crate::control::{Action, Done, Owner, short_id};
@@ -48,9 +48,10 @@ pub(super) fn on_confirm_key(state: &mut State, key: KeyEvent, commands: &mut Ve
     let Some(Overlay::Confirm(confirm)) = &state.ui.overlay else {
         return;
     };
-    if key
-        .modifiers
-        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+    if key.kind == KeyEventKind::Release
+        || key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
     {
         return;
     }
@@ -288,5 +289,404 @@ fn still_applies(state: &State, action: &Action) -> Result<(), String> {
         // Exactly the prompts shown are deleted; the server skips any that left the queue.
         Action::ClearPending { .. } | Action::Free(_) | Action::Submit(_) => Ok(()),
         Action::Requeue { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use serde_json::json;
+
+    use super::super::testing::{connected, http_body};
+    use super::super::{Command, Event, Fetched, Overlay, Panel, State, update};
+    use crate::comfy::api::{FreeRequest, History, PromptAccepted, QueueSnapshot};
+    use crate::control::{Access, Action, Done};
+    use crate::tracker::{Phase, TrackerCommand, TrackerInput};
+
+    const US: &str = "5f1c9a2e-comfytop";
+    const RUNNING: &str = "c2faa6db-62e2-4918-a1c0-285915b3a878";
+    /// The pending prompts in run order; the second is ours.
+    const PENDING: [&str; 3] = [
+        "dd848e16-f739-420a-9a6d-3f66461a7fba",
+        "2f97d7a2-c4d8-458e-8420-ab54ea05e405",
+        "24acff7a-ec9a-4640-b3fb-cc26423fef10",
+    ];
+    const FINISHED: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
+
+    /// A prompt of another client running, three pending (one ours), and one finished whose
+    /// extra_data carries more than a client id.
+    pub(crate) fn busy() -> State {
+        let mut history: History = http_body("get_history_id_success");
+        history.0[0]
+            .1
+            .prompt
+            .extra_data
+            .insert("extra_pnginfo".into(), json!({"workflow": {"nodes": []}}));
+        let mut state = connected(US, 0.0, history);
+        let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        for item in &mut snapshot.queue_pending {
+            if item.prompt_id == PENDING[1] {
+                item.extra_data.insert("client_id".into(), json!(US));
+            }
+        }
+        update(
+            &mut state,
+            1.0,
+            Event::Fetched(Fetched::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(snapshot)),
+            }),
+        );
+        let ids: Vec<&str> = state.queue_rows().iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, [RUNNING, PENDING[0], PENDING[1], PENDING[2]]);
+        state
+    }
+
+    fn press(state: &mut State, code: KeyCode) -> Vec<Command> {
+        let now = state.now;
+        update(
+            state,
+            now,
+            Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+        )
+    }
+
+    fn question(state: &State) -> &str {
+        match &state.ui.overlay {
+            Some(Overlay::Confirm(confirm)) => &confirm.question,
+            other => panic!("no confirmation: {other:?}"),
+        }
+    }
+
+    fn notice(state: &State) -> &str {
+        state.ui.notice.as_ref().map_or("", |n| n.text.as_str())
+    }
+
+    fn acted(commands: Vec<Command>) -> Action {
+        match commands.as_slice() {
+            [Command::Act(action)] => action.clone(),
+            other => panic!("expected one action: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn c_asks_naming_the_running_prompt_and_its_owner_then_interrupts_it() {
+        let mut state = busy();
+        assert!(press(&mut state, KeyCode::Char('c')).is_empty());
+        assert_eq!(
+            question(&state),
+            "Interrupt running prompt c2faa6db, queued by client lab-g-2b?"
+        );
+        let action = acted(press(&mut state, KeyCode::Char('y')));
+        assert_eq!(
+            action,
+            Action::Interrupt {
+                prompt_id: RUNNING.into()
+            }
+        );
+        assert_eq!(state.ui.overlay, None);
+    }
+
+    #[test]
+    fn a_prompt_that_finished_before_the_yes_is_not_interrupted() {
+        let mut state = busy();
+        press(&mut state, KeyCode::Char('c'));
+        let frame = crate::comfy::RawFrame::Text(
+            json!({"type": "execution_success",
+                   "data": {"prompt_id": RUNNING, "timestamp": 1_795_828_750_000u64}})
+            .to_string(),
+        );
+        let decoded = frame.decode();
+        update(
+            &mut state,
+            2.0,
+            Event::Conn(crate::comfy::connection::ConnEvent::Frame(
+                crate::comfy::connection::ReceivedFrame {
+                    t: 2.0,
+                    raw: frame,
+                    decoded,
+                },
+            )),
+        );
+        assert!(matches!(
+            state.server.tracker.prompt(RUNNING).unwrap().phase,
+            Phase::Finished(_)
+        ));
+        // Still asking: the dialog stays until answered.
+        question(&state);
+        let commands = press(&mut state, KeyCode::Char('y'));
+        assert!(
+            !commands.iter().any(|c| matches!(c, Command::Act(_))),
+            "{commands:?}"
+        );
+        assert_eq!(
+            notice(&state),
+            "prompt c2faa6db already finished (success): nothing was interrupted"
+        );
+    }
+
+    #[test]
+    fn d_deletes_only_the_selected_pending_prompt_after_a_yes() {
+        let mut state = busy();
+        press(&mut state, KeyCode::Char('j'));
+        press(&mut state, KeyCode::Char('j'));
+        assert!(press(&mut state, KeyCode::Delete).is_empty());
+        assert_eq!(
+            question(&state),
+            "Delete pending prompt 2f97d7a2, queued by this comfytop?"
+        );
+        // n cancels and does nothing.
+        assert!(press(&mut state, KeyCode::Char('n')).is_empty());
+        assert_eq!(state.ui.overlay, None);
+        assert_eq!(notice(&state), "cancelled: nothing was done");
+
+        press(&mut state, KeyCode::Char('d'));
+        let action = acted(press(&mut state, KeyCode::Char('y')));
+        assert_eq!(
+            action,
+            Action::Delete {
+                prompt_ids: vec![PENDING[1].into()]
+            }
+        );
+    }
+
+    #[test]
+    fn d_on_the_running_prompt_or_outside_the_queue_explains_and_asks_nothing() {
+        let mut state = busy();
+        assert!(press(&mut state, KeyCode::Char('d')).is_empty());
+        assert_eq!(state.ui.overlay, None);
+        assert_eq!(
+            notice(&state),
+            "prompt c2faa6db is running, not pending: c interrupts it"
+        );
+        press(&mut state, KeyCode::Tab);
+        press(&mut state, KeyCode::Tab);
+        assert_eq!(state.ui.focus, Panel::History);
+        assert!(press(&mut state, KeyCode::Char('d')).is_empty());
+        assert_eq!(state.ui.overlay, None);
+    }
+
+    #[test]
+    fn x_counts_other_clients_prompts_and_deletes_exactly_those_shown() {
+        let mut state = busy();
+        assert!(press(&mut state, KeyCode::Char('X')).is_empty());
+        assert_eq!(
+            question(&state),
+            "Delete all 3 pending prompts (2 queued by other clients)?"
+        );
+        let action = acted(press(&mut state, KeyCode::Char('y')));
+        assert_eq!(
+            action,
+            Action::ClearPending {
+                prompt_ids: PENDING.iter().map(|s| s.to_string()).collect()
+            }
+        );
+    }
+
+    #[test]
+    fn u_frees_memory_after_a_yes_and_esc_cancels() {
+        let mut state = busy();
+        press(&mut state, KeyCode::Char('u'));
+        assert_eq!(
+            question(&state),
+            "Unload every model and free memory on the server?"
+        );
+        assert!(press(&mut state, KeyCode::Esc).is_empty());
+        assert_eq!(state.ui.overlay, None);
+        press(&mut state, KeyCode::Char('u'));
+        assert_eq!(
+            acted(press(&mut state, KeyCode::Char('y'))),
+            Action::Free(FreeRequest {
+                unload_models: true,
+                free_memory: true
+            })
+        );
+    }
+
+    #[test]
+    fn the_dialog_is_modal() {
+        let mut state = busy();
+        press(&mut state, KeyCode::Char('X'));
+        let before = state.ui.clone();
+        for code in [
+            KeyCode::Char('j'),
+            KeyCode::Tab,
+            KeyCode::Char('q'),
+            KeyCode::Char('d'),
+            KeyCode::Enter,
+            KeyCode::Char('?'),
+        ] {
+            assert!(press(&mut state, code).is_empty(), "{code:?}");
+        }
+        assert!(!state.quitting);
+        assert_eq!(state.ui, before);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(update(&mut state, 1.0, Event::Key(ctrl_c)), [Command::Quit]);
+    }
+
+    fn history_focus(state: &mut State) {
+        press(state, KeyCode::Tab);
+        press(state, KeyCode::Tab);
+        assert_eq!(state.ui.focus, Panel::History);
+    }
+
+    fn requeued(action: &Action) -> &crate::comfy::api::PromptRequest {
+        match action {
+            Action::Requeue { from, request } => {
+                assert_eq!(from, FINISHED);
+                request
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn r_requeues_the_same_graph_and_extra_data_under_our_client_id() {
+        let mut state = busy();
+        history_focus(&mut state);
+        let record = state.server.tracker.prompt(FINISHED).unwrap().clone();
+        let action = acted(press(&mut state, KeyCode::Char('r')));
+        let request = requeued(&action);
+        assert_eq!(request.prompt, record.prompt);
+        assert_eq!(request.client_id.as_deref(), Some(US));
+        let extra = request.extra_data.as_ref().unwrap();
+        assert_eq!(extra["extra_pnginfo"], json!({"workflow": {"nodes": []}}));
+        assert!(!extra.contains_key("client_id"));
+        assert_eq!(request.front, None);
+        assert!(request.prompt_id.is_some(), "sent under an id of ours");
+
+        let action = acted(press(&mut state, KeyCode::Char('F')));
+        assert_eq!(requeued(&action).front, Some(true));
+        assert_eq!(requeued(&action).prompt, record.prompt);
+    }
+
+    #[test]
+    fn shift_r_changes_the_seeds_and_nothing_else() {
+        let mut state = busy();
+        history_focus(&mut state);
+        let original = state
+            .server
+            .tracker
+            .prompt(FINISHED)
+            .unwrap()
+            .prompt
+            .clone();
+        let action = acted(press(&mut state, KeyCode::Char('R')));
+        let mut graph = requeued(&action).prompt.clone();
+        let new_seed = graph["1"]["inputs"]["seed"].clone();
+        assert_ne!(new_seed, original["1"]["inputs"]["seed"]);
+        assert!(new_seed.is_u64());
+        graph["1"]["inputs"]["seed"] = original["1"]["inputs"]["seed"].clone();
+        assert_eq!(graph, original);
+    }
+
+    #[test]
+    fn an_accepted_requeue_shows_in_the_queue_at_once_as_ours() {
+        let mut state = busy();
+        history_focus(&mut state);
+        let action = acted(press(&mut state, KeyCode::Char('r')));
+        let new_id = action.prompt_id().unwrap().to_string();
+        let accepted = PromptAccepted {
+            prompt_id: new_id.clone(),
+            number: 9.0,
+            node_errors: Default::default(),
+        };
+        update(
+            &mut state,
+            3.0,
+            Event::Fetched(Fetched::Acted {
+                action,
+                result: Ok(Done::Queued {
+                    accepted,
+                    requeue_of: Some(FINISHED.into()),
+                }),
+            }),
+        );
+        let record = state.server.tracker.prompt(&new_id).unwrap();
+        assert!(record.ours);
+        assert_eq!(record.phase, Phase::Queued);
+        assert!(state.queue_rows().iter().any(|p| p.id == new_id));
+        assert_eq!(
+            notice(&state),
+            format!("requeued 647d7248 as {}", &new_id[..8])
+        );
+    }
+
+    #[test]
+    fn a_server_error_is_the_outcome_and_changes_nothing() {
+        let mut state = busy();
+        let rows = state.queue_rows().len();
+        let commands = update(
+            &mut state,
+            3.0,
+            Event::Fetched(Fetched::Acted {
+                action: Action::Delete {
+                    prompt_ids: vec![PENDING[0].into()],
+                },
+                result: Err("POST /queue failed: HTTP 500".into()),
+            }),
+        );
+        assert!(commands.is_empty(), "nothing retried: {commands:?}");
+        assert_eq!(notice(&state), "POST /queue failed: HTTP 500");
+        assert_eq!(state.queue_rows().len(), rows);
+    }
+
+    #[test]
+    fn a_done_delete_waits_for_the_server_to_say_what_the_queue_is() {
+        let mut state = busy();
+        let commands = update(
+            &mut state,
+            3.0,
+            Event::Fetched(Fetched::Acted {
+                action: Action::Delete {
+                    prompt_ids: vec![PENDING[0].into()],
+                },
+                result: Ok(Done::Deleted {
+                    prompt_ids: vec![PENDING[0].into()],
+                }),
+            }),
+        );
+        assert_eq!(commands, [Command::Fetch(TrackerCommand::FetchQueue)]);
+        // Not removed on a guess.
+        assert_eq!(
+            state.server.tracker.prompt(PENDING[0]).unwrap().phase,
+            Phase::Queued
+        );
+        assert_eq!(notice(&state), "deleted pending prompt dd848e16");
+    }
+
+    #[test]
+    fn read_only_refuses_every_key_and_says_so() {
+        let mut state = busy();
+        state.access = Access::ReadOnly;
+        for code in ['c', 'd', 'X', 'r', 'R', 'F', 'u'].map(KeyCode::Char) {
+            assert!(press(&mut state, code).is_empty(), "{code:?}");
+            assert_eq!(state.ui.overlay, None, "{code:?}");
+            assert!(
+                notice(&state).starts_with("comfytop is read-only (--read-only): it does not"),
+                "{code:?}: {}",
+                notice(&state)
+            );
+        }
+        history_focus(&mut state);
+        press(&mut state, KeyCode::Char('r'));
+        assert_eq!(
+            notice(&state),
+            "comfytop is read-only (--read-only): it does not requeue prompts"
+        );
+    }
+
+    #[test]
+    fn nothing_to_act_on_says_so() {
+        let mut state = connected(US, 0.0, History::default());
+        for (key, text) in [
+            ('c', "no prompt is running: nothing to cancel"),
+            ('X', "no prompt is pending: nothing to delete"),
+            ('r', "select a prompt in the queue or history to requeue it"),
+        ] {
+            assert!(press(&mut state, KeyCode::Char(key)).is_empty());
+            assert_eq!(state.ui.overlay, None);
+            assert_eq!(notice(&state), text);
+        }
     }
 }

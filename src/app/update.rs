@@ -65,18 +65,20 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
-    let Some(action) = keymap::action(&key) else {
-        return;
-    };
-    // A confirmation is modal: only Ctrl-C gets past it (q is not an answer).
-    let confirming = matches!(state.ui.overlay, Some(Overlay::Confirm(_)));
-    if action == Action::Quit && !(confirming && key.code == KeyCode::Char('q')) {
-        state.quitting = true;
-        commands.push(Command::Quit);
+    let action = keymap::action(&key);
+    // A confirmation is modal: it takes every key but Ctrl-C (q is not an answer).
+    if matches!(state.ui.overlay, Some(Overlay::Confirm(_)))
+        && !(action == Some(Action::Quit) && key.code != KeyCode::Char('q'))
+    {
+        super::actions::on_confirm_key(state, key, commands);
         return;
     }
-    if confirming {
-        super::actions::on_confirm_key(state, key, commands);
+    let Some(action) = action else {
+        return;
+    };
+    if action == Action::Quit {
+        state.quitting = true;
+        commands.push(Command::Quit);
         return;
     }
     if let Action::Control(control) = action {
