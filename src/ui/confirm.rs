@@ -21,14 +21,13 @@ pub fn draw(confirm: &Confirm, frame: &mut Frame, area: Rect) {
         .max(20)
         .min(area.width);
     let question = one_line(&confirm.question).into_owned();
-    // Borders and a space either side.
+    // Borders and the panel's padding either side.
     let text_width = usize::from(width.saturating_sub(4)).max(1);
-    let question_rows = question.chars().count().div_ceil(text_width).max(1);
+    let question_rows = wrapped_rows(&question, text_width);
     let lines = vec![
-        Line::from(format!(" {question}")),
+        Line::from(question),
         Line::from(""),
         Line::from(vec![
-            Span::raw(" "),
             Span::styled("y", theme::accent()),
             Span::styled(" yes    ", theme::dim()),
             Span::styled("n  Esc", theme::accent()),
@@ -49,4 +48,36 @@ pub fn draw(confirm: &Confirm, frame: &mut Frame, area: Rect) {
             .block(text_panel(" Confirm ", true)),
         popup,
     );
+}
+
+/// Rows `text` takes when wrapped at word boundaries into `width` columns (as the paragraph
+/// wraps it), so the dialog is sized to its question.
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    let mut rows = 1;
+    let mut used = 0;
+    for word in text.split(' ') {
+        let len = word.chars().count();
+        if used > 0 && used + 1 + len <= width {
+            used += 1 + len;
+            continue;
+        }
+        if used > 0 {
+            rows += 1;
+        }
+        // A word longer than a row is broken across rows.
+        rows += len.saturating_sub(1) / width;
+        used = len.saturating_sub(1) % width + 1;
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_follow_word_wrapping() {
+        assert_eq!(super::wrapped_rows("ab cd", 5), 1);
+        assert_eq!(super::wrapped_rows("ab cd ef", 5), 2);
+        assert_eq!(super::wrapped_rows("abcdefghijk", 5), 3);
+    }
 }
