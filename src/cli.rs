@@ -211,6 +211,9 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.url.as_deref(), Some("http://box:8188"));
         assert!(parse(&["--demo"]).unwrap().demo);
+        let cli = parse(&["--read-only", "--demo"]).unwrap();
+        assert!(cli.read_only && cli.demo);
+        assert!(!parse(&[]).unwrap().read_only);
 
         let Some(Command::Sim(sim)) = parse(&["sim", "--listen", "127.0.0.1:0", "--step-ms", "10"])
             .unwrap()
