@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::comfy::server_url::{DEFAULT_URL, ServerUrl};
+use crate::commands::cancel::CancelArgs;
+use crate::commands::queue::QueueArgs;
+use crate::commands::submit::SubmitArgs;
 use crate::watch::LineFormat;
 use crate::watch::replay::Pace;
 
@@ -27,6 +30,8 @@ Examples:
   comfytop watch                          follow http://127.0.0.1:8188 (or $COMFYUI_URL)
   comfytop watch http://gpu-box:8188 --json --record run.jsonl
   comfytop replay run.jsonl --speed 2     play a recording at twice its speed
+  comfytop submit flow.json --wait        queue an API-format workflow and follow it
+  comfytop cancel                         interrupt the prompt running now (only that one)
   comfytop sim --demo                     a simulated ComfyUI with traffic on 127.0.0.1:8188"
 )]
 pub struct Cli {
@@ -62,6 +67,12 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Run the simulated ComfyUI server
     Sim(SimArgs),
+    /// Queue an API-format workflow and print its prompt id; --wait follows it to its end
+    Submit(SubmitArgs),
+    /// Cancel a prompt (interrupt it if it runs, delete it if it waits), or every pending one
+    Cancel(CancelArgs),
+    /// Show the queue: running, then pending in run order
+    Queue(QueueArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +219,38 @@ mod tests {
         assert!(!sim.demo);
         assert!(parse(&["sim", "--step-ms", "0"]).is_err());
         assert!(parse(&["sim", "--listen", "not an address"]).is_err());
+    }
+
+    #[test]
+    fn submit_takes_repeated_overrides_and_download_implies_nothing_else() {
+        let cli = parse(&[
+            "submit",
+            "w.json",
+            "box:8188",
+            "--set",
+            "3.steps=30",
+            "--set",
+            "6.text=a cat",
+            "--front",
+            "--download",
+            "out",
+        ])
+        .unwrap();
+        let Some(Command::Submit(s)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(s.url.as_deref(), Some("box:8188"));
+        assert_eq!(s.overrides, ["3.steps=30", "6.text=a cat"]);
+        assert!(s.front && !s.wait && !s.read_only);
+        assert_eq!(s.download, Some(PathBuf::from("out")));
+        assert!(matches!(
+            parse(&["cancel", "--all-pending"]).unwrap().command,
+            Some(Command::Cancel(_))
+        ));
+        assert!(matches!(
+            parse(&["queue", "--json"]).unwrap().command,
+            Some(Command::Queue(q)) if q.json
+        ));
     }
 
     #[test]

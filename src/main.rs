@@ -5,6 +5,7 @@ use color_eyre::eyre::{Result, WrapErr as _};
 
 use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
+use comfytop::commands;
 use comfytop::dashboard::{self, DashboardConfig};
 use comfytop::sim;
 use comfytop::watch::{live, replay};
@@ -37,6 +38,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             watch(server, args)
         }
         Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Submit(args)) => Ok(runtime()?.block_on(commands::submit::run(args)).into()),
+        Some(Command::Cancel(args)) => Ok(runtime()?.block_on(commands::cancel::run(args)).into()),
+        Some(Command::Queue(args)) => Ok(runtime()?.block_on(commands::queue::run(args)).into()),
         Some(Command::Sim(args)) => {
             runtime()?.block_on(sim::run_standalone(args.listen, args.step(), args.demo))?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,239 @@
+//! `comfytop queue [URL] [--json]`: what runs and what waits, in run order.
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::comfy::api::{QueueItem, QueueSnapshot};
+use crate::comfy::http::ComfyClient;
+use crate::control::{node_count, output_classes, output_nodes, owner_label};
+use crate::text::terminal_safe_json;
+
+use super::{Exit, clean, fail, resolve_server};
+
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print JSON: {"running": [...], "pending": [...]}, pending in run order
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: QueueArgs) -> Exit {
+    let server = match resolve_server(args.url.as_deref()) {
+        Ok(server) => server,
+        Err(message) => {
+            fail(message);
+            return Exit::NotDone;
+        }
+    };
+    let snapshot = match ComfyClient::new(server) {
+        Ok(client) => client.queue().await,
+        Err(e) => Err(e),
+    };
+    let snapshot = match snapshot {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            fail(e);
+            return Exit::NotDone;
+        }
+    };
+    if args.json {
+        println!("{}", queue_json(&snapshot));
+    } else {
+        print!("{}", queue_table(&snapshot, None));
+    }
+    Exit::Success
+}
+
+#[derive(Serialize)]
+struct JsonQueue<'a> {
+    running: Vec<JsonItem<'a>>,
+    pending: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonItem<'a> {
+    number: serde_json::Value,
+    prompt_id: &'a str,
+    client_id: Option<&'a str>,
+    nodes: usize,
+    outputs: Vec<JsonOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    node: &'a str,
+    class_type: Option<&'a str>,
+}
+
+impl<'a> JsonItem<'a> {
+    fn new(item: &'a QueueItem) -> Self {
+        Self {
+            number: if item.number.fract() == 0.0 && item.number.abs() < 1e15 {
+                (item.number as i64).into()
+            } else {
+                item.number.into()
+            },
+            prompt_id: &item.prompt_id,
+            client_id: item.client_id(),
+            nodes: node_count(item),
+            outputs: output_nodes(item)
+                .into_iter()
+                .map(|node| JsonOutput {
+                    node,
+                    class_type: item
+                        .prompt
+                        .get(node)
+                        .and_then(|n| n.get("class_type"))
+                        .and_then(|c| c.as_str()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The queue as one JSON object, pending prompts in run order, safe to print raw to a terminal.
+pub fn queue_json(snapshot: &QueueSnapshot) -> String {
+    let queue = JsonQueue {
+        running: snapshot.queue_running.iter().map(JsonItem::new).collect(),
+        pending: snapshot
+            .pending_in_run_order()
+            .into_iter()
+            .map(JsonItem::new)
+            .collect(),
+    };
+    terminal_safe_json(&queue)
+}
+
+/// The queue as a table: running first, then pending in run order. `ours` marks prompts of
+/// this client.
+pub fn queue_table(snapshot: &QueueSnapshot, ours: Option<&str>) -> String {
+    let rows: Vec<[String; 6]> = snapshot
+        .queue_running
+        .iter()
+        .map(|item| row(item, "running", ours))
+        .chain(
+            snapshot
+                .pending_in_run_order()
+                .into_iter()
+                .map(|item| row(item, "pending", ours)),
+        )
+        .collect();
+    if rows.is_empty() {
+        return "the queue is empty\n".to_string();
+    }
+    let header = ["#", "STATE", "PROMPT_ID", "QUEUED BY", "NODES", "OUTPUTS"];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for cells in std::iter::once(header.map(str::to_string)).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width.saturating_sub(cell.chars().count());
+            match i {
+                // Numbers right-aligned, the last column not padded.
+                0 | 4 => line.push_str(&format!("{}{cell}  ", " ".repeat(pad))),
+                5 => line.push_str(cell),
+                _ => line.push_str(&format!("{cell}{}  ", " ".repeat(pad))),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let pending = snapshot.queue_pending.len();
+    out.push_str(&format!(
+        "{} running, {pending} pending\n",
+        snapshot.queue_running.len()
+    ));
+    out
+}
+
+fn row(item: &QueueItem, state: &str, ours: Option<&str>) -> [String; 6] {
+    let number = if item.number.fract() == 0.0 && item.number.abs() < 1e15 {
+        format!("{}", item.number as i64)
+    } else {
+        format!("{}", item.number)
+    };
+    let classes = output_classes(item);
+    [
+        number,
+        state.to_string(),
+        clean(&item.prompt_id),
+        owner_label(item.client_id(), ours),
+        node_count(item).to_string(),
+        if classes.is_empty() {
+            "-".to_string()
+        } else {
+            classes.join(", ")
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+
+    fn snapshot() -> QueueSnapshot {
+        let path = format!("{REFERENCE}/http/get_queue_running_and_pending.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_value(v["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn the_table_lists_running_then_pending_in_run_order() {
+        let table = queue_table(&snapshot(), Some("lab-g-2ba58b69"));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            " #  STATE    PROMPT_ID                             QUEUED BY      NODES  OUTPUTS"
+        );
+        assert_eq!(
+            lines[1],
+            " 5  running  c2faa6db-62e2-4918-a1c0-285915b3a878  this comfytop      2  SaveImage"
+        );
+        let numbers: Vec<&str> = lines[1..lines.len() - 1]
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(numbers, ["5", "-8", "6", "7"]);
+        assert_eq!(*lines.last().unwrap(), "1 running, 3 pending");
+        let theirs = queue_table(&snapshot(), None);
+        assert!(theirs.contains("client lab-g-2b"), "{theirs}");
+    }
+
+    #[test]
+    fn json_has_pending_in_run_order_and_output_classes() {
+        let v: Value = serde_json::from_str(&queue_json(&snapshot())).unwrap();
+        let numbers: Vec<f64> = v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["number"].as_f64().unwrap())
+            .collect();
+        assert_eq!(numbers, [-8.0, 6.0, 7.0]);
+        assert_eq!(v["running"][0]["client_id"], "lab-g-2ba58b69");
+        assert_eq!(
+            v["running"][0]["outputs"],
+            serde_json::json!([{"node": "2", "class_type": "SaveImage"}])
+        );
+        assert_eq!(v["running"][0]["nodes"], 2);
+    }
+
+    #[test]
+    fn an_empty_queue_says_so() {
+        assert_eq!(
+            queue_table(&QueueSnapshot::default(), None),
+            "the queue is empty\n"
+        );
+    }
+}
