@@ -164,6 +164,10 @@ pub async fn run_standalone(
         .wrap_err_with(|| {
             format!("cannot listen on {listen}; is another server using that port?")
         })?;
+    // Listen for Ctrl-C before saying where we are, so a script that signals right after reading
+    // the URL gets a clean shutdown rather than the default kill.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .wrap_err("cannot listen for Ctrl-C")?;
     println!("simulated ComfyUI listening on {}", handle.url());
     if !listen.ip().is_loopback() {
         eprintln!(
@@ -171,9 +175,7 @@ pub async fn run_standalone(
             handle.addr()
         );
     }
-    tokio::signal::ctrl_c()
-        .await
-        .wrap_err("cannot wait for Ctrl-C")?;
+    interrupt.recv().await;
     handle.shutdown().await;
     Ok(())
 }
