@@ -9,8 +9,9 @@ use super::time;
 
 /// `/system_stats` is asked for this often while a prompt runs or waits...
 pub const STATS_INTERVAL_BUSY: f64 = 5.0;
-/// ...and this often while the server is idle (VRAM hardly moves then).
-pub const STATS_INTERVAL_IDLE: f64 = 30.0;
+/// ...and this often while the server is idle (VRAM moves less then: another client's models
+/// loading or being freed).
+pub const STATS_INTERVAL_IDLE: f64 = 15.0;
 /// How many history rows the "ago" timer looks at (more are never on screen at once).
 const AGED_ROWS: usize = 100;
 

@@ -4,7 +4,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
-use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::connection::ConnEvent;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::StatsSummary;
@@ -291,61 +291,47 @@ fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
 fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command>) {
     let now = state.now;
     let server = &mut state.server;
-    server.log.connection(now, &event, &server.url);
-    let input = match event {
-        ConnEvent::Connecting { attempt } => {
-            server.link = Link::Connecting { attempt };
-            None
-        }
-        ConnEvent::Connected { sid, features } => {
-            server.link = Link::Connected { since: now };
-            server.last_error = None;
-            server.stats.due_at = Some(now);
-            Some(TrackerInput::Connected { sid, features })
-        }
-        ConnEvent::Disconnected { reason } => {
-            server.link = Link::Offline;
-            server.last_error = Some(crate::text::one_line(&reason).into_owned());
-            server.stats.due_at = None;
-            Some(TrackerInput::Disconnected)
-        }
-        ConnEvent::Reconnecting { attempt, delay } => {
-            server.link = Link::Waiting {
-                attempt,
-                retry_at: now + delay.as_secs_f64(),
-            };
-            None
-        }
+    match &event {
         ConnEvent::Frame(frame) => {
-            on_frame(state, frame, commands);
-            return;
+            server.log.frame(now, frame, &server.tracker);
+            // Preview images change nothing on screen yet, unless the log shows them.
+            let is_preview = matches!(
+                frame.decoded,
+                Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
+            );
+            if state.ui.show_log || !is_preview {
+                state.dirty = true;
+            }
         }
-    };
-    if let Some(input) = input {
-        track(state, input, commands);
+        other => {
+            server.log.connection(now, other, &server.url);
+            match other {
+                ConnEvent::Connecting { attempt } => {
+                    server.link = Link::Connecting { attempt: *attempt };
+                }
+                ConnEvent::Connected { .. } => {
+                    server.link = Link::Connected { since: now };
+                    server.last_error = None;
+                    server.stats.due_at = Some(now);
+                }
+                ConnEvent::Disconnected { reason } => {
+                    server.link = Link::Offline;
+                    server.last_error = Some(crate::text::one_line(reason).into_owned());
+                    server.stats.due_at = None;
+                }
+                ConnEvent::Reconnecting { attempt, delay } => {
+                    server.link = Link::Waiting {
+                        attempt: *attempt,
+                        retry_at: now + delay.as_secs_f64(),
+                    };
+                }
+                ConnEvent::Frame(_) => {}
+            }
+            state.dirty = true;
+        }
     }
-    state.dirty = true;
-}
-
-fn on_frame(state: &mut State, frame: ReceivedFrame, commands: &mut Vec<Command>) {
-    let now = state.now;
-    let server = &mut state.server;
-    server.log.frame(now, &frame, &server.tracker);
-    // Preview images change nothing on screen yet, unless the log shows them.
-    let is_preview = matches!(
-        frame.decoded,
-        Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
-    );
-    let input = match frame.decoded {
-        Decoded::Message(message) => Some(TrackerInput::Message(message)),
-        Decoded::Binary(binary) => Some(TrackerInput::Binary(binary)),
-        Decoded::Malformed { .. } => None,
-    };
-    if let Some(input) = input {
+    if let Some(input) = crate::session::tracker_input(&event) {
         track(state, input, commands);
-    }
-    if state.ui.show_log || !is_preview {
-        state.dirty = true;
     }
 }
 
