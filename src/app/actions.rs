@@ -2,7 +2,7 @@
 //! confirmation in front of every destructive one, and the outcome line each leaves behind.
 //!
 //! Nothing here guesses at the server's state: a confirmed action becomes a [`Command::Act`], and
-//! the queue changes on screen when the server's own events (or a fetch of `/queue`) say so. The
+//! the queue changes on screen when the server's own events say so. The
 //! one exception is a prompt the server accepted: its reply is fed to the tracker as
 //! `Submitted`, so it shows in the queue at once.
 
@@ -10,7 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::comfy::api::FreeRequest;
 use crate::control::{Action, Done, Owner, short_id};
-use crate::tracker::{Phase, PromptRecord, TrackerCommand, TrackerInput};
+use crate::tracker::{Phase, PromptRecord, TrackerInput};
 use crate::workflow::{randomize_seeds, requeue_request};
 
 use super::event_log::LineKind;
@@ -104,25 +104,21 @@ pub(super) fn on_acted(
         .log
         .push(state.now, LineKind::Connection, text.clone());
     notice(state, NoticeKind::Done, text);
-    match (done, action) {
-        (
-            Done::Queued { accepted, .. },
-            Action::Requeue { request, .. } | Action::Submit(request),
-        ) => {
-            let input = TrackerInput::Submitted {
-                prompt_id: accepted.prompt_id,
-                number: accepted.number,
-                request: *request,
-            };
-            let fetches = state.server.tracker.handle(state.now, input);
-            commands.extend(fetches.into_iter().map(Command::Fetch));
-        }
-        // The server announces the new queue on its own; asking once more costs one small GET
-        // and covers servers that stay quiet after a delete.
-        (Done::Deleted { .. } | Done::Cleared { .. }, _) => {
-            commands.push(Command::Fetch(TrackerCommand::FetchQueue));
-        }
-        _ => {}
+    // A delete or interrupt shows when the server's own status and execution messages say so
+    // (ComfyUI announces the queue after every change); only a new prompt is shown at once, from
+    // the server's acceptance.
+    if let (
+        Done::Queued { accepted, .. },
+        Action::Requeue { request, .. } | Action::Submit(request),
+    ) = (done, action)
+    {
+        let input = TrackerInput::Submitted {
+            prompt_id: accepted.prompt_id,
+            number: accepted.number,
+            request: *request,
+        };
+        let fetches = state.server.tracker.handle(state.now, input);
+        commands.extend(fetches.into_iter().map(Command::Fetch));
     }
 }
 
@@ -646,8 +642,8 @@ mod tests {
                 }),
             }),
         );
-        assert_eq!(commands, [Command::Fetch(TrackerCommand::FetchQueue)]);
-        // Not removed on a guess.
+        assert!(commands.is_empty(), "{commands:?}");
+        // Not removed on a guess: the server's status message will say.
         assert_eq!(
             state.server.tracker.prompt(PENDING[0]).unwrap().phase,
             Phase::Queued
