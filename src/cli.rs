@@ -44,6 +44,10 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
+    /// Change nothing on the server: the dashboard's cancel, delete, requeue and free keys refuse
+    #[arg(long)]
+    pub read_only: bool,
+
     /// Leave the mouse to the terminal (no click to select, no wheel scrolling)
     #[arg(long)]
     pub no_mouse: bool,
@@ -220,6 +224,9 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.url.as_deref(), Some("http://box:8188"));
         assert!(parse(&["--demo"]).unwrap().demo);
+        let cli = parse(&["--read-only", "--demo"]).unwrap();
+        assert!(cli.read_only && cli.demo);
+        assert!(!parse(&[]).unwrap().read_only);
 
         let Some(Command::Sim(sim)) = parse(&["sim", "--listen", "127.0.0.1:0", "--step-ms", "10"])
             .unwrap()

@@ -25,6 +25,7 @@ use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_clie
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::Recorder;
+use crate::control::{self, Access};
 use crate::preview::{
     DecodeLimits, ImageProtocol, PipelineConfig, PreviewPipeline, Renderer,
     save_without_overwriting, show_full_size,
@@ -52,6 +53,8 @@ pub struct DashboardConfig {
     pub preview_fps: u32,
     /// `--save-dir`: where `s` saves outputs.
     pub save_dir: PathBuf,
+    /// Whether the keys may change anything on the server (`--read-only`).
+    pub access: Access,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -127,6 +130,7 @@ impl Clock {
 /// Runs commands off the loop; replies come back on a channel.
 struct Executor {
     client: ComfyClient,
+    access: Access,
     replies: mpsc::UnboundedSender<Fetched>,
 }
 
@@ -190,10 +194,29 @@ impl Executor {
                     let _ = replies.send(Fetched::Saved(result));
                 });
             }
+            Command::Act(action) => {
+                let access = self.access;
+                tokio::spawn(async move {
+                    let reply = act(&client, access, action).await;
+                    let _ = replies.send(reply);
+                });
+            }
             // The loop runs these itself: they need the worker or the terminal.
             Command::SubmitPreview(_) | Command::ShowFullSize { .. } | Command::Quit => {}
         }
     }
+}
+
+/// Runs a [`Command::Act`] once (never retried: a lost answer to a POST /prompt is reported as
+/// such, not sent again) and words its reply for the dashboard.
+pub async fn act(client: &ComfyClient, access: Access, action: control::Action) -> Fetched {
+    let result = control::perform(client, access, &action)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, verb = action.verb(), "action failed");
+            error.status_text()
+        });
+    Fetched::Acted { action, result }
 }
 
 /// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
@@ -318,6 +341,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     });
     let executor = Executor {
         client,
+        access: config.access,
         replies: reply_tx,
     };
     let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
@@ -326,6 +350,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
 
     let clock = Clock::start();
     let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
+    state.access = config.access;
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     // The terminal's answer comes on stdin: ask before the event stream reads it.
     let renderer = Renderer::detect(config.image_protocol);

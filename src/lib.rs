@@ -6,9 +6,9 @@
 //! server for the demo and the tests, `watch` holds the non-interactive `watch` and `replay`
 //! modes (their lines come from `describe`), `control` makes the changes a user asks for on a
 //! server and `commands` are the scriptable `submit`, `cancel` and `queue`, `cli` is the command
-//! line, and `text` makes server strings safe for a terminal. The dashboard is `app` (its state and the one `update` function),
-//! `ui` (drawing), `term` (the terminal's setup and teardown) and `dashboard` (the loop around
-//! them).
+//! line, and `text` makes server strings safe for a terminal. The dashboard is `app` (its state
+//! and the one `update` function), `ui` (drawing), `term` (the terminal's setup and teardown) and
+//! `dashboard` (the loop around them).
 
 pub mod app;
 pub mod cli;

@@ -6,6 +6,7 @@ use color_eyre::eyre::{Result, WrapErr as _};
 use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands;
+use comfytop::control::Access;
 use comfytop::dashboard::{self, DashboardConfig};
 use comfytop::sim;
 use comfytop::watch::{live, replay};
@@ -89,6 +90,7 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         image_protocol: cli.image_protocol,
         preview_fps: cli.preview_fps,
         save_dir: cli.save_dir.clone(),
+        access: Access::from_read_only(cli.read_only),
     };
     if cli.demo {
         // The simulator renders its previews on a second thread beside the dashboard.

@@ -1075,56 +1075,25 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comfy::{Decoded, RawFrame};
+    use crate::comfy::Decoded;
+    use crate::comfy::transcript::TranscriptReader;
 
     const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
 
     /// Feeds a transcript's frames to a tracker, as a live connection would.
     fn replay(name: &str, our_id: &str) -> Tracker {
-        replay_until(name, our_id, f64::INFINITY)
-    }
-
-    /// Feeds a transcript's frames up to time `until`.
-    fn replay_until(name: &str, our_id: &str, until: f64) -> Tracker {
         let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
-        let text = std::fs::read_to_string(&path).unwrap();
         let mut tracker = Tracker::new(our_id);
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let t = v["t"].as_f64().unwrap();
-            if t > until {
-                break;
-            }
-            let raw = if v["kind"] == "text" {
-                RawFrame::Text(v["data"].to_string())
-            } else {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v["b64"].as_str().unwrap())
-                    .unwrap();
-                RawFrame::Binary(bytes.into())
-            };
-            let input = match raw.decode() {
+        for frame in TranscriptReader::open(path.as_ref()).unwrap() {
+            let frame = frame.unwrap();
+            let input = match frame.raw.decode() {
                 Decoded::Message(m) => TrackerInput::Message(m),
                 Decoded::Binary(b) => TrackerInput::Binary(b),
                 Decoded::Malformed { error } => panic!("{name}: malformed frame: {error}"),
             };
-            tracker.handle(t, input);
+            tracker.handle(frame.t, input);
         }
         tracker
-    }
-
-    #[test]
-    fn without_executing_the_running_node_comes_from_progress() {
-        // A prompt queued with no client id: watchers get progress_state and progress only.
-        let t = replay_until("i2_prompt_without_client_id_watched", "watcher", 0.61);
-        let p = t.running().unwrap();
-        assert_eq!(p.current_node.as_deref(), Some("1"));
-        assert_eq!(p.nodes["1"].state, NodeState::Running);
-        let (complete, total) = p.node_counts();
-        assert_eq!(complete, 0);
-        // Two of four steps of the first node count towards the whole.
-        assert!((p.overall_fraction() - 0.5 / total as f64).abs() < 1e-9);
     }
 
     fn only_prompt(tracker: &Tracker) -> &PromptRecord {

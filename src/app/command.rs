@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use crate::comfy::protocol::ImageRef;
+use crate::control;
 use crate::preview::PreviewFrame;
 use crate::tracker::TrackerCommand;
 
@@ -26,6 +27,9 @@ pub enum Command {
     },
     /// Show an image at the terminal's full size until a key is pressed.
     ShowFullSize { data: Bytes, caption: String },
+    /// Change something on the server (confirmed first where it destroys); the reply comes
+    /// back as [`super::Fetched::Acted`].
+    Act(control::Action),
     /// Leave the dashboard.
     Quit,
 }

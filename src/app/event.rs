@@ -3,6 +3,7 @@ use crossterm::event::KeyEvent;
 use super::Panel;
 use crate::comfy::api::{PromptAccepted, PromptRequest, SystemStats};
 use crate::comfy::connection::ConnEvent;
+use crate::control;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 /// Everything that can change the dashboard's state. Nothing else reaches it.
@@ -61,6 +62,12 @@ pub enum Fetched {
     },
     /// Where `s` saved an output, or why it could not.
     Saved(Result<std::path::PathBuf, String>),
+    /// The reply to [`super::Command::Act`]: what was done, or the error as the status line
+    /// says it.
+    Acted {
+        action: control::Action,
+        result: Result<control::Done, String>,
+    },
 }
 
 /// A prompt the server accepted from this comfytop.

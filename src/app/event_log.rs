@@ -35,8 +35,6 @@ pub enum LineKind {
 #[derive(Debug, Default)]
 pub struct EventLog {
     lines: VecDeque<LogLine>,
-    /// Lines ever pushed, so a view can tell that the log moved on.
-    total: u64,
 }
 
 impl EventLog {
@@ -45,7 +43,6 @@ impl EventLog {
             self.lines.pop_front();
         }
         self.lines.push_back(LogLine { at, kind, text });
-        self.total += 1;
     }
 
     pub fn lines(&self) -> &VecDeque<LogLine> {
@@ -58,10 +55,6 @@ impl EventLog {
 
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total
     }
 
     /// Logs a connection event as `watch` prints it.
@@ -130,6 +123,5 @@ mod tests {
         }
         assert_eq!(log.len(), LOG_KEPT);
         assert_eq!(log.lines().front().unwrap().text, "5");
-        assert_eq!(log.total(), (LOG_KEPT + 5) as u64);
     }
 }

@@ -23,6 +23,27 @@ pub enum Action {
     NextOutput,
     FullSizeView,
     SaveOutput,
+    /// Server control (see `super::actions`): each asks for a confirmation where it destroys.
+    Control(Control),
+}
+
+/// The keys that change something on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Interrupt the running prompt.
+    Cancel,
+    /// Delete the selected pending prompt.
+    Delete,
+    /// Delete every pending prompt.
+    ClearPending,
+    /// Queue the selected prompt's graph again...
+    Requeue,
+    /// ...with new random seeds...
+    RequeueNewSeeds,
+    /// ...or at the front of the queue.
+    RequeueFront,
+    /// Unload models and free memory.
+    Free,
 }
 
 /// One line of the help: the keys as shown, and what they do.
@@ -81,14 +102,30 @@ pub const BINDINGS: &[Binding] = &[
         help: "save the output shown (details)",
     },
     Binding {
+        keys: "c",
+        help: "cancel (interrupt) the running prompt",
+    },
+    Binding {
+        keys: "d  Delete",
+        help: "delete the selected pending prompt",
+    },
+    Binding {
+        keys: "X",
+        help: "delete every pending prompt",
+    },
+    Binding {
+        keys: "r  R  F",
+        help: "requeue / with new seeds / to the front",
+    },
+    Binding {
+        keys: "u",
+        help: "unload models and free memory",
+    },
+    Binding {
         keys: "?",
         help: "this help",
     },
 ];
-
-/// Keys kept free for actions still to come (server control), so nothing else takes them:
-/// c cancel, d delete, X clear, r/R requeue, F requeue to the front, u free memory.
-pub const RESERVED: &[char] = &['c', 'd', 'X', 'r', 'R', 'F', 'u'];
 
 /// The action of a key press, if it has one. Releases and repeats of non-movement keys do nothing.
 pub fn action(key: &KeyEvent) -> Option<Action> {
@@ -116,6 +153,13 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('o') => Action::NextOutput,
         KeyCode::Char('v') => Action::FullSizeView,
         KeyCode::Char('s') => Action::SaveOutput,
+        KeyCode::Char('c') => Action::Control(Control::Cancel),
+        KeyCode::Char('d') | KeyCode::Delete => Action::Control(Control::Delete),
+        KeyCode::Char('X') => Action::Control(Control::ClearPending),
+        KeyCode::Char('r') => Action::Control(Control::Requeue),
+        KeyCode::Char('R') => Action::Control(Control::RequeueNewSeeds),
+        KeyCode::Char('F') => Action::Control(Control::RequeueFront),
+        KeyCode::Char('u') => Action::Control(Control::Free),
         _ => return None,
     };
     Some(action)
@@ -130,19 +174,30 @@ mod tests {
     }
 
     #[test]
-    fn ctrl_c_quits_and_plain_c_is_reserved() {
+    fn ctrl_c_quits_and_plain_c_cancels() {
         assert_eq!(
             action(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
             Some(Action::Quit)
         );
-        assert_eq!(action(&key(KeyCode::Char('c'))), None);
+        assert_eq!(
+            action(&key(KeyCode::Char('c'))),
+            Some(Action::Control(Control::Cancel))
+        );
+        assert_eq!(
+            action(&key(KeyCode::Delete)),
+            Some(Action::Control(Control::Delete))
+        );
     }
 
     #[test]
-    fn no_reserved_key_is_bound() {
-        for c in RESERVED {
-            assert_eq!(action(&key(KeyCode::Char(*c))), None, "{c}");
-        }
+    fn preview_keys_are_bound() {
+        assert_eq!(
+            action(&key(KeyCode::Char('p'))),
+            Some(Action::TogglePreview)
+        );
+        assert_eq!(action(&key(KeyCode::Char('o'))), Some(Action::NextOutput));
+        assert_eq!(action(&key(KeyCode::Char('v'))), Some(Action::FullSizeView));
+        assert_eq!(action(&key(KeyCode::Char('s'))), Some(Action::SaveOutput));
     }
 
     #[test]

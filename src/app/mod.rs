@@ -5,6 +5,7 @@
 //! events in and runs the commands that come out, and `ui::draw` only reads the state. Tests drive
 //! it with events alone.
 
+mod actions;
 mod command;
 pub mod detail;
 mod event;
@@ -20,8 +21,8 @@ pub use event::{ClickTarget, Event, Fetched, Submitted};
 pub use event_log::{EventLog, LogLine};
 pub use preview::{PreviewResults, PreviewSettings, Previews};
 pub use state::{
-    Detail, Link, Overlay, Panel, STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerState,
-    State, Stats, StatsSummary, Ui,
+    Confirm, Detail, Link, Notice, NoticeKind, Overlay, Panel, STATS_INTERVAL_BUSY,
+    STATS_INTERVAL_IDLE, Selection, ServerState, State, Stats, StatsSummary, Ui,
 };
 pub use update::update;
 

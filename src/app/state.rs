@@ -1,6 +1,7 @@
 use crate::comfy::api::SystemStats;
 use crate::comfy::protocol::PromptId;
 use crate::comfy::server_url::ServerUrl;
+use crate::control::Access;
 use crate::tracker::{PromptRecord, Tracker};
 
 use super::event_log::EventLog;
@@ -8,8 +9,9 @@ use super::time;
 
 /// `/system_stats` is asked for this often while a prompt runs or waits...
 pub const STATS_INTERVAL_BUSY: f64 = 5.0;
-/// ...and this often while the server is idle (VRAM hardly moves then).
-pub const STATS_INTERVAL_IDLE: f64 = 30.0;
+/// ...and this often while the server is idle (VRAM moves less then: another client's models
+/// loading or being freed).
+pub const STATS_INTERVAL_IDLE: f64 = 15.0;
 /// How many history rows the "ago" timer looks at (more are never on screen at once).
 const AGED_ROWS: usize = 100;
 
@@ -30,6 +32,8 @@ pub struct State {
     /// When the screen next changes by itself (a clock ticking), on the dashboard clock.
     pub(super) redraw_at: Option<f64>,
     pub quitting: bool,
+    /// Whether the keys may change anything on the server (`--read-only`).
+    pub access: Access,
 }
 
 /// What is known about one server.
@@ -157,10 +161,37 @@ pub struct Detail {
     pub scroll: usize,
 }
 
-/// What covers the dashboard. Help now; confirmations and other dialogs later.
+/// What covers the dashboard.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     Help,
+    /// A y/n question before a destructive action; modal until answered.
+    Confirm(Confirm),
+}
+
+/// An action waiting for the user's yes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirm {
+    pub action: crate::control::Action,
+    /// The question, naming what the action will hit and whose it is.
+    pub question: String,
+}
+
+/// The outcome of the last action, shown in the footer until the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub text: String,
+    pub kind: NoticeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Done, or under way.
+    Done,
+    /// Nothing was done, and nothing went wrong (cancelled, nothing to act on).
+    Info,
+    /// Refused or failed.
+    Error,
 }
 
 /// Where the user is and what they see.
@@ -176,6 +207,8 @@ pub struct Ui {
     pub log_scroll: usize,
     pub detail: Option<Detail>,
     pub overlay: Option<Overlay>,
+    /// The outcome of the last server action.
+    pub notice: Option<Notice>,
     pub show_log: bool,
     /// The terminal size, as last reported.
     pub width: u16,
@@ -192,6 +225,7 @@ impl Default for Ui {
             log_scroll: 0,
             detail: None,
             overlay: None,
+            notice: None,
             show_log: false,
             width: 80,
             height: 24,
@@ -245,6 +279,7 @@ impl State {
             dirty: true,
             redraw_at: None,
             quitting: false,
+            access: Access::ReadWrite,
         }
     }
 

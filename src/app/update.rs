@@ -1,10 +1,10 @@
 //! [`update`]: the only code that changes the dashboard's state.
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
-use crate::comfy::connection::{ConnEvent, ReceivedFrame};
+use crate::comfy::connection::ConnEvent;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::StatsSummary;
@@ -68,12 +68,26 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
-    let Some(action) = keymap::action(&key) else {
+    let action = keymap::action(&key);
+    // A confirmation is modal: it takes every key but Ctrl-C (q is not an answer).
+    if matches!(state.ui.overlay, Some(Overlay::Confirm(_)))
+        && !(action == Some(Action::Quit) && key.code != KeyCode::Char('q'))
+    {
+        super::actions::on_confirm_key(state, key, commands);
+        return;
+    }
+    let Some(action) = action else {
         return;
     };
     if action == Action::Quit {
         state.quitting = true;
         commands.push(Command::Quit);
+        return;
+    }
+    if let Action::Control(control) = action {
+        if state.ui.overlay.is_none() {
+            super::actions::on_control_key(state, control, commands);
+        }
         return;
     }
     let ui = &mut state.ui;
@@ -116,7 +130,7 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         Action::PageDown => move_in_view(state, Move::By(page)),
         Action::Top => move_in_view(state, Move::Top),
         Action::Bottom => move_in_view(state, Move::Bottom),
-        Action::Quit => {}
+        Action::Quit | Action::Control(_) => {}
     }
     state.dirty = true;
 }
@@ -235,6 +249,10 @@ fn scroll_detail(state: &mut State, m: Move) {
 }
 
 fn on_click(state: &mut State, target: ClickTarget) {
+    // A confirmation is answered with y or n, not dismissed by a stray click.
+    if matches!(state.ui.overlay, Some(Overlay::Confirm(_))) {
+        return;
+    }
     if state.ui.overlay.take().is_some() {
         state.dirty = true;
         return;
@@ -288,64 +306,53 @@ fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
 fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command>) {
     let now = state.now;
     let server = &mut state.server;
-    server.log.connection(now, &event, &server.url);
-    let input = match event {
-        ConnEvent::Connecting { attempt } => {
-            server.link = Link::Connecting { attempt };
-            None
-        }
-        ConnEvent::Connected { sid, features } => {
-            server.link = Link::Connected { since: now };
-            server.last_error = None;
-            server.stats.due_at = Some(now);
-            Some(TrackerInput::Connected { sid, features })
-        }
-        ConnEvent::Disconnected { reason } => {
-            server.link = Link::Offline;
-            server.last_error = Some(crate::text::one_line(&reason).into_owned());
-            server.stats.due_at = None;
-            Some(TrackerInput::Disconnected)
-        }
-        ConnEvent::Reconnecting { attempt, delay } => {
-            server.link = Link::Waiting {
-                attempt,
-                retry_at: now + delay.as_secs_f64(),
-            };
-            None
-        }
+    match &event {
         ConnEvent::Frame(frame) => {
-            on_frame(state, frame, commands);
-            return;
+            server.log.frame(now, frame, &server.tracker);
+            // Preview images change nothing on screen yet, unless the log shows them.
+            let is_preview = matches!(
+                frame.decoded,
+                Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
+            );
+            if state.ui.show_log || !is_preview {
+                state.dirty = true;
+            }
         }
-    };
-    if let Some(input) = input {
-        track(state, input, commands);
+        other => {
+            server.log.connection(now, other, &server.url);
+            match other {
+                ConnEvent::Connecting { attempt } => {
+                    server.link = Link::Connecting { attempt: *attempt };
+                }
+                ConnEvent::Connected { .. } => {
+                    server.link = Link::Connected { since: now };
+                    server.last_error = None;
+                    server.stats.due_at = Some(now);
+                }
+                ConnEvent::Disconnected { reason } => {
+                    server.link = Link::Offline;
+                    server.last_error = Some(crate::text::one_line(reason).into_owned());
+                    server.stats.due_at = None;
+                }
+                ConnEvent::Reconnecting { attempt, delay } => {
+                    server.link = Link::Waiting {
+                        attempt: *attempt,
+                        retry_at: now + delay.as_secs_f64(),
+                    };
+                }
+                ConnEvent::Frame(_) => {}
+            }
+            state.dirty = true;
+        }
     }
-    state.dirty = true;
-}
-
-fn on_frame(state: &mut State, frame: ReceivedFrame, commands: &mut Vec<Command>) {
-    let now = state.now;
-    let server = &mut state.server;
-    server.log.frame(now, &frame, &server.tracker);
-    // Preview images change nothing on screen yet, unless the log shows them.
-    let is_preview = matches!(
-        frame.decoded,
-        Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
-    );
-    if let Decoded::Binary(binary) = &frame.decoded {
+    // A preview image goes to the worker, never decoded here.
+    if let ConnEvent::Frame(frame) = &event
+        && let Decoded::Binary(binary) = &frame.decoded
+    {
         preview::on_binary(state, binary, commands);
     }
-    let input = match frame.decoded {
-        Decoded::Message(message) => Some(TrackerInput::Message(message)),
-        Decoded::Binary(binary) => Some(TrackerInput::Binary(binary)),
-        Decoded::Malformed { .. } => None,
-    };
-    if let Some(input) = input {
+    if let Some(input) = crate::session::tracker_input(&event) {
         track(state, input, commands);
-    }
-    if state.ui.show_log || !is_preview {
-        state.dirty = true;
     }
 }
 
@@ -412,6 +419,9 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
         }
         Fetched::Output { image, result } => preview::on_output(state, image, result, commands),
         Fetched::Saved(result) => preview::on_saved(state, result),
+        Fetched::Acted { action, result } => {
+            super::actions::on_acted(state, action, result, commands);
+        }
         Fetched::SystemStats(result) => {
             let interval = if state.busy() {
                 STATS_INTERVAL_BUSY

@@ -643,7 +643,8 @@ impl Drop for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comfy::{Decoded, RawFrame};
+    use crate::comfy::Decoded;
+    use crate::comfy::transcript::{TranscriptFrame, TranscriptReader};
     use serde_json::Value;
 
     const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
@@ -651,7 +652,6 @@ mod tests {
     /// Plays a transcript into a tracker, rendering after every frame; returns all lines.
     fn render(name: &str, our_id: &str, tty: bool) -> (Vec<String>, Vec<String>, Tracker) {
         let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
-        let text = std::fs::read_to_string(path).unwrap();
         let mut tracker = Tracker::new(our_id);
         // The submission the recording made, as `submit` tells the tracker.
         let meta_path = format!("{REFERENCE}/transcripts/{name}.meta.json");
@@ -674,18 +674,8 @@ mod tests {
         let mut view = ProgressView::new(tty);
         let mut lines = Vec::new();
         let mut statuses = Vec::new();
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let t = v["t"].as_f64().unwrap();
-            let raw = if v["kind"] == "text" {
-                RawFrame::Text(v["data"].to_string())
-            } else {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v["b64"].as_str().unwrap())
-                    .unwrap();
-                RawFrame::Binary(bytes.into())
-            };
+        for frame in TranscriptReader::open(path.as_ref()).unwrap() {
+            let TranscriptFrame { t, raw } = frame.unwrap();
             let input = match raw.decode() {
                 Decoded::Message(m) => TrackerInput::Message(m),
                 Decoded::Binary(b) => TrackerInput::Binary(b),

@@ -2,6 +2,7 @@
 //!
 //! Every string that came from the server is sanitized on its way into a cell.
 
+mod confirm;
 mod detail;
 mod help;
 mod history;
@@ -45,8 +46,10 @@ pub fn draw(state: &State, frame: &mut Frame) {
             log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
         }
     }
-    if let Some(Overlay::Help) = &state.ui.overlay {
-        help::draw(frame, areas.body);
+    match &state.ui.overlay {
+        Some(Overlay::Help) => help::draw(frame, areas.body),
+        Some(Overlay::Confirm(confirm)) => confirm::draw(confirm, frame, areas.body),
+        None => {}
     }
 }
 

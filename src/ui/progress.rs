@@ -168,7 +168,8 @@ fn draw_running(
         }
         lines.push(line);
         if prompt.current_node.as_deref() == Some(id.as_str())
-            && let Some(line) = detail.and_then(|n| running_node_detail(state, n, label_width + 3))
+            && let Some(line) =
+                detail.and_then(|n| running_node_detail(state, n, label_width + 3, width))
         {
             lines.push(line);
         }
@@ -235,7 +236,12 @@ fn node_line(prompt: &PromptRecord, id: &str, label_width: usize, width: usize) 
 
 /// The line under the running node's gauge: its speed, the ETA counting down from the last
 /// step, and how long it has run. None before its first step.
-fn running_node_detail(state: &State, node: &NodeRecord, indent: usize) -> Option<Line<'static>> {
+fn running_node_detail(
+    state: &State,
+    node: &NodeRecord,
+    indent: usize,
+    width: usize,
+) -> Option<Line<'static>> {
     if node.state != NodeState::Running || !node.has_progress {
         return None;
     }
@@ -252,8 +258,11 @@ fn running_node_detail(state: &State, node: &NodeRecord, indent: usize) -> Optio
         parts.push(format!("node {}", time::clock(state.now - started)));
     }
     (!parts.is_empty()).then(|| {
+        let text = parts.join(" · ");
+        // Under the gauge when it fits, else as far right as it does.
+        let indent = indent.min(width.saturating_sub(text.chars().count()));
         Line::from(styled(
-            format!("{}{}", " ".repeat(indent), parts.join(" · ")),
+            fit(&format!("{}{text}", " ".repeat(indent)), width),
             theme::dim(),
         ))
     })

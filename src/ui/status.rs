@@ -6,7 +6,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{Link, State, time};
+use crate::app::{Link, NoticeKind, Overlay, State, time};
+use crate::control::Access;
 use crate::text::one_line;
 
 use super::theme;
@@ -107,6 +108,10 @@ fn segments(state: &State) -> Vec<Segment> {
             7,
         ));
     }
+    if state.access == Access::ReadOnly {
+        // Never dropped: every mutating key refuses while it shows.
+        out.push(Segment::new(Span::styled("read-only", theme::warn()), 0));
+    }
     let id: String = server.tracker.our_client_id().chars().take(8).collect();
     out.push(Segment::new(
         Span::styled(format!("id {}", one_line(&id)), theme::dim()),
@@ -159,7 +164,9 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
 
 /// Key hints for what is on screen.
 pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
-    let hints: &[(&str, &str)] = if state.ui.overlay.is_some() {
+    let hints: &[(&str, &str)] = if let Some(Overlay::Confirm(_)) = &state.ui.overlay {
+        &[("y", "yes"), ("n/Esc", "no")]
+    } else if state.ui.overlay.is_some() {
         &[("Esc", "close"), ("q", "quit")]
     } else if state.ui.detail.is_some() {
         &[
@@ -179,6 +186,17 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
         ]
     };
     let mut spans = vec![Span::raw(" ")];
+    // The last action's outcome comes first; the hints follow where there is room.
+    if let Some(notice) = &state.ui.notice {
+        let style = match notice.kind {
+            NoticeKind::Done => theme::good(),
+            NoticeKind::Info => Style::new(),
+            NoticeKind::Error => theme::bad(),
+        };
+        let room = usize::from(area.width).saturating_sub(2);
+        spans.push(Span::styled(fit(&one_line(&notice.text), room), style));
+        spans.push(Span::styled(SEPARATOR, theme::dim()));
+    }
     for (key, what) in hints {
         spans.push(Span::styled(*key, theme::accent()));
         spans.push(Span::styled(format!(" {what}  "), theme::dim()));

@@ -247,3 +247,40 @@ fn clicks_land_on_the_rows_drawn() {
     );
     assert_eq!(hit_test(&state, 5, 0), None);
 }
+
+#[test]
+fn interrupt_confirmation_names_the_prompt_and_its_owner() {
+    let mut state = other_client();
+    key(&mut state, KeyCode::Char('c'));
+    let screen = render(&mut state, 80, 24);
+    assert!(screen.contains("Interrupt running prompt"), "{screen}");
+    assert!(screen.contains("queued by client"), "{screen}");
+    assert!(screen.contains("n  Esc no"), "{screen}");
+    snapshot_sizes("confirm_interrupt", state);
+}
+
+#[test]
+fn clear_confirmation_counts_other_clients_prompts() {
+    let mut state = other_client();
+    key(&mut state, KeyCode::Char('X'));
+    let screen = render(&mut state, 120, 40);
+    assert!(screen.contains("Delete all"), "{screen}");
+    assert!(screen.contains("queued by other clients"), "{screen}");
+    snapshot_sizes("confirm_clear", state);
+}
+
+#[test]
+fn read_only_shows_in_the_status_bar_and_keys_say_so() {
+    let mut state = other_client();
+    state.access = crate::control::Access::ReadOnly;
+    key(&mut state, KeyCode::Char('X'));
+    let screen = render(&mut state, 80, 24);
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines[0].contains("read-only"), "{screen}");
+    assert!(
+        lines[lines.len() - 1].contains("comfytop is read-only"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Confirm"), "{screen}");
+    snapshot_sizes("read_only_refusal", state);
+}

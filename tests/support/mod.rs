@@ -1,5 +1,5 @@
 //! What the command tests share: the simulated ComfyUI on loopback, a TCP proxy that can cut
-//! connections, and helpers to run the real binary.
+//! connections, helpers to run the real binary, and the binary in a pseudo-terminal.
 
 #![allow(dead_code)]
 
