@@ -92,16 +92,17 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         save_dir: cli.save_dir.clone(),
         access: Access::from_read_only(cli.read_only),
     };
+    // Two workers: the connection, the HTTP calls (and the demo's simulator) keep running while
+    // the loop itself is busy, e.g. showing a full-size image that waits for a key.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
     if cli.demo {
-        // The simulator renders its previews on a second thread beside the dashboard.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .wrap_err("cannot start the async runtime")?;
         runtime.block_on(dashboard::run_demo(config))?;
     } else {
-        runtime()?.block_on(dashboard::run(config))?;
+        runtime.block_on(dashboard::run(config))?;
     }
     Ok(ExitCode::SUCCESS)
 }

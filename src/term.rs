@@ -99,9 +99,15 @@ fn install_panic_hook() {
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }
+    // Only a panic on the thread that owns the terminal ends the dashboard. Panics elsewhere
+    // are caught (a tokio task, the preview worker's guarded decode) and the dashboard goes on,
+    // so restoring the terminal for them would leave it drawing on a cooked screen.
+    let ui_thread = std::thread::current().id();
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
+        if std::thread::current().id() == ui_thread {
+            restore();
+        }
         report(info);
     }));
 }

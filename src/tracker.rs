@@ -26,6 +26,8 @@ pub const FINISHED_KEPT: usize = 500;
 pub const HISTORY_FETCH: u32 = 64;
 const TEXT_LINES_KEPT: usize = 100;
 const LOG_LINES_KEPT: usize = 500;
+/// Longest exception message or traceback entry kept; a runaway message is cut with a note.
+const ERROR_TEXT_KEPT: usize = 64 * 1024;
 
 /// Something that happened, fed to [`Tracker::handle`].
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +105,17 @@ impl Outcome {
             Self::Removed => "removed",
             Self::Unknown => "unknown",
         }
+    }
+}
+
+/// Cuts `text` to [`ERROR_TEXT_KEPT`] characters, saying how much was left out.
+fn capped(text: String) -> String {
+    match text.char_indices().nth(ERROR_TEXT_KEPT) {
+        Some((end, _)) => {
+            let left_out = text[end..].chars().count();
+            format!("{}… ({left_out} more characters)", &text[..end])
+        }
+        None => text,
     }
 }
 
@@ -814,8 +827,8 @@ impl Tracker {
                     node_id: m.node_id.clone(),
                     node_type: m.node_type.clone(),
                     exception_type: m.exception_type,
-                    exception_message: m.exception_message,
-                    traceback: m.traceback,
+                    exception_message: capped(m.exception_message),
+                    traceback: m.traceback.into_iter().map(capped).collect(),
                     current_inputs: m.current_inputs,
                 });
                 self.mark_failed_node(now, &m.prompt_id, m.node_id.as_deref(), NodeState::Error);
@@ -1027,8 +1040,8 @@ impl Tracker {
                             node_id: m.node_id,
                             node_type: m.node_type,
                             exception_type: m.exception_type,
-                            exception_message: m.exception_message,
-                            traceback: m.traceback,
+                            exception_message: capped(m.exception_message),
+                            traceback: m.traceback.into_iter().map(capped).collect(),
                             current_inputs: m.current_inputs,
                         }));
                     }
@@ -1159,6 +1172,18 @@ mod tests {
         let path = format!("{REFERENCE}/http/{name}.json");
         let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         serde_json::from_value(v["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn runaway_error_text_is_capped_with_a_note() {
+        let long = "é".repeat(ERROR_TEXT_KEPT + 10);
+        let cut = capped(long);
+        assert!(
+            cut.ends_with("… (10 more characters)"),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
+        assert_eq!(capped("short".into()), "short");
     }
 
     #[test]

@@ -125,11 +125,14 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.split('\n') {
         // A tab has no width of its own in a cell.
-        let mut rest: Vec<char> = line.replace('\t', "    ").chars().collect();
-        if rest.is_empty() {
+        let chars: Vec<char> = line.replace('\t', "    ").chars().collect();
+        if chars.is_empty() {
             out.push(indent.to_string());
         }
-        while !rest.is_empty() {
+        // Walk the line with a start index: draining the front would make long text quadratic.
+        let mut start = 0;
+        while start < chars.len() {
+            let rest = &chars[start..];
             if rest.len() <= room {
                 out.push(format!("{indent}{}", rest.iter().collect::<String>()));
                 break;
@@ -143,12 +146,11 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
                 "{indent}{}",
                 rest[..cut].iter().collect::<String>().trim_end()
             ));
-            let skip = if rest.get(cut) == Some(&' ') {
+            start += if rest.get(cut) == Some(&' ') {
                 cut + 1
             } else {
                 cut
             };
-            rest.drain(..skip);
         }
     }
     out

@@ -27,8 +27,9 @@ fn split(area: Rect, detail: bool) -> (Rect, Option<Rect>) {
     // Under or beside, whichever fits the larger square image (a cell is about twice as tall
     // as wide).
     let square = |w: u16, h: u16| w.min(h.saturating_mul(2));
-    let beside = square(area.width * BESIDE_SHARE / 100, area.height);
-    let under = square(area.width, area.height * UNDER_SHARE / 100);
+    let share = |len: u16, percent: u16| (u32::from(len) * u32::from(percent) / 100) as u16;
+    let beside = square(share(area.width, BESIDE_SHARE), area.height);
+    let under = square(area.width, share(area.height, UNDER_SHARE));
     let stacked = area.height >= STACKED_FROM_HEIGHT && under > beside;
     let (rest, pane) = if !detail && stacked {
         let [rest, pane] = Layout::vertical([

@@ -144,6 +144,12 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
                 let text: String = segment.spans.iter().map(|s| s.content.as_ref()).collect();
                 let style = segment.spans.first().map(|s| s.style).unwrap_or_default();
                 segment.spans = vec![Span::styled(fit(&text, room), style)];
+                // `fit` guarantees the room; should a segment still not fit, drop it rather
+                // than loop.
+                if segment.width() <= room {
+                    continue;
+                }
+                segments.remove(error);
                 continue;
             }
         }

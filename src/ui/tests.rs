@@ -128,6 +128,22 @@ fn empty_queue_with_history() {
 }
 
 #[test]
+fn a_wide_character_close_reason_fits_the_status_bar() {
+    let mut state = with_history();
+    let reason = "服务器正在维护中请稍后再试连接已经被对方关闭了谢谢您的耐心等待".repeat(2);
+    update(
+        &mut state,
+        160.0,
+        Event::Conn(ConnEvent::Disconnected { reason }),
+    );
+    for (w, h) in SIZES {
+        // Used to loop for ever: the cut counted characters, the bar counts cells.
+        let screen = render(&mut state, w, h);
+        assert!(screen.contains("服务器"), "{screen}");
+    }
+}
+
+#[test]
 fn reconnecting_counts_down_and_names_the_error() {
     let mut state = reconnecting();
     let screen = render(&mut state, 120, 40);

@@ -4,6 +4,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Padding};
+use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr as _};
 
 use super::theme;
 
@@ -61,20 +62,32 @@ pub fn bar_spans(fraction: f64, width: usize) -> [Span<'static>; 2] {
 
 /// `text` cut to `width` characters, with an ellipsis when cut.
 pub fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if text.width() <= width {
         return text.to_string();
     }
     if width == 0 {
         return String::new();
     }
-    let mut out: String = text.chars().take(width - 1).collect();
+    // Wide characters (CJK, emoji) take two cells: count cells, not characters.
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
     out.push('…');
     out
 }
 
-/// `text` cut or padded to exactly `width` characters.
+/// `text` cut or padded to exactly `width` cells.
 pub fn pad(text: &str, width: usize) -> String {
-    format!("{:<width$}", fit(text, width))
+    let fitted = fit(text, width);
+    let fill = width.saturating_sub(fitted.width());
+    format!("{fitted}{}", " ".repeat(fill))
 }
 
 /// A line of text centred vertically in `area`, for empty panels.
@@ -116,5 +129,13 @@ mod tests {
     fn fit_cuts_with_an_ellipsis() {
         assert_eq!(fit("KSampler", 4), "KSa…");
         assert_eq!(pad("ab", 4), "ab  ");
+    }
+
+    #[test]
+    fn fit_and_pad_count_cells_of_wide_characters() {
+        let cut = fit("连接被服务器关闭了", 7);
+        assert_eq!(cut, "连接被…");
+        assert!(cut.width() <= 7);
+        assert_eq!(pad("连接", 6), "连接  ");
     }
 }
