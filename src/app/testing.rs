@@ -1,13 +1,13 @@
 //! Test helpers: the shared reference transcripts turned into dashboard events.
 
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use crate::comfy::Decoded;
 use crate::comfy::api::{History, QueueItem, QueueSnapshot, SystemStats};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::FeatureFlags;
 use crate::comfy::server_url::ServerUrl;
-use crate::comfy::{Decoded, RawFrame};
+use crate::comfy::transcript::{TranscriptFrame, TranscriptReader};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::{Command, Event, Fetched, State, update};
@@ -21,28 +21,16 @@ pub const EPOCH_MS: f64 = 1_795_828_739_000.0;
 /// The frames of a transcript, with their times.
 pub fn transcript(name: &str) -> Vec<ReceivedFrame> {
     let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap();
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let raw = if v["kind"] == "text" {
-                RawFrame::Text(v["data"].to_string())
-            } else {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v["b64"].as_str().unwrap())
-                    .unwrap();
-                RawFrame::Binary(bytes.into())
-            };
+    TranscriptReader::open(path.as_ref())
+        .unwrap()
+        .map(|frame| {
+            let TranscriptFrame { t, raw } = frame.unwrap();
             let decoded = raw.decode();
             assert!(
                 !matches!(decoded, Decoded::Malformed { .. }),
                 "{name}: {decoded:?}"
             );
-            ReceivedFrame {
-                t: v["t"].as_f64().unwrap(),
-                raw,
-                decoded,
-            }
+            ReceivedFrame { t, raw, decoded }
         })
         .collect()
 }

@@ -3,15 +3,14 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row};
 
 use crate::app::detail::{Origin, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
 
-use super::layout::list_rows;
 use super::theme;
-use super::widgets::{centered_row, list_offset, panel};
+use super::widgets::{centered_row, list_table, panel};
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     let rows = state.history_rows();
@@ -51,11 +50,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(Origin::of(p).short()),
         ])
     });
-    let header =
-        Row::new(["outcome", "prompt", "when", "took", "out", "by"]).style(theme::header());
-    let table = Table::new(
-        table_rows,
-        [
+    let header = Row::new(["outcome", "prompt", "when", "took", "out", "by"]);
+    list_table(
+        frame,
+        area,
+        block,
+        (header, table_rows.collect()),
+        &[
             Constraint::Length(13),
             Constraint::Length(8),
             Constraint::Length(7),
@@ -63,12 +64,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Constraint::Length(3),
             Constraint::Min(8),
         ],
-    )
-    .header(header)
-    .block(block)
-    .row_highlight_style(theme::selected(focused));
-    let mut table_state = TableState::new()
-        .with_offset(list_offset(selected, list_rows(area)))
-        .with_selected(selected);
-    frame.render_stateful_widget(table, area, &mut table_state);
+        focused,
+        selected,
+    );
 }

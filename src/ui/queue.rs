@@ -3,16 +3,15 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row};
 
 use crate::app::detail::{Origin, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
 use crate::tracker::{Phase, PromptRecord};
 
-use super::layout::list_rows;
 use super::theme;
-use super::widgets::{centered_row, list_offset, panel};
+use super::widgets::{centered_row, list_table, panel};
 
 /// `#12`, `-8` for front-of-queue numbers, blank when unknown.
 pub fn number(prompt: &PromptRecord) -> String {
@@ -69,10 +68,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(time),
         ])
     });
-    let header = Row::new(["", "#", "prompt", "by", "nodes", "time"]).style(theme::header());
-    let table = Table::new(
-        table_rows,
-        [
+    let header = Row::new(["", "#", "prompt", "by", "nodes", "time"]);
+    list_table(
+        frame,
+        area,
+        block,
+        (header, table_rows.collect()),
+        &[
             Constraint::Length(1),
             Constraint::Length(5),
             Constraint::Length(8),
@@ -80,12 +82,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Constraint::Length(5),
             Constraint::Min(5),
         ],
-    )
-    .header(header)
-    .block(block)
-    .row_highlight_style(theme::selected(focused));
-    let mut table_state = TableState::new()
-        .with_offset(list_offset(selected, list_rows(area)))
-        .with_selected(selected);
-    frame.render_stateful_widget(table, area, &mut table_state);
+        focused,
+        selected,
+    );
 }

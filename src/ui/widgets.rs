@@ -1,11 +1,13 @@
 //! Small drawing helpers shared by the panels.
 
-use ratatui::layout::Rect;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Padding};
+use ratatui::widgets::{Block, BorderType, Borders, Padding, Row, Table, TableState};
 use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr as _};
 
+use super::layout::list_rows;
 use super::theme;
 
 /// The first row shown of a list so that `selected` is visible in `visible` rows.
@@ -88,6 +90,27 @@ pub fn pad(text: &str, width: usize) -> String {
     let fitted = fit(text, width);
     let fill = width.saturating_sub(fitted.width());
     format!("{fitted}{}", " ".repeat(fill))
+}
+
+/// A selectable list panel: `rows` under `header` in `block`, the selected row highlighted and
+/// kept in view.
+pub fn list_table<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    block: Block<'a>,
+    (header, rows): (Row<'a>, Vec<Row<'a>>),
+    widths: &[Constraint],
+    focused: bool,
+    selected: Option<usize>,
+) {
+    let table = Table::new(rows, widths.iter().copied())
+        .header(header.style(theme::header()))
+        .block(block)
+        .row_highlight_style(theme::selected(focused));
+    let mut table_state = TableState::new()
+        .with_offset(list_offset(selected, list_rows(area)))
+        .with_selected(selected);
+    frame.render_stateful_widget(table, area, &mut table_state);
 }
 
 /// A line of text centred vertically in `area`, for empty panels.
