@@ -72,7 +72,14 @@ impl Renderer {
             ..QueryStdioOptions::default()
         };
         let queried = if tty {
-            Picker::from_query_stdio_with_options(options).ok()
+            let timeout = options.timeout;
+            let asked = std::time::Instant::now();
+            let picker = Picker::from_query_stdio_with_options(options).ok();
+            // A query that ran into its timeout gets a fallback picker, not an error: time tells.
+            if asked.elapsed() >= timeout {
+                release_query_reader();
+            }
+            picker
         } else {
             None
         };
@@ -234,6 +241,22 @@ fn steady_colours(mut pixels: RgbImage, last: Option<&RgbImage>) -> RgbImage {
         }
     }
     pixels
+}
+
+/// A query that timed out leaves its reader thread blocked on stdin, where it would swallow the
+/// user's first key. Inside tmux the query went to an outer terminal that may not be there (a
+/// detached session); tmux itself answers a plain status request, which ends that read.
+fn release_query_reader() {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout();
+    if stdout
+        .write_all(b"\x1b[5n")
+        .and_then(|()| stdout.flush())
+        .is_ok()
+    {
+        // Give the answer time to arrive and be read by that thread, not by the event stream.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
 }
 
 #[cfg(test)]
