@@ -358,8 +358,10 @@ mod tests {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     use super::*;
-    use crate::app::testing::{REFERENCE, client_id, connected, http_body, replay};
-    use crate::app::{Event, Fetched, Panel, Selection, update};
+    use crate::app::testing::{
+        REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay,
+    };
+    use crate::app::{Event, Fetched, update};
     use crate::comfy::api::History;
     use crate::comfy::binary::ImageFormat;
     use crate::preview::SlotUpdate;
@@ -371,30 +373,6 @@ mod tests {
             now,
             Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
         )
-    }
-
-    /// A dashboard in the detail view of a finished prompt with two outputs.
-    fn detail_with_two_outputs() -> State {
-        let history: History = http_body("get_history");
-        let mut state = connected("me", 0.0, history);
-        let rows = state.history_rows();
-        let index = rows
-            .iter()
-            .position(|p| p.id == "07d2da80-c728-4ec0-8ca9-76659deb85fc")
-            .unwrap();
-        let id = rows[index].id.clone();
-        state.ui.focus = Panel::History;
-        state.ui.history = Selection {
-            id: Some(id),
-            index,
-        };
-        let now = state.now;
-        update(
-            &mut state,
-            now,
-            Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
-        );
-        state
     }
 
     fn slot(key: PreviewKey, hash: u64, at: Instant) -> SlotUpdate {

@@ -1,5 +1,6 @@
 //! Test helpers: the shared reference transcripts turned into dashboard events.
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::{Map, Value, json};
 
 use crate::comfy::Decoded;
@@ -10,7 +11,7 @@ use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::{TranscriptFrame, TranscriptReader};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
-use super::{Command, Event, Fetched, State, update};
+use super::{Command, Event, Fetched, Panel, Selection, State, update};
 
 pub const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
 
@@ -165,4 +166,28 @@ pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Comm
         all.extend(commands);
     }
     all
+}
+
+/// A dashboard in the detail view of a finished prompt with two outputs.
+pub fn detail_with_two_outputs() -> State {
+    let history: History = http_body("get_history");
+    let mut state = connected("me", 0.0, history);
+    let rows = state.history_rows();
+    let index = rows
+        .iter()
+        .position(|p| p.id == "07d2da80-c728-4ec0-8ca9-76659deb85fc")
+        .unwrap();
+    let id = rows[index].id.clone();
+    state.ui.focus = Panel::History;
+    state.ui.history = Selection {
+        id: Some(id),
+        index,
+    };
+    let now = state.now;
+    update(
+        &mut state,
+        now,
+        Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    state
 }

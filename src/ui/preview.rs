@@ -155,15 +155,14 @@ mod tests {
     use std::time::Instant;
 
     use bytes::Bytes;
-    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use ratatui_image::FontSize;
     use ratatui_image::picker::ProtocolType;
 
     use crate::app::preview::{selected_output, view_for};
-    use crate::app::testing::{REFERENCE, client_id, connected, http_body, replay};
-    use crate::app::{Command, Event, Fetched, Panel, PreviewResults, Selection, State, update};
+    use crate::app::testing::{REFERENCE, client_id, connected, detail_with_two_outputs, replay};
+    use crate::app::{Command, Event, Fetched, PreviewResults, State, update};
     use crate::comfy::api::History;
     use crate::preview::{DecodeLimits, PipelineConfig, PreviewFrame, Renderer, Work, Worker};
 
@@ -232,24 +231,7 @@ mod tests {
 
     /// The detail view of a finished prompt with two outputs, the first one fetched as `bytes`.
     fn output_detail(bytes: Bytes, limits: DecodeLimits) -> String {
-        let history: History = http_body("get_history");
-        let mut state = connected("me", 0.0, history);
-        let rows = state.history_rows();
-        let index = rows
-            .iter()
-            .position(|p| p.id == "07d2da80-c728-4ec0-8ca9-76659deb85fc")
-            .unwrap();
-        let id = rows[index].id.clone();
-        state.ui.focus = Panel::History;
-        state.ui.history = Selection {
-            id: Some(id),
-            index,
-        };
-        update(
-            &mut state,
-            1.0,
-            Event::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
-        );
+        let mut state = detail_with_two_outputs();
         let (image, _, _) = selected_output(&state).unwrap();
         let frames = submitted(update(
             &mut state,
