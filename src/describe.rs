@@ -212,6 +212,16 @@ fn finish(line: String) -> String {
 
 fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
     let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
+    // " in node 2 \"Title\" (LabRaiseError)": where a prompt failed or stopped.
+    let node_and_type = |preposition: &str, prompt: &str, id: Option<&str>, class: Option<&str>| {
+        let at = id
+            .map(|n| format!(" {preposition} node {}", node(Some(prompt), n)))
+            .unwrap_or_default();
+        let kind = class
+            .map(|t| format!(" ({})", one_line(t)))
+            .unwrap_or_default();
+        format!("{at}{kind}")
+    };
     match m {
         ServerMessage::Status(s) => match &s.sid {
             Some(sid) => format!("queue {}, sid {}", s.queue_remaining(), one_line(sid)),
@@ -313,37 +323,27 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
         }
         ServerMessage::ExecutionSuccess(s) => format!("prompt {} succeeded", short(&s.prompt_id)),
         ServerMessage::ExecutionError(e) => {
-            let p = Some(e.prompt_id.as_str());
-            let at = e
-                .node_id
-                .as_deref()
-                .map(|n| format!(" in node {}", node(p, n)))
-                .unwrap_or_default();
-            let kind = e
-                .node_type
-                .as_deref()
-                .map(|t| format!(" ({})", one_line(t)))
-                .unwrap_or_default();
+            let at = node_and_type(
+                "in",
+                &e.prompt_id,
+                e.node_id.as_deref(),
+                e.node_type.as_deref(),
+            );
             let message = format!("{}: {}", e.exception_type, e.exception_message);
             format!(
-                "prompt {} failed{at}{kind}: {}",
+                "prompt {} failed{at}: {}",
                 short(&e.prompt_id),
                 truncate(&one_line(&message), EXCERPT * 2)
             )
         }
         ServerMessage::ExecutionInterrupted(e) => {
-            let p = Some(e.prompt_id.as_str());
-            let at = e
-                .node_id
-                .as_deref()
-                .map(|n| format!(" at node {}", node(p, n)))
-                .unwrap_or_default();
-            let kind = e
-                .node_type
-                .as_deref()
-                .map(|t| format!(" ({})", one_line(t)))
-                .unwrap_or_default();
-            format!("prompt {} interrupted{at}{kind}", short(&e.prompt_id))
+            let at = node_and_type(
+                "at",
+                &e.prompt_id,
+                e.node_id.as_deref(),
+                e.node_type.as_deref(),
+            );
+            format!("prompt {} interrupted{at}", short(&e.prompt_id))
         }
         ServerMessage::Logs(l) => {
             let lines: Vec<_> = l.entries.iter().map(|e| one_line(&e.m)).collect();
