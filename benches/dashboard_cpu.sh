@@ -15,7 +15,7 @@ STEP_DELAY=${STEP_DELAY:-0.05}
 SESSION=comfytop-bench-$$
 WORK=$(mktemp -d)
 HERE=$(cd "$(dirname "$0")" && pwd)
-WORKFLOW="$HERE/../../shared/comfyui-reference/workflows/slow_steps_full.json"
+WORKFLOW="$HERE/../tests/fixtures/comfyui-0.3.64/workflows/slow_steps_full.json"
 TICKS=$(getconf CLK_TCK)
 
 cleanup() {

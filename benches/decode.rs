@@ -9,7 +9,7 @@ use comfytop::comfy::transcript::TranscriptReader;
 use comfytop::comfy::{Decoded, RawFrame};
 use comfytop::tracker::{Tracker, TrackerInput};
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 const PROMPT: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
 const STEPS: u32 = 200;
 

@@ -89,7 +89,7 @@ fn bytes_per_frame(renderer: &Renderer, frames: &[Vec<u8>]) -> usize {
     written / (frames.len() - 1).max(1)
 }
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 /// The type-1 preview frames of the reference run, in order (consecutive sampling steps).
 fn reference_run_frames() -> Vec<Vec<u8>> {

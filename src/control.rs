@@ -529,7 +529,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+    const REFERENCE: &str = crate::FIXTURES;
 
     fn http_body<T: serde::de::DeserializeOwned>(name: &str) -> T {
         let path = format!("{REFERENCE}/http/{name}.json");

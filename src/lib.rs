@@ -26,3 +26,8 @@ pub mod tracker;
 pub mod ui;
 pub mod watch;
 pub mod workflow;
+
+/// The recorded ComfyUI 0.3.64 traffic (transcripts, HTTP bodies, workflows) that the tests and
+/// benches replay. It lives in the repository, so a clone alone builds and passes its tests.
+#[doc(hidden)]
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/comfyui-0.3.64");

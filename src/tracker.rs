@@ -1091,7 +1091,7 @@ mod tests {
     use crate::comfy::Decoded;
     use crate::comfy::transcript::TranscriptReader;
 
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+    const REFERENCE: &str = crate::FIXTURES;
 
     /// Feeds a transcript's frames to a tracker, as a live connection would.
     fn replay(name: &str, our_id: &str) -> Tracker {

@@ -142,14 +142,10 @@ mod tests {
     use rand::SeedableRng;
     use serde_json::json;
 
-    const WORKFLOWS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/comfyui-reference/workflows"
-    );
 
     #[test]
-    fn every_shared_workflow_loads() {
-        for entry in std::fs::read_dir(WORKFLOWS).unwrap() {
+    fn every_recorded_workflow_loads() {
+        for entry in std::fs::read_dir(format!("{}/workflows", crate::FIXTURES)).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.display().to_string();

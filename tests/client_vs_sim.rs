@@ -15,15 +15,11 @@ use comfytop::tracker::{Outcome, Phase, Tracker, TrackerInput};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-const WORKFLOWS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/comfyui-reference/workflows"
-);
 /// Generous: the machines are shared; a passing run takes a fraction of this.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn workflow(name: &str) -> Value {
-    let text = std::fs::read_to_string(format!("{WORKFLOWS}/{name}.json")).unwrap();
+    let text = std::fs::read_to_string(format!("{}/workflows/{name}.json", comfytop::FIXTURES)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 

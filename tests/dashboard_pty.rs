@@ -82,12 +82,9 @@ fn simulator() -> (tokio::runtime::Runtime, comfytop::sim::SimHandle) {
 /// Queues the reference slow-steps workflow without a client id (as a script would): its
 /// progress is then broadcast to every client, so the dashboard shows it node by node.
 fn queue_slow_steps(runtime: &tokio::runtime::Runtime, url: &str, steps: u64) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/comfyui-reference/workflows/slow_steps_full.json"
-    );
+    let path = format!("{}/workflows/slow_steps_full.json", comfytop::FIXTURES);
     let mut prompt: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     prompt["1"]["inputs"]["steps"] = steps.into();
     let client = comfytop::comfy::http::ComfyClient::new(ServerUrl::parse(url).unwrap()).unwrap();
     let request = comfytop::comfy::api::PromptRequest {

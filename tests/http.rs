@@ -18,7 +18,7 @@ use comfytop::comfy::server_url::ServerUrl;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 fn recorded(name: &str) -> Value {
     let path = format!("{REFERENCE}/http/{name}");

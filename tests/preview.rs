@@ -21,7 +21,7 @@ use ratatui::layout::Size;
 use ratatui_image::FontSize;
 use ratatui_image::picker::ProtocolType;
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 /// Every preview frame (types 1 and 4) of every transcript, with its file name.
 fn reference_previews() -> Vec<(String, u32, PreviewImage)> {

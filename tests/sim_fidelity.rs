@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 /// Test seconds per recorded second.
 const SCALE: f64 = 0.1;

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 fn reference(path: &str) -> Value {
     let path = PathBuf::from(REFERENCE).join(path);

@@ -18,7 +18,7 @@ use comfytop::tracker::{NodeState, Outcome, Phase, PromptRecord, Tracker};
 use comfytop::watch::LineFormat;
 use comfytop::watch::replay::{Pace, ReplayReport, replay};
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 
 fn transcript_paths() -> Vec<PathBuf> {
     let dir = Path::new(REFERENCE).join("transcripts");

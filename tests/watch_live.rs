@@ -23,7 +23,7 @@ use comfytop::comfy::{Decoded, RawFrame};
 use comfytop::watch::LineFormat;
 use comfytop::watch::live::{WatchOptions, watch};
 
-const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+const REFERENCE: &str = comfytop::FIXTURES;
 const PROMPT: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
 
 /// The recorded `/history/{id}` entry of a finished run (queued by another client).

@@ -13,7 +13,7 @@ use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::{Command, Event, Fetched, Panel, Selection, State, update};
 
-pub const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+pub const REFERENCE: &str = crate::FIXTURES;
 
 /// Wall clock at dashboard clock 0 in the tests: shortly before the reference recordings, so
 /// their server timestamps read as a few seconds after the start.

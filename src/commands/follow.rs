@@ -647,7 +647,7 @@ mod tests {
     use crate::comfy::transcript::{TranscriptFrame, TranscriptReader};
     use serde_json::Value;
 
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+    const REFERENCE: &str = crate::FIXTURES;
 
     /// Plays a transcript into a tracker, rendering after every frame; returns all lines.
     fn render(name: &str, our_id: &str, tty: bool) -> (Vec<String>, Vec<String>, Tracker) {

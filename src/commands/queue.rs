@@ -181,7 +181,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+    const REFERENCE: &str = crate::FIXTURES;
 
     fn snapshot() -> QueueSnapshot {
         let path = format!("{REFERENCE}/http/get_queue_running_and_pending.json");

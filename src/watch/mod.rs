@@ -345,7 +345,7 @@ mod tests {
     use super::*;
     use crate::comfy::api::{History, QueueSnapshot};
 
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+    const REFERENCE: &str = crate::FIXTURES;
 
     fn body<T: serde::de::DeserializeOwned>(name: &str) -> T {
         let path = format!("{REFERENCE}/http/{name}.json");

@@ -18,7 +18,7 @@ use comfytop::comfy::http::ComfyClient;
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::sim::{SimConfig, SimHandle, SimServer};
 
-pub const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/comfyui-reference");
+pub const REFERENCE: &str = comfytop::FIXTURES;
 
 pub fn workflow_path(name: &str) -> String {
     format!("{REFERENCE}/workflows/{name}")
