@@ -24,7 +24,7 @@ pub const URL_ENV: &str = "COMFYUI_URL";
     version,
     about,
     args_conflicts_with_subcommands = true,
-    after_help = "\
+    after_help = format!("\
 Examples:
   comfytop                                the dashboard on http://127.0.0.1:8188 (or $COMFYUI_URL)
   comfytop --demo                         the dashboard on a simulated ComfyUI, no GPU needed
@@ -33,7 +33,9 @@ Examples:
   comfytop replay run.jsonl --speed 2     play a recording at twice its speed
   comfytop submit flow.json --wait        queue an API-format workflow and follow it
   comfytop cancel                         interrupt the prompt running now (only that one)
-  comfytop sim --demo                     a simulated ComfyUI with traffic on 127.0.0.1:8188"
+  comfytop sim --demo                     a simulated ComfyUI with traffic on 127.0.0.1:8188
+
+{}", crate::commands::EXIT_STATUS_HELP)
 )]
 pub struct Cli {
     /// ComfyUI server for the dashboard [default: $COMFYUI_URL, else http://127.0.0.1:8188]
@@ -93,6 +95,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = crate::commands::EXIT_STATUS_HELP)]
 pub struct WatchArgs {
     /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
     #[arg(value_name = "URL")]
@@ -102,12 +105,14 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Append every received frame to FILE, in the transcript format `replay` reads
+    /// Append every received frame and every HTTP answer used to FILE, in the transcript format
+    /// `replay` reads
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = crate::commands::EXIT_STATUS_HELP)]
 pub struct ReplayArgs {
     /// Transcript to play (JSON lines, as written by `watch --record`); - reads stdin
     #[arg(value_name = "FILE")]
@@ -117,7 +122,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Play with the recorded timing, N times as fast (0.5 = half speed)
+    /// Play with the recorded timing, N times as fast (0.5 = half speed); a pause longer than
+    /// 5 s plays as 5 s
     #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "max", allow_hyphen_values = true)]
     pub speed: Option<f64>,
 

@@ -437,6 +437,44 @@ pub fn locate_in_queue(snapshot: &QueueSnapshot, prompt_id: &str) -> Option<Loca
         })
 }
 
+/// Why a prompt id, or the beginning of one, names no single prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrefixError {
+    /// No id is it or starts with it.
+    NoMatch,
+    /// Several ids start with it: these, sorted.
+    Ambiguous(Vec<PromptId>),
+}
+
+/// The one id among `ids` that is `prefix`, or else the only one that starts with it, so the
+/// short ids the dashboard and `queue` show can be typed back.
+pub fn resolve_prefix<'a>(
+    prefix: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<PromptId, PrefixError> {
+    if prefix.is_empty() {
+        return Err(PrefixError::NoMatch);
+    }
+    let mut matches: Vec<&str> = Vec::new();
+    for id in ids {
+        if id == prefix {
+            return Ok(id.to_string());
+        }
+        if id.starts_with(prefix) && !matches.contains(&id) {
+            matches.push(id);
+        }
+    }
+    match matches.as_slice() {
+        [] => Err(PrefixError::NoMatch),
+        [one] => Ok(one.to_string()),
+        many => {
+            let mut ids: Vec<PromptId> = many.iter().map(|id| id.to_string()).collect();
+            ids.sort();
+            Err(PrefixError::Ambiguous(ids))
+        }
+    }
+}
+
 /// How a finished prompt ended, read from its history entry the way the tracker reads it.
 pub fn history_outcome(prompt_id: &str, entry: &HistoryEntry) -> Outcome {
     let mut tracker = Tracker::new("");
@@ -535,6 +573,34 @@ mod tests {
         let path = format!("{REFERENCE}/http/{name}.json");
         let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         serde_json::from_value(v["body"].clone()).unwrap()
+    }
+
+    #[test]
+    fn a_unique_beginning_of_an_id_names_it_and_an_ambiguous_one_lists_the_candidates() {
+        let ids = [
+            "24434a9c-0000-4000-8000-000000000001",
+            "24434a9c-1111-4000-8000-000000000002",
+            "9f00aa11-2222-4000-8000-000000000003",
+        ];
+        assert_eq!(
+            resolve_prefix("9f00aa11", ids),
+            Ok(ids[2].to_string()),
+            "the 8 characters shown"
+        );
+        assert_eq!(resolve_prefix("9", ids), Ok(ids[2].to_string()));
+        assert_eq!(resolve_prefix(ids[0], ids), Ok(ids[0].to_string()));
+        assert_eq!(
+            resolve_prefix("24434a9c", ids),
+            Err(PrefixError::Ambiguous(vec![
+                ids[0].to_string(),
+                ids[1].to_string()
+            ]))
+        );
+        assert_eq!(resolve_prefix("24434a9c-1", ids), Ok(ids[1].to_string()));
+        assert_eq!(resolve_prefix("ffff", ids), Err(PrefixError::NoMatch));
+        assert_eq!(resolve_prefix("", ids), Err(PrefixError::NoMatch));
+        // An id that is itself a prefix of another is still named exactly.
+        assert_eq!(resolve_prefix("ab", ["abc", "ab"]), Ok("ab".to_string()));
     }
 
     #[test]

@@ -5,14 +5,11 @@ use color_eyre::eyre::{Result, WrapErr as _};
 
 use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
-use comfytop::commands;
+use comfytop::commands::{self, Exit};
 use comfytop::control::Access;
 use comfytop::dashboard::{self, DashboardConfig};
 use comfytop::sim;
 use comfytop::watch::{live, replay};
-
-/// Exit status for a bad command line (what clap uses too).
-const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,7 +21,7 @@ fn main() -> ExitCode {
         Err(report) => {
             // `{:#}` gives the whole chain on one line: what failed, then why.
             eprintln!("comfytop: {report:#}");
-            ExitCode::FAILURE
+            Exit::NotDone.into()
         }
     }
 }
@@ -61,7 +58,7 @@ fn server(arg: Option<&str>) -> Result<ServerUrl, ExitCode> {
     let env = std::env::var(URL_ENV).ok();
     resolve_server(arg, env.as_deref()).map_err(|message| {
         eprintln!("comfytop: {message}");
-        ExitCode::from(USAGE)
+        Exit::Usage.into()
     })
 }
 
@@ -123,8 +120,9 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     };
     eprint!("{}", report.summary());
     Ok(if report.is_clean() {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        ExitCode::FAILURE
-    })
+        Exit::Failed
+    }
+    .into())
 }

@@ -36,6 +36,44 @@ pub enum WorkflowError {
     BadOverride(String),
     #[error("--set {spec}: the workflow has no node \"{node}\"")]
     NoSuchNode { spec: String, node: String },
+    /// The node has no such input, neither in the workflow nor (when the server could be asked)
+    /// among the inputs its class accepts.
+    #[error("--set {spec}: node {node} ({class}) has no input \"{input}\"{}", no_input_hint(.close, .known, *.server_checked))]
+    NoSuchInput {
+        spec: String,
+        node: String,
+        class: String,
+        input: String,
+        /// Known input names close to `input`, closest first.
+        close: Vec<String>,
+        /// Every input name known for the node.
+        known: Vec<String>,
+        /// Whether the server's `/object_info` was read for the class.
+        server_checked: bool,
+    },
+}
+
+fn no_input_hint(close: &[String], known: &[String], server_checked: bool) -> String {
+    let quoted = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("\"{}\"", crate::text::one_line(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut hint = match close {
+        [] if known.is_empty() => String::new(),
+        [] => format!("; its inputs are {}", quoted(known)),
+        [one] => format!("; did you mean {}?", quoted(std::slice::from_ref(one))),
+        many => format!("; did you mean one of {}?", quoted(many)),
+    };
+    if !server_checked {
+        hint.push_str(
+            " (the server's /object_info could not be read, so only the inputs in the workflow \
+             are known)",
+        );
+    }
+    hint
 }
 
 /// Parses an API-format workflow from `text`. A file holding `{"prompt": {...}}` (as saved from a
@@ -71,29 +109,146 @@ pub fn parse_api_workflow(text: &str, source_name: &str) -> Result<Value, Workfl
     Ok(value)
 }
 
-/// Applies `NODE.INPUT=VALUE`. VALUE is read as JSON when it parses (numbers, booleans, quoted
-/// strings, lists), else taken as a plain string.
-pub fn apply_override(workflow: &mut Value, spec: &str) -> Result<(), WorkflowError> {
-    let bad = || WorkflowError::BadOverride(spec.to_string());
-    let (target, raw_value) = spec.split_once('=').ok_or_else(bad)?;
-    let (node, input) = target.split_once('.').ok_or_else(bad)?;
-    if node.is_empty() || input.is_empty() {
-        return Err(bad());
-    }
-    let value = serde_json::from_str(raw_value).unwrap_or_else(|_| Value::String(raw_value.into()));
-    let inputs = workflow
-        .get_mut(node)
-        .and_then(|n| n.as_object_mut())
-        .ok_or_else(|| WorkflowError::NoSuchNode {
+/// A `--set NODE.INPUT=VALUE`, parsed. VALUE is read as JSON when it parses (numbers,
+/// booleans, quoted strings, lists), else taken as a plain string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub spec: String,
+    pub node: String,
+    pub input: String,
+    pub value: Value,
+}
+
+impl Override {
+    pub fn parse(spec: &str) -> Result<Self, WorkflowError> {
+        let bad = || WorkflowError::BadOverride(spec.to_string());
+        let (target, raw_value) = spec.split_once('=').ok_or_else(bad)?;
+        let (node, input) = target.split_once('.').ok_or_else(bad)?;
+        if node.is_empty() || input.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
             spec: spec.to_string(),
             node: node.to_string(),
-        })?
-        .entry("inputs")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(inputs) = inputs {
-        inputs.insert(input.to_string(), value);
+            input: input.to_string(),
+            value: serde_json::from_str(raw_value)
+                .unwrap_or_else(|_| Value::String(raw_value.into())),
+        })
     }
-    Ok(())
+
+    /// The class of the node it sets an input of.
+    pub fn class<'a>(&self, workflow: &'a Value) -> Result<&'a str, WorkflowError> {
+        workflow
+            .get(&self.node)
+            .and_then(|n| n.get("class_type"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| WorkflowError::NoSuchNode {
+                spec: self.spec.clone(),
+                node: self.node.clone(),
+            })
+    }
+
+    /// Whether the node already has this input in the workflow.
+    pub fn input_in_workflow(&self, workflow: &Value) -> bool {
+        workflow
+            .get(&self.node)
+            .and_then(|n| n.get("inputs"))
+            .and_then(Value::as_object)
+            .is_some_and(|inputs| inputs.contains_key(&self.input))
+    }
+
+    /// Sets the input. One the node does not have in the workflow must be among `accepted`, the
+    /// inputs its class takes as the server describes them (`None`: the server was not asked).
+    pub fn apply(
+        &self,
+        workflow: &mut Value,
+        accepted: Option<&[String]>,
+    ) -> Result<(), WorkflowError> {
+        let class = self.class(workflow)?.to_string();
+        let in_workflow = self.input_in_workflow(workflow);
+        if !in_workflow && !accepted.is_some_and(|names| names.contains(&self.input)) {
+            let mut known: Vec<String> = workflow
+                .get(&self.node)
+                .and_then(|n| n.get("inputs"))
+                .and_then(Value::as_object)
+                .map(|inputs| inputs.keys().cloned().collect())
+                .unwrap_or_default();
+            for name in accepted.unwrap_or_default() {
+                if !known.contains(name) {
+                    known.push(name.clone());
+                }
+            }
+            return Err(WorkflowError::NoSuchInput {
+                spec: self.spec.clone(),
+                node: self.node.clone(),
+                close: close_names(&self.input, &known),
+                class,
+                input: self.input.clone(),
+                known,
+                server_checked: accepted.is_some(),
+            });
+        }
+        let Some(node) = workflow.get_mut(&self.node).and_then(Value::as_object_mut) else {
+            return Err(WorkflowError::NoSuchNode {
+                spec: self.spec.clone(),
+                node: self.node.clone(),
+            });
+        };
+        let inputs = node
+            .entry("inputs")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(inputs) = inputs {
+            inputs.insert(self.input.clone(), self.value.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The inputs a node class takes (required and optional), from an `/object_info` answer (for
+/// every class, or for that one); `None` when it does not describe the class.
+pub fn class_inputs(object_info: &Value, class: &str) -> Option<Vec<String>> {
+    let input = object_info.get(class)?.get("input")?;
+    let mut names = Vec::new();
+    for section in ["required", "optional"] {
+        if let Some(fields) = input.get(section).and_then(Value::as_object) {
+            names.extend(fields.keys().cloned());
+        }
+    }
+    Some(names)
+}
+
+/// The names among `known` a typo of `name` may have meant: the closest ones, if close enough.
+fn close_names(name: &str, known: &[String]) -> Vec<String> {
+    let lower = name.to_lowercase();
+    let distances: Vec<(usize, &String)> = known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), k))
+        .filter(|(distance, _)| *distance <= (name.chars().count() + 2) / 3)
+        .collect();
+    let Some(closest) = distances.iter().map(|(d, _)| *d).min() else {
+        return Vec::new();
+    };
+    distances
+        .into_iter()
+        .filter(|(d, _)| *d == closest)
+        .map(|(_, k)| k.clone())
+        .collect()
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Gives every literal `seed` / `noise_seed` input a new random value; linked seeds (from another
@@ -142,7 +297,6 @@ mod tests {
     use rand::SeedableRng;
     use serde_json::json;
 
-
     #[test]
     fn every_recorded_workflow_loads() {
         for entry in std::fs::read_dir(format!("{}/workflows", crate::FIXTURES)).unwrap() {
@@ -187,24 +341,74 @@ mod tests {
         assert!(parse_api_workflow(r#"{"1": {"inputs": {}}}"#, "b").is_err());
     }
 
+    fn set(w: &mut Value, spec: &str, accepted: Option<&[String]>) -> Result<(), WorkflowError> {
+        Override::parse(spec)?.apply(w, accepted)
+    }
+
     #[test]
     fn overrides_parse_json_or_take_a_string() {
         let mut w = json!({"3": {"class_type": "KSampler", "inputs": {"steps": 20}}});
-        apply_override(&mut w, "3.steps=30").unwrap();
-        apply_override(&mut w, "3.sampler_name=euler").unwrap();
-        apply_override(&mut w, "3.denoise=0.5").unwrap();
+        let accepted = ["steps", "sampler_name", "denoise"].map(String::from);
+        set(&mut w, "3.steps=30", None).unwrap();
+        set(&mut w, "3.sampler_name=euler", Some(&accepted)).unwrap();
+        set(&mut w, "3.denoise=0.5", Some(&accepted)).unwrap();
         assert_eq!(
             w["3"]["inputs"],
             json!({"steps": 30, "sampler_name": "euler", "denoise": 0.5})
         );
         assert!(matches!(
-            apply_override(&mut w, "9.steps=1"),
+            set(&mut w, "9.steps=1", None),
             Err(WorkflowError::NoSuchNode { .. })
         ));
         assert!(matches!(
-            apply_override(&mut w, "steps=1"),
+            set(&mut w, "steps=1", None),
             Err(WorkflowError::BadOverride(_))
         ));
+    }
+
+    #[test]
+    fn an_input_the_node_does_not_have_is_refused_with_the_close_names() {
+        let original = json!({"3": {"class_type": "KSampler", "inputs": {"steps": 20, "cfg": 7}}});
+        let accepted = ["seed", "steps", "cfg", "sampler_name", "denoise"].map(String::from);
+        let mut w = original.clone();
+        let err = set(&mut w, "3.step=30", Some(&accepted)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--set 3.step=30: node 3 (KSampler) has no input \"step\"; did you mean \"steps\"?"
+        );
+        let err = set(&mut w, "3.nosuch=3", Some(&accepted)).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "has no input \"nosuch\"; its inputs are \"cfg\", \"steps\", \"seed\", \
+                 \"sampler_name\", \"denoise\""
+            ),
+            "{err}"
+        );
+        // Without the server, only the workflow's own inputs are known, and the message says so.
+        let err = set(&mut w, "3.Steps=3", None).unwrap_err();
+        assert!(err.to_string().contains("did you mean \"steps\"?"), "{err}");
+        assert!(
+            err.to_string().contains("/object_info could not be read"),
+            "{err}"
+        );
+        assert_eq!(w, original, "nothing was set");
+    }
+
+    #[test]
+    fn class_inputs_are_the_required_and_optional_ones() {
+        let info = json!({"KSampler": {"input": {
+            "required": {"seed": ["INT"], "steps": ["INT"]},
+            "optional": {"denoise": ["FLOAT"]},
+            "hidden": {"prompt": "PROMPT"}
+        }}});
+        assert_eq!(
+            class_inputs(&info, "KSampler").unwrap(),
+            ["seed", "steps", "denoise"]
+        );
+        assert_eq!(class_inputs(&info, "Other"), None);
+        assert_eq!(edit_distance("step", "steps"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 
     #[test]

@@ -7,10 +7,16 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use comfytop::comfy::api::HistoryEntry;
+use comfytop::comfy::api::{HistoryEntry, PromptRequest};
 use comfytop::comfy::http::ComfyClient;
+use comfytop::commands::Exit;
 use serde_json::{Value, json};
 use support::*;
+
+/// An exit status as `std::process` reports it.
+fn code(exit: Exit) -> Option<i32> {
+    Some(i32::from(exit.code()))
+}
 
 async fn server() -> (TestServer, ComfyClient) {
     let server = TestServer::start().await;
@@ -114,7 +120,7 @@ async fn wait_exits_1_on_an_execution_error_naming_node_exception_and_message() 
     ])
     .await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::Failed), "{stderr}");
     assert!(
         stderr.contains("error in node [2] LabRaiseError after "),
         "{stderr}"
@@ -126,7 +132,7 @@ async fn wait_exits_1_on_an_execution_error_naming_node_exception_and_message() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_exits_2_when_a_targeted_cancel_interrupts_it() {
+async fn wait_exits_3_when_a_targeted_cancel_interrupts_it() {
     let (server, client) = server().await;
     let url = server.url();
     let (waiting, id) = start_waiting(&[
@@ -152,7 +158,7 @@ async fn wait_exits_2_when_a_targeted_cancel_interrupts_it() {
 
     let out = finish(waiting).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::Interrupted), "{stderr}");
     assert!(
         stderr.contains("interrupted in node [1] LabLongRun"),
         "{stderr}"
@@ -161,7 +167,7 @@ async fn wait_exits_2_when_a_targeted_cancel_interrupts_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_graphs_exit_3_with_every_node_and_input_named() {
+async fn refused_graphs_exit_5_with_every_node_and_input_named() {
     let (server, client) = server().await;
     let cases = [
         (
@@ -182,7 +188,11 @@ async fn refused_graphs_exit_3_with_every_node_and_input_named() {
     for (workflow, expected) in cases {
         let out = run(&["submit", "--wait", &workflow_path(workflow), &server.url()]).await;
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{workflow}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            code(Exit::NotDone),
+            "{workflow}: {stderr}"
+        );
         assert!(text(&out.stdout).is_empty(), "{workflow}: no prompt id");
         for line in expected {
             assert!(
@@ -229,7 +239,7 @@ async fn ui_format_and_broken_json_are_refused_before_anything_is_sent() {
     .unwrap();
     let out = run(&["submit", ui.to_str().unwrap(), &server.url()]).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::NotDone), "{stderr}");
     assert!(
         stderr.contains("UI format") && stderr.contains("Export (API)"),
         "{stderr}"
@@ -239,7 +249,7 @@ async fn ui_format_and_broken_json_are_refused_before_anything_is_sent() {
     std::fs::write(&broken, "{\n  \"1\": {\n    \"class_type\": ,\n").unwrap();
     let out = run(&["submit", broken.to_str().unwrap(), &server.url()]).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::NotDone), "{stderr}");
     assert!(
         stderr.contains("is not valid JSON: expected value at line 3, column 19"),
         "{stderr}"
@@ -253,7 +263,7 @@ async fn ui_format_and_broken_json_are_refused_before_anything_is_sent() {
         "9.steps=1",
     ])
     .await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), code(Exit::NotDone));
     assert!(
         text(&out.stderr).contains("no node \"9\""),
         "{}",
@@ -353,7 +363,7 @@ async fn cancel_deletes_only_the_selected_pending_prompt() {
 
     // Deleting it again: it is gone, nothing else is touched.
     let out = run(&["cancel", &b, &url]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), code(Exit::Failed));
     assert!(
         text(&out.stdout).contains("neither queued nor in its history"),
         "{}",
@@ -370,7 +380,7 @@ async fn cancel_without_an_id_interrupts_exactly_the_running_prompt() {
     let (server, client) = server().await;
     let url = server.url();
     let out = run(&["cancel", &url]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), code(Exit::Failed));
     assert!(
         text(&out.stdout).starts_with("nothing is running on "),
         "{}",
@@ -410,7 +420,7 @@ async fn cancelling_a_prompt_that_already_finished_hits_nothing() {
 
     let out = run(&["cancel", &done, &url]).await;
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(out.status.code(), code(Exit::Failed), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "prompt {done} is not queued any more: it finished (success)"
@@ -451,7 +461,7 @@ async fn all_pending_empties_the_queue_and_leaves_the_running_prompt() {
     assert_eq!(q.queue_running[0].prompt_id, running);
 
     let out = run(&["cancel", "--all-pending", &url]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), code(Exit::Failed));
     assert!(
         text(&out.stdout).contains("has no pending prompts"),
         "{}",
@@ -472,7 +482,7 @@ async fn read_only_refuses_to_submit_or_cancel() {
         &url,
     ])
     .await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), code(Exit::NotDone));
     assert!(
         text(&out.stderr).contains("comfytop is read-only"),
         "{}",
@@ -492,7 +502,7 @@ async fn read_only_refuses_to_submit_or_cancel() {
         vec!["cancel", "--read-only", "--all-pending", url.as_str()],
     ] {
         let out = run(&args).await;
-        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert_eq!(out.status.code(), code(Exit::NotDone), "{args:?}");
         assert!(
             text(&out.stderr).contains("comfytop is read-only"),
             "{args:?}: {}",
@@ -568,7 +578,7 @@ async fn queue_shows_running_then_pending_as_a_table_or_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_server_exits_3_and_nothing_is_claimed() {
+async fn an_unreachable_server_exits_5_and_nothing_is_claimed() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -581,15 +591,15 @@ async fn an_unreachable_server_exits_3_and_nothing_is_claimed() {
         let mut args = args.clone();
         args.extend([path.as_str(), url.as_str()]);
         let out = run(&args).await;
-        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert_eq!(out.status.code(), code(Exit::NotDone), "{args:?}");
         let stderr = text(&out.stderr);
         assert!(stderr.contains("Nothing was queued"), "{args:?}: {stderr}");
         assert!(text(&out.stdout).is_empty());
     }
     let out = run(&["cancel", &url]).await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), code(Exit::NotDone));
     let out = run(&["queue", &url]).await;
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), code(Exit::NotDone));
     assert!(
         text(&out.stderr).contains("cannot reach"),
         "{}",
@@ -610,7 +620,7 @@ async fn wait_goes_on_after_the_server_drops_the_socket() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let out = finish(waiting).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::Interrupted), "{stderr}");
     assert!(stderr.contains("connection lost: "), "{stderr}");
     assert!(
         stderr.contains("interrupted in node [1] LabLongRun"),
@@ -639,7 +649,7 @@ async fn wait_survives_the_connection_dropping_while_the_prompt_ends() {
 
     let out = finish(waiting).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::Interrupted), "{stderr}");
     assert!(stderr.contains("connection lost: "), "{stderr}");
     assert!(stderr.contains("reconnected"), "{stderr}");
     assert!(
@@ -790,7 +800,7 @@ async fn a_lost_answer_is_resolved_by_looking_for_the_prompt_never_by_resending(
     let (url, posts) = gateway_timeout(false).await;
     let out = run(&["submit", &workflow_path("small_save.json"), &url]).await;
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.status.code(), code(Exit::NotDone), "{stderr}");
     assert!(text(&out.stdout).is_empty());
     assert!(stderr.contains("HTTP 502"), "{stderr}");
     assert!(
@@ -798,4 +808,270 @@ async fn a_lost_answer_is_resolved_by_looking_for_the_prompt_never_by_resending(
         "{stderr}"
     );
     assert_eq!(posts.lock().unwrap().len(), 1);
+}
+
+/// Queues `workflow` under a prompt id chosen by the test, as another client.
+async fn submit_as(client: &ComfyClient, workflow_name: &str, prompt_id: &str) {
+    client
+        .submit(&PromptRequest {
+            prompt: workflow(workflow_name),
+            client_id: Some("another-client".into()),
+            prompt_id: Some(prompt_id.into()),
+            ..PromptRequest::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_takes_the_short_ids_queue_shows_and_lists_an_ambiguous_one() {
+    let (server, client) = server().await;
+    let url = server.url();
+    let running = submit(&url, "long_run_interruptible.json").await;
+    until_running(&client, &running).await;
+    let first = "abcd1234-aaaa-4000-8000-000000000001";
+    let second = "abcd1234-bbbb-4000-8000-000000000002";
+    submit_as(&client, "small_save.json", first).await;
+    submit_as(&client, "small_save.json", second).await;
+
+    // The 8 characters `queue` shows name two prompts here: nothing is hit, both are listed.
+    let out = run(&["cancel", "abcd1234", &url]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), code(Exit::Usage), "{stderr}");
+    assert!(
+        stderr.contains("2 prompts on ") && stderr.contains(" begin with abcd1234"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("  {first}  pending"))
+            && stderr.contains(&format!("  {second}  pending")),
+        "{stderr}"
+    );
+    assert_eq!(queue(&client).await.queue_pending.len(), 2);
+
+    // A longer beginning is unique: that one is deleted.
+    let out = run(&["cancel", "abcd1234-b", &url]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with(&format!("deleted pending prompt {second} ")),
+        "{stdout}"
+    );
+    let pending: Vec<String> = queue(&client)
+        .await
+        .queue_pending
+        .iter()
+        .map(|i| i.prompt_id.clone())
+        .collect();
+    assert_eq!(pending, [first]);
+
+    // The running prompt by the short id the dashboard shows.
+    let short: String = running.chars().take(8).collect();
+    let out = run(&["cancel", &short, &url]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("interrupted prompt {running}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        server.interrupts().await,
+        [format!("Interrupting prompt {running}")]
+    );
+
+    // A finished prompt by its short id: found in the history, nothing hit.
+    until_finished(&client, first).await;
+    let out = run(&["cancel", "abcd1234-a", &url]).await;
+    assert_eq!(out.status.code(), code(Exit::Failed));
+    assert!(
+        text(&out.stdout).contains(&format!("prompt {first} is not queued any more")),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_refuses_an_input_the_node_does_not_have_and_suggests_close_names() {
+    let (server, client) = server().await;
+    let url = server.url();
+    let path = workflow_path("small_save.json");
+    for (spec, expected) in [
+        (
+            "1.nosuch=3",
+            "node 1 (LabSlowSteps) has no input \"nosuch\"; its inputs are ",
+        ),
+        (
+            "1.step=30",
+            "node 1 (LabSlowSteps) has no input \"step\"; did you mean \"steps\"?",
+        ),
+    ] {
+        let out = run(&["submit", &path, &url, "--set", spec]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), code(Exit::NotDone), "{spec}: {stderr}");
+        assert!(stderr.contains(expected), "{spec}: {stderr}");
+        assert!(text(&out.stdout).is_empty(), "{spec}: nothing was queued");
+    }
+    let q = queue(&client).await;
+    assert!(q.queue_pending.is_empty() && q.queue_running.is_empty());
+
+    // An optional input the workflow leaves out is one the server says the class takes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut without = workflow("small_save.json");
+    without["1"]["inputs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("preview_size");
+    let without_path = dir.path().join("without.json");
+    std::fs::write(&without_path, without.to_string()).unwrap();
+    let out = run(&[
+        "submit",
+        without_path.to_str().unwrap(),
+        &url,
+        "--set",
+        "1.preview_size=16",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let entry = until_finished(&client, &id).await;
+    assert_eq!(entry.prompt.prompt["1"]["inputs"]["preview_size"], 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_cancel_is_refused_even_with_nothing_to_cancel() {
+    let (server, _client) = server().await;
+    let url = server.url();
+    for args in [
+        vec!["cancel", "--read-only", url.as_str()],
+        vec!["cancel", "--read-only", "--all-pending", url.as_str()],
+        vec!["cancel", "--read-only", "abcd1234", url.as_str()],
+    ] {
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), code(Exit::NotDone), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("comfytop is read-only"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_have_their_own_status() {
+    for args in [
+        vec!["submit", "--no-such-option", "w.json"],
+        vec!["submit", "w.json", "ftp://box"],
+        vec!["cancel", "--all-pending", "abcd1234", "box:8188"],
+        vec!["queue", "gopher://box"],
+        vec!["watch", "ftp://box"],
+    ] {
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), code(Exit::Usage), "{args:?}");
+        assert_eq!(Exit::Usage.code(), 2, "clap's own status");
+    }
+    let out = run(&["submit", "--help"]).await;
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Exit status (the same for every command):"),
+        "{help}"
+    );
+    assert!(help.contains("4  lost: "), "{help}");
+}
+
+/// A web server that is not ComfyUI, answering as Python's `http.server` does: 404 to a GET of
+/// a file it does not have, 501 to any POST.
+async fn not_comfyui() -> String {
+    use axum::http::{Method, StatusCode};
+    let app = axum::Router::new().fallback(|method: Method| async move {
+        if method == Method::POST {
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "<html><body><h1>Error response</h1><p>Error code: 501</p>\
+                 <p>Message: Unsupported method ('POST').</p></body></html>",
+            )
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                "<html><body><h1>Error response</h1><p>Error code: 404</p>\
+                 <p>Message: File not found.</p></body></html>",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_says_when_the_server_is_not_comfyui() {
+    let url = not_comfyui().await;
+    let path = workflow_path("small_save.json");
+    for args in [
+        vec!["submit", path.as_str(), url.as_str()],
+        vec!["submit", "--wait", path.as_str(), url.as_str()],
+        vec!["submit", path.as_str(), url.as_str(), "--set", "1.steps=2"],
+        vec!["cancel", url.as_str()],
+        vec!["queue", url.as_str()],
+    ] {
+        let out = run(&args).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), code(Exit::NotDone), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("does not look like ComfyUI"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("its log says why"), "{args:?}: {stderr}");
+        assert!(text(&out.stdout).is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_prompt_gone_during_a_cut_is_lost_and_a_deleted_one_is_deleted() {
+    let (server, client) = server().await;
+    let url = server.url();
+    let long = submit(&url, "long_run_interruptible.json").await;
+    until_running(&client, &long).await;
+
+    // Deleted while comfytop watches: the user's delete, "interrupted or deleted".
+    let (waiting, id) =
+        start_waiting(&["submit", "--wait", &workflow_path("small_save.json"), &url]).await;
+    let out = run(&["cancel", &id, &url]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = finish(waiting).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), code(Exit::Interrupted), "{stderr}");
+    assert!(
+        stderr.contains("deleted from the queue before it ran"),
+        "{stderr}"
+    );
+
+    // Gone while the connection was down, as a server restart empties the queue: lost.
+    let proxy = CuttingProxy::start(&url).await;
+    let (waiting, id) = start_waiting(&[
+        "submit",
+        "--wait",
+        &workflow_path("small_save.json"),
+        &proxy.url(),
+    ])
+    .await;
+    proxy.cut_and_block();
+    client
+        .delete_queued(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    proxy.unblock();
+    let out = finish(waiting).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), code(Exit::Lost), "{stderr}");
+    assert!(stderr.contains("connection lost: "), "{stderr}");
+    assert!(
+        stderr.contains("lost: the prompt left the queue"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(" after "),
+        "no duration for a lost prompt: {stderr}"
+    );
+    client.interrupt(Some(&long)).await.unwrap();
 }

@@ -531,7 +531,8 @@ fn the_binary_replays_a_clean_transcript_with_exit_zero_and_a_summary() {
 fn the_binary_says_which_file_it_cannot_read() {
     let out = run_binary(&["replay", "/nonexistent/run.jsonl"]);
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let not_done = comfytop::commands::Exit::NotDone.code();
+    assert_eq!(out.status.code(), Some(i32::from(not_done)));
     assert!(stderr.contains("/nonexistent/run.jsonl"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

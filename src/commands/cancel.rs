@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::Args;
 use tokio::time::Instant;
 
-use crate::comfy::api::{QueueItem, QueueSnapshot};
+use crate::comfy::api::{HistoryEntry, QueueItem, QueueSnapshot};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::server_url::ServerUrl;
 use crate::control::{
-    Access, Action, ActionError, Located, Place, history_outcome, locate, locate_in_queue,
-    output_classes, owner_label, perform,
+    Access, Action, ActionError, Located, Place, PrefixError, history_outcome, locate,
+    locate_in_queue, output_classes, owner_label, perform, resolve_prefix,
 };
 use crate::tracker::Outcome;
 
@@ -25,12 +25,12 @@ const INTERRUPT_WATCH: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "\
-A lone argument with `:`, `/` or `.` in it is the server: `comfytop cancel gpu-box:8188` interrupts
-what runs there. Nothing is asked; what was hit is printed.
-
-Exit status: 0 something was cancelled, 1 there was nothing to cancel (not running, not pending,
-already finished), 3 the server could not be reached or comfytop is read-only.")]
+#[command(after_help = format!(
+    "A lone argument with `:`, `/` or `.` in it is the server: `comfytop cancel gpu-box:8188` \
+     interrupts what runs there. PROMPT_ID may be any unique beginning of an id, like the 8 \
+     characters `queue` shows. Nothing is asked; what was hit is printed.\n\n{}",
+    super::EXIT_STATUS_HELP
+))]
 pub struct CancelArgs {
     /// The prompt to cancel: interrupted if it runs, deleted if it waits
     /// [default: the prompt running now]
@@ -56,6 +56,23 @@ enum Target {
     Prompt(String),
     Running,
     AllPending,
+}
+
+impl Target {
+    /// The kind of action cancelling this target takes, for the read-only refusal.
+    fn action_kind(&self) -> Action {
+        match self {
+            Self::Prompt(id) => Action::Delete {
+                prompt_ids: vec![id.clone()],
+            },
+            Self::Running => Action::Interrupt {
+                prompt_id: String::new(),
+            },
+            Self::AllPending => Action::ClearPending {
+                prompt_ids: Vec::new(),
+            },
+        }
+    }
 }
 
 impl CancelArgs {
@@ -91,16 +108,22 @@ pub async fn run(args: CancelArgs) -> Exit {
         Ok(found) => found,
         Err(message) => {
             fail(message);
-            return Exit::NotDone;
+            return Exit::Usage;
         }
     };
     let server = match resolve_server(url) {
         Ok(server) => server,
         Err(message) => {
             fail(message);
-            return Exit::NotDone;
+            return Exit::Usage;
         }
     };
+    let access = Access::from_read_only(args.read_only);
+    // Refused before the queue is read: whatever is there, nothing would be cancelled.
+    if let Err(refusal) = access.check(&target.action_kind()) {
+        eprintln!("{refusal}");
+        return Exit::NotDone;
+    }
     let client = match ComfyClient::new(server) {
         Ok(client) => client,
         Err(e) => {
@@ -110,7 +133,7 @@ pub async fn run(args: CancelArgs) -> Exit {
     };
     let canceller = Canceller {
         client: &client,
-        access: Access::from_read_only(args.read_only),
+        access,
     };
     match canceller.run(target).await {
         Ok(exit) => exit,
@@ -164,26 +187,75 @@ impl Canceller<'_> {
     }
 
     async fn cancel_prompt(&self, snapshot: &QueueSnapshot, id: &str) -> Result<Exit, Stop> {
-        match locate_in_queue(snapshot, id) {
-            Some(Located::Running(item)) => self.interrupt(&item).await,
-            Some(Located::Pending { item, .. }) => self.delete(&item).await,
-            _ => {
-                let shown = clean(id);
-                match self.client.history_item(id).await? {
-                    Some(entry) => println!(
-                        "prompt {shown} is not queued any more: it finished ({}); nothing was \
-                         cancelled",
-                        history_outcome(id, &entry).label()
-                    ),
-                    None => println!(
-                        "{} has no prompt {shown}, neither queued nor in its history; nothing \
-                         was cancelled",
-                        self.server()
-                    ),
+        if let Some(found) = locate_in_queue(snapshot, id) {
+            return self.cancel_located(found).await;
+        }
+        if let Some(entry) = self.client.history_item(id).await? {
+            return Ok(self.already_finished(id, &entry));
+        }
+        // Not a whole id: the beginning of one, as the dashboard and `queue` show them.
+        let history = self.client.history(None, None).await?;
+        let queued = snapshot
+            .queue_running
+            .iter()
+            .chain(&snapshot.queue_pending)
+            .map(|item| item.prompt_id.as_str());
+        let finished = history.0.iter().map(|(id, _)| id.as_str());
+        match resolve_prefix(id, queued.chain(finished)) {
+            Ok(full) => match locate_in_queue(snapshot, &full) {
+                Some(found) => self.cancel_located(found).await,
+                None => Ok(match history.0.iter().find(|(h, _)| *h == full) {
+                    Some((_, entry)) => self.already_finished(&full, entry),
+                    None => self.no_such_prompt(id),
+                }),
+            },
+            Err(PrefixError::NoMatch) => Ok(self.no_such_prompt(id)),
+            Err(PrefixError::Ambiguous(candidates)) => {
+                let mut lines = vec![format!(
+                    "{} prompts on {} begin with {}; give more of the id. Nothing was cancelled:",
+                    candidates.len(),
+                    self.server(),
+                    clean(id)
+                )];
+                for candidate in &candidates {
+                    let place = match Place::in_queue(snapshot, candidate) {
+                        Place::Running => "running",
+                        Place::Pending => "pending",
+                        Place::NotQueued => "finished",
+                    };
+                    lines.push(format!("  {}  {place}", clean(candidate)));
                 }
-                Ok(Exit::Failed)
+                fail(lines.join("\n"));
+                Ok(Exit::Usage)
             }
         }
+    }
+
+    async fn cancel_located(&self, found: Located) -> Result<Exit, Stop> {
+        match found {
+            Located::Running(item) => self.interrupt(&item).await,
+            Located::Pending { item, .. } => self.delete(&item).await,
+            Located::Finished(entry) => Ok(self.already_finished(&entry.prompt.prompt_id, &entry)),
+            Located::Unknown => Ok(Exit::Failed),
+        }
+    }
+
+    fn already_finished(&self, id: &str, entry: &HistoryEntry) -> Exit {
+        println!(
+            "prompt {} is not queued any more: it finished ({}); nothing was cancelled",
+            clean(id),
+            history_outcome(id, entry).label()
+        );
+        Exit::Failed
+    }
+
+    fn no_such_prompt(&self, id: &str) -> Exit {
+        println!(
+            "{} has no prompt {}, neither queued nor in its history; nothing was cancelled",
+            self.server(),
+            clean(id)
+        );
+        Exit::Failed
     }
 
     /// A targeted interrupt, then a look at how the prompt ended.

@@ -25,6 +25,31 @@ pub const OFFLINE_LIMIT: Duration = Duration::from_secs(120);
 /// How often the status line is redrawn while nothing arrives (elapsed time, ETA).
 const TICK: Duration = Duration::from_secs(1);
 const BAR_CELLS: usize = 20;
+/// Off a terminal, a node's steps get a line at each quarter, and also once this many seconds
+/// passed since its last line when the steps moved, so a long node is never silent for minutes.
+const PLAIN_CADENCE: f64 = 2.0;
+
+/// How a followed prompt ended, as far as comfytop can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Succeeded,
+    Failed,
+    Interrupted,
+    /// Removed from the queue while comfytop was connected: someone deleted it.
+    Deleted,
+    /// Gone without a record: it left the queue while the connection was down (a server restart
+    /// empties the queue), or the server kept no history of it.
+    Lost,
+}
+
+/// The lines that say a prompt was lost; no duration, since when it ended is not known.
+pub fn lost_lines() -> Vec<String> {
+    vec![
+        "lost: the prompt left the queue and the server has no record of how it ended (it was \
+         restarted while the connection was down, or its history was cleared)"
+            .to_string(),
+    ]
+}
 
 /// How following ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +77,9 @@ pub struct Follower {
     last_fetch_error: Option<String>,
     /// Since when and why the connection is down, while it is (after having been up).
     offline: Option<(Instant, String)>,
+    /// The connection was down at some time after the prompt was submitted: a prompt that left
+    /// the queue without a trace may have been lost to a server restart rather than deleted.
+    cut_since_submitted: bool,
 }
 
 impl Follower {
@@ -77,6 +105,7 @@ impl Follower {
             target: None,
             last_fetch_error: None,
             offline: None,
+            cut_since_submitted: false,
         };
         loop {
             let Some(event) = follower.events.recv().await else {
@@ -116,6 +145,18 @@ impl Follower {
         &self.tracker
     }
 
+    /// How a prompt that ended with `outcome` ended for a script: a prompt gone without a trace
+    /// while the connection was down is lost, not deleted.
+    pub fn ending(&self, outcome: &Outcome) -> Ending {
+        match outcome {
+            Outcome::Success => Ending::Succeeded,
+            Outcome::Error(_) => Ending::Failed,
+            Outcome::Interrupted { .. } => Ending::Interrupted,
+            Outcome::Removed if !self.cut_since_submitted => Ending::Deleted,
+            Outcome::Removed | Outcome::Unknown => Ending::Lost,
+        }
+    }
+
     /// Follows `prompt_id` until it ends, Ctrl-C, or the connection stays down too long.
     pub async fn follow(
         &mut self,
@@ -133,8 +174,12 @@ impl Follower {
                 let frame = view.update(record, ahead, self.now());
                 terminal.show(&frame);
                 if let Phase::Finished(outcome) = &record.phase {
+                    let lines = match self.ending(outcome) {
+                        Ending::Lost => lost_lines(),
+                        _ => ending_lines(record),
+                    };
                     terminal.show(&Frame {
-                        lines: ending_lines(record),
+                        lines,
                         status: None,
                     });
                     return FollowEnd::Finished(outcome.clone());
@@ -191,6 +236,9 @@ impl Follower {
                     .as_ref()
                     .map_or_else(Instant::now, |(since, _)| *since);
                 let repeated = self.offline.as_ref().is_some_and(|(_, r)| r == reason);
+                if self.target.is_some() {
+                    self.cut_since_submitted = true;
+                }
                 if !repeated {
                     terminal.lines(vec![format!(
                         "connection lost: {}; reconnecting (the prompt goes on on the server)",
@@ -304,8 +352,9 @@ pub struct ProgressView {
     /// Nodes given their line (started on plain output, finished on a terminal).
     printed: HashSet<NodeId>,
     cached_printed: bool,
-    /// Quarters of the steps already printed per node (plain output).
-    quarters: HashMap<NodeId, u32>,
+    /// Per node, the quarter of its steps last printed, and when and at which step (plain
+    /// output).
+    printed_steps: HashMap<NodeId, PrintedSteps>,
     ahead_printed: Option<usize>,
 }
 
@@ -315,7 +364,7 @@ impl ProgressView {
             tty,
             printed: HashSet::new(),
             cached_printed: false,
-            quarters: HashMap::new(),
+            printed_steps: HashMap::new(),
             ahead_printed: None,
         }
     }
@@ -379,15 +428,36 @@ impl ProgressView {
             && let Some(fraction) = node.fraction()
         {
             let quarter = (fraction * 4.0).floor() as u32;
-            let printed = self.quarters.entry(id.clone()).or_insert(0);
-            if quarter > *printed {
-                *printed = quarter;
+            let printed = self
+                .printed_steps
+                .entry(id.clone())
+                .or_insert(PrintedSteps {
+                    quarter: 0,
+                    at: now,
+                    value: 0.0,
+                });
+            let moved = node.value != printed.value;
+            if quarter > printed.quarter || (moved && now - printed.at >= PLAIN_CADENCE) {
+                *printed = PrintedSteps {
+                    quarter: quarter.max(printed.quarter),
+                    at: now,
+                    value: node.value,
+                };
                 lines.push(progress_text(record, id, now));
             }
         }
         let status = (self.tty && !record.is_finished()).then(|| status_line(record, now));
         Frame { lines, status }
     }
+}
+
+/// What plain output last said about a node's steps.
+#[derive(Debug, Clone, Copy)]
+struct PrintedSteps {
+    quarter: u32,
+    /// When (the caller's clock).
+    at: f64,
+    value: f64,
 }
 
 fn prompts_ahead(n: usize) -> String {
@@ -525,9 +595,7 @@ pub fn ending_lines(record: &PromptRecord) -> Vec<String> {
         Some(Outcome::Interrupted { node_id, node_type }) => {
             vec![format!("interrupted in {}{took}", node(node_id, node_type))]
         }
-        Some(Outcome::Removed) => vec![
-            "removed from the queue before it ran (deleted, or the server restarted)".to_string(),
-        ],
+        Some(Outcome::Removed) => vec!["deleted from the queue before it ran".to_string()],
         Some(Outcome::Unknown) => vec![
             "it left the queue, and the server has no record of how it ended (history cleared, \
              or the server restarted)"
@@ -721,6 +789,85 @@ mod tests {
         assert_eq!(ending.len(), 1);
         assert!(ending[0].starts_with("done after "), "{ending:?}");
         assert!(ending[0].ends_with(" outputs"), "{ending:?}");
+    }
+
+    /// A tracker following prompt "p" of one node with `max` steps, started at time 0.
+    fn long_node(max: u32) -> Tracker {
+        let mut tracker = Tracker::new("me");
+        let request: PromptRequest = serde_json::from_value(serde_json::json!({
+            "prompt": {"1": {"class_type": "LabSlowSteps", "inputs": {"steps": max}}},
+            "client_id": "me",
+        }))
+        .unwrap();
+        tracker.handle(
+            0.0,
+            TrackerInput::Submitted {
+                prompt_id: "p".into(),
+                number: 0.0,
+                request,
+            },
+        );
+        for text in [
+            r#"{"type":"execution_start","data":{"prompt_id":"p","timestamp":0}}"#.to_string(),
+            r#"{"type":"executing","data":{"node":"1","display_node":"1","prompt_id":"p"}}"#
+                .to_string(),
+        ] {
+            step(&mut tracker, 0.0, &text);
+        }
+        tracker
+    }
+
+    fn step(tracker: &mut Tracker, now: f64, text: &str) {
+        let Decoded::Message(message) = crate::comfy::RawFrame::Text(text.into()).decode() else {
+            panic!("{text}")
+        };
+        tracker.handle(now, TrackerInput::Message(message));
+    }
+
+    #[test]
+    fn plain_output_of_a_long_node_speaks_every_two_seconds_while_it_moves() {
+        let max = 10_000;
+        let mut tracker = long_node(max);
+        let mut view = ProgressView::new(false);
+        let mut printed: Vec<(f64, String)> = Vec::new();
+        // One step every 0.1 s for 10 s: 100 steps, far from the first quarter (2,500).
+        for i in 1..=100 {
+            let now = f64::from(i) * 0.1;
+            step(
+                &mut tracker,
+                now,
+                &format!(
+                    r#"{{"type":"progress","data":{{"value":{i},"max":{max},"prompt_id":"p","node":"1"}}}}"#
+                ),
+            );
+            let record = tracker.prompt("p").unwrap();
+            for line in view.update(record, None, now).lines {
+                printed.push((now, line));
+            }
+        }
+        let steps: Vec<&(f64, String)> = printed
+            .iter()
+            .filter(|(_, l)| l.contains("/10000 "))
+            .collect();
+        // About every 2 s (4 or 5 lines in 10 s, by rounding), never more often.
+        assert!((4..=5).contains(&steps.len()), "{printed:#?}");
+        assert!(steps[0].0 >= PLAIN_CADENCE, "{steps:#?}");
+        assert!(steps[0].1.starts_with("[1] "), "{steps:#?}");
+        assert!(
+            steps
+                .windows(2)
+                .all(|w| w[1].0 - w[0].0 >= PLAIN_CADENCE - 1e-9),
+            "{steps:#?}"
+        );
+
+        // Once the last steps are told, nothing moves: nothing more is said, however long.
+        let record = tracker.prompt("p").unwrap();
+        let last = view.update(record, None, 60.0).lines;
+        assert!(
+            last[0].starts_with("[1] ") && last[0].contains(" 100/10000 "),
+            "{last:?}"
+        );
+        assert!(view.update(record, None, 600.0).lines.is_empty());
     }
 
     #[test]

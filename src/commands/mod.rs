@@ -10,31 +10,56 @@ pub mod submit;
 use std::process::ExitCode;
 
 use crate::cli::URL_ENV;
+use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::server_url::ServerUrl;
 
-/// Exit statuses, the same for every command.
+/// Exit statuses, the same for every command (`submit`, `cancel`, `queue`, `watch`, `replay`).
+/// [`EXIT_STATUS_HELP`] says the same in words; keep the two together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Done: the prompt was queued (and succeeded, with `--wait`), or the target was hit.
     Success,
-    /// The prompt failed while running, or there was nothing to act on.
+    /// The prompt failed while running (or its outputs could not be saved), there was nothing to
+    /// act on, or a replayed transcript had bad lines.
     Failed,
-    /// The prompt was interrupted or deleted before it finished.
+    /// The command line is wrong (clap uses this status too): an unknown option, a bad URL,
+    /// arguments that do not go together.
+    Usage,
+    /// The prompt was interrupted, or deleted from the queue, while comfytop watched.
     Interrupted,
-    /// Nothing happened: the server could not be reached or followed, the workflow or command
-    /// was refused (invalid, read-only), or the outcome is unknown.
+    /// The prompt is gone and nobody knows how it ended: it left the queue while the connection
+    /// was down (a server restart), or the server kept no record of it.
+    Lost,
+    /// Nothing happened: the server could not be reached or is not ComfyUI, the workflow or
+    /// command was refused (invalid, read-only), or following it had to stop.
     NotDone,
     /// Ctrl-C: comfytop stopped waiting; the prompt goes on.
     StoppedWaiting,
 }
+
+/// The exit status table, as `--help` shows it.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status (the same for every command):
+    0  success: queued (with --wait: succeeded), cancelled, shown
+    1  failed: the prompt failed while running or its outputs could not be saved; nothing to
+       cancel; a replayed transcript had bad lines
+    2  usage: a bad command line (unknown option, bad URL, arguments that do not go together)
+    3  interrupted or deleted while comfytop watched
+    4  lost: the prompt left the queue while the connection was down (a server restart), or the
+       server kept no record of how it ended
+    5  not done: server unreachable or not ComfyUI, workflow refused, read-only, or following it
+       had to stop
+  130  stopped waiting (Ctrl-C); the prompt goes on";
 
 impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Self::Success => 0,
             Self::Failed => 1,
-            Self::Interrupted => 2,
-            Self::NotDone => 3,
+            Self::Usage => 2,
+            Self::Interrupted => 3,
+            Self::Lost => 4,
+            Self::NotDone => 5,
             Self::StoppedWaiting => 130,
         }
     }
@@ -47,10 +72,28 @@ impl From<Exit> for ExitCode {
 }
 
 /// The server to use: the argument, else `$COMFYUI_URL`, else the local default. A bad address
-/// is a failure to reach it (exit 3), which scripts tell apart from the statuses of a prompt.
+/// is a usage error ([`Exit::Usage`]).
 pub fn resolve_server(arg: Option<&str>) -> Result<ServerUrl, String> {
     let env = std::env::var(URL_ENV).ok();
     crate::cli::resolve_server(arg, env.as_deref())
+}
+
+/// When a call failed in a way another kind of server would answer (a 404, 405 or 501 to a POST,
+/// HTML or no JSON), asks `GET /queue`, which every ComfyUI answers with JSON, and gives the
+/// error that says the server does not look like ComfyUI, as `queue` says it. `None` when it
+/// does look like ComfyUI, or the call failed for another reason.
+async fn not_comfy(client: &ComfyClient, error: &HttpError) -> Option<HttpError> {
+    match error {
+        HttpError::NotComfy { .. } | HttpError::Decode { .. } => {}
+        // Proxies answer 502 to 504 while ComfyUI behind them is down: that says nothing about
+        // what the server is.
+        HttpError::Status { status, .. } if !(502..=504).contains(status) => {}
+        _ => return None,
+    }
+    match client.queue().await {
+        Err(not_comfy @ HttpError::NotComfy { .. }) => Some(not_comfy),
+        _ => None,
+    }
 }
 
 /// Prints an error the way every command does.

@@ -11,6 +11,7 @@ use crate::text::terminal_safe_json;
 use super::{Exit, clean, fail, resolve_server};
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = super::EXIT_STATUS_HELP)]
 pub struct QueueArgs {
     /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
     #[arg(value_name = "URL")]
@@ -26,7 +27,7 @@ pub async fn run(args: QueueArgs) -> Exit {
         Ok(server) => server,
         Err(message) => {
             fail(message);
-            return Exit::NotDone;
+            return Exit::Usage;
         }
     };
     let snapshot = match ComfyClient::new(server) {
@@ -72,11 +73,7 @@ struct JsonOutput<'a> {
 impl<'a> JsonItem<'a> {
     fn new(item: &'a QueueItem) -> Self {
         Self {
-            number: if item.number.fract() == 0.0 && item.number.abs() < 1e15 {
-                (item.number as i64).into()
-            } else {
-                item.number.into()
-            },
+            number: number_json(item.number),
             prompt_id: &item.prompt_id,
             client_id: item.client_id(),
             nodes: node_count(item),
@@ -92,6 +89,16 @@ impl<'a> JsonItem<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A queue number as JSON: an integer when it is whole (the server's are), as `27` rather
+/// than `27.0`.
+pub fn number_json(number: f64) -> serde_json::Value {
+    if number.fract() == 0.0 && number.abs() < 1e15 {
+        (number as i64).into()
+    } else {
+        number.into()
     }
 }
 
@@ -227,6 +234,13 @@ mod tests {
             serde_json::json!([{"node": "2", "class_type": "SaveImage"}])
         );
         assert_eq!(v["running"][0]["nodes"], 2);
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_in_json() {
+        assert_eq!(number_json(58.0).to_string(), "58");
+        assert_eq!(number_json(-8.0).to_string(), "-8");
+        assert_eq!(number_json(2.5).to_string(), "2.5");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `comfytop submit WORKFLOW.json [URL]`: queue an API-format workflow, print its prompt id, and
 //! with `--wait` follow it to its end.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -10,18 +11,16 @@ use crate::comfy::api::PromptRequest;
 use crate::comfy::connection::new_client_id;
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::control::{Access, Action, ActionError, Done, Located, locate, perform};
-use crate::tracker::Outcome;
-use crate::workflow::{apply_override, parse_api_workflow, randomize_seeds};
+use crate::workflow::{Override, class_inputs, parse_api_workflow, randomize_seeds};
 
-use super::follow::{CtrlC, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
-use super::{Exit, clean, download, fail, resolve_server};
+use super::follow::{CtrlC, Ending, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
+use super::{Exit, clean, download, fail, not_comfy, resolve_server};
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "\
-Exit status: 0 queued (with --wait: succeeded), 1 failed while running (or its outputs could not
-be saved), 2 interrupted or deleted, 3 not queued or not followed (invalid workflow, refused,
-server unreachable, connection lost), 130 stopped waiting (Ctrl-C).
-The prompt id is printed alone on stdout; everything else goes to stderr.")]
+#[command(after_help = format!(
+    "The prompt id is printed alone on stdout; everything else goes to stderr.\n\n{}",
+    super::EXIT_STATUS_HELP
+))]
 pub struct SubmitArgs {
     /// API-format workflow (in ComfyUI: Workflow > Export (API)); `-` reads stdin
     #[arg(value_name = "WORKFLOW.json")]
@@ -67,10 +66,17 @@ pub async fn run(args: SubmitArgs) -> Exit {
         Ok(server) => server,
         Err(message) => {
             fail(message);
+            return Exit::Usage;
+        }
+    };
+    let client = match ComfyClient::new(server) {
+        Ok(client) => client,
+        Err(e) => {
+            fail(e);
             return Exit::NotDone;
         }
     };
-    let workflow = match load_workflow(&args) {
+    let workflow = match load_workflow(&args, &client).await {
         Ok(workflow) => workflow,
         Err(message) => {
             fail(message);
@@ -90,13 +96,6 @@ pub async fn run(args: SubmitArgs) -> Exit {
         eprintln!("{refusal}");
         return Exit::NotDone;
     }
-    let client = match ComfyClient::new(server) {
-        Ok(client) => client,
-        Err(e) => {
-            fail(e);
-            return Exit::NotDone;
-        }
-    };
     let submission = Submission {
         client,
         client_id,
@@ -175,7 +174,7 @@ impl Submission {
             .await;
         let server = self.client.server();
         let exit = match &end {
-            FollowEnd::Finished(outcome) => outcome_exit(outcome),
+            FollowEnd::Finished(outcome) => ending_exit(follower.ending(outcome)),
             FollowEnd::StoppedByUser => {
                 terminal.lines(vec![format!(
                     "stopped waiting; prompt {prompt_id} goes on. To cancel it: comfytop cancel \
@@ -234,7 +233,10 @@ impl Submission {
 }
 
 /// Reads, checks and adjusts the workflow; the error says what is wrong and where.
-fn load_workflow(args: &SubmitArgs) -> Result<serde_json::Value, String> {
+async fn load_workflow(
+    args: &SubmitArgs,
+    client: &ComfyClient,
+) -> Result<serde_json::Value, String> {
     let (text, name) = if args.workflow.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -248,8 +250,27 @@ fn load_workflow(args: &SubmitArgs) -> Result<serde_json::Value, String> {
         (text, name)
     };
     let mut workflow = parse_api_workflow(&text, &name).map_err(|e| e.to_string())?;
+    // The inputs each class takes, asked of the server only for an input the workflow's node
+    // does not have yet (an optional one, or a typo), once per class.
+    let mut accepted: HashMap<String, Option<Vec<String>>> = HashMap::new();
     for spec in &args.overrides {
-        apply_override(&mut workflow, spec).map_err(|e| e.to_string())?;
+        let change = Override::parse(spec).map_err(|e| e.to_string())?;
+        let class = change
+            .class(&workflow)
+            .map_err(|e| e.to_string())?
+            .to_string();
+        if !change.input_in_workflow(&workflow) && !accepted.contains_key(&class) {
+            // A class the server does not know takes no input; the server refuses it later.
+            let inputs = match client.object_info(Some(&class)).await {
+                Ok(info) => Some(class_inputs(&info, &class).unwrap_or_default()),
+                Err(_) => None,
+            };
+            accepted.insert(class.clone(), inputs);
+        }
+        let names = accepted.get(&class).and_then(Option::as_deref);
+        change
+            .apply(&mut workflow, names)
+            .map_err(|e| e.to_string())?;
     }
     if args.random_seeds && randomize_seeds(&mut workflow, &mut rand::rng()) == 0 {
         eprintln!("note: --random-seeds: {name} has no literal seed or noise_seed input");
@@ -263,7 +284,20 @@ async fn post(
     access: Access,
     action: &Action,
 ) -> Result<(String, f64), Exit> {
-    match perform(client, access, action).await {
+    let result = perform(client, access, action).await;
+    let http_error = match &result {
+        Err(ActionError::Http(error)) | Err(ActionError::MaybeQueued { source: error, .. }) => {
+            Some(error)
+        }
+        _ => None,
+    };
+    if let Some(error) = http_error
+        && let Some(not_comfy) = not_comfy(client, error).await
+    {
+        fail(format_args!("{not_comfy}\nNothing was queued."));
+        return Err(Exit::NotDone);
+    }
+    match result {
         Ok(Done::Queued { accepted, .. }) => {
             if let Some(dropped) = accepted.dropped_outputs() {
                 eprintln!("warning: {dropped}");
@@ -320,12 +354,12 @@ async fn post(
     }
 }
 
-fn outcome_exit(outcome: &Outcome) -> Exit {
-    match outcome {
-        Outcome::Success => Exit::Success,
-        Outcome::Error(_) => Exit::Failed,
-        Outcome::Interrupted { .. } | Outcome::Removed => Exit::Interrupted,
-        Outcome::Unknown => Exit::NotDone,
+fn ending_exit(ending: Ending) -> Exit {
+    match ending {
+        Ending::Succeeded => Exit::Success,
+        Ending::Failed => Exit::Failed,
+        Ending::Interrupted | Ending::Deleted => Exit::Interrupted,
+        Ending::Lost => Exit::Lost,
     }
 }
 
