@@ -431,3 +431,143 @@ fn the_sim_subcommand_serves_until_ctrl_c() {
     assert!(kill.success());
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn a_recording_replays_what_watch_showed_of_another_clients_prompt() {
+    use comfytop::comfy::api::PromptRequest;
+    use comfytop::comfy::http::ComfyClient;
+    use comfytop::comfy::transcript::{TranscriptEntry, TranscriptReader};
+    use comfytop::sim::{SimConfig, SimServer};
+    use comfytop::watch::replay::{Pace, replay};
+
+    let sim = SimServer::start(SimConfig {
+        step: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(
+        options(server.clone(), LineFormat::Human),
+        Some(Recorder::append(&path).unwrap()),
+        out.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    out.wait_for("the connection", |o| o.contains("-- connected to "))
+        .await;
+
+    // Another client's prompt, failing in a node with a title: watch learns all of it over
+    // HTTP, since that client's execution events do not come to watch's socket.
+    let workflow = format!("{REFERENCE}/workflows/error_after_progress.json");
+    let mut prompt: Value = serde_json::from_slice(&std::fs::read(workflow).unwrap()).unwrap();
+    prompt["2"]["_meta"] = json!({"title": "Deliberate Failure"});
+    let accepted = ComfyClient::new(server)
+        .unwrap()
+        .submit(&PromptRequest {
+            prompt,
+            client_id: Some("someone-else".into()),
+            ..PromptRequest::default()
+        })
+        .await
+        .unwrap();
+    let short: String = accepted.prompt_id.chars().take(8).collect();
+    let failed =
+        format!("-- prompt {short} failed in node 2 \"Deliberate Failure\" (LabRaiseError)");
+    out.wait_for("the failure", |o| o.contains(&failed)).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+
+    let answers = TranscriptReader::open(&path)
+        .unwrap()
+        .entries()
+        .filter(|e| matches!(e, Ok(TranscriptEntry::Http(_))))
+        .count();
+    assert!(answers >= 2, "the queue and the history are recorded");
+
+    let mut replayed = Vec::new();
+    let mut diagnostics = Vec::new();
+    let report = replay(
+        TranscriptReader::open(&path).unwrap(),
+        "run.jsonl",
+        LineFormat::Human,
+        Pace::Max,
+        &mut replayed,
+        &mut diagnostics,
+    )
+    .unwrap();
+    let replayed = String::from_utf8(replayed).unwrap();
+    assert!(
+        report.is_clean(),
+        "{}",
+        String::from_utf8_lossy(&diagnostics)
+    );
+    // Every line watch printed about prompts, the replay prints too.
+    let live = out.text();
+    let prompt_lines: Vec<&str> = live.lines().filter(|l| l.contains("-- prompt ")).collect();
+    assert!(prompt_lines.len() >= 2, "{live}");
+    for line in prompt_lines {
+        assert!(
+            replayed.contains(line),
+            "{line:?} not replayed:\n{replayed}"
+        );
+    }
+    let summary = report.summary();
+    assert!(summary.contains("prompts: 1\n"), "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "{} failed in node 2 \"Deliberate Failure\"",
+            accepted.prompt_id
+        )),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_paced_replay_of_a_far_future_time_ends_and_names_the_line() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("far.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"t":0.001,"kind":"text","data":{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"me"}}}"#,
+            "\n",
+            r#"{"t":1e308,"kind":"text","data":{"type":"status","data":{"status":{"exec_info":{"queue_remaining":1}}}}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .args(["replay", path.to_str().unwrap(), "--speed", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It used to wait an hour on that line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("replay --speed 1 did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("far.jsonl: line 2: \"t\" is 1e308,"),
+        "{stderr}"
+    );
+}

@@ -6,6 +6,16 @@
 //! ```
 //!
 //! `t` is seconds since the socket connected. A text frame's JSON is written verbatim as `data`.
+//!
+//! Next to the frames, a transcript may hold the HTTP answers the recording client used, so a
+//! replay learns what it learned (other clients' prompts, node titles, outcomes):
+//!
+//! ```text
+//! {"t":0.0112,"kind":"http","request":"GET /queue","body":{"queue_running":[],...}}
+//! ```
+//!
+//! [`TranscriptReader`] yields frames only and steps over these lines; [`TranscriptEntries`]
+//! yields both.
 //! A text frame that is not one line of JSON (a broken server) has no place in that shape, so it
 //! is written as `"text": "<the frame>"` instead; readers of the plain format see an unexpected
 //! line for it, which is what it is.
@@ -23,12 +33,33 @@ use serde_json::value::RawValue;
 
 use super::RawFrame;
 
+/// The latest `t` a transcript line may carry: about 30 years of one connection. Anything later
+/// is a broken file, and would make a paced replay wait for ever.
+pub const MAX_T: f64 = 1e9;
+
 /// One frame read from a transcript.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranscriptFrame {
     /// Seconds since the recorded socket connected.
     pub t: f64,
     pub raw: RawFrame,
+}
+
+/// An HTTP answer recorded in a transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptHttp {
+    /// On the clock of the frames around it.
+    pub t: f64,
+    /// `GET /queue`, `GET /history?max_items=64`, `GET /history/{id}`.
+    pub request: String,
+    pub body: serde_json::Value,
+}
+
+/// One line of a transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TranscriptEntry {
+    Frame(TranscriptFrame),
+    Http(TranscriptHttp),
 }
 
 /// A transcript line that could not be read, and why. The reader goes on with the next line.
@@ -65,12 +96,20 @@ impl<R: BufRead> TranscriptReader<R> {
             failed: false,
         }
     }
+
+    /// The 1-based number of the line last read, as editors count.
+    pub fn line_number(&self) -> usize {
+        self.line_number
+    }
 }
 
-impl<R: BufRead> Iterator for TranscriptReader<R> {
-    type Item = Result<TranscriptFrame, TranscriptLineError>;
+impl<R: BufRead> TranscriptReader<R> {
+    /// The reader that yields HTTP answers too.
+    pub fn entries(self) -> TranscriptEntries<R> {
+        TranscriptEntries(self)
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_entry(&mut self) -> Option<Result<TranscriptEntry, TranscriptLineError>> {
         while !self.failed {
             self.buf.clear();
             self.line_number += 1;
@@ -92,9 +131,42 @@ impl<R: BufRead> Iterator for TranscriptReader<R> {
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(parse_line(line).map_err(error));
+            return Some(parse_entry(line).map_err(error));
         }
         None
+    }
+}
+
+impl<R: BufRead> Iterator for TranscriptReader<R> {
+    type Item = Result<TranscriptFrame, TranscriptLineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_entry()? {
+                Ok(TranscriptEntry::Frame(frame)) => return Some(Ok(frame)),
+                Ok(TranscriptEntry::Http(_)) => continue,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+}
+
+/// Reads every entry of a transcript, frames and HTTP answers (see
+/// [`TranscriptReader::entries`]).
+pub struct TranscriptEntries<R>(TranscriptReader<R>);
+
+impl<R: BufRead> TranscriptEntries<R> {
+    /// The 1-based number of the line last read.
+    pub fn line_number(&self) -> usize {
+        self.0.line_number
+    }
+}
+
+impl<R: BufRead> Iterator for TranscriptEntries<R> {
+    type Item = Result<TranscriptEntry, TranscriptLineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_entry()
     }
 }
 
@@ -111,17 +183,53 @@ struct Line<'a> {
     event_type: Option<u64>,
     #[serde(borrow, default)]
     b64: Option<Cow<'a, str>>,
+    #[serde(default)]
+    request: Option<String>,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+}
+
+/// Parses one transcript line that holds a frame.
+pub fn parse_line(line: &str) -> Result<TranscriptFrame, String> {
+    match parse_entry(line)? {
+        TranscriptEntry::Frame(frame) => Ok(frame),
+        TranscriptEntry::Http(_) => Err("an HTTP answer, not a frame".to_string()),
+    }
 }
 
 /// Parses one transcript line.
-pub fn parse_line(line: &str) -> Result<TranscriptFrame, String> {
+pub fn parse_entry(line: &str) -> Result<TranscriptEntry, String> {
     let line: Line = serde_json::from_str(line).map_err(|e| format!("not a frame record: {e}"))?;
+    if !(0.0..=MAX_T).contains(&line.t) {
+        let shown = if line.t.abs() >= 1e6 {
+            format!("{:e}", line.t)
+        } else {
+            line.t.to_string()
+        };
+        return Err(format!(
+            "\"t\" is {shown}, which is not a time in a recording (seconds since the socket \
+             connected, from 0 to {MAX_T:e})"
+        ));
+    }
     let raw = match line.kind.as_ref() {
         "text" => match (line.data, line.text) {
             (Some(data), _) if data.get() != "null" => RawFrame::Text(data.get().to_string()),
             (_, Some(text)) => RawFrame::Text(text),
             _ => return Err("text frame without \"data\"".to_string()),
         },
+        "http" => {
+            let request = line
+                .request
+                .ok_or_else(|| "http answer without \"request\"".to_string())?;
+            let body = line
+                .body
+                .ok_or_else(|| "http answer without \"body\"".to_string())?;
+            return Ok(TranscriptEntry::Http(TranscriptHttp {
+                t: line.t,
+                request,
+                body,
+            }));
+        }
         "binary" => {
             let b64 = line
                 .b64
@@ -143,23 +251,37 @@ pub fn parse_line(line: &str) -> Result<TranscriptFrame, String> {
         }
         other => {
             return Err(format!(
-                "unknown \"kind\" {:?} (expected \"text\" or \"binary\")",
+                "unknown \"kind\" {:?} (expected \"text\", \"binary\" or \"http\")",
                 crate::text::truncate(&crate::text::one_line(other), 40)
             ));
         }
     };
-    Ok(TranscriptFrame { t: line.t, raw })
+    Ok(TranscriptEntry::Frame(TranscriptFrame { t: line.t, raw }))
 }
 
-/// Writes one frame as a transcript line, newline included.
-pub fn format_line(t: f64, raw: &RawFrame) -> String {
-    // Tenths of a millisecond, as recorded transcripts have; rounding keeps lines short.
+/// A time as a transcript writes it: tenths of a millisecond, as recorded transcripts have;
+/// rounding keeps lines short.
+fn format_t(t: f64) -> serde_json::Number {
     let t = if t.is_finite() {
         (t * 10_000.0).round() / 10_000.0
     } else {
         0.0
     };
-    let t = serde_json::Number::from_f64(t).unwrap_or_else(|| serde_json::Number::from(0));
+    serde_json::Number::from_f64(t).unwrap_or_else(|| serde_json::Number::from(0))
+}
+
+/// Writes one HTTP answer as a transcript line, newline included.
+pub fn format_http_line(t: f64, request: &str, body: &impl serde::Serialize) -> String {
+    let t = format_t(t);
+    let request = serde_json::Value::String(request.to_string());
+    // Serializing plain data to a String cannot fail; `null` stands in if it ever did.
+    let body = serde_json::to_string(body).unwrap_or_else(|_| "null".to_string());
+    format!("{{\"t\":{t},\"kind\":\"http\",\"request\":{request},\"body\":{body}}}\n")
+}
+
+/// Writes one frame as a transcript line, newline included.
+pub fn format_line(t: f64, raw: &RawFrame) -> String {
+    let t = format_t(t);
     match raw {
         RawFrame::Text(text) => match verbatim_json(text) {
             Some(json) => format!("{{\"t\":{t},\"kind\":\"text\",\"data\":{json}}}\n"),
@@ -217,6 +339,18 @@ impl<W: Write> Recorder<W> {
         self.out.flush()
     }
 
+    /// Records an HTTP answer the recording client used.
+    pub fn record_http(
+        &mut self,
+        t: f64,
+        request: &str,
+        body: &impl serde::Serialize,
+    ) -> io::Result<()> {
+        self.out
+            .write_all(format_http_line(t, request, body).as_bytes())?;
+        self.out.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -266,7 +400,10 @@ mod tests {
             "{\"t\":3,\"kind\":\"binary\",\"event_type\":4,\"b64\":\"AAAAAQ==\"}\n",
             "{\"t\":4,\"kind\":\"video\"}\n",
             "{\"t\":5,\"kind\":\"text\"}\n",
-            "{\"t\":6,\"kind\":\"text\",\"data\":{\"type\":\"b\"}}",
+            "{\"t\":6,\"kind\":\"text\",\"data\":{\"type\":\"b\"}}\n",
+            "{\"t\":1e308,\"kind\":\"text\",\"data\":{\"type\":\"c\"}}\n",
+            "{\"t\":-1,\"kind\":\"text\",\"data\":{\"type\":\"c\"}}\n",
+            "{\"t\":1e999,\"kind\":\"text\",\"data\":{\"type\":\"c\"}}",
         ));
         let lines: Vec<_> = frames
             .iter()
@@ -274,7 +411,18 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![Ok(1.0), Err(3), Err(4), Err(5), Err(6), Err(7), Ok(6.0)]
+            vec![
+                Ok(1.0),
+                Err(3),
+                Err(4),
+                Err(5),
+                Err(6),
+                Err(7),
+                Ok(6.0),
+                Err(9),
+                Err(10),
+                Err(11)
+            ]
         );
         let reasons: Vec<String> = frames
             .iter()
@@ -288,6 +436,63 @@ mod tests {
         assert!(reasons[2].contains("\"event_type\" is 4"), "{reasons:?}");
         assert!(reasons[3].contains("unknown \"kind\""), "{reasons:?}");
         assert!(reasons[4].contains("without \"data\""), "{reasons:?}");
+        assert!(
+            reasons[5].starts_with("line 9: \"t\" is 1e308,"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[5].contains("not a time in a recording"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[6].starts_with("line 10: \"t\" is -1,"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[7].starts_with("line 11: not a frame record"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn http_answers_are_entries_and_frame_readers_step_over_them() {
+        let mut recorder = Recorder::new(Vec::new());
+        let frame = RawFrame::Text(r#"{"type":"status","data":{}}"#.into());
+        recorder.record(0.5, &frame).unwrap();
+        let body = serde_json::json!({"queue_running": [], "queue_pending": []});
+        recorder.record_http(0.61234, "GET /queue", &body).unwrap();
+        recorder.record(0.7, &frame).unwrap();
+        let written = String::from_utf8(recorder.into_inner()).unwrap();
+        assert!(
+            written.contains(r#"{"t":0.6123,"kind":"http","request":"GET /queue","body":{"#),
+            "{written}"
+        );
+
+        let frames: Vec<_> = TranscriptReader::new(written.as_bytes()).collect();
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(Result::is_ok));
+
+        let entries: Vec<_> = TranscriptReader::new(written.as_bytes())
+            .entries()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            entries[1],
+            TranscriptEntry::Http(TranscriptHttp {
+                t: 0.6123,
+                request: "GET /queue".into(),
+                body
+            })
+        );
+        assert!(matches!(entries[2], TranscriptEntry::Frame(_)));
+        let missing = read_all("{\"t\":1,\"kind\":\"http\",\"body\":{}}\n");
+        assert!(
+            missing[0]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("without \"request\"")
+        );
     }
 
     #[test]

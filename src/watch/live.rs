@@ -16,7 +16,7 @@ use crate::comfy::transcript::Recorder;
 use crate::session::{FetchReply, run_fetch};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
-use super::{LineFormat, Step, Watcher};
+use super::{LineFormat, Step, Watcher, record_answer};
 
 /// What `watch` is asked to do.
 #[derive(Debug, Clone)]
@@ -50,7 +50,10 @@ pub async fn run(server: ServerUrl, format: LineFormat, record: Option<&Path>) -
     };
     if let Some(path) = record {
         // On stderr, so stdout stays one line per event.
-        eprintln!("comfytop: appending every frame to {}", path.display());
+        eprintln!(
+            "comfytop: appending every frame and HTTP answer to {}",
+            path.display()
+        );
     }
     let options = WatchOptions::new(server, format);
     match watch(options, recorder, io::stdout(), shutdown_signal()).await {
@@ -82,6 +85,8 @@ pub async fn watch<W: Write>(
     let connection = Connection::spawn(options.connection, events_tx);
     let (replies_tx, mut replies) = mpsc::channel(64);
     let started = Instant::now();
+    // When the current socket connected: recorded HTTP answers share the frames' clock.
+    let mut socket_started = started;
     tokio::pin!(shutdown);
 
     let result: Result<()> = loop {
@@ -90,6 +95,9 @@ pub async fn watch<W: Write>(
             () = &mut shutdown => break Ok(()),
             event = events.recv() => {
                 let Some(event) = event else { break Ok(()) };
+                if let ConnEvent::Connected { .. } = &event {
+                    socket_started = Instant::now();
+                }
                 if let (Some(recorder), ConnEvent::Frame(frame)) = (&mut recorder, &event)
                     && let Err(e) = recorder.record(frame.t, &frame.raw)
                 {
@@ -98,7 +106,19 @@ pub async fn watch<W: Write>(
                 watcher.on_connection(now(), event, &server)
             }
             Some(reply) = replies.recv() => match reply {
-                Reply::Done(input) => watcher.on_reply(now(), input),
+                Reply::Done(input) => {
+                    if let Some(recorder) = &mut recorder
+                        && let Err(e) = record_answer(
+                            recorder,
+                            socket_started.elapsed().as_secs_f64(),
+                            &input,
+                        )
+                    {
+                        break Err(e)
+                            .wrap_err("recording failed; stopped so no answer goes missing");
+                    }
+                    watcher.on_reply(now(), input)
+                }
                 Reply::Failed(command, error) => watcher.on_fetch_failed(now(), command, &error),
             },
         };

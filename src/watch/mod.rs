@@ -11,10 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use std::io;
+
 use crate::comfy::Decoded;
+use crate::comfy::api::History;
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::{PromptId, ServerMessage};
 use crate::comfy::server_url::ServerUrl;
+use crate::comfy::transcript::{Recorder, TranscriptHttp};
 use crate::describe::{self, event_name};
 use crate::text::{one_line, terminal_safe_json, truncate};
 use crate::tracker::{Outcome, Phase, PromptRecord, Tracker, TrackerCommand, TrackerInput};
@@ -73,6 +77,10 @@ pub struct Watcher {
     tracker: Tracker,
     format: LineFormat,
     stats: Stats,
+    /// The first history answer came: prompts first seen finished after it ended while
+    /// nobody watched (during a cut, or between two looks at the queue), and each gets its
+    /// line; before it, they are the server's backlog, summed up in one line.
+    backlog_seen: bool,
 }
 
 impl Watcher {
@@ -81,6 +89,7 @@ impl Watcher {
             tracker: Tracker::new(our_client_id),
             format,
             stats: Stats::default(),
+            backlog_seen: false,
         }
     }
 
@@ -140,15 +149,21 @@ impl Watcher {
             .prompts()
             .map(|p| (p.id.clone(), PhaseKey::of(p)))
             .collect();
+        let backlog = !self.backlog_seen;
+        if matches!(input, TrackerInput::History(_)) {
+            self.backlog_seen = true;
+        }
         let commands = self.tracker.handle(now, input);
 
         let mut changed: Vec<&PromptRecord> = Vec::new();
+        let mut recovered: Vec<&PromptRecord> = Vec::new();
         let mut earlier: BTreeMap<&'static str, u64> = BTreeMap::new();
         for p in self.tracker.prompts() {
             let key = PhaseKey::of(p);
             match before.get(&p.id) {
                 Some(old) if *old == key => {}
-                None if p.is_finished() => *earlier.entry(key.0).or_default() += 1,
+                None if p.is_finished() && backlog => *earlier.entry(key.0).or_default() += 1,
+                None if p.is_finished() => recovered.push(p),
                 _ => changed.push(p),
             }
         }
@@ -160,7 +175,16 @@ impl Watcher {
                 .then(a.first_seen.total_cmp(&b.first_seen))
                 .then(a.id.cmp(&b.id))
         });
-        let mut lines: Vec<String> = changed.into_iter().map(|p| self.prompt_line(p)).collect();
+        // In the order they finished, by the server's clock when it said.
+        recovered.sort_by(|a, b| {
+            let finished = |p: &PromptRecord| p.server_finished_ms.unwrap_or(f64::MAX);
+            finished(a).total_cmp(&finished(b)).then(a.id.cmp(&b.id))
+        });
+        let mut lines: Vec<String> = recovered
+            .into_iter()
+            .map(|p| self.recovered_line(p))
+            .chain(changed.into_iter().map(|p| self.prompt_line(p)))
+            .collect();
         if !earlier.is_empty() {
             lines.insert(0, self.history_line(&earlier));
         }
@@ -198,37 +222,34 @@ impl Watcher {
                 let line = format!("{:>9} prompt {id} {}", "--", phase_text(p));
                 crate::text::sanitize(&line).replace(['\n', '\t'], " ")
             }
+            LineFormat::Json => terminal_safe_json(&Value::Object(prompt_fields(p))),
+        }
+    }
+
+    /// A prompt that finished while nobody watched: its id, outcome and when it finished.
+    fn recovered_line(&self, p: &PromptRecord) -> String {
+        match self.format {
+            LineFormat::Human => {
+                let id: String = one_line(&p.id).chars().take(8).collect();
+                let when = p
+                    .server_finished_ms
+                    .map(|ms| format!(" at {} UTC", clock_time(ms)))
+                    .unwrap_or_default();
+                let line = format!(
+                    "{:>9} prompt {id} {} (finished unseen{when})",
+                    "--",
+                    phase_text(p)
+                );
+                crate::text::sanitize(&line).replace(['\n', '\t'], " ")
+            }
             LineFormat::Json => {
-                let mut fields = Map::new();
-                fields.insert("event".into(), "prompt".into());
-                fields.insert("prompt_id".into(), p.id.clone().into());
-                let phase = match &p.phase {
-                    Phase::Queued => "queued",
-                    Phase::Running => "running",
-                    Phase::Finished(_) => "finished",
-                };
-                fields.insert("phase".into(), phase.into());
-                if let Some(outcome) = p.outcome() {
-                    fields.insert("outcome".into(), outcome.label().into());
-                }
-                if let Some(Outcome::Error(e)) = p.outcome() {
+                let mut fields = prompt_fields(p);
+                fields.insert("recovered".into(), true.into());
+                if let Some(ms) = p.server_finished_ms {
                     fields.insert(
-                        "error".into(),
-                        json!({
-                            "node_id": e.node_id,
-                            "node_type": e.node_type,
-                            "exception_type": e.exception_type,
-                            "exception_message": e.exception_message,
-                        }),
+                        "finished_ms".into(),
+                        crate::commands::queue::number_json(ms.round()),
                     );
-                }
-                if let Some(number) = p.number {
-                    fields.insert("number".into(), number.into());
-                }
-                fields.insert("client_id".into(), p.client_id.clone().into());
-                fields.insert("ours".into(), p.ours.into());
-                if let Some(d) = p.duration().filter(|_| p.is_finished()) {
-                    fields.insert("duration_s".into(), d.into());
                 }
                 terminal_safe_json(&Value::Object(fields))
             }
@@ -254,6 +275,48 @@ impl Watcher {
             })),
         }
     }
+}
+
+/// A prompt as a `watch --json` object.
+fn prompt_fields(p: &PromptRecord) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("event".into(), "prompt".into());
+    fields.insert("prompt_id".into(), p.id.clone().into());
+    let phase = match &p.phase {
+        Phase::Queued => "queued",
+        Phase::Running => "running",
+        Phase::Finished(_) => "finished",
+    };
+    fields.insert("phase".into(), phase.into());
+    if let Some(outcome) = p.outcome() {
+        fields.insert("outcome".into(), outcome.label().into());
+    }
+    if let Some(Outcome::Error(e)) = p.outcome() {
+        fields.insert(
+            "error".into(),
+            json!({
+                "node_id": e.node_id,
+                "node_type": e.node_type,
+                "exception_type": e.exception_type,
+                "exception_message": e.exception_message,
+            }),
+        );
+    }
+    if let Some(number) = p.number {
+        fields.insert("number".into(), crate::commands::queue::number_json(number));
+    }
+    fields.insert("client_id".into(), p.client_id.clone().into());
+    fields.insert("ours".into(), p.ours.into());
+    if let Some(d) = p.duration().filter(|_| p.is_finished()) {
+        fields.insert("duration_s".into(), d.into());
+    }
+    fields
+}
+
+/// `17:02:11`: the time of day (UTC) of a server timestamp in ms since the epoch.
+fn clock_time(ms: f64) -> String {
+    let secs = (ms / 1000.0).floor().rem_euclid(86_400.0) as u64;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Every known prompt with its phase or outcome, oldest first, one line each.
@@ -331,6 +394,62 @@ impl PhaseKey {
     }
 }
 
+/// Records the HTTP answer behind a tracker input (a fetched queue or history) in a transcript,
+/// so a replay learns what the live view learned. Other inputs are not answers: nothing is
+/// written.
+pub fn record_answer(recorder: &mut Recorder, t: f64, input: &TrackerInput) -> io::Result<()> {
+    match input {
+        TrackerInput::Queue(snapshot) => recorder.record_http(t, QUEUE_REQUEST, snapshot),
+        TrackerInput::History(history) => recorder.record_http(t, HISTORY_REQUEST, history),
+        TrackerInput::HistoryItem { prompt_id, entry } => {
+            // As the server answers `GET /history/{id}`: the entry under its id, or nothing.
+            let mut body = Map::new();
+            if let Some(entry) = entry {
+                let entry = serde_json::to_value(entry).unwrap_or(Value::Null);
+                body.insert(prompt_id.clone(), entry);
+            }
+            let request = format!("{HISTORY_REQUEST}/{prompt_id}");
+            recorder.record_http(t, &request, &Value::Object(body))
+        }
+        _ => Ok(()),
+    }
+}
+
+const QUEUE_REQUEST: &str = "GET /queue";
+const HISTORY_REQUEST: &str = "GET /history";
+
+/// The tracker input a recorded HTTP answer stands for.
+pub fn recorded_input(answer: &TranscriptHttp) -> Result<TrackerInput, String> {
+    let shape = |e: serde_json::Error| format!("{}: unexpected answer: {e}", answer.request);
+    let body = answer.body.clone();
+    if answer.request == QUEUE_REQUEST {
+        return serde_json::from_value(body)
+            .map(TrackerInput::Queue)
+            .map_err(shape);
+    }
+    if let Some(rest) = answer.request.strip_prefix(HISTORY_REQUEST) {
+        let history: History = serde_json::from_value(body).map_err(shape)?;
+        return Ok(match rest.strip_prefix('/') {
+            Some(prompt_id) => {
+                let entry = history
+                    .0
+                    .into_iter()
+                    .find(|(id, _)| id == prompt_id)
+                    .map(|(_, entry)| entry);
+                TrackerInput::HistoryItem {
+                    prompt_id: prompt_id.to_string(),
+                    entry,
+                }
+            }
+            None => TrackerInput::History(history),
+        });
+    }
+    Err(format!(
+        "unknown request {:?}",
+        truncate(&one_line(&answer.request), 60)
+    ))
+}
+
 /// The request a command makes, for messages.
 pub fn request_name(command: &TrackerCommand) -> String {
     match command {
@@ -343,7 +462,7 @@ pub fn request_name(command: &TrackerCommand) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comfy::api::{History, QueueSnapshot};
+    use crate::comfy::api::QueueSnapshot;
 
     const REFERENCE: &str = crate::FIXTURES;
 
@@ -418,6 +537,69 @@ mod tests {
         assert_eq!(line["error"]["node_id"], "2");
         assert_eq!(line["error"]["exception_type"], "RuntimeError");
         assert_eq!(line["ours"], false);
+    }
+
+    /// The recorded history with its first entry under a new id, as a prompt that finished
+    /// during a cut.
+    fn history_with_one_more() -> History {
+        let mut history: History = body("get_history");
+        let mut extra = history.0[0].clone();
+        extra.0 = "feedbeef-0000-4000-8000-000000000000".to_string();
+        extra.1.prompt.prompt_id = extra.0.clone();
+        history.0.push(extra);
+        history
+    }
+
+    #[test]
+    fn prompts_that_finished_during_a_cut_get_a_line_each_with_outcome_and_time() {
+        for format in [LineFormat::Human, LineFormat::Json] {
+            let mut watcher = Watcher::new("me", format);
+            let first = watcher.on_reply(1.0, TrackerInput::History(body("get_history")));
+            assert_eq!(first.lines.len(), 1, "the backlog is one line: {first:#?}");
+            let history = history_with_one_more();
+            let lines = watcher.on_reply(2.0, TrackerInput::History(history)).lines;
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            match format {
+                LineFormat::Human => {
+                    let finished_ms = history_with_one_more().0.last().map(|(_, entry)| {
+                        let status = entry.status.as_ref().unwrap();
+                        status.messages.last().unwrap().1["timestamp"]
+                            .as_f64()
+                            .unwrap()
+                    });
+                    let at = clock_time(finished_ms.unwrap());
+                    assert!(
+                        lines[0].starts_with("       -- prompt feedbeef succeeded in ")
+                            && lines[0].ends_with(&format!(" s (finished unseen at {at} UTC)")),
+                        "{lines:#?}"
+                    );
+                }
+                LineFormat::Json => {
+                    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+                    assert_eq!(line["event"], "prompt");
+                    assert_eq!(line["prompt_id"], "feedbeef-0000-4000-8000-000000000000");
+                    assert_eq!(line["outcome"], "success");
+                    assert_eq!(line["recovered"], true);
+                    assert!(line["finished_ms"].is_i64(), "{line}");
+                    assert!(line["duration_s"].as_f64().is_some(), "{line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn server_times_read_as_utc_times_of_day() {
+        assert_eq!(clock_time(1_795_828_739_386.0), "01:18:59");
+        assert_eq!(clock_time(0.0), "00:00:00");
+    }
+
+    #[test]
+    fn json_queue_numbers_are_integers_as_queue_prints_them() {
+        let mut watcher = Watcher::new("me", LineFormat::Json);
+        let queue: QueueSnapshot = body("get_queue_running_and_pending");
+        let lines = watcher.on_reply(1.0, TrackerInput::Queue(queue)).lines;
+        assert!(lines[0].contains(r#""number":-8,"#), "{lines:#?}");
+        assert!(lines.iter().all(|l| !l.contains(".0,")), "{lines:#?}");
     }
 
     #[test]

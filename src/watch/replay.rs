@@ -1,9 +1,11 @@
 //! `comfytop replay`: a transcript fed through the same decoding, tracker and lines as a live
 //! `watch`.
 //!
-//! A replay does no HTTP: the fetches the tracker asks for are not run, so prompts of other
-//! clients stay as far as `status` frames tell, and node titles (which come from `/queue`) are
-//! not shown.
+//! A replay does no HTTP: the fetches the tracker asks for are not run. The HTTP answers the
+//! recording client used (written next to the frames since transcripts have `"kind":"http"`
+//! lines) are fed to the tracker where they were recorded, so other clients' prompts, their
+//! outcomes and node titles show as they did live. Older transcripts have only frames: prompts
+//! of other clients stay as far as `status` frames tell.
 
 use std::io::{self, BufRead, Write};
 use std::path::Path;
@@ -11,12 +13,14 @@ use std::time::Duration;
 
 use crate::comfy::connection::ReceivedFrame;
 use crate::comfy::protocol::ServerMessage;
-use crate::comfy::transcript::{TranscriptFrame, TranscriptLineError, TranscriptReader};
+use crate::comfy::transcript::{
+    TranscriptEntry, TranscriptFrame, TranscriptLineError, TranscriptReader,
+};
 use crate::comfy::{Decoded, RawFrame};
 
 use crate::tracker::Tracker;
 
-use super::{LineFormat, Stats, Watcher, prompt_outcomes};
+use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input};
 
 /// How fast frames are played.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +35,8 @@ pub enum Pace {
 #[derive(Debug)]
 pub struct ReplayReport {
     pub stats: Stats,
+    /// Recorded HTTP answers fed to the tracker.
+    pub answers: u64,
     /// Lines that were not frames.
     pub bad_lines: u64,
     /// The tracker's state at the end.
@@ -50,6 +56,9 @@ impl ReplayReport {
             "{} frames, {} unknown, {} malformed, {} bad lines\n",
             s.frames, s.unknown, s.malformed, self.bad_lines
         );
+        if self.answers > 0 {
+            out.push_str(&format!("http answers: {}\n", self.answers));
+        }
         let events: Vec<String> = s.events.iter().map(|(k, n)| format!("{k} {n}")).collect();
         if !events.is_empty() {
             out.push_str(&format!("events: {}\n", events.join(", ")));
@@ -87,17 +96,38 @@ pub fn replay<R: BufRead>(
     out: &mut impl Write,
     diagnostics: &mut impl Write,
 ) -> io::Result<ReplayReport> {
-    let mut frames = frames.peekable();
-    let our_id = match frames.peek() {
-        Some(Ok(first)) => first_sid(first).unwrap_or_default(),
+    let mut entries = frames.entries();
+    let mut next = entries.next();
+    let our_id = match &next {
+        Some(Ok(TranscriptEntry::Frame(first))) => first_sid(first).unwrap_or_default(),
         _ => String::new(),
     };
     let mut watcher = Watcher::new(&our_id, format);
     let mut clock = TranscriptClock::default();
     let mut bad_lines = 0;
-    for item in frames {
-        let TranscriptFrame { t, raw } = match item {
-            Ok(frame) => frame,
+    let mut answers = 0;
+    while let Some(item) = next.take() {
+        // The reader is on the line of `item` until it is asked for the next one.
+        let line_number = entries.line_number();
+        next = entries.next();
+        let bad = |reason: String| TranscriptLineError {
+            line_number,
+            reason,
+        };
+        let entry = item.and_then(|entry| {
+            let t = match &entry {
+                TranscriptEntry::Frame(frame) => frame.t,
+                TranscriptEntry::Http(answer) => answer.t,
+            };
+            let ticked = clock.tick(t).map_err(bad)?;
+            let input = match &entry {
+                TranscriptEntry::Http(answer) => Some(recorded_input(answer).map_err(bad)?),
+                TranscriptEntry::Frame(_) => None,
+            };
+            Ok((entry, input, ticked))
+        });
+        let (entry, input, (now, gap)) = match entry {
+            Ok(entry) => entry,
             Err(TranscriptLineError {
                 line_number,
                 reason,
@@ -107,14 +137,20 @@ pub fn replay<R: BufRead>(
                 continue;
             }
         };
-        let (now, gap) = clock.tick(t);
-        if let Pace::Speed(speed) = pace
-            && gap > 0.0
-        {
-            std::thread::sleep(Duration::from_secs_f64((gap / speed).min(3600.0)));
+        if let Pace::Speed(speed) = pace {
+            std::thread::sleep(pause(gap, speed));
         }
-        let decoded = raw.decode();
-        let step = watcher.on_frame(now, ReceivedFrame { t, raw, decoded });
+        let step = match (entry, input) {
+            (_, Some(input)) => {
+                answers += 1;
+                watcher.on_reply(now, input)
+            }
+            (TranscriptEntry::Frame(TranscriptFrame { t, raw }), None) => {
+                let decoded = raw.decode();
+                watcher.on_frame(now, ReceivedFrame { t, raw, decoded })
+            }
+            (TranscriptEntry::Http(_), None) => continue,
+        };
         for line in step.lines {
             writeln!(out, "{line}")?;
         }
@@ -125,6 +161,7 @@ pub fn replay<R: BufRead>(
     out.flush()?;
     Ok(ReplayReport {
         stats: watcher.stats().clone(),
+        answers,
         bad_lines,
         tracker: watcher.into_tracker(),
     })
@@ -142,6 +179,26 @@ fn first_sid(frame: &TranscriptFrame) -> Option<String> {
     }
 }
 
+/// The longest a paced replay waits between two frames: a recording idle for an hour plays on
+/// after this.
+pub const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// A new connection's clock starts at 0, so a time that goes back to more than this is not a
+/// reconnect but a broken transcript.
+const RECONNECT_START: f64 = 60.0;
+
+/// How long to wait for a recorded gap of `gap` seconds at `speed`.
+fn pause(gap: f64, speed: f64) -> Duration {
+    let secs = gap / speed;
+    if secs.is_nan() || secs <= 0.0 {
+        Duration::ZERO
+    } else if secs >= MAX_PAUSE.as_secs_f64() {
+        MAX_PAUSE
+    } else {
+        Duration::from_secs_f64(secs)
+    }
+}
+
 /// Turns transcript times (seconds since *that* socket connected, so they restart when a
 /// recording spans a reconnect) into one monotonic clock for the tracker.
 #[derive(Debug, Default)]
@@ -151,10 +208,22 @@ struct TranscriptClock {
 }
 
 impl TranscriptClock {
-    /// (monotonic time, seconds since the previous frame).
-    fn tick(&mut self, t: f64) -> (f64, f64) {
-        let t = if t.is_finite() { t.max(0.0) } else { self.last };
+    /// (monotonic time, seconds since the previous frame), or why `t` cannot follow the
+    /// previous time.
+    fn tick(&mut self, t: f64) -> Result<(f64, f64), String> {
+        if !t.is_finite() || t < 0.0 {
+            return Err(format!(
+                "\"t\" is {t}, not a time since the socket connected"
+            ));
+        }
         let gap = if t < self.last {
+            if t > RECONNECT_START {
+                return Err(format!(
+                    "\"t\" goes back from {} to {t}: a new connection's times start at 0, so \
+                     the lines are out of order",
+                    self.last
+                ));
+            }
             // A new connection: its clock starts again at 0.
             self.offset += self.last;
             t
@@ -162,7 +231,7 @@ impl TranscriptClock {
             t - self.last
         };
         self.last = t;
-        (self.offset + t, gap)
+        Ok((self.offset + t, gap))
     }
 }
 
@@ -173,9 +242,60 @@ mod tests {
     #[test]
     fn clock_runs_on_across_a_reconnect() {
         let mut clock = TranscriptClock::default();
-        assert_eq!(clock.tick(0.5), (0.5, 0.5));
-        assert_eq!(clock.tick(2.0), (2.0, 1.5));
-        assert_eq!(clock.tick(0.25), (2.25, 0.25));
-        assert_eq!(clock.tick(1.0), (3.0, 0.75));
+        assert_eq!(clock.tick(0.5), Ok((0.5, 0.5)));
+        assert_eq!(clock.tick(2.0), Ok((2.0, 1.5)));
+        assert_eq!(clock.tick(0.25), Ok((2.25, 0.25)));
+        assert_eq!(clock.tick(1.0), Ok((3.0, 0.75)));
+    }
+
+    #[test]
+    fn clock_refuses_times_that_are_not_times() {
+        let mut clock = TranscriptClock::default();
+        assert_eq!(clock.tick(500.0), Ok((500.0, 500.0)));
+        let back = clock.tick(400.0).unwrap_err();
+        assert!(back.contains("goes back from 500 to 400"), "{back}");
+        assert!(clock.tick(f64::NAN).is_err());
+        assert!(clock.tick(-1.0).is_err());
+        // The refused times left the clock as it was.
+        assert_eq!(clock.tick(501.0), Ok((501.0, 1.0)));
+    }
+
+    #[test]
+    fn pauses_are_the_gap_over_the_speed_and_never_long() {
+        assert_eq!(pause(1.0, 2.0), Duration::from_millis(500));
+        assert_eq!(pause(1e300, 1.0), MAX_PAUSE);
+        assert_eq!(pause(1e9, 1e-300), MAX_PAUSE);
+        assert_eq!(pause(0.0, 1.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_paced_replay_of_an_absurd_time_ends_and_names_the_line() {
+        let transcript = concat!(
+            r#"{"t":0.001,"kind":"text","data":{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"me"}}}"#,
+            "\n",
+            r#"{"t":1e308,"kind":"text","data":{"type":"status","data":{"status":{"exec_info":{"queue_remaining":1}}}}}"#,
+            "\n",
+            r#"{"t":0.002,"kind":"text","data":{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}}}}}"#,
+            "\n",
+        );
+        let mut out = Vec::new();
+        let mut diagnostics = Vec::new();
+        let report = replay(
+            TranscriptReader::new(transcript.as_bytes()),
+            "t.jsonl",
+            LineFormat::Human,
+            Pace::Speed(1.0),
+            &mut out,
+            &mut diagnostics,
+        )
+        .unwrap();
+        let diagnostics = String::from_utf8(diagnostics).unwrap();
+        assert!(
+            diagnostics.starts_with("t.jsonl: line 2: \"t\" is 1e308,"),
+            "{diagnostics}"
+        );
+        assert_eq!(report.bad_lines, 1);
+        assert_eq!(report.stats.frames, 2);
+        assert!(!report.is_clean());
     }
 }
