@@ -178,12 +178,14 @@ impl Override {
                     known.push(name.clone());
                 }
             }
+            // The names come from a file and from the server: one safe line each.
+            let safe = |text: &str| crate::text::one_line(text).into_owned();
             return Err(WorkflowError::NoSuchInput {
-                spec: self.spec.clone(),
-                node: self.node.clone(),
+                spec: safe(&self.spec),
+                node: safe(&self.node),
                 close: close_names(&self.input, &known),
-                class,
-                input: self.input.clone(),
+                class: safe(&class),
+                input: safe(&self.input),
                 known,
                 server_checked: accepted.is_some(),
             });

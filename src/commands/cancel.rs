@@ -193,6 +193,10 @@ impl Canceller<'_> {
         if let Some(entry) = self.client.history_item(id).await? {
             return Ok(self.already_finished(id, &entry));
         }
+        if uuid::Uuid::parse_str(id).is_ok() {
+            // A whole id the server does not know: no need to look for ids it begins.
+            return Ok(self.no_such_prompt(id));
+        }
         // Not a whole id: the beginning of one, as the dashboard and `queue` show them.
         let history = self.client.history(None, None).await?;
         let queued = snapshot
