@@ -38,19 +38,24 @@ pub enum WorkflowError {
     NoSuchNode { spec: String, node: String },
     /// The node has no such input, neither in the workflow nor (when the server could be asked)
     /// among the inputs its class accepts.
-    #[error("--set {spec}: node {node} ({class}) has no input \"{input}\"{}", no_input_hint(.close, .known, *.server_checked))]
-    NoSuchInput {
-        spec: String,
-        node: String,
-        class: String,
-        input: String,
-        /// Known input names close to `input`, closest first.
-        close: Vec<String>,
-        /// Every input name known for the node.
-        known: Vec<String>,
-        /// Whether the server's `/object_info` was read for the class.
-        server_checked: bool,
-    },
+    #[error("{0}")]
+    NoSuchInput(Box<MissingInput>),
+}
+
+/// What [`WorkflowError::NoSuchInput`] says: the override, and the names it may have meant.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--set {spec}: node {node} ({class}) has no input \"{input}\"{}", no_input_hint(.close, .known, *.server_checked))]
+pub struct MissingInput {
+    pub spec: String,
+    pub node: String,
+    pub class: String,
+    pub input: String,
+    /// Known input names close to `input`, closest first.
+    pub close: Vec<String>,
+    /// Every input name known for the node.
+    pub known: Vec<String>,
+    /// Whether the server's `/object_info` was read for the class.
+    pub server_checked: bool,
 }
 
 fn no_input_hint(close: &[String], known: &[String], server_checked: bool) -> String {
@@ -180,7 +185,7 @@ impl Override {
             }
             // The names come from a file and from the server: one safe line each.
             let safe = |text: &str| crate::text::one_line(text).into_owned();
-            return Err(WorkflowError::NoSuchInput {
+            return Err(WorkflowError::NoSuchInput(Box::new(MissingInput {
                 spec: safe(&self.spec),
                 node: safe(&self.node),
                 close: close_names(&self.input, &known),
@@ -188,7 +193,7 @@ impl Override {
                 input: safe(&self.input),
                 known,
                 server_checked: accepted.is_some(),
-            });
+            })));
         }
         let Some(node) = workflow.get_mut(&self.node).and_then(Value::as_object_mut) else {
             return Err(WorkflowError::NoSuchNode {
@@ -225,7 +230,7 @@ fn close_names(name: &str, known: &[String]) -> Vec<String> {
     let distances: Vec<(usize, &String)> = known
         .iter()
         .map(|k| (edit_distance(&lower, &k.to_lowercase()), k))
-        .filter(|(distance, _)| *distance <= (name.chars().count() + 2) / 3)
+        .filter(|(distance, _)| *distance <= name.chars().count().div_ceil(3))
         .collect();
     let Some(closest) = distances.iter().map(|(d, _)| *d).min() else {
         return Vec::new();
