@@ -44,7 +44,15 @@ fn start_xvfb() -> (Running, String) {
     let screen = format!("{}x{}x24", SCREEN.0, SCREEN.1);
     // `-displayfd 1`: Xvfb picks a free display and writes its number on stdout.
     let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0", &screen])
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-screen",
+            "0",
+            &screen,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +110,9 @@ fn shot_path(name: &str) -> PathBuf {
 fn preview_shows_an_image(name: &str, terminal: &[&str], env: &[(&str, &str)]) {
     let needed = ["Xvfb", "import", terminal[0]];
     if let Some(tool) = missing_tool(&needed) {
-        eprintln!("skipped: `{tool}` is not installed (apt-get install xvfb kitty xterm imagemagick)");
+        eprintln!(
+            "skipped: `{tool}` is not installed (apt-get install xvfb kitty xterm imagemagick)"
+        );
         return;
     }
     let (_xvfb, display) = start_xvfb();
