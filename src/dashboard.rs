@@ -4,6 +4,7 @@
 //! changed, at most [`MAX_FPS`] times a second, and timers run only when the state asks for one:
 //! an idle dashboard sleeps.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,6 @@ use crossterm::event::{
     Event as TermEvent, EventStream, KeyEventKind, MouseButton, MouseEventKind,
 };
 use futures_util::StreamExt as _;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::app::{
@@ -27,12 +27,12 @@ use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::Recorder;
 use crate::control::{self, Access};
 use crate::preview::{
-    DecodeLimits, ImageProtocol, PipelineConfig, PreviewPipeline, Renderer,
+    DecodeLimits, Detection, ImageProtocol, PipelineConfig, PreviewPipeline, QueryNews, Renderer,
     save_without_overwriting, show_full_size,
 };
 use crate::session;
 use crate::sim::{SimConfig, SimServer};
-use crate::term::TerminalGuard;
+use crate::term::{self, Endings, TerminalGuard};
 use crate::ui;
 
 /// The most frames drawn per second; a burst of events in between is drawn once.
@@ -261,6 +261,24 @@ pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
 /// The full-size view decodes to at most this side: larger than any terminal shows.
 const FULL_VIEW_MAX_SIDE: u32 = 4096;
 
+/// The next terminal event, once crossterm reads the terminal; never before.
+async fn next_input(input: Option<&mut EventStream>) -> Option<std::io::Result<TermEvent>> {
+    match input {
+        Some(input) => input.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The graphics query's next news while it runs; never after.
+async fn next_query_news(
+    query: Option<&mut mpsc::UnboundedReceiver<QueryNews>>,
+) -> Option<QueryNews> {
+    match query {
+        Some(query) => query.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the preview worker has results; never without one.
 async fn previews_ready(pipeline: Option<&PreviewPipeline>) {
     match pipeline {
@@ -314,6 +332,9 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             config.server
         ));
     }
+    // First of all: from here on a signal or the terminal going away ends the dashboard,
+    // whatever it is busy with.
+    let mut endings = Endings::watch().wrap_err("cannot watch for signals")?;
     let mut recorder = match &config.record {
         Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
             format!(
@@ -344,39 +365,33 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         access: config.access,
         replies: reply_tx,
     };
-    let mut sigterm = signal(SignalKind::terminate()).wrap_err("cannot watch SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).wrap_err("cannot watch SIGHUP")?;
-    let mut sigint = signal(SignalKind::interrupt()).wrap_err("cannot watch SIGINT")?;
 
     let clock = Clock::start();
     let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
     state.access = config.access;
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
-    // The terminal's answer comes on stdin: ask before the event stream reads it.
-    let renderer = Renderer::detect(config.image_protocol);
+    let previews_on = config.image_protocol != ImageProtocol::None;
     state.previews = Previews::new(
         PreviewSettings {
-            enabled: renderer.is_some(),
+            enabled: previews_on,
             fps: config.preview_fps,
             save_dir: config.save_dir.clone(),
         },
         clock.start,
     );
-    let pipeline = match &renderer {
-        Some(renderer) => Some(
+    // The worker starts without a renderer: it gets one when the terminal has answered.
+    let pipeline = if previews_on {
+        Some(
             PreviewPipeline::spawn(PipelineConfig {
-                renderer: Some(renderer.clone()),
+                renderer: None,
                 fps: config.preview_fps,
                 ..PipelineConfig::default()
             })
             .wrap_err("cannot start the preview worker")?,
-        ),
-        None => None,
+        )
+    } else {
+        None
     };
-    tracing::info!(
-        protocol = renderer.as_ref().map_or("none", Renderer::name),
-        "previews"
-    );
     tracing::info!(server = %config.server, %client_id, "dashboard started");
     if let Ok(size) = guard.terminal.size() {
         app::update(
@@ -389,7 +404,15 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         );
     }
 
-    let mut input = EventStream::new();
+    // The terminal is asked about graphics once the first frame is out, so that nobody waits
+    // for its answer. Until the answer, the query's reader owns stdin and passes on what the
+    // user types; crossterm's reader starts after it.
+    let mut to_ask = Some(config.image_protocol);
+    let mut query = None;
+    let mut query_over: Option<Option<Renderer>> = None;
+    let mut renderer: Option<Renderer> = None;
+    let mut input: Option<EventStream> = None;
+    let mut typed: VecDeque<TermEvent> = VecDeque::new();
     let mut frames_drawn: u64 = 0;
     let mut last_draw: Option<Instant> = None;
     let exit = loop {
@@ -402,6 +425,35 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             last_draw = Some(Instant::now());
             frames_drawn += 1;
             tracing::debug!(frame = frames_drawn, t = clock.now(), "frame drawn");
+        }
+        if let Some(choice) = to_ask.take() {
+            match Renderer::detect(choice) {
+                Detection::Known(known) => query_over = Some(known),
+                Detection::Asking(news) => query = Some(news),
+            }
+        }
+        if let Some(settled) = query_over.take() {
+            query = None;
+            tracing::info!(
+                protocol = settled.as_ref().map_or("none", Renderer::name),
+                "previews"
+            );
+            if let (Some(pipeline), Some(settled)) = (&pipeline, &settled) {
+                pipeline.set_renderer(settled.clone());
+            }
+            renderer = settled;
+            input = Some(EventStream::new());
+            // A resize while the query ran went unseen.
+            if let Ok(size) = guard.terminal.size() {
+                app::update(
+                    &mut state,
+                    clock.now(),
+                    Event::Resize {
+                        width: size.width,
+                        height: size.height,
+                    },
+                );
+            }
         }
         // Wake for a frame held back by the rate cap, or for a timer the state asked for.
         let draw_at = state
@@ -425,39 +477,50 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                 None => std::future::pending().await,
             }
         };
-        let event = tokio::select! {
-            term_event = input.next() => match term_event {
-                Some(Ok(term_event)) => translate(term_event, &state),
-                Some(Err(error)) => {
-                    return Err(error).wrap_err("cannot read from the terminal");
+        let event = if let Some(term_event) = typed.pop_front() {
+            translate(term_event, &state)
+        } else {
+            tokio::select! {
+                term_event = next_input(input.as_mut()) => match term_event {
+                    Some(Ok(term_event)) => translate(term_event, &state),
+                    Some(Err(error)) => {
+                        return Err(error).wrap_err("cannot read from the terminal");
+                    }
+                    None => break Exit::InputClosed,
+                },
+                Some(conn_event) = conn_rx.recv() => {
+                    if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event)
+                        && let Err(error) = file.record(frame.t, &frame.raw)
+                    {
+                        // Say so once and stop, rather than leave a transcript with holes.
+                        tracing::error!(%error, "recording failed");
+                        recorder = None;
+                        app::update(
+                            &mut state,
+                            clock.now(),
+                            Event::Problem(format!("recording stopped: {error}")),
+                        );
+                    }
+                    Some(Event::Conn(conn_event))
                 }
-                None => break Exit::InputClosed,
-            },
-            Some(conn_event) = conn_rx.recv() => {
-                if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event)
-                    && let Err(error) = file.record(frame.t, &frame.raw)
-                {
-                    // Say so once and stop, rather than leave a transcript with holes.
-                    tracing::error!(%error, "recording failed");
-                    recorder = None;
-                    app::update(
-                        &mut state,
-                        clock.now(),
-                        Event::Problem(format!("recording stopped: {error}")),
-                    );
+                Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
+                () = previews_ready(pipeline.as_ref()) => pipeline
+                    .as_ref()
+                    .map(|p| Event::Preview(PreviewResults(p.take()))),
+                news = next_query_news(query.as_mut()) => {
+                    match news {
+                        Some(QueryNews::Typed(bytes)) => typed.extend(term::typed_events(&bytes)),
+                        Some(QueryNews::Settled(settled)) => query_over = Some(Some(settled)),
+                        // The reader is gone without a word: no previews, but the keys work.
+                        None => query_over = Some(None),
+                    }
+                    None
                 }
-                Some(Event::Conn(conn_event))
+                () = sleep => timer_at
+                    .is_some_and(|at| at <= Instant::now())
+                    .then_some(Event::Tick),
+                reason = endings.next() => break Exit::Signal(reason),
             }
-            Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
-            () = previews_ready(pipeline.as_ref()) => pipeline
-                .as_ref()
-                .map(|p| Event::Preview(PreviewResults(p.take()))),
-            () = sleep => timer_at
-                .is_some_and(|at| at <= Instant::now())
-                .then_some(Event::Tick),
-            _ = sigterm.recv() => break Exit::Signal("SIGTERM"),
-            _ = sighup.recv() => break Exit::Signal("SIGHUP"),
-            _ = sigint.recv() => break Exit::Signal("SIGINT"),
         };
         let Some(event) = event else {
             continue;
@@ -482,7 +545,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         }
         if let Some((data, caption)) = full_size {
             // viuer reads the key that ends the view: the event stream must not read it first.
-            drop(input);
+            let had_input = input.take().is_some();
             let shown = match crate::preview::decode(
                 &data,
                 crate::comfy::binary::ImageFormat::Other,
@@ -498,7 +561,9 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                 .map_err(|e| e.to_string()),
                 Err(problem) => Err(problem.to_string()),
             };
-            input = EventStream::new();
+            if had_input {
+                input = Some(EventStream::new());
+            }
             if let Some(pipeline) = &pipeline {
                 pipeline.refresh();
             }

@@ -4,15 +4,21 @@
 
 use std::io::{self, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crossterm::cursor::Show;
-use crossterm::event::{DisableFocusChange, DisableMouseCapture, EnableFocusChange};
+use crossterm::event::{
+    DisableFocusChange, DisableMouseCapture, EnableFocusChange, Event, KeyCode, KeyEvent,
+    KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use crossterm::execute;
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 pub type Tui = Terminal<CrosstermBackend<Stdout>>;
 
@@ -110,4 +116,232 @@ fn install_panic_hook() {
         }
         report(info);
     }));
+}
+
+/// How long the orderly way out may take once a signal came or the terminal went away. Then
+/// the process restores what it can and exits anyway: whatever the loop is stuck on (crossterm's
+/// reader spins on a hung-up terminal), the dashboard must not outlive its terminal.
+pub const GRACE: Duration = Duration::from_millis(500);
+
+/// Why the dashboard has to end though nobody pressed `q`: SIGTERM, SIGINT, SIGHUP, or the
+/// terminal hanging up (an ssh drop, a killed tmux session).
+pub struct Endings {
+    reasons: mpsc::UnboundedReceiver<&'static str>,
+}
+
+impl Endings {
+    /// Starts watching. Call it first thing, inside the runtime: from then on each of these ends
+    /// the process within [`GRACE`], whatever the dashboard is doing, and [`Endings::next`]
+    /// tells the loop so that it can leave in order before that.
+    pub fn watch() -> io::Result<Self> {
+        let (sender, reasons) = mpsc::unbounded_channel();
+        for (kind, name, number) in [
+            (SignalKind::terminate(), "SIGTERM", 15),
+            (SignalKind::hangup(), "SIGHUP", 1),
+            (SignalKind::interrupt(), "SIGINT", 2),
+        ] {
+            let mut stream = signal(kind)?;
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    let _ = sender.send(name);
+                    // The usual exit status of a process ended by this signal.
+                    exit_after_grace(128 + number);
+                }
+            });
+        }
+        std::thread::Builder::new()
+            .name("comfytop-hangup".into())
+            .spawn(move || {
+                if wait_for_hangup() {
+                    let _ = sender.send("the terminal closed");
+                    exit_after_grace(129);
+                }
+            })?;
+        Ok(Self { reasons })
+    }
+
+    /// Resolves with the reason to end. Cancel-safe, for `tokio::select!`.
+    pub async fn next(&mut self) -> &'static str {
+        match self.reasons.recv().await {
+            Some(reason) => reason,
+            // No watcher left: nothing will ever say so.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Blocks until stdin's terminal hangs up (true), or returns false if it cannot tell. Asks
+/// for no events: poll reports a hang-up or an error anyway, and nothing else wakes it.
+fn wait_for_hangup() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdin = io::stdin();
+    loop {
+        let mut fds = [PollFd::new(&stdin, PollFlags::empty())];
+        match poll(&mut fds, None) {
+            Ok(_) => {
+                let gone = PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL;
+                if fds[0].revents().intersects(gone) {
+                    return true;
+                }
+                // Woken for nothing: do not spin if that ever repeats.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Gives the loop [`GRACE`] to leave in order, then restores the terminal and exits with
+/// `code`. Only the first call counts.
+fn exit_after_grace(code: i32) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("comfytop-exit".into())
+        .spawn(move || {
+            std::thread::sleep(GRACE);
+            tracing::warn!(code, "the dashboard did not end in time; exiting");
+            // Restore on a thread of its own: a write stuck on a dead terminal must not keep
+            // the process alive.
+            let (restored, wait) = std::sync::mpsc::channel();
+            let _ = std::thread::Builder::new().spawn(move || {
+                restore();
+                let _ = restored.send(());
+            });
+            let _ = wait.recv_timeout(Duration::from_millis(200));
+            std::process::exit(code);
+        });
+}
+
+/// Terminal events from input bytes that crossterm's reader did not see (typed while the
+/// graphics query held stdin), parsed by anes. Keys, the left button and the wheel; anes's
+/// quirks aside, as crossterm would have reported them.
+pub fn typed_events(bytes: &[u8]) -> Vec<Event> {
+    let mut parser = anes::parser::Parser::default();
+    let mut events = Vec::new();
+    for (i, &byte) in bytes.iter().enumerate() {
+        // anes reads DEL as Backtab; terminals send it for Backspace.
+        if byte == 0x7f {
+            events.push(key(KeyCode::Backspace, KeyModifiers::NONE));
+            continue;
+        }
+        let more = i + 1 < bytes.len();
+        parser.advance(&[byte], more);
+        events.extend(parser.by_ref().filter_map(translate_sequence));
+    }
+    events
+}
+
+fn key(code: KeyCode, modifiers: KeyModifiers) -> Event {
+    Event::Key(KeyEvent::new(code, modifiers))
+}
+
+fn translate_sequence(sequence: anes::parser::Sequence) -> Option<Event> {
+    use anes::parser::{KeyCode as A, KeyModifiers as AM, Mouse, MouseButton as AB, Sequence};
+    match sequence {
+        Sequence::Key(code, anes_modifiers) => {
+            let mut modifiers = KeyModifiers::NONE;
+            for (from, to) in [
+                (AM::SHIFT, KeyModifiers::SHIFT),
+                (AM::CONTROL, KeyModifiers::CONTROL),
+                (AM::ALT, KeyModifiers::ALT),
+                (AM::META, KeyModifiers::META),
+            ] {
+                if anes_modifiers.contains(from) {
+                    modifiers |= to;
+                }
+            }
+            let code = match code {
+                A::Backspace => KeyCode::Backspace,
+                A::Enter => KeyCode::Enter,
+                A::Left => KeyCode::Left,
+                A::Right => KeyCode::Right,
+                A::Up => KeyCode::Up,
+                A::Down => KeyCode::Down,
+                A::Home => KeyCode::Home,
+                A::End => KeyCode::End,
+                A::PageUp => KeyCode::PageUp,
+                A::PageDown => KeyCode::PageDown,
+                A::Tab => KeyCode::Tab,
+                A::BackTab => KeyCode::BackTab,
+                A::Delete => KeyCode::Delete,
+                A::Insert => KeyCode::Insert,
+                A::F(n) => KeyCode::F(n),
+                A::Null => KeyCode::Null,
+                A::Esc => KeyCode::Esc,
+                // Control characters come as themselves; crossterm reports Ctrl and a letter.
+                A::Char(c @ '\u{1}'..='\u{1a}') => {
+                    modifiers |= KeyModifiers::CONTROL;
+                    KeyCode::Char(char::from(c as u8 - 1 + b'a'))
+                }
+                A::Char(c) => KeyCode::Char(c),
+            };
+            Some(key(code, modifiers))
+        }
+        Sequence::Mouse(mouse, _) => {
+            // anes counts cells from 1, crossterm from 0.
+            let at = |x: u16, y: u16| (x.saturating_sub(1), y.saturating_sub(1));
+            let (kind, (column, row)) = match mouse {
+                Mouse::Down(AB::Left, x, y) => (MouseEventKind::Down(MouseButton::Left), at(x, y)),
+                Mouse::ScrollUp(x, y) => (MouseEventKind::ScrollUp, at(x, y)),
+                Mouse::ScrollDown(x, y) => (MouseEventKind::ScrollDown, at(x, y)),
+                _ => return None,
+            };
+            Some(Event::Mouse(MouseEvent {
+                kind,
+                column,
+                row,
+                modifiers: KeyModifiers::NONE,
+            }))
+        }
+        Sequence::CursorPosition(..) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(bytes: &[u8]) -> Vec<(KeyCode, KeyModifiers)> {
+        typed_events(bytes)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Key(k) => Some((k.code, k.modifiers)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn typed_bytes_become_the_keys_crossterm_would_report() {
+        let none = KeyModifiers::NONE;
+        assert_eq!(
+            keys(b"q?\r\t\x1b[A\x7f\x03"),
+            vec![
+                (KeyCode::Char('q'), none),
+                (KeyCode::Char('?'), none),
+                (KeyCode::Enter, none),
+                (KeyCode::Tab, none),
+                (KeyCode::Up, none),
+                (KeyCode::Backspace, none),
+                (KeyCode::Char('c'), KeyModifiers::CONTROL),
+            ]
+        );
+        assert_eq!(keys(b"\x1b"), vec![(KeyCode::Esc, none)]);
+        assert_eq!(keys("é".as_bytes()), vec![(KeyCode::Char('é'), none)]);
+    }
+
+    #[test]
+    fn a_typed_click_lands_on_the_same_cell() {
+        let events = typed_events(b"\x1b[<0;5;4M");
+        let Some(Event::Mouse(mouse)) = events.first() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(mouse.kind, MouseEventKind::Down(MouseButton::Left));
+        assert_eq!((mouse.column, mouse.row), (4, 3));
+    }
 }

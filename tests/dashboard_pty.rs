@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use comfytop::comfy::server_url::ServerUrl;
-use support::pty::PtyApp;
+use support::pty::{Answers, PtyApp};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -160,6 +160,79 @@ fn half_block_previews_appear_while_comfytops_own_prompt_samples_and_p_hides_the
     app.send(b"p");
     app.wait_for("p to show it again", LIMIT, |s| s.contains(pane_title));
 
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
+    assert!(!app.alternate_screen(), "left the alternate screen");
+}
+
+/// Moments of startup to interrupt, in ms after the start: before the signal handlers, during
+/// the graphics query, the first fetches, and once the dashboard is up.
+const STARTUP_POINTS_MS: [u64; 8] = [0, 20, 50, 100, 200, 400, 800, 2500];
+
+#[test]
+fn closing_the_terminal_at_any_point_of_startup_ends_the_dashboard() {
+    let url = closed_port_url();
+    for delay in STARTUP_POINTS_MS {
+        // A terminal that never answers keeps the graphics query out; one that does lets the
+        // dashboard read its input with crossterm.
+        for answers in [Answers::Silent, Answers::Status] {
+            let mut app = PtyApp::spawn_answering(&[&url], 100, 30, answers);
+            std::thread::sleep(Duration::from_millis(delay));
+            app.hang_up();
+            assert!(
+                app.gone_within(Duration::from_secs(3)),
+                "still running after its terminal ({answers:?}) closed {delay} ms after the start"
+            );
+        }
+    }
+}
+
+#[test]
+fn signals_end_the_dashboard_in_every_phase_of_startup() {
+    let url = closed_port_url();
+    for (i, delay) in STARTUP_POINTS_MS.into_iter().enumerate() {
+        let signal = ["TERM", "INT", "HUP"][i % 3];
+        // The graphics query is out until the end: this terminal never answers.
+        let mut app = PtyApp::spawn_answering(&[&url], 100, 30, Answers::Silent);
+        std::thread::sleep(Duration::from_millis(delay));
+        let pid = app.process_id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            app.gone_within(Duration::from_millis(1500)),
+            "SIG{signal} {delay} ms after the start did not end the dashboard: {}",
+            app.screen()
+        );
+        // Let the reader take in the last bytes (the terminal restore).
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!app.alternate_screen(), "SIG{signal} at {delay} ms");
+        assert!(!app.cursor_hidden(), "SIG{signal} at {delay} ms");
+    }
+}
+
+#[test]
+fn the_dashboard_draws_and_takes_keys_before_the_terminal_answers_the_graphics_query() {
+    let url = closed_port_url();
+    let mut app = PtyApp::spawn_answering(&[&url], 100, 30, Answers::Silent);
+    app.wait_for("the dashboard", LIMIT, |s| s.contains("Queue"));
+    // The first frame went out before the question (kitty's probe is part of it).
+    let output = app.output();
+    let frame_at = output.find("Queue");
+    let query_at = output.find("\x1b_Gi=31");
+    assert!(
+        matches!((frame_at, query_at), (Some(frame), Some(query)) if frame < query),
+        "frame at {frame_at:?}, query at {query_at:?}"
+    );
+    // A key typed while the question is out reaches the dashboard.
+    app.send(b"?");
+    app.wait_for("the help", LIMIT, |s| s.contains("Keys · Esc closes"));
+    app.send(b"\x1b");
+    app.wait_for("the help to close", LIMIT, |s| {
+        !s.contains("Keys · Esc closes")
+    });
     app.send(b"q");
     assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
     assert!(!app.alternate_screen(), "left the alternate screen");

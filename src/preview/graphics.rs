@@ -1,18 +1,20 @@
 //! Which graphics protocol draws the previews, and encoding an image for it at a pane's size.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
+use std::time::{Duration, Instant};
 
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use ratatui::layout::Size;
 use ratatui_image::FontSize;
-use ratatui_image::picker::cap_parser::QueryStdioOptions;
+use ratatui_image::picker::cap_parser::{Parser, QueryStdioOptions, Response};
 use ratatui_image::picker::{Capability, Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::protocol::halfblocks::Halfblocks;
 use ratatui_image::protocol::iterm2::Iterm2;
 use ratatui_image::protocol::kitty::Kitty;
 use ratatui_image::protocol::sixel::Sixel;
+use tokio::sync::mpsc;
 
 /// `--image-protocol`: how previews are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -49,45 +51,47 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Picks the renderer for `choice`. `Auto` asks the terminal (kitty, sixel, iTerm2 and the
-    /// cell size; tmux passthrough where ratatui-image supports it) and falls back to half-blocks
-    /// when it does not answer or stdio is not a terminal. An explicit protocol still asks for the
-    /// cell size. `None` means previews are off.
+    /// Starts settling the renderer for `choice`. `None` and `Halfblocks` need no terminal;
+    /// otherwise the terminal is asked (kitty, sixel, its name and version, the cell size; tmux
+    /// passthrough where ratatui-image supports it) and the answer comes later, from a thread,
+    /// while the dashboard draws and takes keys. An explicit protocol still asks for the cell
+    /// size. Stdio that is not a terminal gets half-blocks (or the explicit protocol) at once.
     ///
-    /// The query reads the terminal's answer from stdin: call it before the event stream starts.
-    pub fn detect(choice: ImageProtocol) -> Option<Self> {
-        let forced = match choice {
-            ImageProtocol::None => return None,
-            ImageProtocol::Halfblocks => return Some(Self::from_picker(&Picker::halfblocks())),
-            ImageProtocol::Auto => None,
-            ImageProtocol::Kitty => Some(ProtocolType::Kitty),
-            ImageProtocol::Sixel => Some(ProtocolType::Sixel),
-            ImageProtocol::Iterm2 => Some(ProtocolType::Iterm2),
-        };
-        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        // Compressed kitty transfers: previews are small and encoded off the UI loop, so the
-        // deflate costs little there and saves most of the bytes over ssh.
-        let options = QueryStdioOptions {
-            kitty_compression: true,
-            ..QueryStdioOptions::default()
-        };
-        let queried = if tty {
-            let timeout = options.timeout;
-            let asked = std::time::Instant::now();
-            let picker = Picker::from_query_stdio_with_options(options).ok();
-            // A query that ran into its timeout gets a fallback picker, not an error: time tells.
-            if asked.elapsed() >= timeout {
-                release_query_reader();
+    /// Call it once the first frame is drawn (the question goes out on stdout then), and read
+    /// no terminal input until [`QueryNews::Settled`] arrives: the answer comes on stdin.
+    pub fn detect(choice: ImageProtocol) -> Detection {
+        match choice {
+            ImageProtocol::None => return Detection::Known(None),
+            ImageProtocol::Halfblocks => {
+                return Detection::Known(Some(Self::from_picker(&Picker::halfblocks())));
             }
-            picker
-        } else {
-            None
-        };
-        let mut picker = queried.unwrap_or_else(Picker::halfblocks);
-        if let Some(protocol) = forced {
-            picker.set_protocol_type(protocol);
+            ImageProtocol::Auto
+            | ImageProtocol::Kitty
+            | ImageProtocol::Sixel
+            | ImageProtocol::Iterm2 => {}
         }
-        Some(Self::from_picker(&picker))
+        let env = TerminalEnv::read();
+        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        if !tty {
+            return Detection::Known(Some(settle(choice, None, &env)));
+        }
+        let asked = {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(query_bytes(&env).as_bytes())
+                .and_then(|()| stdout.flush())
+        };
+        if asked.is_err() {
+            return Detection::Known(Some(settle(choice, None, &env)));
+        }
+        let (news, receiver) = mpsc::unbounded_channel();
+        let reader = std::thread::Builder::new()
+            .name("comfytop-query".into())
+            .spawn(move || read_answers(choice, &env, &news));
+        match reader {
+            Ok(_) => Detection::Asking(receiver),
+            Err(_) => Detection::Known(Some(settle(choice, None, &TerminalEnv::default()))),
+        }
     }
 
     pub fn from_picker(picker: &Picker) -> Self {
@@ -243,22 +247,352 @@ fn steady_colours(mut pixels: RgbImage, last: Option<&RgbImage>) -> RgbImage {
     pixels
 }
 
-/// A query that timed out leaves its reader thread blocked on stdin, where it would swallow the
-/// user's first key. Inside tmux the query went to an outer terminal that may not be there (a
-/// detached session); tmux itself answers a plain status request, which ends that read.
-fn release_query_reader() {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout();
-    if stdout
-        .write_all(b"\x1b[5n")
-        .and_then(|()| stdout.flush())
-        .is_ok()
-    {
-        // Give the answer time to arrive and be read by that thread, not by the event stream.
-        std::thread::sleep(std::time::Duration::from_millis(150));
+/// How long the terminal has to answer. Nothing waits on it but the previews' protocol: the
+/// dashboard draws and takes keys meanwhile.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A lone Esc in the input is the Esc key once nothing follows it this soon.
+const ESC_ALONE_AFTER: Duration = Duration::from_millis(50);
+/// A string answer (kitty's, XTVERSION's) longer than this is garbage, not an answer.
+const LONGEST_ANSWER: usize = 4096;
+/// kitty draws ratatui-image's unicode-placeholder placements (`U=1`) from this version on;
+/// older ones reject every such command ("invalid key character: 0x55") and show empty boxes.
+const KITTY_PLACEHOLDERS_SINCE: (u32, u32, u32) = (0, 28, 0);
+
+const ESC: u8 = 0x1b;
+
+/// Where the renderer comes from: known at once, or from the terminal's answer.
+#[derive(Debug)]
+pub enum Detection {
+    /// Known without asking (`none`, `halfblocks`, or stdio is not a terminal).
+    Known(Option<Renderer>),
+    /// The question is out: its reader thread sends [`QueryNews`].
+    Asking(mpsc::UnboundedReceiver<QueryNews>),
+}
+
+/// What the graphics query's reader thread reports.
+#[derive(Debug)]
+pub enum QueryNews {
+    /// Bytes the user typed while the query held stdin: input for the dashboard, in order.
+    Typed(Vec<u8>),
+    /// The query is over (answered, timed out, or the terminal went away); the last message.
+    Settled(Renderer),
+}
+
+/// What the environment says about the terminal before it is asked.
+#[derive(Debug, Clone, Default)]
+struct TerminalEnv {
+    tmux: bool,
+    /// A protocol hinted at by environment variables (iTerm2-like terminals).
+    hint: Option<ProtocolType>,
+    /// Terminals whose kitty and sixel support ratatui-image knows to be broken (WezTerm,
+    /// Konsole): neither is asked for.
+    skip_kitty_and_sixel: bool,
+}
+
+impl TerminalEnv {
+    fn read() -> Self {
+        // The only public way to ratatui-image's hints from the environment: tmux (where it
+        // also turns passthrough on) and iTerm2-like terminals. The font size given is unused.
+        #[allow(deprecated)]
+        let picker = Picker::from_fontsize(FontSize::new(10, 20));
+        let hint = Some(picker.protocol_type()).filter(|p| *p != ProtocolType::Halfblocks);
+        let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+        Self {
+            tmux: picker.tmux_detected(),
+            hint,
+            skip_kitty_and_sixel: set("WEZTERM_EXECUTABLE") || set("KONSOLE_VERSION"),
+        }
     }
 }
 
+/// The question: XTVERSION (the terminal's name and version), then ratatui-image's query
+/// (kitty graphics and its compression, device attributes for sixel, the cell size), which
+/// ends with a status request that every terminal answers, last.
+fn query_bytes(env: &TerminalEnv) -> String {
+    let options = QueryStdioOptions {
+        // Compressed kitty transfers: previews are small and encoded off the UI loop, so the
+        // deflate costs little there and saves most of the bytes over ssh.
+        kitty_compression: true,
+        blacklist_protocols: if env.skip_kitty_and_sixel {
+            vec![ProtocolType::Kitty, ProtocolType::Sixel]
+        } else {
+            Vec::new()
+        },
+        ..QueryStdioOptions::default()
+    };
+    let (start, escape, end) = Parser::tmux_start_escape_end(env.tmux);
+    format!(
+        "{start}{escape}[>0q{end}{}",
+        Parser::query(env.tmux, options)
+    )
+}
+
+/// What the terminal said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TerminalAnswers {
+    pub kitty: bool,
+    pub kitty_compression: bool,
+    pub sixel: bool,
+    pub cell_size: Option<(u16, u16)>,
+    /// XTVERSION's answer, e.g. `kitty(0.26.5)`.
+    pub version: Option<String>,
+}
+
+/// Splits the terminal's input into its answers to the query and what the user typed.
+#[derive(Default)]
+pub struct AnswerReader {
+    pending: Vec<u8>,
+    pub answers: TerminalAnswers,
+    /// The status answer came: the terminal has answered everything before it.
+    pub done: bool,
+}
+
+impl AnswerReader {
+    /// Takes in `bytes` read from the terminal and returns what of them the user typed.
+    /// Bytes of a sequence not complete yet wait for the next call.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let mut typed = Vec::new();
+        let mut at = 0;
+        while !self.done {
+            let Some((len, kind)) = next_unit(&self.pending[at..]) else {
+                break;
+            };
+            let unit = &self.pending[at..at + len];
+            match kind {
+                Unit::Answer => take_answer(unit, &mut self.answers, &mut self.done),
+                Unit::Typed => typed.extend_from_slice(unit),
+            }
+            at += len;
+        }
+        self.pending.drain(..at);
+        if self.done {
+            // Typed after the last answer.
+            typed.append(&mut self.pending);
+        }
+        typed
+    }
+
+    /// Whether the input ends with a lone Esc: the Esc key, unless more follows at once.
+    fn lone_escape(&self) -> bool {
+        self.pending == [ESC]
+    }
+
+    /// What is left when no more answers will come: typed, unless it is the start of one.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.pending);
+        let answer_start = matches!(rest.as_slice(), [ESC, b'_' | b'P' | b']', ..]);
+        if answer_start { Vec::new() } else { rest }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Answer,
+    Typed,
+}
+
+/// The length and kind of the first complete unit of terminal input in `buf` (an escape
+/// sequence, or one character), or `None` when more bytes are needed to tell.
+fn next_unit(buf: &[u8]) -> Option<(usize, Unit)> {
+    let first = *buf.first()?;
+    if first != ESC {
+        let len = utf8_len(first);
+        return (buf.len() >= len).then_some((len, Unit::Typed));
+    }
+    let second = *buf.get(1)?;
+    match second {
+        b'[' => {
+            for (i, &byte) in buf.iter().enumerate().skip(2) {
+                match byte {
+                    0x20..=0x3f => {}
+                    0x40..=0x7e => {
+                        // Device attributes (`CSI ? … c`), the cell size (`CSI 6 ; h ; w t`)
+                        // and the status (`CSI 0 n`) answer the query; the rest are keys.
+                        let answer = (byte == b'c' && buf.get(2) == Some(&b'?'))
+                            || byte == b't'
+                            || byte == b'n';
+                        let kind = if answer { Unit::Answer } else { Unit::Typed };
+                        return Some((i + 1, kind));
+                    }
+                    // Not a sequence after all: the Esc key, then whatever this is.
+                    _ => return Some((1, Unit::Typed)),
+                }
+            }
+            None
+        }
+        // APC (kitty's answer), DCS (XTVERSION's), OSC: strings up to ST or BEL.
+        b'_' | b'P' | b']' => {
+            let end = buf
+                .windows(2)
+                .position(|w| w == [ESC, b'\\'])
+                .map(|i| i + 2)
+                .or_else(|| buf.iter().position(|&b| b == 0x07).map(|i| i + 1));
+            match end {
+                Some(end) => Some((end, Unit::Answer)),
+                None if buf.len() > LONGEST_ANSWER => Some((buf.len(), Unit::Answer)),
+                None => None,
+            }
+        }
+        // SS3: F1–F4 and arrows in application mode.
+        b'O' => (buf.len() >= 3).then_some((3, Unit::Typed)),
+        // Alt and a character.
+        _ => {
+            let len = 1 + utf8_len(second);
+            (buf.len() >= len).then_some((len, Unit::Typed))
+        }
+    }
+}
+
+/// The length of the UTF-8 character that starts with `byte` (1 for a stray byte).
+fn utf8_len(byte: u8) -> usize {
+    match byte {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+fn take_answer(unit: &[u8], answers: &mut TerminalAnswers, done: &mut bool) {
+    if let Some(version) = unit
+        .strip_prefix(b"\x1bP>|")
+        .map(|rest| rest.strip_suffix(b"\x1b\\").unwrap_or(rest))
+    {
+        answers.version = Some(String::from_utf8_lossy(version).into_owned());
+        return;
+    }
+    let mut parser = Parser::new();
+    for &byte in unit {
+        for response in parser.push(char::from(byte)) {
+            match response {
+                Response::Kitty => answers.kitty = true,
+                Response::KittyCompression => answers.kitty_compression = true,
+                Response::Sixel => answers.sixel = true,
+                Response::CellSize(Some(size)) => answers.cell_size = Some(size),
+                Response::Status => *done = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether a terminal that says it speaks kitty graphics draws ratatui-image's placements:
+/// kitty before 0.28 does not. Other terminals, and a version that does not parse, are trusted.
+pub fn draws_kitty_placeholders(version: Option<&str>) -> bool {
+    let Some(numbers) = version
+        .and_then(|v| v.strip_prefix("kitty("))
+        .and_then(|v| v.strip_suffix(')'))
+    else {
+        return true;
+    };
+    let mut parts = numbers.split('.').map(str::parse::<u32>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), patch) => {
+            let patch = patch.and_then(Result::ok).unwrap_or(0);
+            (major, minor, patch) >= KITTY_PLACEHOLDERS_SINCE
+        }
+        _ => true,
+    }
+}
+
+/// The renderer for `choice` given the terminal's answers (`None`: it did not answer).
+fn settle(choice: ImageProtocol, answers: Option<&TerminalAnswers>, env: &TerminalEnv) -> Renderer {
+    // Without a cell size from the terminal, the window's pixel size over its cells.
+    let font_size = answers
+        .and_then(|a| a.cell_size)
+        .map(FontSize::from)
+        .or_else(|| {
+            let window = crossterm::terminal::window_size().ok()?;
+            (window.width > 0 && window.height > 0 && window.columns > 0 && window.rows > 0)
+                .then(|| FontSize::new(window.width / window.columns, window.height / window.rows))
+        });
+    let answered = answers.and_then(|a| {
+        if a.kitty && draws_kitty_placeholders(a.version.as_deref()) {
+            Some(ProtocolType::Kitty)
+        } else if a.sixel {
+            Some(ProtocolType::Sixel)
+        } else {
+            None
+        }
+    });
+    let protocol = match choice {
+        ImageProtocol::Kitty => ProtocolType::Kitty,
+        ImageProtocol::Sixel => ProtocolType::Sixel,
+        ImageProtocol::Iterm2 => ProtocolType::Iterm2,
+        // Pixel protocols need the cell size to draw at the right scale.
+        ImageProtocol::Auto | ImageProtocol::Halfblocks | ImageProtocol::None => font_size
+            .and(answered.or(env.hint))
+            .unwrap_or(ProtocolType::Halfblocks),
+    };
+    Renderer {
+        protocol,
+        font_size: font_size.unwrap_or(FontSize::new(10, 20)),
+        tmux: env.tmux,
+        kitty_compress: answers.is_some_and(|a| a.kitty_compression),
+        kitty_id: rand::random::<u32>().max(1),
+    }
+}
+
+/// Whether stdin has input within `wait`: `Some(true)` yes, `Some(false)` not yet, `None` the
+/// terminal is gone (hung up, closed, or an error).
+fn wait_for_input(stdin: &std::io::Stdin, wait: Duration) -> Option<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(wait).ok();
+    let mut fds = [PollFd::new(stdin, PollFlags::IN)];
+    match poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Some(false),
+        Ok(_) if fds[0].revents().contains(PollFlags::IN) => Some(true),
+        Ok(_) => None,
+        Err(rustix::io::Errno::INTR) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// The reader thread: reads stdin (never blocking past the deadline, and ending on EOF, an
+/// error or a hang-up) until the status answer, passing on what the user typed meanwhile.
+fn read_answers(choice: ImageProtocol, env: &TerminalEnv, news: &mpsc::UnboundedSender<QueryNews>) {
+    let stdin = std::io::stdin();
+    let deadline = Instant::now() + QUERY_TIMEOUT;
+    let mut reader = AnswerReader::default();
+    let mut buf = [0u8; 1024];
+    let send_typed = |typed: Vec<u8>| {
+        if !typed.is_empty() {
+            let _ = news.send(QueryNews::Typed(typed));
+        }
+    };
+    while !reader.done {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let wait = if reader.lone_escape() {
+            left.min(ESC_ALONE_AFTER)
+        } else {
+            left
+        };
+        match wait_for_input(&stdin, wait) {
+            Some(true) => {}
+            Some(false) => {
+                if reader.lone_escape() {
+                    send_typed(reader.finish());
+                }
+                continue;
+            }
+            None => break,
+        }
+        match rustix::io::read(&stdin, &mut buf) {
+            Ok(0) => break,
+            Ok(read) => send_typed(reader.push(&buf[..read])),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(_) => break,
+        }
+    }
+    send_typed(reader.finish());
+    let answers = reader.done.then_some(&reader.answers);
+    tracing::info!(?answers, "the terminal's answer to the graphics query");
+    let _ = news.send(QueryNews::Settled(settle(choice, answers, env)));
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,9 +672,111 @@ mod tests {
 
     #[test]
     fn none_means_no_renderer_and_halfblocks_needs_no_terminal() {
-        assert!(Renderer::detect(ImageProtocol::None).is_none());
-        let renderer = Renderer::detect(ImageProtocol::Halfblocks).unwrap();
+        assert!(matches!(
+            Renderer::detect(ImageProtocol::None),
+            Detection::Known(None)
+        ));
+        let Detection::Known(Some(renderer)) = Renderer::detect(ImageProtocol::Halfblocks) else {
+            panic!("half-blocks need no question");
+        };
         assert_eq!(renderer.protocol(), ProtocolType::Halfblocks);
         assert_eq!(renderer.name(), "halfblocks");
+    }
+
+    /// kitty 0.26.5's answers to the query, as it sends them.
+    const KITTY_0_26: &[u8] = b"\x1bP>|kitty(0.26.5)\x1b\\\x1b_Gi=31;OK\x1b\\\x1b_Gi=32;OK\x1b\\\x1b[?62;c\x1b[6;20;10t\x1b[0n";
+
+    #[test]
+    fn kitty_answers_are_read_and_keys_typed_among_them_are_kept_in_order() {
+        let mut reader = AnswerReader::default();
+        let mut typed = Vec::new();
+        // The user types `j`, an arrow and `?` while the answers arrive, split anywhere.
+        // Between two answers: a terminal writes each answer at once.
+        let (head, tail) = KITTY_0_26.split_at(31);
+        let stream = [b"j\x1b[".as_slice(), b"B", head, b"?", tail, b"q"].concat();
+        for chunk in stream.chunks(3) {
+            typed.extend(reader.push(chunk));
+        }
+        typed.extend(reader.finish());
+        assert!(reader.done);
+        assert_eq!(typed, b"j\x1b[B?q");
+        assert_eq!(
+            reader.answers,
+            TerminalAnswers {
+                kitty: true,
+                kitty_compression: true,
+                sixel: false,
+                cell_size: Some((10, 20)),
+                version: Some("kitty(0.26.5)".to_string()),
+            }
+        );
+    }
+
+    #[test]
+    fn an_escape_sequence_cut_short_waits_for_the_rest() {
+        let mut reader = AnswerReader::default();
+        assert_eq!(reader.push(b"\x1b"), b"");
+        assert!(reader.lone_escape());
+        assert_eq!(reader.push(b"[6;2"), b"");
+        assert_eq!(reader.push(b"0;10t\x1b_Gi=31;O"), b"");
+        assert_eq!(reader.push(b"K\x1b\\x"), b"x");
+        assert!(reader.answers.kitty);
+        assert!(!reader.done);
+        // A lone Esc that nothing follows is the key; a cut answer is dropped.
+        reader.push(b"\x1b");
+        assert_eq!(reader.finish(), b"\x1b");
+        reader.push(b"\x1bP>|kit");
+        assert_eq!(reader.finish(), b"");
+    }
+
+    #[test]
+    fn kitty_before_0_28_gets_half_blocks_not_placeholder_boxes() {
+        let env = TerminalEnv::default();
+        let mut reader = AnswerReader::default();
+        reader.push(KITTY_0_26);
+        let old = settle(ImageProtocol::Auto, Some(&reader.answers), &env);
+        assert_eq!(old.protocol(), ProtocolType::Halfblocks);
+        // The same answers from a newer kitty, or from a terminal that does not say its
+        // version, keep kitty graphics.
+        for version in [Some("kitty(0.28.0)"), Some("kitty(0.39.1)"), None] {
+            let answers = TerminalAnswers {
+                version: version.map(str::to_string),
+                ..reader.answers.clone()
+            };
+            let renderer = settle(ImageProtocol::Auto, Some(&answers), &env);
+            assert_eq!(renderer.protocol(), ProtocolType::Kitty, "{version:?}");
+            let size = renderer.font_size();
+            assert_eq!((size.width, size.height), (10, 20));
+        }
+        // An old kitty that also speaks sixel would get sixel; asked for kitty, it gets kitty.
+        let forced = settle(ImageProtocol::Kitty, Some(&reader.answers), &env);
+        assert_eq!(forced.protocol(), ProtocolType::Kitty);
+    }
+
+    #[test]
+    fn kitty_versions_are_compared_as_numbers() {
+        assert!(!draws_kitty_placeholders(Some("kitty(0.26.5)")));
+        assert!(!draws_kitty_placeholders(Some("kitty(0.27)")));
+        assert!(draws_kitty_placeholders(Some("kitty(0.28.0)")));
+        assert!(draws_kitty_placeholders(Some("kitty(0.100.0)")));
+        assert!(draws_kitty_placeholders(Some("kitty(1.0.0)")));
+        assert!(draws_kitty_placeholders(Some("ghostty 1.1.3")));
+        assert!(draws_kitty_placeholders(Some("kitty(nightly)")));
+        assert!(draws_kitty_placeholders(None));
+    }
+
+    #[test]
+    fn sixel_terminals_get_sixel() {
+        let mut reader = AnswerReader::default();
+        // xterm -ti vt340: no kitty answer, sixel (4) in the device attributes.
+        let typed =
+            reader.push(b"\x1bP>|XTerm(379)\x1b\\\x1b[?63;1;2;4;6;9;15;22c\x1b[6;20;10t\x1b[0n");
+        assert!(typed.is_empty());
+        let renderer = settle(
+            ImageProtocol::Auto,
+            Some(&reader.answers),
+            &TerminalEnv::default(),
+        );
+        assert_eq!(renderer.protocol(), ProtocolType::Sixel);
     }
 }

@@ -35,7 +35,7 @@ use crate::comfy::protocol::{ImageRef, NodeId, PromptId};
 pub use cache::{ImageCache, view_url};
 pub use decode::{DecodeLimits, DecodeProblem, DecodedImage, Probe, decode, frame_hash, probe};
 pub use full_view::show_full_size;
-pub use graphics::{ImageProtocol, Renderer};
+pub use graphics::{Detection, ImageProtocol, QueryNews, Renderer};
 pub use pipeline::{
     LatestPerKey, PipelineConfig, PipelineStats, PreviewBatch, PreviewPipeline, Rendered,
     SlotUpdate, View, Work, Worker,

@@ -220,6 +220,12 @@ impl Worker {
         self.stats
     }
 
+    /// Encodes with `renderer` from now on (the terminal answered after the worker started).
+    pub fn set_renderer(&mut self, renderer: Renderer) {
+        self.config.renderer = Some(renderer);
+        self.last_pixels = None;
+    }
+
     /// When a new frame for the view may be encoded next (`None`: now).
     pub fn next_encode_due(&self) -> Option<Instant> {
         self.limiter.next_due()
@@ -341,6 +347,7 @@ struct Inbox {
     frames: LatestPerKey<PreviewKey, PreviewFrame>,
     view: Option<Option<View>>,
     refresh: bool,
+    renderer: Option<Renderer>,
     closed: bool,
     received: u64,
     superseded: u64,
@@ -373,6 +380,7 @@ impl PreviewPipeline {
                 frames: LatestPerKey::new(KEYS_KEPT),
                 view: None,
                 refresh: false,
+                renderer: None,
                 closed: false,
                 received: 0,
                 superseded: 0,
@@ -412,6 +420,15 @@ impl PreviewPipeline {
     /// Encodes the view again, for a terminal that was cleared (back from the full-size view).
     pub fn refresh(&self) {
         lock(&self.shared.inbox).refresh = true;
+        self.shared.wake_worker.notify_one();
+    }
+
+    /// Encodes with `renderer` from now on, the view included.
+    pub fn set_renderer(&self, renderer: Renderer) {
+        let mut inbox = lock(&self.shared.inbox);
+        inbox.renderer = Some(renderer);
+        inbox.refresh = true;
+        drop(inbox);
         self.shared.wake_worker.notify_one();
     }
 
@@ -474,6 +491,9 @@ fn run(shared: &Shared, mut worker: Worker) {
         let Some(work) = next_work(shared, &worker) else {
             return;
         };
+        if let Some(renderer) = lock(&shared.inbox).renderer.take() {
+            worker.set_renderer(renderer);
+        }
         let batch = worker.step(work, Instant::now());
         let mut outbox = lock(&shared.outbox);
         outbox.stats = worker.stats();

@@ -1,24 +1,45 @@
 //! The real `comfytop` binary in a pseudo-terminal, its screen read through a terminal emulator.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd as _, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use portable_pty::{Child, CommandBuilder, PtySize, native_pty_system};
 
+type Writer = Arc<Mutex<Option<Box<dyn Write + Send>>>>;
+
+/// How the emulated terminal answers the program's queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// Cursor position and status requests, as every terminal does.
+    Status,
+    /// None at all: a terminal that never answers (tmux with no outer terminal attached).
+    Silent,
+}
+
 pub struct PtyApp {
     child: Box<dyn Child + Send + Sync>,
-    writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    writer: Writer,
     parser: Arc<Mutex<vt100::Parser>>,
     /// Every byte the program wrote, for failure messages.
     raw: Arc<Mutex<Vec<u8>>>,
+    stop_reading: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
     // Kept open so the reader thread sees the program's output until it exits.
-    _master: Box<dyn portable_pty::MasterPty + Send>,
+    master: Option<Box<dyn portable_pty::MasterPty + Send>>,
 }
 
 impl PtyApp {
     /// Starts the binary with `args` in a `cols`x`rows` terminal.
     pub fn spawn(args: &[&str], cols: u16, rows: u16) -> Self {
+        Self::spawn_answering(args, cols, rows, Answers::Status)
+    }
+
+    /// Like [`PtyApp::spawn`], in a terminal that answers as `answers` says.
+    pub fn spawn_answering(args: &[&str], cols: u16, rows: u16, answers: Answers) -> Self {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -36,42 +57,90 @@ impl PtyApp {
         let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
         let parser = Arc::new(Mutex::new(vt100::Parser::new(size(rows), size(cols), 0)));
         let raw = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let writer = Arc::new(Mutex::new(pair.master.take_writer().unwrap()));
-        {
+        // A reader of our own on a copy of the master's descriptor, which it closes when told
+        // to stop: `hang_up` needs every copy closed.
+        let raw_fd = pair.master.as_raw_fd().unwrap();
+        // SAFETY: the master is open (owned by `pair`) for the duration of the dup.
+        let master_fd =
+            rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(raw_fd) }, 0).unwrap();
+        let writer: Writer = Arc::new(Mutex::new(Some(pair.master.take_writer().unwrap())));
+        let stop_reading = Arc::new(AtomicBool::new(false));
+        let reader = {
             let parser = parser.clone();
             let raw = raw.clone();
             let writer = writer.clone();
+            let stop = stop_reading.clone();
             std::thread::spawn(move || {
+                use rustix::event::{PollFd, PollFlags, Timespec, poll};
                 let mut buf = [0u8; 8192];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if n == 0 {
-                        break;
+                let tick = Timespec::try_from(Duration::from_millis(20)).unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    let mut fds = [PollFd::new(&master_fd, PollFlags::IN)];
+                    match poll(&mut fds, Some(&tick)) {
+                        Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
+                    let n = match rustix::io::read(master_fd.as_fd(), &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+                        // EIO: the program and everything it started closed the terminal.
+                        Err(_) => break,
+                    };
                     let bytes = &buf[..n];
                     // Answer cursor position and status queries, as every terminal does. The
                     // graphics query at startup reads until the status answer.
-                    if bytes.windows(4).any(|w| w == b"\x1b[6n") {
+                    if answers == Answers::Status {
                         let mut writer = writer.lock().unwrap();
-                        let _ = writer.write_all(b"\x1b[1;1R");
-                        let _ = writer.flush();
-                    }
-                    if bytes.windows(4).any(|w| w == b"\x1b[5n") {
-                        let mut writer = writer.lock().unwrap();
-                        let _ = writer.write_all(b"\x1b[0n");
-                        let _ = writer.flush();
+                        if let Some(writer) = writer.as_mut() {
+                            if bytes.windows(4).any(|w| w == b"\x1b[6n") {
+                                let _ = writer.write_all(b"\x1b[1;1R");
+                            }
+                            if bytes.windows(4).any(|w| w == b"\x1b[5n") {
+                                let _ = writer.write_all(b"\x1b[0n");
+                            }
+                            let _ = writer.flush();
+                        }
                     }
                     parser.lock().unwrap().process(bytes);
-                    raw.lock().unwrap().extend_from_slice(&buf[..n]);
+                    raw.lock().unwrap().extend_from_slice(bytes);
                 }
-            });
-        }
+            })
+        };
         Self {
             child,
             writer,
             parser,
             raw,
-            _master: pair.master,
+            stop_reading,
+            reader: Some(reader),
+            master: Some(pair.master),
+        }
+    }
+
+    /// Closes the terminal, as a killed tmux session or an ssh drop does: every copy of the
+    /// master side is closed, so the program's side hangs up.
+    pub fn hang_up(&mut self) {
+        self.stop_reading.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.writer.lock().unwrap().take();
+        self.master.take();
+    }
+
+    /// Whether the program is gone within `limit`.
+    pub fn gone_within(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -142,6 +211,7 @@ impl PtyApp {
 
     pub fn send(&mut self, bytes: &[u8]) {
         let mut writer = self.writer.lock().unwrap();
+        let writer = writer.as_mut().expect("the terminal is open");
         writer.write_all(bytes).unwrap();
         writer.flush().unwrap();
     }
