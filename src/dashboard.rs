@@ -325,6 +325,24 @@ async fn queue_demo_work(
     }
 }
 
+/// A recording that fails says so once and stops, rather than leave a transcript with holes.
+fn stop_recording_on_error(
+    recorder: &mut Option<Recorder>,
+    written: std::io::Result<()>,
+    state: &mut State,
+    now: f64,
+) {
+    if let Err(error) = written {
+        tracing::error!(%error, "recording failed");
+        *recorder = None;
+        app::update(
+            state,
+            now,
+            Event::Problem(format!("recording stopped: {error}")),
+        );
+    }
+}
+
 async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(eyre!(
@@ -344,6 +362,8 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         })?),
         None => None,
     };
+    // The transcript's clock: seconds since the current socket opened, as its frames carry.
+    let mut socket_opened = Instant::now();
     let client_id = new_client_id();
     let client =
         ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
@@ -489,21 +509,27 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                     None => break Exit::InputClosed,
                 },
                 Some(conn_event) = conn_rx.recv() => {
-                    if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event)
-                        && let Err(error) = file.record(frame.t, &frame.raw)
-                    {
-                        // Say so once and stop, rather than leave a transcript with holes.
-                        tracing::error!(%error, "recording failed");
-                        recorder = None;
-                        app::update(
-                            &mut state,
-                            clock.now(),
-                            Event::Problem(format!("recording stopped: {error}")),
-                        );
+                    if let ConnEvent::Connected { .. } = &conn_event {
+                        socket_opened = Instant::now();
+                    }
+                    if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event) {
+                        let written = file.record(frame.t, &frame.raw);
+                        stop_recording_on_error(&mut recorder, written, &mut state, clock.now());
                     }
                     Some(Event::Conn(conn_event))
                 }
-                Some(reply) = reply_rx.recv() => Some(Event::Fetched(reply)),
+                Some(reply) = reply_rx.recv() => {
+                    // The answers the tracker used go into the transcript too, so a replay shows
+                    // other clients' prompts as this view did.
+                    if let (Some(file), Fetched::Tracker { result: Ok(input), .. }) =
+                        (&mut recorder, &reply)
+                    {
+                        let t = socket_opened.elapsed().as_secs_f64();
+                        let written = crate::watch::record_answer(file, t, input);
+                        stop_recording_on_error(&mut recorder, written, &mut state, clock.now());
+                    }
+                    Some(Event::Fetched(reply))
+                }
                 () = previews_ready(pipeline.as_ref()) => pipeline
                     .as_ref()
                     .map(|p| Event::Preview(PreviewResults(p.take()))),
