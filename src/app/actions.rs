@@ -134,7 +134,7 @@ fn act(state: &mut State, action: Action, commands: &mut Vec<Command>) {
     commands.push(Command::Act(action));
 }
 
-fn notice(state: &mut State, kind: NoticeKind, text: String) {
+pub(super) fn notice(state: &mut State, kind: NoticeKind, text: String) {
     state.ui.notice = Some(Notice { text, kind });
 }
 

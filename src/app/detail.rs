@@ -186,6 +186,22 @@ pub fn summary(state: &State, prompt: &PromptRecord) -> String {
     parts.join(" · ")
 }
 
+/// The detail view of `prompt` in its text area `text` (from `ui::layout`): every line wrapped
+/// to the area's width, and the last first-line that still fills the area (the scroll limit).
+/// The update and the drawing both call this, so `G` reaches exactly the end that is drawn.
+pub fn page(
+    state: &State,
+    prompt: &PromptRecord,
+    text: ratatui::layout::Rect,
+) -> (Vec<DocLine>, usize) {
+    let doc = lines(state, prompt, usize::from(text.width).max(MIN_WIDTH));
+    let max = doc.len().saturating_sub(usize::from(text.height).max(1));
+    (doc, max)
+}
+
+/// Narrower than this, lines are laid out at this width anyway (and cut by the frame).
+const MIN_WIDTH: usize = 20;
+
 /// Every line of the detail view of `prompt`, wrapped to `width` columns.
 pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine> {
     let mut out = Vec::new();

@@ -244,21 +244,6 @@ impl Ui {
     }
 }
 
-/// Lines of the frame around the detail view, and the status bar and footer above and below.
-const DETAIL_CHROME_ROWS: u16 = 4;
-/// Columns of the frame and its padding.
-const DETAIL_CHROME_COLS: u16 = 4;
-
-impl Ui {
-    /// The text area of the detail view: (columns, rows).
-    pub fn detail_body_size(&self) -> (usize, usize) {
-        (
-            usize::from(self.width.saturating_sub(DETAIL_CHROME_COLS)).max(20),
-            usize::from(self.height.saturating_sub(DETAIL_CHROME_ROWS)).max(1),
-        )
-    }
-}
-
 impl State {
     /// A dashboard for `server` whose own client id is `client_id`, at dashboard clock 0.
     pub fn new(server: ServerUrl, client_id: &str, epoch_ms_at_zero: f64) -> Self {

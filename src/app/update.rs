@@ -234,9 +234,10 @@ fn scroll_detail(state: &mut State, m: Move) {
     let Some(prompt) = state.server.tracker.prompt(&detail.prompt_id) else {
         return;
     };
-    let (width, rows) = state.ui.detail_body_size();
-    let len = detail::lines(state, prompt, width).len();
-    let max = len.saturating_sub(rows);
+    let Some(text) = crate::ui::layout::Areas::of_state(state).detail_text() else {
+        return;
+    };
+    let (_, max) = detail::page(state, prompt, text);
     let current = detail.scroll.min(max);
     let new = match m {
         Move::By(d) => (current as i64 + d).clamp(0, max as i64) as usize,

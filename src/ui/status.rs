@@ -199,6 +199,23 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
             NoticeKind::Info => Style::new(),
             NoticeKind::Error => theme::bad(),
         };
+        let lines = super::layout::notice_lines(&state.ui, area.width);
+        if lines.len() > 1 {
+            // Too long for one row: the layout gave it rows to be read whole, without hints.
+            let rows = usize::from(area.height);
+            let shown: Vec<Line> = lines
+                .iter()
+                .enumerate()
+                .take(rows)
+                .map(|(i, line)| {
+                    let cut = i + 1 == rows && lines.len() > rows;
+                    let text = if cut { format!("{line}…") } else { line.clone() };
+                    Line::from(vec![Span::raw(" "), Span::styled(text, style)])
+                })
+                .collect();
+            frame.render_widget(Paragraph::new(shown), area);
+            return;
+        }
         let room = usize::from(area.width).saturating_sub(2);
         spans.push(Span::styled(fit(&one_line(&notice.text), room), style));
         spans.push(Span::styled(SEPARATOR, theme::dim()));

@@ -300,3 +300,64 @@ fn read_only_shows_in_the_status_bar_and_keys_say_so() {
     assert!(!screen.contains("Confirm"), "{screen}");
     snapshot_sizes("read_only_refusal", state);
 }
+
+/// With the preview pane beside it the detail view's text wraps narrower, so it is longer: `G`
+/// must reach the end that is drawn, not the end of the text at full width.
+#[test]
+fn g_in_the_detail_view_reaches_the_last_line_beside_the_preview_pane() {
+    let mut state = crate::app::testing::detail_with_two_outputs();
+    update(
+        &mut state,
+        1.0,
+        Event::Resize {
+            width: 64,
+            height: 16,
+        },
+    );
+    let areas = super::Areas::of_state(&state);
+    assert!(areas.preview.is_some(), "the pane is open");
+    let text = areas.detail_text().unwrap();
+    key(&mut state, KeyCode::Char('G'));
+    let detail = state.ui.detail.clone().unwrap();
+    let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
+    let doc = crate::app::detail::lines(&state, prompt, usize::from(text.width));
+    let rows = usize::from(text.height);
+    assert!(doc.len() > rows, "long enough to scroll");
+    assert_eq!(detail.scroll, doc.len() - rows, "G scrolls to the last page");
+    let screen = render(&mut state, 64, 16);
+    // The last node's lines are drawn at the bottom of the text.
+    let last_rows: Vec<&str> = screen.lines().rev().skip(2).take(2).collect();
+    assert!(last_rows[0].contains("pending"), "{screen}");
+    assert!(last_rows[1].contains("SaveImage"), "{screen}");
+    // One more `j` moves nothing: this is the end.
+    let bottom = state.ui.detail.as_ref().unwrap().scroll;
+    key(&mut state, KeyCode::Char('j'));
+    assert_eq!(state.ui.detail.as_ref().unwrap().scroll, bottom);
+}
+
+/// A save that failed says why in full, however narrow the screen: the footer takes the rows the
+/// message needs instead of cutting it.
+#[test]
+fn a_long_save_error_is_shown_whole_in_the_footer() {
+    let error = "cannot create the directory /home/lab/comfy-outputs/2026/november: \
+                 Permission denied (os error 13)";
+    for (width, height) in [(40, 12), (80, 24)] {
+        let mut state = idle();
+        update(
+            &mut state,
+            6.0,
+            Event::Fetched(Fetched::Saved(Err(error.into()))),
+        );
+        let screen = render(&mut state, width, height);
+        // Compared without spaces: a path is broken where the line ends.
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        let text = squeeze(&screen.replace('"', ""));
+        assert!(
+            text.contains(&squeeze(&format!("not saved: {error}"))),
+            "{width}x{height}:\n{screen}"
+        );
+        if (width, height) == (40, 12) {
+            insta::assert_snapshot!("save_error_40x12", screen);
+        }
+    }
+}

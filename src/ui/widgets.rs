@@ -85,6 +85,37 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` broken into lines of at most `width` cells, at spaces where a line has one, else
+/// anywhere (a long path has none). Nothing is lost: the lines hold every character.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width {
+            // Break after the last space, carrying the word begun over, unless that leaves
+            // half the line empty (a long path is cut where the line ends instead).
+            let carry = match line.rfind(' ') {
+                Some(space) if space > 0 && line[space + 1..].width() <= width / 2 => {
+                    line.split_off(space + 1)
+                }
+                _ => String::new(),
+            };
+            lines.push(line.trim_end().to_string());
+            used = carry.width();
+            line = carry;
+        }
+        line.push(c);
+        used += w;
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// `text` cut or padded to exactly `width` cells.
 pub fn pad(text: &str, width: usize) -> String {
     let fitted = fit(text, width);
@@ -146,6 +177,19 @@ mod tests {
         assert_eq!(list_offset(Some(7), 5), 3);
         assert_eq!(list_offset(None, 5), 0);
         assert_eq!(list_offset(Some(3), 0), 0);
+    }
+
+    #[test]
+    fn wrap_keeps_every_character_within_the_width() {
+        let text = "not saved: cannot create the directory /srv/out/x: No such file or directory";
+        let lines = wrap(text, 20);
+        assert!(lines.iter().all(|l| l.width() <= 20), "{lines:?}");
+        assert_eq!(lines.join(" ").replace("  ", " "), text);
+        assert_eq!(lines[0], "not saved: cannot");
+        let path = wrap("/a/very/long/path/without/spaces", 10);
+        assert_eq!(path, ["/a/very/lo", "ng/path/wi", "thout/spac", "es"]);
+        assert_eq!(wrap("", 5), [""]);
+        assert!(wrap("连接被服务器关闭了", 5).iter().all(|l| l.width() <= 5));
     }
 
     #[test]
