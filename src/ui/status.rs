@@ -112,7 +112,12 @@ fn segments(state: &State) -> Vec<Segment> {
         // Never dropped: every mutating key refuses while it shows.
         out.push(Segment::new(Span::styled("read-only", theme::warn()), 0));
     }
-    let id: String = server.tracker.our_client_id().chars().take(8).collect();
+    // Every comfytop's id begins alike: the part after the prefix tells this one apart.
+    let ours = server.tracker.our_client_id();
+    let ours = ours
+        .strip_prefix(crate::comfy::connection::COMFYTOP_CLIENT_PREFIX)
+        .unwrap_or(ours);
+    let id: String = ours.chars().take(8).collect();
     out.push(Segment::new(
         Span::styled(format!("id {}", one_line(&id)), theme::dim()),
         5,

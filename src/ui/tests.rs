@@ -361,3 +361,73 @@ fn a_long_save_error_is_shown_whole_in_the_footer() {
         }
     }
 }
+
+/// Client ids are shown whole enough to tell `other-qa-6` from `other-qa-7`; another comfytop's
+/// prompts read "comfytop", ours "you"; a prompt deleted from the queue is listed in History
+/// but not counted as the server's.
+#[test]
+fn owners_read_apart_and_removed_prompts_are_counted_apart() {
+    use crate::comfy::connection::{COMFYTOP_CLIENT_PREFIX, new_client_id};
+    assert!(new_client_id().starts_with(COMFYTOP_CLIENT_PREFIX));
+    let mut state = connected("comfytop-5f1c9a2e-ours", 0.0, History::default());
+    let owned = || {
+        let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        let owners = [
+            "comfytop-0b1d4c3e-9f00-4a5b-8c6d-123456789abc",
+            "other-qa-6",
+            "other-qa-7",
+        ];
+        for (item, owner) in snapshot.queue_pending.iter_mut().zip(owners) {
+            item.extra_data
+                .insert("client_id".into(), serde_json::json!(owner));
+        }
+        snapshot
+    };
+    let snapshot = owned();
+    let pending: Vec<String> = snapshot
+        .queue_pending
+        .iter()
+        .map(|item| item.prompt_id.clone())
+        .collect();
+    update(&mut state, 1.0, queue_reply(snapshot));
+    let screen = render(&mut state, 120, 40);
+    let queue_row = |id: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(&id[..8]))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let by: Vec<String> = pending.iter().map(|id| queue_row(id)).collect();
+    assert!(by.iter().any(|row| row.contains(" comfytop ")), "{screen}");
+    assert!(by.iter().any(|row| row.contains(" other-qa-6 ")), "{screen}");
+    assert!(by.iter().any(|row| row.contains(" other-qa-7 ")), "{screen}");
+
+    // One pending prompt is deleted: it leaves the queue with no history entry.
+    let mut rest = owned();
+    rest.queue_pending.retain(|item| item.prompt_id != pending[1]);
+    update(&mut state, 2.0, queue_reply(rest));
+    update(
+        &mut state,
+        2.0,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchHistoryItem(pending[1].clone()),
+            result: Ok(TrackerInput::HistoryItem {
+                prompt_id: pending[1].clone(),
+                entry: None,
+            }),
+        }),
+    );
+    let screen = render(&mut state, 120, 40);
+    assert!(screen.contains("History 0 · 1 removed"), "{screen}");
+    assert!(queue_row_in(&screen, &pending[1]).contains("− removed"), "{screen}");
+    insta::assert_snapshot!("owners_and_removed_120x40", screen);
+}
+
+fn queue_row_in(screen: &str, id: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(&id[..8]))
+        .unwrap_or_default()
+        .to_string()
+}

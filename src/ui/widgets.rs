@@ -116,6 +116,30 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// `text` cut to `width` cells in its middle, keeping both ends: ids that differ only at their
+/// end (`other-qa-6`, `other-qa-7`) stay apart.
+pub fn fit_middle(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    if width < 3 {
+        return fit(text, width);
+    }
+    let tail_room = (width - 1) / 2;
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_room {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    let head = fit(text, width - used);
+    format!("{head}{}", tail.into_iter().rev().collect::<String>())
+}
+
 /// `text` cut or padded to exactly `width` cells.
 pub fn pad(text: &str, width: usize) -> String {
     let fitted = fit(text, width);
@@ -190,6 +214,14 @@ mod tests {
         assert_eq!(path, ["/a/very/lo", "ng/path/wi", "thout/spac", "es"]);
         assert_eq!(wrap("", 5), [""]);
         assert!(wrap("连接被服务器关闭了", 5).iter().all(|l| l.width() <= 5));
+    }
+
+    #[test]
+    fn fit_middle_keeps_both_ends() {
+        assert_eq!(fit_middle("other-qa-6", 8), "othe…a-6");
+        assert_eq!(fit_middle("other-qa-7", 8), "othe…a-7");
+        assert_eq!(fit_middle("short", 8), "short");
+        assert!(fit_middle("连接被服务器关闭了", 7).width() <= 7);
     }
 
     #[test]
