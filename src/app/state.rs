@@ -210,6 +210,8 @@ pub struct Ui {
     /// The outcome of the last server action.
     pub notice: Option<Notice>,
     pub show_log: bool,
+    /// The first line of the help overlay shown (bounded by `ui::layout` when used).
+    pub help_scroll: usize,
     /// The terminal size, as last reported.
     pub width: u16,
     pub height: u16,
@@ -227,6 +229,7 @@ impl Default for Ui {
             overlay: None,
             notice: None,
             show_log: false,
+            help_scroll: 0,
             width: 80,
             height: 24,
         }

@@ -31,6 +31,19 @@ pub struct Areas {
     pub preview: Option<Rect>,
 }
 
+/// The help overlay as laid out: its frame, its lines wrapped to it, and where it is scrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Help {
+    pub frame: Rect,
+    pub lines: Vec<super::help::HelpLine>,
+    /// The first line shown, already within `0..=max_scroll`.
+    pub scroll: usize,
+    pub max_scroll: usize,
+}
+
+/// The help overlay's widest.
+const HELP_WIDTH: u16 = 64;
+
 /// Below this the preview pane is not worth its room.
 const MIN_PANE: (u16, u16) = (14, 6);
 /// The pane goes under the progress panel only when this leaves it enough rows.
@@ -99,7 +112,8 @@ impl Areas {
             (queue, progress, history)
         };
         let detail_open = ui.detail.is_some();
-        let beside = if detail_open { body } else { progress };
+        // The detail view covers the panels, not the event log (`l` shows it beside details).
+        let beside = if detail_open { main } else { progress };
         let (beside, preview) = if preview {
             split_for_pane(beside, detail_open)
         } else {
@@ -121,6 +135,33 @@ impl Areas {
             detail,
             preview,
         }
+    }
+
+    /// The help overlay, if it is open: centred in the body, as tall as its lines or the body.
+    pub fn help(&self, state: &State) -> Option<Help> {
+        if state.ui.overlay != Some(crate::app::Overlay::Help) {
+            return None;
+        }
+        let width = HELP_WIDTH.min(self.body.width);
+        // Frame and padding: two columns each side, one row above and below.
+        let lines = super::help::lines(usize::from(width.saturating_sub(4)));
+        let wanted = u16::try_from(lines.len()).unwrap_or(u16::MAX).saturating_add(2);
+        let height = wanted.min(self.body.height);
+        let [row] = Layout::vertical([Constraint::Length(height)])
+            .flex(ratatui::layout::Flex::Center)
+            .areas(self.body);
+        let [frame] = Layout::horizontal([Constraint::Length(width)])
+            .flex(ratatui::layout::Flex::Center)
+            .areas(row);
+        let max_scroll = lines
+            .len()
+            .saturating_sub(usize::from(height.saturating_sub(2)));
+        Some(Help {
+            frame,
+            lines,
+            scroll: state.ui.help_scroll.min(max_scroll),
+            max_scroll,
+        })
     }
 
     /// The detail view's text: inside its frame and its column of padding each side.

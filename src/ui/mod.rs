@@ -39,12 +39,12 @@ pub fn draw(state: &State, frame: &mut Frame) {
             areas.history,
             state.ui.focus == Panel::History,
         );
-        if let Some(log_area) = areas.log {
-            log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
-        }
+    }
+    if let Some(log_area) = areas.log {
+        log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
     }
     match &state.ui.overlay {
-        Some(Overlay::Help) => help::draw(frame, areas.body),
+        Some(Overlay::Help) => help::draw(state, frame, &areas),
         Some(Overlay::Confirm(confirm)) => confirm::draw(confirm, frame, areas.body),
         None => {}
     }

@@ -184,6 +184,7 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
             ("Esc", "back"),
             ("j/k", "scroll"),
             ("g/G", "top/bottom"),
+            ("l", "log"),
             ("q", "quit"),
         ]
     } else {

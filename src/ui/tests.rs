@@ -431,3 +431,47 @@ fn queue_row_in(screen: &str, id: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// At 40x10 the help does not fit: the movement keys scroll it, and every binding can be read.
+#[test]
+fn the_help_scrolls_on_a_small_screen_and_every_key_can_be_read() {
+    let mut state = idle();
+    render(&mut state, 40, 10);
+    key(&mut state, KeyCode::Char('?'));
+    let first = render(&mut state, 40, 10);
+    assert!(!first.contains("wheel"), "{first}");
+    let mut seen = first.clone();
+    for _ in 0..60 {
+        key(&mut state, KeyCode::Char('j'));
+        seen.push_str(&render(&mut state, 40, 10));
+    }
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    // Screens are compared per row: a wrapped help text is read across its rows.
+    let text: String = seen
+        .lines()
+        .map(|l| l.trim_matches('"').trim_matches('│'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = squeeze(&text);
+    for binding in crate::app::keymap::BINDINGS {
+        assert!(text.contains(&squeeze(binding.help)), "{}", binding.help);
+    }
+    let last = render(&mut state, 40, 10);
+    assert!(last.contains("wheel"), "{last}");
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(render(&mut state, 40, 10), first);
+    insta::assert_snapshot!("help_scrolled_40x10", last);
+}
+
+/// `l` in the detail view shows the event log under it at once.
+#[test]
+fn l_shows_the_event_log_under_the_detail_view() {
+    let mut state = error_detail();
+    let before = render(&mut state, 80, 24);
+    assert!(!before.contains("Events"), "{before}");
+    key(&mut state, KeyCode::Char('l'));
+    let screen = render(&mut state, 80, 24);
+    assert!(state.ui.detail.is_some());
+    assert!(screen.contains("╭ Prompt "), "{screen}");
+    assert!(screen.contains("╭ Events"), "{screen}");
+}
