@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::comfy::binary::BinaryFrame;
+use crate::comfy::connection::ConnEvent;
 use crate::comfy::protocol::{ImageRef, PromptId};
 use crate::preview::{
     ImageCache, PreviewBatch, PreviewFrame, PreviewKey, PreviewPoll, PreviewState, View,
@@ -322,7 +323,29 @@ pub(super) fn view_full_size(state: &mut State, commands: &mut Vec<Command>) {
         PreviewKey::Output(image) => crate::text::one_line(&image.filename).into_owned(),
         PreviewKey::Live(id) => format!("preview of {}", super::event_log::short_id(id)),
     };
-    commands.push(Command::ShowFullSize { data, caption });
+    let follow = match key {
+        PreviewKey::Live(id) => Some(id),
+        PreviewKey::Output(_) => None,
+    };
+    commands.push(Command::ShowFullSize {
+        data,
+        caption,
+        follow,
+    });
+}
+
+/// The image of a preview frame in `event` if it belongs to `prompt_id`: what the full-size
+/// view shows next while it follows that prompt. A frame without metadata (legacy previews)
+/// belongs to the prompt running, which is the one followed.
+pub fn preview_of(event: &ConnEvent, prompt_id: &str) -> Option<Bytes> {
+    let ConnEvent::Frame(frame) = event else {
+        return None;
+    };
+    let crate::comfy::Decoded::Binary(BinaryFrame::Preview(image)) = &frame.decoded else {
+        return None;
+    };
+    let frame = PreviewFrame::live(image, Some(prompt_id), Instant::now())?;
+    (frame.key == PreviewKey::Live(prompt_id.to_string())).then_some(frame.data)
 }
 
 /// The output `s` saves: the one shown in the detail view, else the first of the prompt selected
@@ -420,7 +443,7 @@ mod tests {
 
     use super::*;
     use crate::app::testing::{
-        REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay,
+        REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay, transcript,
     };
     use crate::app::{Event, Fetched, update};
     use crate::comfy::api::History;
@@ -484,8 +507,7 @@ mod tests {
         let ours = state.history_rows()[0].id.clone();
         assert_eq!(key_on_view(&state), Some(PreviewKey::Live(ours)));
         // Another client's prompt starts: it sends this comfytop no previews.
-        let snapshot: crate::comfy::api::QueueSnapshot =
-            http_body("get_queue_running_and_pending");
+        let snapshot: crate::comfy::api::QueueSnapshot = http_body("get_queue_running_and_pending");
         let now = state.now + 1.0;
         update(
             &mut state,
@@ -650,7 +672,10 @@ mod tests {
                 "/tmp/outputs/full_00003_-1.png",
             )))),
         );
-        assert_eq!(notice_text(&state), "saved to /tmp/outputs/full_00003_-1.png");
+        assert_eq!(
+            notice_text(&state),
+            "saved to /tmp/outputs/full_00003_-1.png"
+        );
         update(
             &mut state,
             3.0,
@@ -736,7 +761,58 @@ mod tests {
             vec![Command::ShowFullSize {
                 data: Bytes::from_static(b"png bytes"),
                 caption: "full_00003_.png".into(),
+                follow: None,
             }]
         );
+    }
+
+    /// `v` on a live preview follows its prompt: the view is told which, and the frames that
+    /// come for it (and only those) are picked out of the socket's events.
+    #[test]
+    fn v_on_a_live_preview_follows_its_prompts_newer_frames() {
+        let name = "c_full_run_legacy_previews";
+        let mut state = connected(&client_id(name), 0.0, History::default());
+        let frames = transcript(name);
+        let (first, rest): (Vec<_>, Vec<_>) = frames.into_iter().partition(|f| f.t <= 1.2);
+        for frame in first {
+            let t = frame.t;
+            update(&mut state, t, Event::Conn(ConnEvent::Frame(frame)));
+        }
+        let running = state.server.tracker.running().unwrap().id.clone();
+        // The worker has its first frame: the pane has something to show.
+        let origin = state.previews.instant(0.0);
+        let mut slot = slot(PreviewKey::Live(running.clone()), 1, origin);
+        slot.data = Bytes::from_static(b"jpeg");
+        let batch = PreviewBatch {
+            slots: vec![slot],
+            rendered: None,
+        };
+        update(&mut state, 1.3, Event::Preview(PreviewResults(batch)));
+        match &key(&mut state, 'v')[..] {
+            [Command::ShowFullSize { follow, .. }] => assert_eq!(follow, &Some(running.clone())),
+            other => panic!("{other:?}"),
+        }
+        let newer: Vec<Bytes> = rest
+            .into_iter()
+            .map(|f| ConnEvent::Frame(f))
+            .filter_map(|e| preview_of(&e, &running))
+            .collect();
+        assert!(!newer.is_empty(), "later previews of the run are followed");
+        // Frames whose metadata names their prompt are followed for that prompt alone.
+        let with_metadata: Vec<ConnEvent> = transcript("b_feature_flags_metadata_previews")
+            .into_iter()
+            .map(ConnEvent::Frame)
+            .filter(|e| preview_of(e, "any").is_some() || preview_of(e, "other").is_some())
+            .collect();
+        let tagged: Vec<ConnEvent> = transcript("b_feature_flags_metadata_previews")
+            .into_iter()
+            .map(ConnEvent::Frame)
+            .filter(|e| {
+                matches!(e, ConnEvent::Frame(f)
+                    if matches!(f.decoded, crate::comfy::Decoded::Binary(BinaryFrame::Preview(_))))
+            })
+            .collect();
+        assert!(!tagged.is_empty());
+        assert!(with_metadata.is_empty(), "each names its own prompt");
     }
 }

@@ -1,6 +1,7 @@
 //! The full-size view: the image alone on the normal screen, at the terminal's full size.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use crossterm::cursor::MoveTo;
 use crossterm::event::{Event, KeyEventKind};
@@ -26,17 +27,21 @@ use super::graphics::Renderer;
 /// Blocks the calling thread while it waits: call it from the UI loop, which then reads no
 /// events of its own. Kitty images on the alternate screen may need encoding again afterwards
 /// ([`super::PreviewPipeline::refresh`]).
+///
+/// While it waits, `newer` is asked a few times a second for a newer image of the same thing
+/// (the next preview of a running prompt); the view shows each one it gets.
 pub fn show_full_size(
     terminal: &mut DefaultTerminal,
     image: &DynamicImage,
     caption: &str,
     renderer: Option<&Renderer>,
+    newer: &mut dyn FnMut() -> Option<DynamicImage>,
 ) -> io::Result<()> {
     let config = viuer_config(renderer);
     let cell = renderer.map(Renderer::font_size);
     let mut out = io::stdout();
     execute!(out, LeaveAlternateScreen)?;
-    let shown = show_and_wait(&mut out, image, caption, config, cell);
+    let shown = show_and_wait(&mut out, image, caption, config, cell, newer);
     // Go back whatever happened above.
     let back = execute!(out, EnterAlternateScreen).and_then(|()| terminal.clear());
     shown.and(back)
@@ -66,15 +71,33 @@ fn show_and_wait(
     caption: &str,
     config: viuer::Config,
     cell: Option<FontSize>,
+    newer: &mut dyn FnMut() -> Option<DynamicImage>,
 ) -> io::Result<()> {
     let raw_before = terminal::is_raw_mode_enabled()?;
     if !raw_before {
         terminal::enable_raw_mode()?;
     }
-    let result = (|| loop {
-        draw(out, image, caption, &config, cell)?;
-        if wait_for_key()? {
-            return Ok(());
+    let mut shown: Option<DynamicImage> = None;
+    let result = (|| {
+        let mut clear = true;
+        loop {
+            draw(
+                out,
+                shown.as_ref().unwrap_or(image),
+                caption,
+                &config,
+                cell,
+                clear,
+            )?;
+            match wait(newer)? {
+                Waited::Key => return Ok(()),
+                Waited::Resize => clear = true,
+                Waited::Newer(image) => {
+                    shown = Some(image);
+                    // Drawn over the last one: the scrollback keeps a single copy.
+                    clear = false;
+                }
+            }
         }
     })();
     if !raw_before {
@@ -89,6 +112,7 @@ fn draw(
     caption: &str,
     config: &viuer::Config,
     cell: Option<FontSize>,
+    clear: bool,
 ) -> io::Result<()> {
     let (cols, rows) = terminal::size()?;
     // viuer stretches to a width and height given both: give it the largest that keeps the
@@ -98,9 +122,11 @@ fn draw(
         (cols, rows.saturating_sub(1)),
         cell,
     );
-    // Scroll what the screen held into the scrollback instead of erasing it.
-    queue!(out, MoveTo(0, rows.saturating_sub(1)))?;
-    out.write_all("\r\n".repeat(usize::from(rows)).as_bytes())?;
+    if clear {
+        // Scroll what the screen held into the scrollback instead of erasing it.
+        queue!(out, MoveTo(0, rows.saturating_sub(1)))?;
+        out.write_all("\r\n".repeat(usize::from(rows)).as_bytes())?;
+    }
     queue!(out, MoveTo(0, 0))?;
     out.flush()?;
     let config = viuer::Config {
@@ -117,13 +143,27 @@ fn draw(
     execute!(out, MoveTo(0, rows.saturating_sub(1)), Print(line))
 }
 
-/// `true` on a key press, `false` on a resize (draw again).
-fn wait_for_key() -> io::Result<bool> {
+/// How often a followed image is looked for while no key comes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+enum Waited {
+    Key,
+    /// Draw again at the new size.
+    Resize,
+    Newer(DynamicImage),
+}
+
+/// Waits for a key press, a resize, or a newer image from `newer`.
+fn wait(newer: &mut dyn FnMut() -> Option<DynamicImage>) -> io::Result<Waited> {
     loop {
-        match crossterm::event::read()? {
-            Event::Key(key) if key.kind == KeyEventKind::Press => return Ok(true),
-            Event::Resize(..) => return Ok(false),
-            _ => {}
+        if crossterm::event::poll(FOLLOW_EVERY)? {
+            match crossterm::event::read()? {
+                Event::Key(key) if key.kind == KeyEventKind::Press => return Ok(Waited::Key),
+                Event::Resize(..) => return Ok(Waited::Resize),
+                _ => {}
+            }
+        } else if let Some(image) = newer() {
+            return Ok(Waited::Newer(image));
         }
     }
 }

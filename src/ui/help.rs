@@ -73,10 +73,16 @@ pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
         })
         .collect();
     let title = if help.max_scroll > 0 {
-        format!(" Keys {}/{} · j/k scroll · Esc closes ", help.scroll, help.max_scroll)
+        format!(
+            " Keys {}/{} · j/k scroll · Esc closes ",
+            help.scroll, help.max_scroll
+        )
     } else {
         " Keys · Esc closes ".to_string()
     };
     frame.render_widget(Clear, help.frame);
-    frame.render_widget(Paragraph::new(shown).block(text_panel(title, true)), help.frame);
+    frame.render_widget(
+        Paragraph::new(shown).block(text_panel(title, true)),
+        help.frame,
+    );
 }

@@ -145,7 +145,9 @@ impl Areas {
         let width = HELP_WIDTH.min(self.body.width);
         // Frame and padding: two columns each side, one row above and below.
         let lines = super::help::lines(usize::from(width.saturating_sub(4)));
-        let wanted = u16::try_from(lines.len()).unwrap_or(u16::MAX).saturating_add(2);
+        let wanted = u16::try_from(lines.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(2);
         let height = wanted.min(self.body.height);
         let [row] = Layout::vertical([Constraint::Length(height)])
             .flex(ratatui::layout::Flex::Center)

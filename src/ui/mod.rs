@@ -32,7 +32,12 @@ pub fn draw(state: &State, frame: &mut Frame) {
         detail::draw(state, detail, frame, area);
     } else {
         queue::draw(state, frame, areas.queue, state.ui.focus == Panel::Queue);
-        progress::draw(state, frame, areas.progress, state.ui.focus == Panel::Progress);
+        progress::draw(
+            state,
+            frame,
+            areas.progress,
+            state.ui.focus == Panel::Progress,
+        );
         history::draw(
             state,
             frame,

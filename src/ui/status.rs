@@ -215,7 +215,11 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
                 .take(rows)
                 .map(|(i, line)| {
                     let cut = i + 1 == rows && lines.len() > rows;
-                    let text = if cut { format!("{line}…") } else { line.clone() };
+                    let text = if cut {
+                        format!("{line}…")
+                    } else {
+                        line.clone()
+                    };
                     Line::from(vec![Span::raw(" "), Span::styled(text, style)])
                 })
                 .collect();

@@ -323,7 +323,11 @@ fn g_in_the_detail_view_reaches_the_last_line_beside_the_preview_pane() {
     let doc = crate::app::detail::lines(&state, prompt, usize::from(text.width));
     let rows = usize::from(text.height);
     assert!(doc.len() > rows, "long enough to scroll");
-    assert_eq!(detail.scroll, doc.len() - rows, "G scrolls to the last page");
+    assert_eq!(
+        detail.scroll,
+        doc.len() - rows,
+        "G scrolls to the last page"
+    );
     let screen = render(&mut state, 64, 16);
     // The last node's lines are drawn at the bottom of the text.
     let last_rows: Vec<&str> = screen.lines().rev().skip(2).take(2).collect();
@@ -400,12 +404,19 @@ fn owners_read_apart_and_removed_prompts_are_counted_apart() {
     };
     let by: Vec<String> = pending.iter().map(|id| queue_row(id)).collect();
     assert!(by.iter().any(|row| row.contains(" comfytop ")), "{screen}");
-    assert!(by.iter().any(|row| row.contains(" other-qa-6 ")), "{screen}");
-    assert!(by.iter().any(|row| row.contains(" other-qa-7 ")), "{screen}");
+    assert!(
+        by.iter().any(|row| row.contains(" other-qa-6 ")),
+        "{screen}"
+    );
+    assert!(
+        by.iter().any(|row| row.contains(" other-qa-7 ")),
+        "{screen}"
+    );
 
     // One pending prompt is deleted: it leaves the queue with no history entry.
     let mut rest = owned();
-    rest.queue_pending.retain(|item| item.prompt_id != pending[1]);
+    rest.queue_pending
+        .retain(|item| item.prompt_id != pending[1]);
     update(&mut state, 2.0, queue_reply(rest));
     update(
         &mut state,
@@ -420,7 +431,10 @@ fn owners_read_apart_and_removed_prompts_are_counted_apart() {
     );
     let screen = render(&mut state, 120, 40);
     assert!(screen.contains("History 0 · 1 removed"), "{screen}");
-    assert!(queue_row_in(&screen, &pending[1]).contains("− removed"), "{screen}");
+    assert!(
+        queue_row_in(&screen, &pending[1]).contains("− removed"),
+        "{screen}"
+    );
     insta::assert_snapshot!("owners_and_removed_120x40", screen);
 }
 
