@@ -794,7 +794,7 @@ mod tests {
         }
         let newer: Vec<Bytes> = rest
             .into_iter()
-            .map(|f| ConnEvent::Frame(f))
+            .map(ConnEvent::Frame)
             .filter_map(|e| preview_of(&e, &running))
             .collect();
         assert!(!newer.is_empty(), "later previews of the run are followed");
