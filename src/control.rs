@@ -21,6 +21,9 @@ use crate::tracker::{Outcome, Tracker, TrackerInput, node_id_order};
 
 /// Characters of a prompt or client id shown where space is short.
 pub const SHORT_ID: usize = 8;
+/// Characters of a client id shown in sentences: enough that ids differing at their end
+/// (`other-qa-6`, `other-qa-7`) or ours (`comfytop-` and a uuid's start) stay apart.
+pub const CLIENT_ID_SHOWN: usize = 24;
 
 /// One change to make on the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -516,7 +519,7 @@ impl Owner {
     pub fn label(&self) -> String {
         match self {
             Self::Us => "this comfytop".to_string(),
-            Self::Client(id) => format!("client {}", short_id(id)),
+            Self::Client(id) => format!("client {}", client_id_label(id)),
             Self::Nobody => "no client id".to_string(),
         }
     }
@@ -525,6 +528,17 @@ impl Owner {
 /// [`Owner::label`] of a client id.
 pub fn owner_label(client_id: Option<&str>, ours: Option<&str>) -> String {
     Owner::of(client_id, ours).label()
+}
+
+/// A client id, safe to print, whole up to [`CLIENT_ID_SHOWN`] characters (then cut with `…`).
+pub fn client_id_label(id: &str) -> String {
+    let id = one_line(id);
+    if id.chars().count() <= CLIENT_ID_SHOWN {
+        return id.into_owned();
+    }
+    let mut cut: String = id.chars().take(CLIENT_ID_SHOWN - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// The first characters of an id, safe to print.
@@ -747,7 +761,12 @@ mod tests {
         assert_eq!(owner_label(Some("me"), Some("me")), "this comfytop");
         assert_eq!(
             owner_label(Some("abcdef0123456789"), Some("me")),
-            "client abcdef01"
+            "client abcdef0123456789"
+        );
+        assert_eq!(owner_label(Some("other-qa-7"), None), "client other-qa-7");
+        assert_eq!(
+            owner_label(Some("comfytop-5f1c9a2e-0b1d-4c3e-9f00-123456789abc"), None),
+            "client comfytop-5f1c9a2e-0b1d-…"
         );
         assert_eq!(owner_label(None, Some("me")), "no client id");
         assert_eq!(short_id("\u{1b}[2Jabcdefghij"), "abcdefgh");
@@ -765,7 +784,7 @@ mod tests {
                 prompt_id: "abcdef0123".into()
             })
             .unwrap(),
-            "Interrupt running prompt abcdef01, queued by client web-ui-4?"
+            "Interrupt running prompt abcdef01, queued by client web-ui-42?"
         );
         assert_eq!(
             ask(Action::Delete {

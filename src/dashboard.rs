@@ -559,7 +559,11 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                         pipeline.submit(frame);
                     }
                 }
-                Command::ShowFullSize { data, caption } => full_size = Some((data, caption)),
+                Command::ShowFullSize {
+                    data,
+                    caption,
+                    follow,
+                } => full_size = Some((data, caption, follow)),
                 command => executor.run(command),
             }
         }
@@ -569,24 +573,62 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         {
             pipeline.set_view(view);
         }
-        if let Some((data, caption)) = full_size {
+        if let Some((data, caption, follow)) = full_size {
             // viuer reads the key that ends the view: the event stream must not read it first.
             let had_input = input.take().is_some();
-            let shown = match crate::preview::decode(
-                &data,
-                crate::comfy::binary::ImageFormat::Other,
-                DecodeLimits::default(),
-                FULL_VIEW_MAX_SIDE,
-            ) {
+            let decode_full = |data: &[u8]| {
+                crate::preview::decode(
+                    data,
+                    crate::comfy::binary::ImageFormat::Other,
+                    DecodeLimits::default(),
+                    FULL_VIEW_MAX_SIDE,
+                )
+            };
+            // The socket's events wait here while the view is up; the followed prompt's newest
+            // preview among them is shown as it comes.
+            let mut held = Vec::new();
+            let mut newer = || {
+                let mut newest = None;
+                while let Ok(conn_event) = conn_rx.try_recv() {
+                    if let Some(id) = &follow
+                        && let Some(bytes) = app::preview::preview_of(&conn_event, id)
+                    {
+                        newest = Some(bytes);
+                    }
+                    held.push(conn_event);
+                }
+                newest.and_then(|bytes| decode_full(&bytes).ok().map(|d| d.image))
+            };
+            let shown = match decode_full(&data) {
                 Ok(decoded) => show_full_size(
                     &mut guard.terminal,
                     &decoded.image,
                     &caption,
                     renderer.as_ref(),
+                    &mut newer,
                 )
                 .map_err(|e| e.to_string()),
                 Err(problem) => Err(problem.to_string()),
             };
+            for conn_event in held {
+                if let ConnEvent::Connected { .. } = &conn_event {
+                    socket_opened = Instant::now();
+                }
+                if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event) {
+                    let written = file.record(frame.t, &frame.raw);
+                    stop_recording_on_error(&mut recorder, written, &mut state, clock.now());
+                }
+                for command in app::update(&mut state, clock.now(), Event::Conn(conn_event)) {
+                    match command {
+                        Command::SubmitPreview(frame) => {
+                            if let Some(pipeline) = &pipeline {
+                                pipeline.submit(frame);
+                            }
+                        }
+                        command => executor.run(command),
+                    }
+                }
+            }
             if had_input {
                 input = Some(EventStream::new());
             }

@@ -134,7 +134,7 @@ fn act(state: &mut State, action: Action, commands: &mut Vec<Command>) {
     commands.push(Command::Act(action));
 }
 
-fn notice(state: &mut State, kind: NoticeKind, text: String) {
+pub(super) fn notice(state: &mut State, kind: NoticeKind, text: String) {
     state.ui.notice = Some(Notice { text, kind });
 }
 
@@ -371,7 +371,7 @@ mod tests {
         assert!(press(&mut state, KeyCode::Char('c')).is_empty());
         assert_eq!(
             question(&state),
-            "Interrupt running prompt c2faa6db, queued by client lab-g-2b?"
+            "Interrupt running prompt c2faa6db, queued by client lab-g-2ba58b69?"
         );
         let action = acted(press(&mut state, KeyCode::Char('y')));
         assert_eq!(

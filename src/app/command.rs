@@ -25,8 +25,13 @@ pub enum Command {
         data: Option<Bytes>,
         dir: PathBuf,
     },
-    /// Show an image at the terminal's full size until a key is pressed.
-    ShowFullSize { data: Bytes, caption: String },
+    /// Show an image at the terminal's full size until a key is pressed, following newer
+    /// previews of `follow`'s prompt while it is up (see [`super::preview::preview_of`]).
+    ShowFullSize {
+        data: Bytes,
+        caption: String,
+        follow: Option<crate::comfy::protocol::PromptId>,
+    },
     /// Change something on the server (confirmed first where it destroys); the reply comes
     /// back as [`super::Fetched::Acted`].
     Act(control::Action),

@@ -1,6 +1,7 @@
 //! The detail view's content as plain lines (a view model): built from the state alone, so the
 //! update can bound scrolling by the same lines the screen shows.
 
+use crate::comfy::connection::COMFYTOP_CLIENT_PREFIX;
 use crate::text::{one_line, sanitize};
 use crate::tracker::{NodeState, Outcome, Phase, PromptRecord};
 
@@ -40,6 +41,9 @@ impl DocLine {
 pub enum Origin {
     /// This comfytop (its client id): the server sends it every live event.
     ThisComfytop,
+    /// Another comfytop (its client id begins `comfytop-`): `comfytop submit`, another
+    /// dashboard.
+    OtherComfytop,
     /// Another client id (a browser tab, another tool).
     OtherClient,
     /// No client id (a script): its progress is broadcast to every client.
@@ -50,6 +54,7 @@ impl Origin {
     pub fn of(prompt: &PromptRecord) -> Self {
         match (&prompt.client_id, prompt.ours) {
             (_, true) => Self::ThisComfytop,
+            (Some(id), false) if id.starts_with(COMFYTOP_CLIENT_PREFIX) => Self::OtherComfytop,
             (Some(_), false) => Self::OtherClient,
             (None, false) => Self::NoClientId,
         }
@@ -59,6 +64,7 @@ impl Origin {
     pub fn words(self) -> &'static str {
         match self {
             Self::ThisComfytop => "this comfytop",
+            Self::OtherComfytop => "another comfytop",
             Self::OtherClient => "another client",
             Self::NoClientId => "a client without id",
         }
@@ -67,10 +73,20 @@ impl Origin {
     /// For a narrow column.
     pub fn short(self) -> &'static str {
         match self {
-            Self::ThisComfytop => "comfytop",
+            Self::ThisComfytop => "you",
+            Self::OtherComfytop => "comfytop",
             Self::OtherClient => "other",
             Self::NoClientId => "no id",
         }
+    }
+}
+
+/// Who queued `prompt`, for a list column: "you", "comfytop", or another client's id itself
+/// (whole up to a sensible width: ids often differ only at their end).
+pub fn origin_column(prompt: &PromptRecord) -> String {
+    match (Origin::of(prompt), &prompt.client_id) {
+        (Origin::OtherClient, Some(id)) => crate::control::client_id_label(id),
+        (origin, _) => origin.short().to_string(),
     }
 }
 
@@ -185,6 +201,22 @@ pub fn summary(state: &State, prompt: &PromptRecord) -> String {
     }
     parts.join(" · ")
 }
+
+/// The detail view of `prompt` in its text area `text` (from `ui::layout`): every line wrapped
+/// to the area's width, and the last first-line that still fills the area (the scroll limit).
+/// The update and the drawing both call this, so `G` reaches exactly the end that is drawn.
+pub fn page(
+    state: &State,
+    prompt: &PromptRecord,
+    text: ratatui::layout::Rect,
+) -> (Vec<DocLine>, usize) {
+    let doc = lines(state, prompt, usize::from(text.width).max(MIN_WIDTH));
+    let max = doc.len().saturating_sub(usize::from(text.height).max(1));
+    (doc, max)
+}
+
+/// Narrower than this, lines are laid out at this width anyway (and cut by the frame).
+const MIN_WIDTH: usize = 20;
 
 /// Every line of the detail view of `prompt`, wrapped to `width` columns.
 pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine> {

@@ -99,7 +99,7 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "s",
-        help: "save the output shown (details)",
+        help: "save an output (details / History row)",
     },
     Binding {
         keys: "c",

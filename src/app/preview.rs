@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::comfy::binary::BinaryFrame;
+use crate::comfy::connection::ConnEvent;
 use crate::comfy::protocol::{ImageRef, PromptId};
 use crate::preview::{
     ImageCache, PreviewBatch, PreviewFrame, PreviewKey, PreviewPoll, PreviewState, View,
 };
 
+use super::actions::notice;
 use super::event_log::LineKind;
-use super::{Command, State};
+use super::{Command, NoticeKind, State};
 
 /// Output images kept after their `/view` fetch.
 const OUTPUT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -126,7 +128,8 @@ pub fn selected_output(state: &State) -> Option<(ImageRef, usize, usize)> {
 
 /// What the preview pane shows: in the detail view, the prompt's selected output (its live
 /// preview while it runs); else the running prompt's newest preview, or the last one seen while
-/// the running prompt has none (the server sends previews only to the client that queued it).
+/// nothing runs or our next prompt has sent none yet. Nothing while a prompt runs that sends
+/// no previews (the server sends them only to the client that queued it).
 pub fn key_on_view(state: &State) -> Option<PreviewKey> {
     let has_frames = |key: &PreviewKey| state.previews.state.slot(key).is_some();
     // Previews come for prompts this comfytop queued, or at least once came.
@@ -151,21 +154,28 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
                 .and_then(|p| may_have_frames(&p.id)),
         };
     }
-    let running = state
-        .server
-        .tracker
-        .running()
-        .and_then(|p| may_have_frames(&p.id));
     let last = state
         .previews
         .last_live
         .clone()
         .map(PreviewKey::Live)
         .filter(has_frames);
-    match (running, last) {
-        (Some(running), Some(last)) if !has_frames(&running) => Some(last),
-        (running, last) => running.or(last),
+    let Some(running) = state.server.tracker.running() else {
+        return last;
+    };
+    // A preview belongs to its prompt: while one runs that sends none (another client's), an
+    // earlier prompt's image beside it would read as its own.
+    let running = may_have_frames(&running.id)?;
+    match last {
+        // Ours has just started: its predecessor's image (titled with its id) until its first.
+        Some(last) if !has_frames(&running) => Some(last),
+        _ => Some(running),
     }
+}
+
+/// Whether the preview pane is shown: `p` did not hide it, and it has something to show.
+pub fn pane_wanted(state: &State) -> bool {
+    state.previews.show && key_on_view(state).is_some()
 }
 
 /// A binary preview frame from the socket: to the worker, never decoded here.
@@ -263,11 +273,27 @@ pub(super) fn toggle_pane(state: &mut State) {
     state.previews.show = !state.previews.show;
 }
 
-/// `o`: the next output of the prompt in the detail view.
+/// `o`: the next output of the prompt in the detail view. The main view shows no output to
+/// step through, so it says where `o` works.
 pub(super) fn next_output(state: &mut State) {
+    if state.ui.detail.is_none() {
+        notice(
+            state,
+            NoticeKind::Info,
+            "o steps through a prompt's outputs in its details: Enter opens them".to_string(),
+        );
+        return;
+    }
     let count = detail_outputs(state).len();
     if count > 1 {
         state.previews.output_index = (state.previews.output_index + 1) % count;
+    } else {
+        let text = if count == 1 {
+            "this prompt has one output"
+        } else {
+            "this prompt has no outputs"
+        };
+        notice(state, NoticeKind::Info, text.to_string());
     }
 }
 
@@ -297,20 +323,76 @@ pub(super) fn view_full_size(state: &mut State, commands: &mut Vec<Command>) {
         PreviewKey::Output(image) => crate::text::one_line(&image.filename).into_owned(),
         PreviewKey::Live(id) => format!("preview of {}", super::event_log::short_id(id)),
     };
-    commands.push(Command::ShowFullSize { data, caption });
+    let follow = match key {
+        PreviewKey::Live(id) => Some(id),
+        PreviewKey::Output(_) => None,
+    };
+    commands.push(Command::ShowFullSize {
+        data,
+        caption,
+        follow,
+    });
 }
 
-/// `s`: saves the output shown in the detail view to `--save-dir`.
+/// The image of a preview frame in `event` if it belongs to `prompt_id`: what the full-size
+/// view shows next while it follows that prompt. A frame without metadata (legacy previews)
+/// belongs to the prompt running, which is the one followed.
+pub fn preview_of(event: &ConnEvent, prompt_id: &str) -> Option<Bytes> {
+    let ConnEvent::Frame(frame) = event else {
+        return None;
+    };
+    let crate::comfy::Decoded::Binary(BinaryFrame::Preview(image)) = &frame.decoded else {
+        return None;
+    };
+    let frame = PreviewFrame::live(image, Some(prompt_id), Instant::now())?;
+    (frame.key == PreviewKey::Live(prompt_id.to_string())).then_some(frame.data)
+}
+
+/// The output `s` saves: the one shown in the detail view, else the first of the prompt selected
+/// in History; or why there is none.
+fn output_to_save(state: &State) -> Result<(ImageRef, usize, usize), String> {
+    if state.ui.detail.is_some() {
+        return selected_output(state).ok_or_else(|| "this prompt has no output to save".into());
+    }
+    if state.ui.focus != super::Panel::History {
+        return Err("s saves an output of a finished prompt: select one in History (Tab)".into());
+    }
+    let rows = state.history_rows();
+    let prompt = state
+        .selected_history_row()
+        .and_then(|i| rows.get(i))
+        .ok_or_else(|| "no finished prompt to save an output of".to_string())?;
+    let outputs: Vec<&ImageRef> = prompt.images().map(|(_, image)| image).collect();
+    match outputs.first() {
+        Some(first) => Ok(((*first).clone(), 0, outputs.len())),
+        None => Err(format!(
+            "prompt {} has no output to save",
+            super::event_log::short_id(&prompt.id)
+        )),
+    }
+}
+
+/// `s`: saves the output shown in the detail view (or the first output of the prompt selected
+/// in History) to `--save-dir`.
 pub(super) fn save_output(state: &mut State, commands: &mut Vec<Command>) {
-    let Some((image, _, _)) = selected_output(state) else {
-        state.previews.note = Some("no output to save (open a finished prompt)".to_string());
-        return;
+    let (image, index, count) = match output_to_save(state) {
+        Ok(found) => found,
+        Err(why) => {
+            notice(state, NoticeKind::Info, why);
+            return;
+        }
     };
     let data = state.previews.outputs.get(&image);
-    state.previews.note = Some(format!(
-        "saving {}…",
-        crate::text::one_line(&image.filename)
-    ));
+    let name = crate::text::one_line(&image.filename).into_owned();
+    let text = if count > 1 && state.ui.detail.is_none() {
+        format!(
+            "saving {name} ({} of {count}; Enter, then o picks another)…",
+            index + 1
+        )
+    } else {
+        format!("saving {name}…")
+    };
+    notice(state, NoticeKind::Done, text);
     commands.push(Command::SaveOutput {
         image,
         data,
@@ -318,12 +400,13 @@ pub(super) fn save_output(state: &mut State, commands: &mut Vec<Command>) {
     });
 }
 
-/// Where a save went, or why it failed: on the pane's status line, and in the event log (which
-/// stays when the pane is hidden).
+/// Where a save went, or why it failed: in the footer, whole however long (a path and an OS
+/// error), and in the event log.
 pub(super) fn on_saved(state: &mut State, result: Result<PathBuf, String>) {
-    let (kind, note) = match result {
+    let (kind, notice_kind, text) = match result {
         Ok(path) => (
             LineKind::Message,
+            NoticeKind::Done,
             format!(
                 "saved to {}",
                 crate::text::one_line(&path.display().to_string())
@@ -331,11 +414,12 @@ pub(super) fn on_saved(state: &mut State, result: Result<PathBuf, String>) {
         ),
         Err(error) => (
             LineKind::Error,
+            NoticeKind::Error,
             format!("not saved: {}", crate::text::one_line(&error)),
         ),
     };
-    state.server.log.push(state.now, kind, note.clone());
-    state.previews.note = Some(note);
+    state.server.log.push(state.now, kind, text.clone());
+    notice(state, notice_kind, text);
     state.dirty = true;
 }
 
@@ -359,7 +443,7 @@ mod tests {
 
     use super::*;
     use crate::app::testing::{
-        REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay,
+        REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay, transcript,
     };
     use crate::app::{Event, Fetched, update};
     use crate::comfy::api::History;
@@ -413,6 +497,30 @@ mod tests {
         );
         // After the run the pane keeps showing its last preview.
         assert_eq!(key_on_view(&state), Some(PreviewKey::Live(prompt)));
+    }
+
+    #[test]
+    fn an_earlier_preview_is_not_shown_beside_another_clients_running_prompt() {
+        let name = "c_full_run_legacy_previews";
+        let mut state = connected(&client_id(name), 0.0, History::default());
+        replay(&mut state, name, 0.0, f64::MAX);
+        let ours = state.history_rows()[0].id.clone();
+        assert_eq!(key_on_view(&state), Some(PreviewKey::Live(ours)));
+        // Another client's prompt starts: it sends this comfytop no previews.
+        let snapshot: crate::comfy::api::QueueSnapshot = http_body("get_queue_running_and_pending");
+        let now = state.now + 1.0;
+        update(
+            &mut state,
+            now,
+            Event::Fetched(Fetched::Tracker {
+                command: crate::tracker::TrackerCommand::FetchQueue,
+                result: Ok(crate::tracker::TrackerInput::Queue(snapshot)),
+            }),
+        );
+        let running = state.server.tracker.running().unwrap();
+        assert!(!running.ours);
+        assert_eq!(key_on_view(&state), None);
+        assert_eq!(crate::ui::preview_area(&state), None);
     }
 
     #[test]
@@ -565,16 +673,17 @@ mod tests {
             )))),
         );
         assert_eq!(
-            state.previews.note.as_deref(),
-            Some("saved to /tmp/outputs/full_00003_-1.png")
+            notice_text(&state),
+            "saved to /tmp/outputs/full_00003_-1.png"
         );
         update(
             &mut state,
             3.0,
             Event::Fetched(Fetched::Saved(Err("disk full".into()))),
         );
-        assert_eq!(state.previews.note.as_deref(), Some("not saved: disk full"));
-        // The log keeps both; the next key puts the status line back.
+        assert_eq!(notice_text(&state), "not saved: disk full");
+        assert_eq!(state.ui.notice.as_ref().unwrap().kind, NoticeKind::Error);
+        // The log keeps both.
         let logged: Vec<String> = state
             .server
             .log
@@ -588,22 +697,50 @@ mod tests {
                 .any(|l| l == "saved to /tmp/outputs/full_00003_-1.png")
         );
         assert!(logged.iter().any(|l| l == "not saved: disk full"));
-        key(&mut state, 'j');
-        assert_eq!(state.previews.note, None);
+    }
+
+    fn notice_text(state: &State) -> &str {
+        state.ui.notice.as_ref().map_or("", |n| n.text.as_str())
     }
 
     #[test]
-    fn s_without_an_output_says_so_and_asks_nothing() {
+    fn s_without_an_output_says_why_and_asks_nothing() {
         let mut state = connected("me", 0.0, History::default());
         assert!(key(&mut state, 's').is_empty());
-        assert!(
-            state
-                .previews
-                .note
-                .as_deref()
-                .unwrap()
-                .starts_with("no output")
+        assert_eq!(
+            notice_text(&state),
+            "s saves an output of a finished prompt: select one in History (Tab)"
         );
+    }
+
+    #[test]
+    fn s_in_the_main_view_saves_the_selected_history_rows_first_output() {
+        let mut state = detail_with_two_outputs();
+        state.previews.settings.save_dir = PathBuf::from("/tmp/outputs");
+        let (image, _, _) = selected_output(&state).unwrap();
+        let now = state.now;
+        update(
+            &mut state,
+            now,
+            Event::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+        );
+        assert!(state.ui.detail.is_none());
+        let commands = key(&mut state, 's');
+        assert_eq!(
+            commands,
+            vec![Command::SaveOutput {
+                image,
+                data: None,
+                dir: PathBuf::from("/tmp/outputs"),
+            }]
+        );
+        assert_eq!(
+            notice_text(&state),
+            "saving full_00003_.png (1 of 2; Enter, then o picks another)…"
+        );
+        // `o` has nothing to step through here, and says where it works.
+        assert!(key(&mut state, 'o').is_empty());
+        assert!(notice_text(&state).starts_with("o steps through"));
     }
 
     #[test]
@@ -624,7 +761,58 @@ mod tests {
             vec![Command::ShowFullSize {
                 data: Bytes::from_static(b"png bytes"),
                 caption: "full_00003_.png".into(),
+                follow: None,
             }]
         );
+    }
+
+    /// `v` on a live preview follows its prompt: the view is told which, and the frames that
+    /// come for it (and only those) are picked out of the socket's events.
+    #[test]
+    fn v_on_a_live_preview_follows_its_prompts_newer_frames() {
+        let name = "c_full_run_legacy_previews";
+        let mut state = connected(&client_id(name), 0.0, History::default());
+        let frames = transcript(name);
+        let (first, rest): (Vec<_>, Vec<_>) = frames.into_iter().partition(|f| f.t <= 1.2);
+        for frame in first {
+            let t = frame.t;
+            update(&mut state, t, Event::Conn(ConnEvent::Frame(frame)));
+        }
+        let running = state.server.tracker.running().unwrap().id.clone();
+        // The worker has its first frame: the pane has something to show.
+        let origin = state.previews.instant(0.0);
+        let mut slot = slot(PreviewKey::Live(running.clone()), 1, origin);
+        slot.data = Bytes::from_static(b"jpeg");
+        let batch = PreviewBatch {
+            slots: vec![slot],
+            rendered: None,
+        };
+        update(&mut state, 1.3, Event::Preview(PreviewResults(batch)));
+        match &key(&mut state, 'v')[..] {
+            [Command::ShowFullSize { follow, .. }] => assert_eq!(follow, &Some(running.clone())),
+            other => panic!("{other:?}"),
+        }
+        let newer: Vec<Bytes> = rest
+            .into_iter()
+            .map(ConnEvent::Frame)
+            .filter_map(|e| preview_of(&e, &running))
+            .collect();
+        assert!(!newer.is_empty(), "later previews of the run are followed");
+        // Frames whose metadata names their prompt are followed for that prompt alone.
+        let with_metadata: Vec<ConnEvent> = transcript("b_feature_flags_metadata_previews")
+            .into_iter()
+            .map(ConnEvent::Frame)
+            .filter(|e| preview_of(e, "any").is_some() || preview_of(e, "other").is_some())
+            .collect();
+        let tagged: Vec<ConnEvent> = transcript("b_feature_flags_metadata_previews")
+            .into_iter()
+            .map(ConnEvent::Frame)
+            .filter(|e| {
+                matches!(e, ConnEvent::Frame(f)
+                    if matches!(f.decoded, crate::comfy::Decoded::Binary(BinaryFrame::Preview(_))))
+            })
+            .collect();
+        assert!(!tagged.is_empty());
+        assert!(with_metadata.is_empty(), "each names its own prompt");
     }
 }

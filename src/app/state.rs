@@ -210,6 +210,8 @@ pub struct Ui {
     /// The outcome of the last server action.
     pub notice: Option<Notice>,
     pub show_log: bool,
+    /// The first line of the help overlay shown (bounded by `ui::layout` when used).
+    pub help_scroll: usize,
     /// The terminal size, as last reported.
     pub width: u16,
     pub height: u16,
@@ -227,6 +229,7 @@ impl Default for Ui {
             overlay: None,
             notice: None,
             show_log: false,
+            help_scroll: 0,
             width: 80,
             height: 24,
         }
@@ -241,21 +244,6 @@ impl Ui {
             panels.push(Panel::Log);
         }
         panels
-    }
-}
-
-/// Lines of the frame around the detail view, and the status bar and footer above and below.
-const DETAIL_CHROME_ROWS: u16 = 4;
-/// Columns of the frame and its padding.
-const DETAIL_CHROME_COLS: u16 = 4;
-
-impl Ui {
-    /// The text area of the detail view: (columns, rows).
-    pub fn detail_body_size(&self) -> (usize, usize) {
-        (
-            usize::from(self.width.saturating_sub(DETAIL_CHROME_COLS)).max(20),
-            usize::from(self.height.saturating_sub(DETAIL_CHROME_ROWS)).max(1),
-        )
     }
 }
 

@@ -127,8 +127,11 @@ fn an_error_opens_in_the_detail_view_with_a_scrollable_traceback() {
     key(&mut state, KeyCode::Enter);
     let detail = state.ui.detail.clone().unwrap();
     let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
-    let (width, rows) = state.ui.detail_body_size();
-    let lines = super::detail::lines(&state, prompt, width);
+    let text = crate::ui::layout::Areas::of_state(&state)
+        .detail_text()
+        .unwrap();
+    let (lines, _) = super::detail::page(&state, prompt, text);
+    let rows = usize::from(text.height);
     let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     assert!(
         text.iter()

@@ -90,12 +90,20 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         }
         return;
     }
-    let ui = &mut state.ui;
-    if ui.overlay.is_some() {
-        if matches!(action, Action::Help | Action::Back) {
-            ui.overlay = None;
-            state.dirty = true;
+    if state.ui.overlay.is_some() {
+        let page = i64::from(state.ui.height / 2).max(1);
+        match action {
+            Action::Help | Action::Back => state.ui.overlay = None,
+            // The help scrolls when the screen is too small for all of it.
+            Action::Up => scroll_help(state, Move::By(-1)),
+            Action::Down => scroll_help(state, Move::By(1)),
+            Action::PageUp => scroll_help(state, Move::By(-page)),
+            Action::PageDown => scroll_help(state, Move::By(page)),
+            Action::Top => scroll_help(state, Move::Top),
+            Action::Bottom => scroll_help(state, Move::Bottom),
+            _ => return,
         }
+        state.dirty = true;
         return;
     }
     if !matches!(action, Action::SaveOutput | Action::FullSizeView) {
@@ -104,7 +112,10 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
     let ui = &mut state.ui;
     let page = i64::from(ui.height / 2).max(1);
     match action {
-        Action::Help => ui.overlay = Some(Overlay::Help),
+        Action::Help => {
+            ui.overlay = Some(Overlay::Help);
+            ui.help_scroll = 0;
+        }
         Action::ToggleLog => {
             ui.show_log = !ui.show_log;
             ui.log_scroll = 0;
@@ -227,6 +238,13 @@ fn move_selection(selection: &mut Selection, ids: &[String], m: Move) {
     selection.id = (new > 0).then(|| ids[new].clone());
 }
 
+fn scroll_help(state: &mut State, m: Move) {
+    let Some(help) = crate::ui::layout::Areas::of_state(state).help(state) else {
+        return;
+    };
+    state.ui.help_scroll = apply(m, help.scroll, help.max_scroll + 1);
+}
+
 fn scroll_detail(state: &mut State, m: Move) {
     let Some(detail) = &state.ui.detail else {
         return;
@@ -234,9 +252,10 @@ fn scroll_detail(state: &mut State, m: Move) {
     let Some(prompt) = state.server.tracker.prompt(&detail.prompt_id) else {
         return;
     };
-    let (width, rows) = state.ui.detail_body_size();
-    let len = detail::lines(state, prompt, width).len();
-    let max = len.saturating_sub(rows);
+    let Some(text) = crate::ui::layout::Areas::of_state(state).detail_text() else {
+        return;
+    };
+    let (_, max) = detail::page(state, prompt, text);
     let current = detail.scroll.min(max);
     let new = match m {
         Move::By(d) => (current as i64 + d).clamp(0, max as i64) as usize,

@@ -99,10 +99,15 @@ impl ConnectionConfig {
     }
 }
 
-/// A fresh clientId (uuid v4). Create one per process and keep it across reconnects.
+/// A fresh clientId (`comfytop-` and a uuid v4). Create one per process and keep it across
+/// reconnects.
 pub fn new_client_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    format!("{COMFYTOP_CLIENT_PREFIX}{}", uuid::Uuid::new_v4())
 }
+
+/// How every comfytop's client id begins (the server takes any string), so one comfytop knows
+/// the prompts another queued.
+pub const COMFYTOP_CLIENT_PREFIX: &str = "comfytop-";
 
 /// Handle to the running task. Dropping it does not stop the task (it ends when the event
 /// receiver is dropped); call [`Connection::close`] to close the socket properly.

@@ -1,6 +1,7 @@
 //! The full-size view: the image alone on the normal screen, at the terminal's full size.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use crossterm::cursor::MoveTo;
 use crossterm::event::{Event, KeyEventKind};
@@ -9,6 +10,7 @@ use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{execute, queue};
 use image::DynamicImage;
 use ratatui::DefaultTerminal;
+use ratatui_image::FontSize;
 use ratatui_image::picker::ProtocolType;
 
 use super::graphics::Renderer;
@@ -25,28 +27,42 @@ use super::graphics::Renderer;
 /// Blocks the calling thread while it waits: call it from the UI loop, which then reads no
 /// events of its own. Kitty images on the alternate screen may need encoding again afterwards
 /// ([`super::PreviewPipeline::refresh`]).
+///
+/// While it waits, `newer` is asked a few times a second for a newer image of the same thing
+/// (the next preview of a running prompt); the view shows each one it gets.
 pub fn show_full_size(
     terminal: &mut DefaultTerminal,
     image: &DynamicImage,
     caption: &str,
     renderer: Option<&Renderer>,
+    newer: &mut dyn FnMut() -> Option<DynamicImage>,
 ) -> io::Result<()> {
+    let config = viuer_config(renderer);
+    let cell = renderer.map(Renderer::font_size);
+    let mut out = io::stdout();
+    execute!(out, LeaveAlternateScreen)?;
+    let shown = show_and_wait(&mut out, image, caption, config, cell, newer);
+    // Go back whatever happened above.
+    let back = execute!(out, EnterAlternateScreen).and_then(|()| terminal.clear());
+    shown.and(back)
+}
+
+/// How viuer draws for `renderer`: at the top left, with the terminal's own protocol where it
+/// has one, else in 24-bit colour blocks.
+fn viuer_config(renderer: Option<&Renderer>) -> viuer::Config {
     let protocol = renderer.filter(|r| !r.in_tmux()).map(Renderer::protocol);
-    let config = viuer::Config {
+    viuer::Config {
         absolute_offset: true,
         x: 0,
         y: 0,
         restore_cursor: false,
         use_kitty: protocol == Some(ProtocolType::Kitty),
         use_iterm: protocol == Some(ProtocolType::Iterm2),
+        // The pane draws in 24-bit colour whatever `COLORTERM` says (viuer would fall back to
+        // 256 colours without it): the same image looks the same in both.
+        truecolor: true,
         ..Default::default()
-    };
-    let mut out = io::stdout();
-    execute!(out, LeaveAlternateScreen)?;
-    let shown = show_and_wait(&mut out, image, caption, config);
-    // Go back whatever happened above.
-    let back = execute!(out, EnterAlternateScreen).and_then(|()| terminal.clear());
-    shown.and(back)
+    }
 }
 
 fn show_and_wait(
@@ -54,15 +70,34 @@ fn show_and_wait(
     image: &DynamicImage,
     caption: &str,
     config: viuer::Config,
+    cell: Option<FontSize>,
+    newer: &mut dyn FnMut() -> Option<DynamicImage>,
 ) -> io::Result<()> {
     let raw_before = terminal::is_raw_mode_enabled()?;
     if !raw_before {
         terminal::enable_raw_mode()?;
     }
-    let result = (|| loop {
-        draw(out, image, caption, &config)?;
-        if wait_for_key()? {
-            return Ok(());
+    let mut shown: Option<DynamicImage> = None;
+    let result = (|| {
+        let mut clear = true;
+        loop {
+            draw(
+                out,
+                shown.as_ref().unwrap_or(image),
+                caption,
+                &config,
+                cell,
+                clear,
+            )?;
+            match wait(newer)? {
+                Waited::Key => return Ok(()),
+                Waited::Resize => clear = true,
+                Waited::Newer(image) => {
+                    shown = Some(image);
+                    // Drawn over the last one: the scrollback keeps a single copy.
+                    clear = false;
+                }
+            }
         }
     })();
     if !raw_before {
@@ -76,16 +111,27 @@ fn draw(
     image: &DynamicImage,
     caption: &str,
     config: &viuer::Config,
+    cell: Option<FontSize>,
+    clear: bool,
 ) -> io::Result<()> {
     let (cols, rows) = terminal::size()?;
-    // Scroll what the screen held into the scrollback instead of erasing it.
-    queue!(out, MoveTo(0, rows.saturating_sub(1)))?;
-    out.write_all("\r\n".repeat(usize::from(rows)).as_bytes())?;
+    // viuer stretches to a width and height given both: give it the largest that keeps the
+    // image's shape in cells of this shape.
+    let (width, height) = fit_in_cells(
+        (image.width(), image.height()),
+        (cols, rows.saturating_sub(1)),
+        cell,
+    );
+    if clear {
+        // Scroll what the screen held into the scrollback instead of erasing it.
+        queue!(out, MoveTo(0, rows.saturating_sub(1)))?;
+        out.write_all("\r\n".repeat(usize::from(rows)).as_bytes())?;
+    }
     queue!(out, MoveTo(0, 0))?;
     out.flush()?;
     let config = viuer::Config {
-        width: Some(u32::from(cols.max(1))),
-        height: Some(u32::from(rows.saturating_sub(1).max(1))),
+        width: Some(width),
+        height: Some(height),
         ..config.clone()
     };
     viuer::print(image, &config).map_err(|e| io::Error::other(e.to_string()))?;
@@ -97,13 +143,93 @@ fn draw(
     execute!(out, MoveTo(0, rows.saturating_sub(1)), Print(line))
 }
 
-/// `true` on a key press, `false` on a resize (draw again).
-fn wait_for_key() -> io::Result<bool> {
+/// How often a followed image is looked for while no key comes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+enum Waited {
+    Key,
+    /// Draw again at the new size.
+    Resize,
+    Newer(DynamicImage),
+}
+
+/// Waits for a key press, a resize, or a newer image from `newer`.
+fn wait(newer: &mut dyn FnMut() -> Option<DynamicImage>) -> io::Result<Waited> {
     loop {
-        match crossterm::event::read()? {
-            Event::Key(key) if key.kind == KeyEventKind::Press => return Ok(true),
-            Event::Resize(..) => return Ok(false),
-            _ => {}
+        if crossterm::event::poll(FOLLOW_EVERY)? {
+            match crossterm::event::read()? {
+                Event::Key(key) if key.kind == KeyEventKind::Press => return Ok(Waited::Key),
+                Event::Resize(..) => return Ok(Waited::Resize),
+                _ => {}
+            }
+        } else if let Some(image) = newer() {
+            return Ok(Waited::Newer(image));
         }
+    }
+}
+
+/// A cell's shape when the terminal did not say: twice as tall as wide.
+const DEFAULT_CELL: FontSize = FontSize::new(1, 2);
+
+/// The most cells (columns, rows) within `(cols, rows)` an image of `pixels` (width, height)
+/// fills at its own aspect ratio, in cells of `cell` pixels (about 1:2 when unknown). Small
+/// images are enlarged: this is the full-size view.
+pub fn fit_in_cells(
+    (width, height): (u32, u32),
+    (cols, rows): (u16, u16),
+    cell: Option<FontSize>,
+) -> (u32, u32) {
+    let cell = cell
+        .filter(|c| c.width > 0 && c.height > 0)
+        .unwrap_or(DEFAULT_CELL);
+    let (cols, rows) = (f64::from(cols.max(1)), f64::from(rows.max(1)));
+    // Columns per row that keep the image's shape.
+    let shape = (f64::from(width.max(1)) * f64::from(cell.height))
+        / (f64::from(height.max(1)) * f64::from(cell.width));
+    let (w, h) = if cols / rows > shape {
+        (rows * shape, rows)
+    } else {
+        (cols, cols / shape)
+    };
+    let cells = |v: f64, max: f64| v.round().clamp(1.0, max) as u32;
+    (cells(w, cols), cells(h, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_square_image_stays_square_on_screen() {
+        // 64x64 on an 80x23 screen of 1:2 cells: 46 columns by 23 rows, square in pixels.
+        assert_eq!(fit_in_cells((64, 64), (80, 23), None), (46, 23));
+        // Cells of 10x20 pixels say the same.
+        assert_eq!(
+            fit_in_cells((64, 64), (80, 23), Some(FontSize::new(10, 20))),
+            (46, 23)
+        );
+        // Wider cells (8x20) need fewer columns for the same width in pixels.
+        let (w, h) = fit_in_cells((64, 64), (80, 23), Some(FontSize::new(8, 20)));
+        assert_eq!(h, 23);
+        assert_eq!(w, 58);
+    }
+
+    #[test]
+    fn blocks_are_drawn_in_24_bit_colour_like_the_pane_without_colorterm() {
+        // viuer's default follows COLORTERM, which ssh and tmux often drop.
+        let renderer = Renderer::fixed(ProtocolType::Halfblocks, FontSize::new(10, 20));
+        for renderer in [None, Some(&renderer)] {
+            let config = viuer_config(renderer);
+            assert!(config.truecolor);
+            assert!(!config.use_kitty && !config.use_iterm);
+        }
+    }
+
+    #[test]
+    fn a_wide_image_is_bound_by_the_width() {
+        // 1024x256 (4:1) on 80x40: 80 columns, 10 rows of 1:2 cells (20 columns tall).
+        assert_eq!(fit_in_cells((1024, 256), (80, 40), None), (80, 10));
+        assert_eq!(fit_in_cells((1, 1), (0, 0), None), (1, 1));
+        assert_eq!(fit_in_cells((0, 0), (80, 24), None), (48, 24));
     }
 }

@@ -39,12 +39,19 @@ pub fn candidate_names(file_name: &str) -> impl Iterator<Item = String> + '_ {
 
 /// Writes `bytes` into `dir` under `original_name` (made safe), adding `-1`, `-2`, … when a file
 /// of that name exists, and returns the path written. An existing file is never replaced, even
-/// one created between the check and the write: the file is created exclusively.
+/// one created between the check and the write: the file is created exclusively. `dir` is
+/// created first if it does not exist (`--save-dir` names where outputs go, not a precondition).
 pub fn save_without_overwriting(
     dir: &Path,
     original_name: &str,
     bytes: &[u8],
 ) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot create the directory {}: {e}", dir.display()),
+        )
+    })?;
     let name = safe_file_name(original_name);
     for candidate in candidate_names(&name).take(MAX_ATTEMPTS) {
         let path = dir.join(&candidate);
@@ -125,10 +132,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_directory_is_an_error_naming_the_path() {
+    fn a_missing_directory_is_created() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope");
-        let err = save_without_overwriting(&missing, "out.png", b"x").unwrap_err();
-        assert!(err.to_string().contains("nope"), "{err}");
+        let missing = dir.path().join("new").join("outputs");
+        let path = save_without_overwriting(&missing, "out.png", b"x").unwrap();
+        assert_eq!(path, missing.join("out.png"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = save_without_overwriting(&file.join("nope"), "out.png", b"x").unwrap_err();
+        assert!(err.to_string().contains("a-file/nope"), "{err}");
     }
 }

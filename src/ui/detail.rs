@@ -5,7 +5,7 @@ use ratatui::layout::{Margin, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
 
-use crate::app::detail::lines;
+use crate::app::detail::page;
 use crate::app::event_log::short_id;
 use crate::app::{Detail, State};
 
@@ -29,10 +29,7 @@ pub fn draw(state: &State, detail: &Detail, frame: &mut Frame, area: Rect) {
         );
         return;
     };
-    let (_, rows) = state.ui.detail_body_size();
-    // The preview pane may take part of the width.
-    let doc = lines(state, prompt, usize::from(inner.width).max(20));
-    let max = doc.len().saturating_sub(rows);
+    let (doc, max) = page(state, prompt, inner);
     let scroll = detail.scroll.min(max);
     let text: Vec<Line> = doc
         .into_iter()

@@ -1,41 +1,88 @@
-//! The help overlay: every key, from the keymap itself.
+//! The help overlay: every key, from the keymap itself, wrapped to the overlay's width and
+//! scrolled with the movement keys when the screen is too small for all of it.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
+use crate::app::State;
 use crate::app::keymap::BINDINGS;
 
+use super::layout::Areas;
 use super::theme;
-use super::widgets::text_panel;
+use super::widgets::{text_panel, wrap};
 
-pub fn draw(frame: &mut Frame, area: Rect) {
-    let mut lines: Vec<Line> = BINDINGS
+/// Cells of the keys column.
+const KEYS_WIDTH: usize = 16;
+const MOUSE: &str = "Mouse: click selects a panel or row, the wheel scrolls.";
+
+/// One line of the help: keys (blank on a continuation line) and what they do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpLine {
+    pub keys: String,
+    pub text: String,
+    /// A note across the whole width, not a key's line.
+    pub note: bool,
+}
+
+/// Every line of the help for a text area `width` cells wide.
+pub fn lines(width: usize) -> Vec<HelpLine> {
+    let room = width.saturating_sub(KEYS_WIDTH + 1).max(8);
+    let mut out = Vec::new();
+    for binding in BINDINGS {
+        for (i, text) in wrap(binding.help, room).into_iter().enumerate() {
+            let keys = if i == 0 { binding.keys } else { "" };
+            out.push(HelpLine {
+                keys: keys.to_string(),
+                text,
+                note: false,
+            });
+        }
+    }
+    out.push(HelpLine {
+        keys: String::new(),
+        text: String::new(),
+        note: true,
+    });
+    for text in wrap(MOUSE, width.max(1)) {
+        out.push(HelpLine {
+            keys: String::new(),
+            text,
+            note: true,
+        });
+    }
+    out
+}
+
+pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
+    let Some(help) = areas.help(state) else {
+        return;
+    };
+    let shown: Vec<Line> = help
+        .lines
         .iter()
-        .map(|b| {
+        .skip(help.scroll)
+        .map(|l| {
+            if l.note {
+                return Line::from(Span::styled(l.text.clone(), theme::dim()));
+            }
             Line::from(vec![
-                Span::styled(format!(" {:<16}", b.keys), theme::accent()),
-                Span::raw(b.help),
+                Span::styled(format!("{:<w$} ", l.keys, w = KEYS_WIDTH), theme::accent()),
+                Span::raw(l.text.clone()),
             ])
         })
         .collect();
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        " Mouse: click selects a panel or row, the wheel scrolls.",
-        theme::dim(),
-    )));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let width = 60.min(area.width);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [popup] = Layout::horizontal([Constraint::Length(width)])
-        .flex(Flex::Center)
-        .areas(row);
-    frame.render_widget(Clear, popup);
+    let title = if help.max_scroll > 0 {
+        format!(
+            " Keys {}/{} · j/k scroll · Esc closes ",
+            help.scroll, help.max_scroll
+        )
+    } else {
+        " Keys · Esc closes ".to_string()
+    };
+    frame.render_widget(Clear, help.frame);
     frame.render_widget(
-        Paragraph::new(lines).block(text_panel(" Keys · Esc closes ", true)),
-        popup,
+        Paragraph::new(shown).block(text_panel(title, true)),
+        help.frame,
     );
 }

@@ -5,19 +5,35 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row};
 
-use crate::app::detail::{Origin, phase_mark};
+use crate::app::detail::{origin_column, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
+use crate::tracker::{Outcome, Phase, PromptRecord};
 
 use super::theme;
-use super::widgets::{centered_row, list_table, panel};
+use super::widgets::{centered_row, fit_middle, list_table, panel};
+
+/// Cells of the frame, the columns other than "by", and the gaps between columns.
+const FIXED_COLUMNS: u16 = 2 + 13 + 8 + 7 + 6 + 3 + 5;
+const BY_MIN: usize = 8;
+
+fn is_removed(prompt: &PromptRecord) -> bool {
+    prompt.phase == Phase::Finished(Outcome::Removed)
+}
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     let rows = state.history_rows();
-    let title = Line::from(vec![
+    // The count is the server's history; prompts deleted from the queue are listed too (never
+    // ran, so not in it), marked and counted apart.
+    let removed = rows.iter().filter(|p| is_removed(p)).count();
+    let mut title = vec![
         Span::raw(" History "),
-        Span::styled(format!("{} ", rows.len()), theme::dim()),
-    ]);
+        Span::styled(format!("{} ", rows.len() - removed), theme::dim()),
+    ];
+    if removed > 0 {
+        title.push(Span::styled(format!("· {removed} removed "), theme::dim()));
+    }
+    let title = Line::from(title);
     let block = panel(title, focused);
     if rows.is_empty() {
         let inner = block.inner(area);
@@ -31,12 +47,20 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         return;
     }
     let selected = state.selected_history_row();
+    let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
+        .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
     let table_rows = rows.iter().map(|p| {
         let (mark, word) = phase_mark(&p.phase);
         let style = theme::phase(&p.phase);
         let when = state.finished_ago(p).map(time::ago).unwrap_or_default();
         let took = p.duration().map(time::duration).unwrap_or_default();
         let outputs = p.images().count();
+        // A removed prompt never ran: its whole row is dimmed.
+        let row_style = if is_removed(p) {
+            theme::dim()
+        } else {
+            ratatui::style::Style::new()
+        };
         Row::new(vec![
             Cell::from(Span::styled(format!("{mark} {word}"), style)),
             Cell::from(short_id(&p.id)),
@@ -47,8 +71,9 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             } else {
                 String::new()
             }),
-            Cell::from(Origin::of(p).short()),
+            Cell::from(fit_middle(&origin_column(p), by_width)),
         ])
+        .style(row_style)
     });
     let header = Row::new(["outcome", "prompt", "when", "took", "out", "by"]);
     list_table(
@@ -62,7 +87,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Constraint::Length(7),
             Constraint::Length(6),
             Constraint::Length(3),
-            Constraint::Min(8),
+            Constraint::Min(by_width as u16),
         ],
         focused,
         selected,

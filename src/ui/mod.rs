@@ -24,30 +24,32 @@ pub use preview::image_area as preview_area;
 
 /// Draws the whole dashboard.
 pub fn draw(state: &State, frame: &mut Frame) {
-    let areas = Areas::of(frame.area(), &state.ui, state.queue_rows().len());
+    let areas = Areas::for_screen(frame.area(), state);
     status::draw(state, frame, areas.status);
     status::draw_footer(state, frame, areas.footer);
-    let (beside, pane) = preview::split_for(state, &areas);
-    if let Some(pane) = pane {
-        preview::draw(state, frame, pane);
-    }
-    if let Some(detail) = &state.ui.detail {
-        detail::draw(state, detail, frame, beside);
+    preview::draw(state, frame, &areas);
+    if let (Some(detail), Some(area)) = (&state.ui.detail, areas.detail) {
+        detail::draw(state, detail, frame, area);
     } else {
         queue::draw(state, frame, areas.queue, state.ui.focus == Panel::Queue);
-        progress::draw(state, frame, beside, state.ui.focus == Panel::Progress);
+        progress::draw(
+            state,
+            frame,
+            areas.progress,
+            state.ui.focus == Panel::Progress,
+        );
         history::draw(
             state,
             frame,
             areas.history,
             state.ui.focus == Panel::History,
         );
-        if let Some(log_area) = areas.log {
-            log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
-        }
+    }
+    if let Some(log_area) = areas.log {
+        log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
     }
     match &state.ui.overlay {
-        Some(Overlay::Help) => help::draw(frame, areas.body),
+        Some(Overlay::Help) => help::draw(state, frame, &areas),
         Some(Overlay::Confirm(confirm)) => confirm::draw(confirm, frame, areas.body),
         None => {}
     }

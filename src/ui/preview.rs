@@ -2,7 +2,7 @@
 //! selected output beside the detail view, with a status line under it.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
@@ -14,79 +14,15 @@ use super::layout::Areas;
 use super::theme;
 use super::widgets::{fit, panel};
 
-/// Below this the pane is not worth its room.
-const MIN_PANE: (u16, u16) = (14, 6);
-/// The pane goes under the progress panel only when this leaves it enough rows.
-const STACKED_FROM_HEIGHT: u16 = 16;
-/// The pane's share of the progress panel's width (beside it) or height (under it).
-const BESIDE_SHARE: u16 = 38;
-const UNDER_SHARE: u16 = 55;
-
-/// Splits `area` (the progress panel's, or the detail view's) into what stays and the pane.
-fn split(area: Rect, detail: bool) -> (Rect, Option<Rect>) {
-    // Under or beside, whichever fits the larger square image (a cell is about twice as tall
-    // as wide).
-    let square = |w: u16, h: u16| w.min(h.saturating_mul(2));
-    let share = |len: u16, percent: u16| (u32::from(len) * u32::from(percent) / 100) as u16;
-    let beside = square(share(area.width, BESIDE_SHARE), area.height);
-    let under = square(area.width, share(area.height, UNDER_SHARE));
-    let stacked = area.height >= STACKED_FROM_HEIGHT && under > beside;
-    let (rest, pane) = if !detail && stacked {
-        let [rest, pane] = Layout::vertical([
-            Constraint::Percentage(100 - UNDER_SHARE),
-            Constraint::Percentage(UNDER_SHARE),
-        ])
-        .areas(area);
-        (rest, pane)
-    } else {
-        let share = if detail { 45 } else { BESIDE_SHARE };
-        let [rest, pane] = Layout::horizontal([
-            Constraint::Percentage(100 - share),
-            Constraint::Percentage(share),
-        ])
-        .areas(area);
-        (rest, pane)
-    };
-    if pane.width < MIN_PANE.0 || pane.height < MIN_PANE.1 {
-        return (area, None);
-    }
-    (rest, Some(pane))
-}
-
-/// Whether the pane is shown: `p` did not hide it, and it has something to show.
-fn wanted(state: &State) -> bool {
-    state.previews.show && key_on_view(state).is_some()
-}
-
-/// The area the panel beside the pane keeps, and the pane's frame.
-pub fn split_for(state: &State, areas: &Areas) -> (Rect, Option<Rect>) {
-    let detail = state.ui.detail.is_some();
-    let area = if detail { areas.body } else { areas.progress };
-    if !wanted(state) {
-        return (area, None);
-    }
-    split(area, detail)
-}
-
 /// The cells the image may fill (inside the pane's frame), if the pane is shown.
 pub fn image_area(state: &State) -> Option<Rect> {
-    let screen = Rect::new(0, 0, state.ui.width, state.ui.height);
-    let areas = Areas::of(screen, &state.ui, state.queue_rows().len());
-    let (_, pane) = split_for(state, &areas);
-    pane.map(inner)
+    Areas::of_state(state).preview_image()
 }
 
-/// Inside the frame, less the status line.
-fn inner(pane: Rect) -> Rect {
-    Rect {
-        x: pane.x + 1,
-        y: pane.y + 1,
-        width: pane.width.saturating_sub(2),
-        height: pane.height.saturating_sub(3),
-    }
-}
-
-pub fn draw(state: &State, frame: &mut Frame, pane: Rect) {
+pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
+    let Some(pane) = areas.preview else {
+        return;
+    };
     let key = key_on_view(state);
     let mut title = vec![Span::raw(" Preview ")];
     match &key {
@@ -101,6 +37,19 @@ pub fn draw(state: &State, frame: &mut Frame, pane: Rect) {
             }
         }
         Some(PreviewKey::Live(prompt_id)) => {
+            // Whose preview it is: it may stay after its prompt finished.
+            title.push(Span::styled(
+                format!("{} ", crate::app::event_log::short_id(prompt_id)),
+                theme::accent(),
+            ));
+            let finished = state
+                .server
+                .tracker
+                .prompt(prompt_id)
+                .is_some_and(|p| p.is_finished());
+            if finished {
+                title.push(Span::styled("finished · ", theme::dim()));
+            }
             let node = state
                 .previews
                 .state
@@ -123,7 +72,9 @@ pub fn draw(state: &State, frame: &mut Frame, pane: Rect) {
     }
     let block = panel(Line::from(title), false);
     frame.render_widget(block, pane);
-    let image = inner(pane);
+    let Some(image) = areas.preview_image() else {
+        return;
+    };
     frame.render_widget(
         PreviewPane::new(&state.previews.state, key.as_ref()).message_style(theme::dim()),
         image,

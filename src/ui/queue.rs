@@ -5,13 +5,17 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row};
 
-use crate::app::detail::{Origin, phase_mark};
+use crate::app::detail::{origin_column, phase_mark};
 use crate::app::event_log::short_id;
 use crate::app::{State, time};
 use crate::tracker::{Phase, PromptRecord};
 
 use super::theme;
-use super::widgets::{centered_row, list_table, panel};
+use super::widgets::{centered_row, fit_middle, list_table, panel};
+
+/// Cells of the frame, the columns other than "by" (the time's at its narrowest) and the gaps.
+const FIXED_COLUMNS: u16 = 2 + 1 + 5 + 8 + 5 + 5 + 5;
+const BY_MIN: usize = 8;
 
 /// `#12`, `-8` for front-of-queue numbers, blank when unknown.
 pub fn number(prompt: &PromptRecord) -> String {
@@ -46,6 +50,9 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         return;
     }
     let selected = state.selected_queue_row();
+    // The "by" column takes the room the others leave, for client ids that differ at their end.
+    let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
+        .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
     let table_rows = rows.iter().map(|p| {
         let (mark, _) = phase_mark(&p.phase);
         let (nodes_done, nodes) = p.node_counts();
@@ -63,7 +70,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(Span::styled(mark, style)),
             Cell::from(number(p)),
             Cell::from(short_id(&p.id)),
-            Cell::from(Origin::of(p).short()),
+            Cell::from(fit_middle(&origin_column(p), by_width)),
             Cell::from(nodes),
             Cell::from(time),
         ])
@@ -78,7 +85,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Constraint::Length(1),
             Constraint::Length(5),
             Constraint::Length(8),
-            Constraint::Length(8),
+            Constraint::Length(by_width as u16),
             Constraint::Length(5),
             Constraint::Min(5),
         ],

@@ -112,7 +112,12 @@ fn segments(state: &State) -> Vec<Segment> {
         // Never dropped: every mutating key refuses while it shows.
         out.push(Segment::new(Span::styled("read-only", theme::warn()), 0));
     }
-    let id: String = server.tracker.our_client_id().chars().take(8).collect();
+    // Every comfytop's id begins alike: the part after the prefix tells this one apart.
+    let ours = server.tracker.our_client_id();
+    let ours = ours
+        .strip_prefix(crate::comfy::connection::COMFYTOP_CLIENT_PREFIX)
+        .unwrap_or(ours);
+    let id: String = ours.chars().take(8).collect();
     out.push(Segment::new(
         Span::styled(format!("id {}", one_line(&id)), theme::dim()),
         5,
@@ -179,6 +184,7 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
             ("Esc", "back"),
             ("j/k", "scroll"),
             ("g/G", "top/bottom"),
+            ("l", "log"),
             ("q", "quit"),
         ]
     } else {
@@ -199,6 +205,27 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
             NoticeKind::Info => Style::new(),
             NoticeKind::Error => theme::bad(),
         };
+        let lines = super::layout::notice_lines(&state.ui, area.width);
+        if lines.len() > 1 {
+            // Too long for one row: the layout gave it rows to be read whole, without hints.
+            let rows = usize::from(area.height);
+            let shown: Vec<Line> = lines
+                .iter()
+                .enumerate()
+                .take(rows)
+                .map(|(i, line)| {
+                    let cut = i + 1 == rows && lines.len() > rows;
+                    let text = if cut {
+                        format!("{line}…")
+                    } else {
+                        line.clone()
+                    };
+                    Line::from(vec![Span::raw(" "), Span::styled(text, style)])
+                })
+                .collect();
+            frame.render_widget(Paragraph::new(shown), area);
+            return;
+        }
         let room = usize::from(area.width).saturating_sub(2);
         spans.push(Span::styled(fit(&one_line(&notice.text), room), style));
         spans.push(Span::styled(SEPARATOR, theme::dim()));

@@ -300,3 +300,192 @@ fn read_only_shows_in_the_status_bar_and_keys_say_so() {
     assert!(!screen.contains("Confirm"), "{screen}");
     snapshot_sizes("read_only_refusal", state);
 }
+
+/// With the preview pane beside it the detail view's text wraps narrower, so it is longer: `G`
+/// must reach the end that is drawn, not the end of the text at full width.
+#[test]
+fn g_in_the_detail_view_reaches_the_last_line_beside_the_preview_pane() {
+    let mut state = crate::app::testing::detail_with_two_outputs();
+    update(
+        &mut state,
+        1.0,
+        Event::Resize {
+            width: 64,
+            height: 16,
+        },
+    );
+    let areas = super::Areas::of_state(&state);
+    assert!(areas.preview.is_some(), "the pane is open");
+    let text = areas.detail_text().unwrap();
+    key(&mut state, KeyCode::Char('G'));
+    let detail = state.ui.detail.clone().unwrap();
+    let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
+    let doc = crate::app::detail::lines(&state, prompt, usize::from(text.width));
+    let rows = usize::from(text.height);
+    assert!(doc.len() > rows, "long enough to scroll");
+    assert_eq!(
+        detail.scroll,
+        doc.len() - rows,
+        "G scrolls to the last page"
+    );
+    let screen = render(&mut state, 64, 16);
+    // The last node's lines are drawn at the bottom of the text.
+    let last_rows: Vec<&str> = screen.lines().rev().skip(2).take(2).collect();
+    assert!(last_rows[0].contains("pending"), "{screen}");
+    assert!(last_rows[1].contains("SaveImage"), "{screen}");
+    // One more `j` moves nothing: this is the end.
+    let bottom = state.ui.detail.as_ref().unwrap().scroll;
+    key(&mut state, KeyCode::Char('j'));
+    assert_eq!(state.ui.detail.as_ref().unwrap().scroll, bottom);
+}
+
+/// A save that failed says why in full, however narrow the screen: the footer takes the rows the
+/// message needs instead of cutting it.
+#[test]
+fn a_long_save_error_is_shown_whole_in_the_footer() {
+    let error = "cannot create the directory /home/lab/comfy-outputs/2026/november: \
+                 Permission denied (os error 13)";
+    for (width, height) in [(40, 12), (80, 24)] {
+        let mut state = idle();
+        update(
+            &mut state,
+            6.0,
+            Event::Fetched(Fetched::Saved(Err(error.into()))),
+        );
+        let screen = render(&mut state, width, height);
+        // Compared without spaces: a path is broken where the line ends.
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        let text = squeeze(&screen.replace('"', ""));
+        assert!(
+            text.contains(&squeeze(&format!("not saved: {error}"))),
+            "{width}x{height}:\n{screen}"
+        );
+        if (width, height) == (40, 12) {
+            insta::assert_snapshot!("save_error_40x12", screen);
+        }
+    }
+}
+
+/// Client ids are shown whole enough to tell `other-qa-6` from `other-qa-7`; another comfytop's
+/// prompts read "comfytop", ours "you"; a prompt deleted from the queue is listed in History
+/// but not counted as the server's.
+#[test]
+fn owners_read_apart_and_removed_prompts_are_counted_apart() {
+    use crate::comfy::connection::{COMFYTOP_CLIENT_PREFIX, new_client_id};
+    assert!(new_client_id().starts_with(COMFYTOP_CLIENT_PREFIX));
+    let mut state = connected("comfytop-5f1c9a2e-ours", 0.0, History::default());
+    let owned = || {
+        let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        let owners = [
+            "comfytop-0b1d4c3e-9f00-4a5b-8c6d-123456789abc",
+            "other-qa-6",
+            "other-qa-7",
+        ];
+        for (item, owner) in snapshot.queue_pending.iter_mut().zip(owners) {
+            item.extra_data
+                .insert("client_id".into(), serde_json::json!(owner));
+        }
+        snapshot
+    };
+    let snapshot = owned();
+    let pending: Vec<String> = snapshot
+        .queue_pending
+        .iter()
+        .map(|item| item.prompt_id.clone())
+        .collect();
+    update(&mut state, 1.0, queue_reply(snapshot));
+    let screen = render(&mut state, 120, 40);
+    let queue_row = |id: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(&id[..8]))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let by: Vec<String> = pending.iter().map(|id| queue_row(id)).collect();
+    assert!(by.iter().any(|row| row.contains(" comfytop ")), "{screen}");
+    assert!(
+        by.iter().any(|row| row.contains(" other-qa-6 ")),
+        "{screen}"
+    );
+    assert!(
+        by.iter().any(|row| row.contains(" other-qa-7 ")),
+        "{screen}"
+    );
+
+    // One pending prompt is deleted: it leaves the queue with no history entry.
+    let mut rest = owned();
+    rest.queue_pending
+        .retain(|item| item.prompt_id != pending[1]);
+    update(&mut state, 2.0, queue_reply(rest));
+    update(
+        &mut state,
+        2.0,
+        Event::Fetched(Fetched::Tracker {
+            command: TrackerCommand::FetchHistoryItem(pending[1].clone()),
+            result: Ok(TrackerInput::HistoryItem {
+                prompt_id: pending[1].clone(),
+                entry: None,
+            }),
+        }),
+    );
+    let screen = render(&mut state, 120, 40);
+    assert!(screen.contains("History 0 · 1 removed"), "{screen}");
+    assert!(
+        queue_row_in(&screen, &pending[1]).contains("− removed"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("owners_and_removed_120x40", screen);
+}
+
+fn queue_row_in(screen: &str, id: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(&id[..8]))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// At 40x10 the help does not fit: the movement keys scroll it, and every binding can be read.
+#[test]
+fn the_help_scrolls_on_a_small_screen_and_every_key_can_be_read() {
+    let mut state = idle();
+    render(&mut state, 40, 10);
+    key(&mut state, KeyCode::Char('?'));
+    let first = render(&mut state, 40, 10);
+    assert!(!first.contains("wheel"), "{first}");
+    let mut seen = first.clone();
+    for _ in 0..60 {
+        key(&mut state, KeyCode::Char('j'));
+        seen.push_str(&render(&mut state, 40, 10));
+    }
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    // Screens are compared per row: a wrapped help text is read across its rows.
+    let text: String = seen
+        .lines()
+        .map(|l| l.trim_matches('"').trim_matches('│'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = squeeze(&text);
+    for binding in crate::app::keymap::BINDINGS {
+        assert!(text.contains(&squeeze(binding.help)), "{}", binding.help);
+    }
+    let last = render(&mut state, 40, 10);
+    assert!(last.contains("wheel"), "{last}");
+    key(&mut state, KeyCode::Char('g'));
+    assert_eq!(render(&mut state, 40, 10), first);
+    insta::assert_snapshot!("help_scrolled_40x10", last);
+}
+
+/// `l` in the detail view shows the event log under it at once.
+#[test]
+fn l_shows_the_event_log_under_the_detail_view() {
+    let mut state = error_detail();
+    let before = render(&mut state, 80, 24);
+    assert!(!before.contains("Events"), "{before}");
+    key(&mut state, KeyCode::Char('l'));
+    let screen = render(&mut state, 80, 24);
+    assert!(state.ui.detail.is_some());
+    assert!(screen.contains("╭ Prompt "), "{screen}");
+    assert!(screen.contains("╭ Events"), "{screen}");
+}

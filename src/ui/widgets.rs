@@ -85,6 +85,61 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` broken into lines of at most `width` cells, at spaces where a line has one, else
+/// anywhere (a long path has none). Nothing is lost: the lines hold every character.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width {
+            // Break after the last space, carrying the word begun over, unless that leaves
+            // half the line empty (a long path is cut where the line ends instead).
+            let carry = match line.rfind(' ') {
+                Some(space) if space > 0 && line[space + 1..].width() <= width / 2 => {
+                    line.split_off(space + 1)
+                }
+                _ => String::new(),
+            };
+            lines.push(line.trim_end().to_string());
+            used = carry.width();
+            line = carry;
+        }
+        line.push(c);
+        used += w;
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `text` cut to `width` cells in its middle, keeping both ends: ids that differ only at their
+/// end (`other-qa-6`, `other-qa-7`) stay apart.
+pub fn fit_middle(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    if width < 3 {
+        return fit(text, width);
+    }
+    let tail_room = (width - 1) / 2;
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_room {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    let head = fit(text, width - used);
+    format!("{head}{}", tail.into_iter().rev().collect::<String>())
+}
+
 /// `text` cut or padded to exactly `width` cells.
 pub fn pad(text: &str, width: usize) -> String {
     let fitted = fit(text, width);
@@ -146,6 +201,27 @@ mod tests {
         assert_eq!(list_offset(Some(7), 5), 3);
         assert_eq!(list_offset(None, 5), 0);
         assert_eq!(list_offset(Some(3), 0), 0);
+    }
+
+    #[test]
+    fn wrap_keeps_every_character_within_the_width() {
+        let text = "not saved: cannot create the directory /srv/out/x: No such file or directory";
+        let lines = wrap(text, 20);
+        assert!(lines.iter().all(|l| l.width() <= 20), "{lines:?}");
+        assert_eq!(lines.join(" ").replace("  ", " "), text);
+        assert_eq!(lines[0], "not saved: cannot");
+        let path = wrap("/a/very/long/path/without/spaces", 10);
+        assert_eq!(path, ["/a/very/lo", "ng/path/wi", "thout/spac", "es"]);
+        assert_eq!(wrap("", 5), [""]);
+        assert!(wrap("连接被服务器关闭了", 5).iter().all(|l| l.width() <= 5));
+    }
+
+    #[test]
+    fn fit_middle_keeps_both_ends() {
+        assert_eq!(fit_middle("other-qa-6", 8), "othe…a-6");
+        assert_eq!(fit_middle("other-qa-7", 8), "othe…a-7");
+        assert_eq!(fit_middle("short", 8), "short");
+        assert!(fit_middle("连接被服务器关闭了", 7).width() <= 7);
     }
 
     #[test]
