@@ -55,7 +55,7 @@ pub fn resolve_server(arg: Option<&str>) -> Result<ServerUrl, String> {
 
 /// Prints an error the way every command does.
 fn fail(message: impl std::fmt::Display) {
-    eprintln!("comfytop: {message}");
+    eprintln!("comfytop: {}", crate::text::sanitize(&message.to_string()));
 }
 
 /// Untrusted text as one safe terminal line.

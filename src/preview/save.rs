@@ -12,10 +12,7 @@ const MAX_NAME_CHARS: usize = 200;
 /// no control characters, no leading dots (no hidden files, no `..`), not empty.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
+    let cleaned: String = crate::text::file_name_part(last)
         .trim()
         .trim_start_matches('.')
         .chars()
