@@ -202,7 +202,10 @@ impl Executor {
                 });
             }
             // The loop runs these itself: they need the worker or the terminal.
-            Command::SubmitPreview(_) | Command::ShowFullSize { .. } | Command::Quit => {}
+            Command::SubmitPreview(_)
+            | Command::ShowFullSize { .. }
+            | Command::Reconnect
+            | Command::Quit => {}
         }
     }
 }
@@ -471,6 +474,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                     }
                 }
                 Command::ShowFullSize { data, caption } => full_size = Some((data, caption)),
+                Command::Reconnect => connection.retry_now(),
                 command => executor.run(command),
             }
         }
