@@ -36,9 +36,10 @@ use super::{Decoded, RawFrame};
 ///
 /// One socket's life reads `Connecting`, `Connected`, its `Frame`s, `Disconnected`, then
 /// `Reconnecting` before the next `Connecting`. A failed attempt skips `Connected` and the
-/// frames. While an open socket brings nothing (not even a pong), `Quiet` comes now and then,
-/// and `Resumed` once data flows again. The handshake frames (first `status`, `feature_flags`) are held until `Connected`
+/// frames. The handshake frames (first `status`, `feature_flags`) are held until `Connected`
 /// and follow it; only a socket that drops during the handshake yields frames without one.
+/// While an open socket brings nothing (not even a pong), `Quiet` comes now and then, and
+/// `Resumed` once data flows again.
 // Frames are nearly every event, so boxing them would add an allocation and save nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
