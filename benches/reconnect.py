@@ -3,14 +3,14 @@
 
   cargo build --release && benches/reconnect.py
 
-1. kill: the simulated server is killed, restarted after OUTAGE s, and killed again 18 s after
-   comfytop reconnected, down another OUTAGE s.
+1. kill: the simulated server is killed, restarted after FIRST_OUTAGE s, and killed again 18 s
+   after comfytop reconnected, down OUTAGE s.
 2. refusal: comfytop starts while the server is down (for STARTUP_DOWN s), runs healthy for 5 s,
    then the server is killed and restarted at once (refused for about 0.3 s).
 
 "Back" is when the restarted server first accepts a TCP connection; "reconnected" is when
 `watch` prints its `connected to` line. Environment: BIN (default target/release/comfytop),
-OUTAGE (default 5), STARTUP_DOWN (default 5).
+FIRST_OUTAGE (default 10), OUTAGE (default 5), STARTUP_DOWN (default 5).
 """
 
 import os
@@ -22,6 +22,7 @@ import threading
 import time
 
 BIN = os.environ.get("BIN", "target/release/comfytop")
+FIRST_OUTAGE = float(os.environ.get("FIRST_OUTAGE", "10"))
 OUTAGE = float(os.environ.get("OUTAGE", "5"))
 STARTUP_DOWN = float(os.environ.get("STARTUP_DOWN", "5"))
 CONNECTED = re.compile(r"^\s*--\s+connected to ")
@@ -113,7 +114,7 @@ def kill_soon_after_a_reconnect():
     try:
         watch.connected_after(0)
         sim.kill()
-        time.sleep(OUTAGE)
+        time.sleep(FIRST_OUTAGE)
         back = sim.start()
         reconnected = watch.connected_after(back)
         time.sleep(max(0.0, reconnected + 18 - time.monotonic()))
