@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(safe_file_name(".."), "comfyui-output");
         assert_eq!(safe_file_name(""), "comfyui-output");
         assert_eq!(safe_file_name(".hidden.png"), "hidden.png");
-        assert_eq!(safe_file_name("a\u{1b}[31mb\n.png"), "a[31mb.png");
+        assert_eq!(safe_file_name("a\u{1b}[31mb\n.png"), "ab.png");
     }
 
     #[test]
