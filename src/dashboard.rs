@@ -202,7 +202,10 @@ impl Executor {
                 });
             }
             // The loop runs these itself: they need the worker or the terminal.
-            Command::SubmitPreview(_) | Command::ShowFullSize { .. } | Command::Quit => {}
+            Command::SubmitPreview(_)
+            | Command::ShowFullSize { .. }
+            | Command::Reconnect
+            | Command::Quit => {}
         }
     }
 }
@@ -564,6 +567,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                     caption,
                     follow,
                 } => full_size = Some((data, caption, follow)),
+                Command::Reconnect => connection.retry_now(),
                 command => executor.run(command),
             }
         }

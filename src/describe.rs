@@ -90,6 +90,11 @@ pub fn connection_line(event: &ConnEvent, server: &ServerUrl) -> String {
             "reconnecting in {} (attempt {attempt}); Ctrl-C to stop",
             human_delay(*delay)
         ),
+        ConnEvent::Quiet { silent_for } => format!(
+            "no data from {server} for {} s; the connection may be stalled",
+            silent_for.as_secs()
+        ),
+        ConnEvent::Resumed => format!("data from {server} again"),
         ConnEvent::Frame(frame) => return frame_line(frame, &NoTitles),
     };
     finish(format!("{:>9} {text}", "--"))
@@ -170,6 +175,11 @@ pub fn connection_json(event: &ConnEvent, server: &ServerUrl) -> String {
             fields.insert("delay_s".into(), delay.as_secs_f64().into());
             "reconnecting"
         }
+        ConnEvent::Quiet { silent_for } => {
+            fields.insert("silent_s".into(), silent_for.as_secs_f64().into());
+            "quiet"
+        }
+        ConnEvent::Resumed => "resumed",
         ConnEvent::Frame(frame) => return frame_json(frame, &NoTitles),
     };
     terminal_safe_json(&JsonLine {

@@ -20,7 +20,10 @@ pub fn tracker_input(event: &ConnEvent) -> Option<TrackerInput> {
             Decoded::Binary(b) => Some(TrackerInput::Binary(b.clone())),
             Decoded::Malformed { .. } => None,
         },
-        ConnEvent::Connecting { .. } | ConnEvent::Reconnecting { .. } => None,
+        ConnEvent::Connecting { .. }
+        | ConnEvent::Reconnecting { .. }
+        | ConnEvent::Quiet { .. }
+        | ConnEvent::Resumed => None,
     }
 }
 

@@ -196,7 +196,7 @@ async fn sends_flags_first_and_passes_every_frame_in_order_even_garbage() {
 }
 
 #[tokio::test]
-async fn reconnects_with_the_same_id_and_growing_delays_after_the_server_drops_it() {
+async fn reconnects_with_the_same_id_and_a_fresh_backoff_after_each_healthy_socket() {
     let listener = listen().await;
     let (tx, mut events) = mpsc::channel(64);
     let connection = Connection::spawn(config(&listener), tx);
@@ -233,18 +233,21 @@ async fn reconnects_with_the_same_id_and_growing_delays_after_the_server_drops_i
             ConnEvent::Disconnected { reason } => {
                 assert!(reason.contains("127.0.0.1"), "{reason}");
             }
+            // Every socket got its status: each outage starts the schedule over.
             ConnEvent::Reconnecting { attempt, delay } => {
-                assert_eq!(attempt as usize, delays.len() + 2);
+                assert_eq!(attempt, 1);
                 delays.push(delay);
             }
-            ConnEvent::Connecting { attempt } => {
-                assert_eq!(attempt as usize, delays.len() + 1);
-            }
+            ConnEvent::Connecting { attempt } => assert_eq!(attempt, 1),
             ConnEvent::Frame(_) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(delays.len(), 3, "{delays:?}");
-    assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(20)),
+        "{delays:?}"
+    );
 
     let (uris, _ws) = server.await.unwrap();
     for uri in &uris {
@@ -298,13 +301,14 @@ async fn a_silent_server_is_dropped_and_its_socket_closed_before_reconnecting() 
         }
     };
     assert!(reason.contains("no answer"), "{reason}");
+    // It had its status: the first attempt of a new outage.
     assert!(matches!(
         next_event(&mut events).await,
-        ConnEvent::Reconnecting { attempt: 2, .. }
+        ConnEvent::Reconnecting { attempt: 1, .. }
     ));
     assert_eq!(
         next_event(&mut events).await,
-        ConnEvent::Connecting { attempt: 2 }
+        ConnEvent::Connecting { attempt: 1 }
     );
     until_connected(&mut events).await;
 
@@ -405,6 +409,76 @@ async fn a_closed_port_is_reported_unreachable_and_retried() {
         next_event(&mut events).await,
         ConnEvent::Connecting { attempt: 2 }
     );
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn refused_attempts_wait_longer_each_time_up_to_the_early_cap() {
+    let listener = listen().await;
+    let mut config = config(&listener);
+    drop(listener);
+    config.backoff_max_early = Duration::from_millis(80);
+    let (tx, mut events) = mpsc::channel(64);
+    let connection = Connection::spawn(config, tx);
+
+    let mut delays = Vec::new();
+    while delays.len() < 5 {
+        if let ConnEvent::Reconnecting { attempt, delay } = next_event(&mut events).await {
+            assert_eq!(attempt as usize, delays.len() + 2);
+            delays.push(delay.as_secs_f64());
+        }
+    }
+    // 20, 40, 80, 80, 80 ms, each 75–100 % of that.
+    for (delay, base) in delays.iter().zip([0.02, 0.04, 0.08, 0.08, 0.08]) {
+        assert!(*delay <= base && *delay >= base * 0.75, "{delays:?}");
+    }
+    connection.close().await;
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_reported_quiet_until_data_flows_again() {
+    let listener = listen().await;
+    let (tx, mut events) = mpsc::channel(64);
+    let mut config = config(&listener);
+    config.ping_interval = Duration::from_millis(50);
+    // Dead only after a long silence: this test is about what comes before.
+    config.ping_timeout = Duration::from_secs(15);
+    config.quiet_after = Duration::from_millis(300);
+    config.quiet_every = Duration::from_millis(200);
+    let connection = Connection::spawn(config, tx);
+
+    let (speak, speak_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = accept(&listener).await;
+        comfy_handshake(&mut ws).await;
+        // Never reads, so pings go unanswered; speaks once told to.
+        let _ = speak_rx.await;
+        ws.send(Message::text(status_json(3, None))).await.unwrap();
+        ws
+    });
+
+    until_connected(&mut events).await;
+    let mut silences = Vec::new();
+    while silences.len() < 2 {
+        match next_event(&mut events).await {
+            ConnEvent::Quiet { silent_for } => silences.push(silent_for),
+            ConnEvent::Frame(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(silences[0] >= Duration::from_millis(300), "{silences:?}");
+    assert!(silences[1] > silences[0], "{silences:?}");
+    speak.send(()).unwrap();
+    loop {
+        match next_event(&mut events).await {
+            ConnEvent::Quiet { .. } => {}
+            ConnEvent::Resumed => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let frame = next_frame(&mut events).await;
+    assert_eq!(message_kind(&frame), "status");
+    let _ws = server.await.unwrap();
     connection.close().await;
 }
 

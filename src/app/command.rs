@@ -35,6 +35,8 @@ pub enum Command {
     /// Change something on the server (confirmed first where it destroys); the reply comes
     /// back as [`super::Fetched::Acted`].
     Act(control::Action),
+    /// Try the server again now instead of waiting out the backoff.
+    Reconnect,
     /// Leave the dashboard.
     Quit,
 }

@@ -27,6 +27,8 @@ pub use state::{
 pub use update::update;
 
 #[cfg(test)]
+mod reconnect_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,8 @@ pub struct ServerState {
     pub link: Link,
     /// Why the last connection attempt or socket failed; cleared on connect.
     pub last_error: Option<String>,
+    /// How long the open socket has brought nothing, while that lasts.
+    pub quiet_for: Option<std::time::Duration>,
     pub stats: Stats,
     pub log: EventLog,
 }
@@ -259,6 +261,7 @@ impl State {
                 tracker: Tracker::new(client_id),
                 link: Link::Starting,
                 last_error: None,
+                quiet_for: None,
                 stats: Stats::default(),
                 log: EventLog::default(),
             },

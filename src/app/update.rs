@@ -68,6 +68,13 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
+    // While offline any key retries at once; `r` does only that (there is nothing to requeue to).
+    if matches!(state.server.link, Link::Waiting { .. } | Link::Offline) {
+        commands.push(Command::Reconnect);
+        if key.code == KeyCode::Char('r') && state.ui.overlay.is_none() {
+            return;
+        }
+    }
     let action = keymap::action(&key);
     // A confirmation is modal: it takes every key but Ctrl-C (q is not an answer).
     if matches!(state.ui.overlay, Some(Overlay::Confirm(_)))
@@ -339,6 +346,10 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
         }
         other => {
             server.log.connection(now, other, &server.url);
+            server.quiet_for = match other {
+                ConnEvent::Quiet { silent_for } => Some(*silent_for),
+                _ => None,
+            };
             match other {
                 ConnEvent::Connecting { attempt } => {
                     server.link = Link::Connecting { attempt: *attempt };
@@ -359,7 +370,7 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
                         retry_at: now + delay.as_secs_f64(),
                     };
                 }
-                ConnEvent::Frame(_) => {}
+                ConnEvent::Frame(_) | ConnEvent::Quiet { .. } | ConnEvent::Resumed => {}
             }
             state.dirty = true;
         }

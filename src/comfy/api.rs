@@ -402,12 +402,9 @@ impl PromptAccepted {
     }
 }
 
-/// Server text made safe for one terminal line: control characters become spaces.
+/// Server text made safe for one terminal line.
 fn one_line(text: &str) -> String {
-    text.trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::text::one_line(text).into_owned()
 }
 
 /// `POST /queue` body.

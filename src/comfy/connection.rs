@@ -1,6 +1,12 @@
 //! The WebSocket task: connect, negotiate feature flags, pass every frame on, notice dead
 //! tunnels, and reconnect with backoff under the same clientId.
 //!
+//! The backoff starts over as soon as a socket is open and the server's first `status` has
+//! arrived, and stays short (capped at [`ConnectionConfig::backoff_max_early`]) for the first
+//! [`ConnectionConfig::early_outage`] of an outage: ComfyUI restarts in seconds, and a user who
+//! just saw it healthy should not wait half a minute after it is back. [`Connection::retry_now`]
+//! cuts a wait short.
+//!
 //! The task never fetches anything over HTTP: whoever consumes [`ConnEvent::Connected`] decides
 //! what to refresh.
 
@@ -32,11 +38,13 @@ use super::{Decoded, RawFrame};
 /// `Reconnecting` before the next `Connecting`. A failed attempt skips `Connected` and the
 /// frames. The handshake frames (first `status`, `feature_flags`) are held until `Connected`
 /// and follow it; only a socket that drops during the handshake yields frames without one.
+/// While an open socket brings nothing (not even a pong), `Quiet` comes now and then, and
+/// `Resumed` once data flows again.
 // Frames are nearly every event, so boxing them would add an allocation and save nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnEvent {
-    /// A connection attempt starts: 1 for the first since the last stable connection.
+    /// A connection attempt starts: 1 for the first since the last healthy connection.
     Connecting { attempt: u32 },
     /// The socket is open and the handshake is done: `sid` from the first `status`, the server's
     /// feature flags from its reply to ours (None if it did not answer in time).
@@ -48,8 +56,14 @@ pub enum ConnEvent {
     Frame(ReceivedFrame),
     /// The socket is gone (and fully closed), and why, in words a user can act on.
     Disconnected { reason: String },
-    /// The next attempt comes after `delay`.
+    /// The next attempt comes after `delay` (or sooner, see [`Connection::retry_now`]).
     Reconnecting { attempt: u32, delay: Duration },
+    /// The open socket has brought nothing, not even a pong, for `silent_for`: the server or
+    /// the tunnel may be stalled. Repeated while it lasts; past the ping timeout the socket is
+    /// dropped.
+    Quiet { silent_for: Duration },
+    /// Data arrives again after `Quiet`.
+    Resumed,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +83,17 @@ pub struct ConnectionConfig {
     /// the socket counts as dead and is dropped.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// The first wait after a failure; each further failure doubles it.
     pub backoff_initial: Duration,
+    /// The longest wait for the first `early_outage` of an outage.
+    pub backoff_max_early: Duration,
+    /// How long an outage counts as fresh (the server was healthy a moment ago).
+    pub early_outage: Duration,
+    /// The longest wait once the outage is older.
     pub backoff_max: Duration,
-    /// A connection that stayed up this long resets the backoff and the attempt count.
-    pub stable_after: Duration,
+    /// Silence after which `Quiet` is reported, and how often again while it lasts.
+    pub quiet_after: Duration,
+    pub quiet_every: Duration,
     /// Limit on TCP + TLS + WebSocket handshake.
     pub connect_timeout: Duration,
     /// How long to wait for the server's feature flags before reporting `Connected` without.
@@ -82,7 +103,8 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// The defaults: pings every 10 s, dead after 30 s of silence, backoff 0.5 s to 30 s.
+    /// The defaults: pings every 10 s, quiet after 15 s of silence, dead after 30 s; backoff
+    /// from 0.5 s, at most 5 s in the first minute of an outage, then at most 30 s.
     pub fn new(server: ServerUrl, client_id: impl Into<String>) -> Self {
         Self {
             server,
@@ -90,8 +112,12 @@ impl ConnectionConfig {
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(20),
             backoff_initial: Duration::from_millis(500),
+            backoff_max_early: Duration::from_secs(5),
+            early_outage: Duration::from_secs(60),
             backoff_max: Duration::from_secs(30),
-            stable_after: Duration::from_secs(20),
+            // A pong normally comes within a second of each ping, so silence stays near 10 s.
+            quiet_after: Duration::from_secs(15),
+            quiet_every: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             handshake_wait: Duration::from_secs(1),
             close_timeout: Duration::from_secs(1),
@@ -113,6 +139,8 @@ pub const COMFYTOP_CLIENT_PREFIX: &str = "comfytop-";
 /// receiver is dropped); call [`Connection::close`] to close the socket properly.
 pub struct Connection {
     shutdown: watch::Sender<bool>,
+    /// Counts retry requests; the task compares it with the count it has seen.
+    retry: watch::Sender<u64>,
     task: JoinHandle<()>,
     close_timeout: Duration,
 }
@@ -121,18 +149,28 @@ impl Connection {
     /// Starts the task on the current tokio runtime.
     pub fn spawn(config: ConnectionConfig, events: mpsc::Sender<ConnEvent>) -> Self {
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (retry, retry_rx) = watch::channel(0);
         let close_timeout = config.close_timeout;
         let task = Task {
             server: config.server.redacted(),
             config,
             events,
             shutdown: Shutdown(shutdown_rx),
+            retry: retry_rx,
         };
         Self {
             shutdown,
+            retry,
             task: tokio::spawn(task.run()),
             close_timeout,
         }
+    }
+
+    /// Ends the wait before the next attempt now. Asked for during an attempt, the wait after
+    /// it is skipped if the attempt fails; asked for while connected, it is forgotten.
+    pub fn retry_now(&self) {
+        self.retry
+            .send_modify(|asked| *asked = asked.wrapping_add(1));
     }
 
     /// Sends a Close frame, waits briefly for the server's answer, and ends the task.
@@ -188,6 +226,7 @@ struct Task {
     server: String,
     events: mpsc::Sender<ConnEvent>,
     shutdown: Shutdown,
+    retry: watch::Receiver<u64>,
 }
 
 impl Task {
@@ -197,7 +236,7 @@ impl Task {
     }
 
     async fn reconnect_forever(&mut self) -> Result<(), Stopped> {
-        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        let mut backoff = Backoff::new(&self.config);
         let mut attempt = 1;
         loop {
             self.emit(ConnEvent::Connecting { attempt }).await?;
@@ -207,11 +246,13 @@ impl Task {
                 .await?;
             let reason = match connected {
                 Ok(socket) => {
-                    let opened = Instant::now();
-                    let reason = self.session(socket, opened).await?;
-                    if opened.elapsed() >= self.config.stable_after {
+                    let mut healthy = false;
+                    let reason = self.session(socket, Instant::now(), &mut healthy).await?;
+                    if healthy {
                         backoff.reset();
                         attempt = 0;
+                        // A retry asked for while connected is about an outage that is over.
+                        self.retry.borrow_and_update();
                     }
                     reason
                 }
@@ -219,17 +260,39 @@ impl Task {
             };
             self.emit(ConnEvent::Disconnected { reason }).await?;
             attempt += 1;
-            let delay = backoff.next_delay();
+            let delay = backoff.next_delay(Instant::now());
             self.emit(ConnEvent::Reconnecting { attempt, delay })
                 .await?;
-            self.shutdown.race(tokio::time::sleep(delay)).await?;
+            let retry = &mut self.retry;
+            let asked = async {
+                // The handle is gone: nobody can ask any more, so only the timer ends the wait.
+                if retry.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            self.shutdown
+                .race(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = asked => {}
+                    }
+                })
+                .await?;
         }
     }
 
     /// Runs one open socket to its end and closes it completely; returns why it ended.
-    async fn session(&mut self, mut socket: Socket, opened: Instant) -> Result<String, Stopped> {
+    /// `healthy` turns true once the server's first `status` arrived on it.
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        opened: Instant,
+        healthy: &mut bool,
+    ) -> Result<String, Stopped> {
         let mut handshake = Some(Handshake::new());
-        let end = self.pump(&mut socket, opened, &mut handshake).await;
+        let end = self
+            .pump(&mut socket, opened, &mut handshake, healthy)
+            .await;
         // The socket must be gone before anything else happens: a new socket with the same id
         // overlapping the old one goes deaf.
         let reason = match end {
@@ -257,6 +320,7 @@ impl Task {
         socket: &mut Socket,
         opened: Instant,
         handshake: &mut Option<Handshake>,
+        healthy: &mut bool,
     ) -> End {
         let send_limit = self.config.ping_timeout;
         let flags = Message::text(client_feature_flags());
@@ -277,6 +341,10 @@ impl Task {
         // Re-armed lazily: frames only move `last_received`, the timer catches up when it fires.
         let silence = tokio::time::sleep_until(last_received + silence_limit);
         tokio::pin!(silence);
+        // Same lazy re-arming; once silence is reported it fires every `quiet_every`.
+        let quiet = tokio::time::sleep_until(last_received + self.config.quiet_after);
+        tokio::pin!(quiet);
+        let mut reported_quiet = false;
 
         loop {
             tokio::select! {
@@ -299,14 +367,25 @@ impl Task {
                         // Pings are answered by the library; pongs only prove the link lives.
                         Some(Ok(_)) => {
                             last_received = Instant::now();
+                            if std::mem::take(&mut reported_quiet)
+                                && self.emit(ConnEvent::Resumed).await.is_err()
+                            {
+                                return End::Stop;
+                            }
                             continue;
                         }
                     };
+                    if std::mem::take(&mut reported_quiet)
+                        && self.emit(ConnEvent::Resumed).await.is_err()
+                    {
+                        return End::Stop;
+                    }
                     let frame = ReceivedFrame {
                         t: opened.elapsed().as_secs_f64(),
                         decoded: raw.decode(),
                         raw,
                     };
+                    *healthy |= matches!(frame.decoded, Decoded::Message(ServerMessage::Status(_)));
                     let delivered = match handshake {
                         Some(pending) => {
                             pending.observe(frame);
@@ -339,6 +418,20 @@ impl Task {
                     } else {
                         return End::Dead(self.dead());
                     }
+                }
+                () = &mut quiet => {
+                    let due = last_received + self.config.quiet_after;
+                    let now = Instant::now();
+                    if due > now {
+                        quiet.as_mut().reset(due);
+                        continue;
+                    }
+                    reported_quiet = true;
+                    let silent_for = now - last_received;
+                    if self.emit(ConnEvent::Quiet { silent_for }).await.is_err() {
+                        return End::Stop;
+                    }
+                    quiet.as_mut().reset(now + self.config.quiet_every);
                 }
             }
         }
@@ -396,7 +489,7 @@ impl Task {
                 "{} closed the connection (code {}: {})",
                 self.server,
                 u16::from(frame.code),
-                clean(frame.reason.as_str())
+                crate::text::one_line(frame.reason.as_str())
             ),
             Some(frame) => format!(
                 "{} closed the connection (code {})",
@@ -445,31 +538,48 @@ impl Handshake {
     }
 }
 
-/// Exponential backoff with jitter: each delay is 75–100 % of `initial · 2ⁿ`, capped at `max`.
+/// Exponential backoff with jitter: each delay is 75–100 % of `initial · 2ⁿ`, capped at
+/// `max_early` while the outage is younger than `early_outage`, at `max` after.
 struct Backoff {
     initial: Duration,
+    max_early: Duration,
+    early_outage: Duration,
     max: Duration,
     failures: u32,
+    /// When the first failure since the last healthy connection (or since the start) came.
+    outage_since: Option<Instant>,
 }
 
 impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
+    fn new(config: &ConnectionConfig) -> Self {
         Self {
-            initial,
-            max,
+            initial: config.backoff_initial,
+            max_early: config.backoff_max_early,
+            early_outage: config.early_outage,
+            max: config.backoff_max,
             failures: 0,
+            outage_since: None,
         }
     }
 
-    fn next_delay(&mut self) -> Duration {
+    /// The wait after a failure at `now`.
+    fn next_delay(&mut self, now: Instant) -> Duration {
+        let since = *self.outage_since.get_or_insert(now);
+        let cap = if now.saturating_duration_since(since) < self.early_outage {
+            self.max_early.min(self.max)
+        } else {
+            self.max
+        };
         let factor = 2u32.saturating_pow(self.failures.min(20));
-        let base = self.initial.saturating_mul(factor).min(self.max);
+        let base = self.initial.saturating_mul(factor).min(cap);
         self.failures = self.failures.saturating_add(1);
         base.mul_f64(rand::random_range(0.75..=1.0))
     }
 
+    /// The server was healthy: the next failure starts a new outage.
     fn reset(&mut self) {
         self.failures = 0;
+        self.outage_since = None;
     }
 }
 
@@ -617,39 +727,65 @@ fn install_crypto_provider() {
     });
 }
 
-fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
-        for (n, delay) in delays.iter().enumerate() {
-            let base = Duration::from_millis(500)
-                .saturating_mul(1 << n)
-                .min(Duration::from_secs(30));
-            assert!(
-                *delay <= base && *delay >= base.mul_f64(0.75),
-                "{n}: {delay:?}"
-            );
-        }
-        assert!(delays[9] >= Duration::from_millis(22_500));
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(500));
+    fn default_backoff() -> Backoff {
+        let server = ServerUrl::parse("http://127.0.0.1:8188").unwrap();
+        Backoff::new(&ConnectionConfig::new(server, "id"))
+    }
+
+    fn assert_jittered(delay: Duration, base_ms: u64) {
+        let base = Duration::from_millis(base_ms);
+        assert!(
+            delay <= base && delay >= base.mul_f64(0.75),
+            "{delay:?} is not 75–100 % of {base:?}"
+        );
     }
 
     #[test]
-    fn backoff_survives_absurd_counts() {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    fn a_fresh_outage_is_retried_at_half_a_second_doubling_to_five() {
+        let mut backoff = default_backoff();
+        let start = Instant::now();
+        for (n, base_ms) in [500, 1000, 2000, 4000, 5000, 5000, 5000]
+            .into_iter()
+            .enumerate()
+        {
+            let at = start + Duration::from_secs(n as u64 * 5);
+            assert_jittered(backoff.next_delay(at), base_ms);
+        }
+    }
+
+    #[test]
+    fn after_a_minute_of_outage_the_wait_grows_to_thirty_seconds() {
+        let mut backoff = default_backoff();
+        let start = Instant::now();
+        for _ in 0..6 {
+            backoff.next_delay(start);
+        }
+        let later = start + Duration::from_secs(61);
+        assert_jittered(backoff.next_delay(later), 30_000);
         for _ in 0..200 {
-            assert!(backoff.next_delay() <= Duration::from_secs(30));
+            assert!(backoff.next_delay(later) <= Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn a_healthy_connection_starts_the_schedule_and_the_outage_clock_over() {
+        let mut backoff = default_backoff();
+        let start = Instant::now();
+        for n in 0..20 {
+            backoff.next_delay(start + Duration::from_secs(n * 10));
+        }
+        backoff.reset();
+        // The old outage began minutes ago; the new one starts now.
+        let now = start + Duration::from_secs(600);
+        assert_jittered(backoff.next_delay(now), 500);
+        assert_jittered(backoff.next_delay(now), 1000);
+        assert_jittered(backoff.next_delay(now), 2000);
+        for _ in 0..10 {
+            assert!(backoff.next_delay(now + Duration::from_secs(30)) <= Duration::from_secs(5));
         }
     }
 

@@ -508,12 +508,8 @@ pub(super) fn looks_like_html(body: &[u8]) -> bool {
 fn excerpt(body: &[u8]) -> String {
     const MAX_CHARS: usize = 160;
     let text = String::from_utf8_lossy(body);
-    let mut out: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out: String = crate::text::one_line(&text)
         .chars()
-        .filter(|c| !c.is_control())
         .take(MAX_CHARS)
         .collect();
     if text.chars().count() > MAX_CHARS {

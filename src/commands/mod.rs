@@ -98,7 +98,7 @@ async fn not_comfy(client: &ComfyClient, error: &HttpError) -> Option<HttpError>
 
 /// Prints an error the way every command does.
 fn fail(message: impl std::fmt::Display) {
-    eprintln!("comfytop: {message}");
+    eprintln!("comfytop: {}", crate::text::sanitize(&message.to_string()));
 }
 
 /// Untrusted text as one safe terminal line.

@@ -124,7 +124,7 @@ impl Submission {
     /// Posts it once and prints its id alone on stdout; otherwise the error is printed.
     async fn submit(&self) -> Result<(String, f64), Exit> {
         let queued = post(&self.client, self.access, &self.action).await?;
-        println!("{}", queued.0);
+        println!("{}", super::clean(&queued.0));
         let _ = std::io::stdout().flush();
         Ok(queued)
     }

@@ -135,9 +135,8 @@ fn draw(
         ..config.clone()
     };
     viuer::print(image, &config).map_err(|e| io::Error::other(e.to_string()))?;
-    let line: String = format!("{caption} · any key returns")
+    let line: String = crate::text::one_line(&format!("{caption} · any key returns"))
         .chars()
-        .filter(|c| !c.is_control())
         .take(usize::from(cols))
         .collect();
     execute!(out, MoveTo(0, rows.saturating_sub(1)), Print(line))

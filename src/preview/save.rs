@@ -12,10 +12,7 @@ const MAX_NAME_CHARS: usize = 200;
 /// no control characters, no leading dots (no hidden files, no `..`), not empty.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
+    let cleaned: String = crate::text::file_name_part(last)
         .trim()
         .trim_start_matches('.')
         .chars()
@@ -114,7 +111,7 @@ mod tests {
         assert_eq!(safe_file_name(".."), "comfyui-output");
         assert_eq!(safe_file_name(""), "comfyui-output");
         assert_eq!(safe_file_name(".hidden.png"), "hidden.png");
-        assert_eq!(safe_file_name("a\u{1b}[31mb\n.png"), "a[31mb.png");
+        assert_eq!(safe_file_name("a\u{1b}[31mb\n.png"), "ab.png");
     }
 
     #[test]

@@ -48,6 +48,9 @@ fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
         for line in wrap(error, usize::from(area.width), "") {
             lines.push(Line::from(styled(line, theme::warn())));
         }
+        if matches!(server.link, Link::Waiting { .. } | Link::Offline) {
+            lines.push(Line::from(styled("r retries now", theme::dim())));
+        }
         frame.render_widget(Paragraph::new(lines), area);
         return;
     }

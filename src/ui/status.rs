@@ -47,7 +47,14 @@ fn link_segment(state: &State) -> Segment {
             theme::warn(),
         ),
         Link::Connecting { .. } => ("◌", "connecting".to_string(), theme::warn()),
-        Link::Connected { .. } => ("●", "connected".to_string(), theme::good()),
+        Link::Connected { .. } => match server.quiet_for {
+            Some(silent) => (
+                "◌",
+                format!("no data for {} s", silent.as_secs()),
+                theme::warn(),
+            ),
+            None => ("●", "connected".to_string(), theme::good()),
+        },
         Link::Waiting { attempt, retry_at } => (
             "◌",
             format!(
