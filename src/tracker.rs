@@ -1113,8 +1113,9 @@ impl Tracker {
         record.live = true;
         if record.advance(Phase::Running) {
             record.started_at = Some(now);
+            // Once, not on every progress event: the pending list can be long.
+            self.pending.retain(|p| p != id);
         }
-        self.pending.retain(|p| p != id);
     }
 
     fn mark_failed_node(
@@ -1150,7 +1151,6 @@ impl Tracker {
         recovered: bool,
     ) {
         let record = self.record_mut(now, id);
-        let was_queued = record.phase == Phase::Queued;
         if !record.advance(Phase::Finished(outcome)) {
             return;
         }
@@ -1166,9 +1166,8 @@ impl Tracker {
         }
         let outcome = record.outcome().cloned().unwrap_or(Outcome::Unknown);
         let server_finished_ms = record.server_finished_ms;
-        if was_queued {
-            self.pending.retain(|p| p != id);
-        }
+        // No longer in `pending()`, which lists queued prompts only; the next `/queue` reply
+        // rebuilds the list (removing each one here would cost the whole list per prompt).
         self.unconfirmed.remove(id);
         // An unknown outcome stays open: a later history fetch may still say what it was.
         if outcome != Outcome::Unknown {
