@@ -698,7 +698,7 @@ impl Tracker {
         self.pending
             .iter()
             .filter_map(|id| self.prompts.get(id))
-            .filter(|p| p.phase == Phase::Queued)
+            .filter(|p| p.phase == Phase::Queued && !self.awaiting.contains_key(&p.id))
     }
 
     /// Finished prompts, newest first (deleted ones are apart: [`Tracker::removed`]).
