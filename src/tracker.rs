@@ -20,10 +20,19 @@ use crate::comfy::protocol::{
     FeatureFlags, LogEntry, NodeId, NodeOutput, NodeRunState, PromptId, ServerMessage,
 };
 
-/// How many finished prompts are kept; older ones are forgotten.
+/// How many finished prompts are kept by default; older ones are forgotten
+/// ([`Tracker::with_finished_kept`] sets another cap).
 pub const FINISHED_KEPT: usize = 500;
 /// How many history entries are asked for after each (re)connect.
 pub const HISTORY_FETCH: u32 = 64;
+/// How many of the newest history entries are asked for when the queue count changes: enough for
+/// the prompts that came and went between two fetches; the window grows when none of them was
+/// known yet.
+pub const HISTORY_POLL: u32 = 8;
+/// Prompts deleted from the queue, remembered apart from the server's history.
+const REMOVED_KEPT: usize = 100;
+/// `/history/{id}` fetches in flight at once; more wait their turn.
+const HISTORY_ITEMS_IN_FLIGHT: usize = 8;
 const TEXT_LINES_KEPT: usize = 100;
 const LOG_LINES_KEPT: usize = 500;
 /// Longest exception message or traceback entry kept; a runaway message is cut with a note.
@@ -137,6 +146,9 @@ pub enum NodeState {
     Done,
     Error,
     Interrupted,
+    /// Nothing the server said tells what became of the node (a prompt seen only through
+    /// `/queue` and `/history`).
+    Unknown,
 }
 
 impl NodeState {
@@ -242,6 +254,9 @@ pub struct PromptRecord {
     /// Server clock, ms since the epoch.
     pub server_started_ms: Option<f64>,
     pub server_finished_ms: Option<f64>,
+    /// When the server accepted it (`extra_data.create_time`, server clock, ms since the epoch),
+    /// where the server says; without it, a waiting time can only count from `first_seen`.
+    pub server_queued_ms: Option<f64>,
 }
 
 impl PromptRecord {
@@ -268,6 +283,17 @@ impl PromptRecord {
             finished_at: None,
             server_started_ms: None,
             server_finished_ms: None,
+            server_queued_ms: None,
+        }
+    }
+
+    /// What became of a node as far as anyone knows: pending for a prompt whose events we get,
+    /// unknown for one seen only through `/queue` (no event says which of its nodes ran).
+    pub fn node_state(&self, node: &str) -> NodeState {
+        match self.nodes.get(node) {
+            Some(record) => record.state,
+            None if self.live || self.phase == Phase::Queued => NodeState::Pending,
+            None => NodeState::Unknown,
         }
     }
 
@@ -417,6 +443,29 @@ impl PromptRecord {
         if self.outputs_to_execute.is_empty() {
             self.outputs_to_execute = item.outputs_to_execute.clone();
         }
+        if self.server_queued_ms.is_none() {
+            self.server_queued_ms = create_time_ms(&item.extra_data);
+        }
+    }
+
+    /// Node states from a history entry, for the nodes no live event settled: a success ran
+    /// every node it was to run; an error or interrupt lists what ran before it; of the rest
+    /// nothing is known.
+    fn settle_nodes(&mut self, outcome: &Outcome, executed: Option<&[NodeId]>) {
+        let ran = |node: &str| match outcome {
+            Outcome::Success => true,
+            _ => executed.is_some_and(|list| list.iter().any(|n| n == node)),
+        };
+        for node in self.nodes_to_run() {
+            let record = self.node_mut(&node);
+            record.state = match record.state {
+                NodeState::Pending | NodeState::Running | NodeState::Unknown if ran(&node) => {
+                    NodeState::Done
+                }
+                NodeState::Pending | NodeState::Running => NodeState::Unknown,
+                settled => settled,
+            };
+        }
     }
 
     /// Moves to `phase` unless that would go backwards.
@@ -428,6 +477,12 @@ impl PromptRecord {
             false
         }
     }
+}
+
+/// `extra_data.create_time`: set by ComfyUI's `POST /prompt` (ms since the epoch) in newer
+/// versions; absent in older ones.
+fn create_time_ms(extra_data: &Map<String, Value>) -> Option<f64> {
+    extra_data.get("create_time").and_then(Value::as_f64)
 }
 
 /// Upstream node ids of an inputs map: links are `[node_id, output_index]`.
@@ -457,6 +512,55 @@ struct QueueFetch {
     issued: u64,
 }
 
+/// `/history` fetches of the newest entries: one in flight at a time, the newest answer wins.
+#[derive(Debug)]
+struct HistoryFetch {
+    in_flight: bool,
+    /// Asked for while one was in flight: fetch again once it returns.
+    again: bool,
+    /// `max_items` of the fetch in flight.
+    asked: u32,
+    /// `max_items` of the next fetch: grows while a fetch finds nothing known (more prompts came
+    /// and went than it asked for), shrinks back once they overlap.
+    window: u32,
+    /// How many fetches were asked for; a reply answers the latest (one at a time).
+    issued: u64,
+    /// The last fetch failed (after the session's retries): the next status asks again.
+    failed: bool,
+    /// A fetch has been answered since the tracker started: from then on, a fetch that finds no
+    /// prompt already known missed some, so it asks for more.
+    synced: bool,
+}
+
+impl Default for HistoryFetch {
+    fn default() -> Self {
+        Self {
+            in_flight: false,
+            again: false,
+            asked: 0,
+            window: HISTORY_POLL,
+            issued: 0,
+            failed: false,
+            synced: false,
+        }
+    }
+}
+
+/// A prompt that reached its end, as [`Tracker::take_finished_news`] reports it, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedNews {
+    pub id: PromptId,
+    pub outcome: Outcome,
+    /// When it ended, server clock (ms since the epoch), when the server said.
+    pub server_finished_ms: Option<f64>,
+    /// First learned from `/history`, already over: it came and went unseen (another client's
+    /// fast prompt, or one that ended while the connection was down).
+    pub recovered: bool,
+    /// An earlier piece of news gave it an unknown outcome (its history could not be fetched);
+    /// this one is what the server says.
+    pub revised: bool,
+}
+
 /// The view of one server's prompts.
 #[derive(Debug)]
 pub struct Tracker {
@@ -477,6 +581,21 @@ pub struct Tracker {
     unconfirmed: HashMap<PromptId, u64>,
     history_requested: HashSet<PromptId>,
     logs: VecDeque<LogEntry>,
+    /// Most finished prompts kept.
+    finished_kept: usize,
+    history_fetch: HistoryFetch,
+    /// Prompts that left the queue and whose outcome is being looked up, with the number of
+    /// history fetches asked for by then (a later one answers for them). They are neither
+    /// running nor pending: the server said so.
+    awaiting: HashMap<PromptId, u64>,
+    /// `/history/{id}` fetches waiting for a slot, in order, and the same ids for lookups.
+    item_backlog: VecDeque<PromptId>,
+    item_waiting: HashSet<PromptId>,
+    /// Prompts deleted from the queue before they ran, oldest first: kept apart from
+    /// `finished`, so that list is the server's history.
+    removed: VecDeque<PromptId>,
+    /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
+    news: VecDeque<FinishedNews>,
 }
 
 impl Tracker {
@@ -494,7 +613,42 @@ impl Tracker {
             unconfirmed: HashMap::new(),
             history_requested: HashSet::new(),
             logs: VecDeque::new(),
+            finished_kept: FINISHED_KEPT,
+            history_fetch: HistoryFetch::default(),
+            awaiting: HashMap::new(),
+            item_backlog: VecDeque::new(),
+            item_waiting: HashSet::new(),
+            removed: VecDeque::new(),
+            news: VecDeque::new(),
         }
+    }
+
+    /// A tracker that keeps at most `kept` finished prompts (at least one).
+    pub fn with_finished_kept(our_client_id: impl Into<String>, kept: usize) -> Self {
+        let mut tracker = Self::new(our_client_id);
+        tracker.finished_kept = kept.max(1);
+        tracker
+    }
+
+    /// Most finished prompts kept.
+    pub fn finished_kept(&self) -> usize {
+        self.finished_kept
+    }
+
+    /// Prompts that ended since the last call, oldest first, with their outcome: live ones, and
+    /// those recovered from `/history` (see [`FinishedNews::recovered`]). Bounded: when nobody
+    /// asks, only the newest [`Tracker::finished_kept`] are kept.
+    pub fn take_finished_news(&mut self) -> Vec<FinishedNews> {
+        self.news.drain(..).collect()
+    }
+
+    /// Prompts deleted from the queue before they ran, newest first. They are not part of
+    /// [`Tracker::finished`], which holds what the server's history holds.
+    pub fn removed(&self) -> impl Iterator<Item = &PromptRecord> {
+        self.removed
+            .iter()
+            .rev()
+            .filter_map(|id| self.prompts.get(id))
     }
 
     pub fn our_client_id(&self) -> &str {
@@ -527,11 +681,12 @@ impl Tracker {
         self.prompts.values()
     }
 
-    /// The prompt running now, if any (the latest to start, should two claim it).
+    /// The prompt running now, if any (the latest to start, should two claim it). A prompt the
+    /// server no longer lists is not running, even while its outcome is still being fetched.
     pub fn running(&self) -> Option<&PromptRecord> {
         self.prompts
             .values()
-            .filter(|p| p.phase == Phase::Running)
+            .filter(|p| p.phase == Phase::Running && !self.awaiting.contains_key(&p.id))
             .max_by(|a, b| {
                 let key = |p: &PromptRecord| p.started_at.unwrap_or(p.first_seen);
                 key(a).total_cmp(&key(b))
@@ -543,10 +698,10 @@ impl Tracker {
         self.pending
             .iter()
             .filter_map(|id| self.prompts.get(id))
-            .filter(|p| p.phase == Phase::Queued)
+            .filter(|p| p.phase == Phase::Queued && !self.awaiting.contains_key(&p.id))
     }
 
-    /// Finished prompts, newest first.
+    /// Finished prompts, newest first (deleted ones are apart: [`Tracker::removed`]).
     pub fn finished(&self) -> impl Iterator<Item = &PromptRecord> {
         self.finished
             .iter()
@@ -578,25 +733,22 @@ impl Tracker {
                 }
                 // Whatever finished while we were away shows up in these two.
                 self.request_queue(&mut commands);
-                commands.push(TrackerCommand::FetchHistory {
-                    max_items: HISTORY_FETCH,
-                });
+                self.history_fetch.window = self.history_fetch.window.max(HISTORY_FETCH);
+                self.request_history(&mut commands);
+                self.retry_failed(&mut commands);
             }
             TrackerInput::Disconnected => self.connected = false,
             TrackerInput::Message(message) => self.on_message(now, message, &mut commands),
             TrackerInput::Binary(frame) => self.on_binary(frame),
             TrackerInput::Queue(snapshot) => self.on_queue(now, snapshot, &mut commands),
-            TrackerInput::History(history) => {
-                for (id, entry) in history.0 {
-                    self.apply_history_entry(now, id, &entry);
-                }
-            }
+            TrackerInput::History(history) => self.on_history(now, history, &mut commands),
             TrackerInput::HistoryItem { prompt_id, entry } => {
                 self.history_requested.remove(&prompt_id);
                 match entry {
                     Some(entry) => self.apply_history_entry(now, prompt_id, &entry),
                     None => self.vanished(now, &prompt_id),
                 }
+                self.next_history_items(&mut commands);
             }
             TrackerInput::FetchFailed(command) => match command {
                 TrackerCommand::FetchQueue => {
@@ -607,8 +759,28 @@ impl Tracker {
                 }
                 TrackerCommand::FetchHistoryItem(id) => {
                     self.history_requested.remove(&id);
+                    // The server no longer lists it, so it is not running; what became of it
+                    // is unknown until a later fetch says (the next status asks again).
+                    if self.awaiting.contains_key(&id) {
+                        self.finish(now, &id, Outcome::Unknown, None);
+                    }
+                    self.next_history_items(&mut commands);
                 }
-                TrackerCommand::FetchHistory { .. } => {}
+                TrackerCommand::FetchHistory { .. } => {
+                    self.history_fetch.in_flight = false;
+                    self.history_fetch.again = false;
+                    self.history_fetch.failed = true;
+                    // Prompts that left the queue are then looked up one by one.
+                    let waiting: Vec<PromptId> = self
+                        .awaiting
+                        .iter()
+                        .filter(|(_, by)| **by < self.history_fetch.issued)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in waiting {
+                        self.request_history_item(&id, &mut commands);
+                    }
+                }
             },
             TrackerInput::Submitted {
                 prompt_id,
@@ -676,9 +848,68 @@ impl Tracker {
         }
     }
 
+    /// Asks for one prompt's history entry; past [`HISTORY_ITEMS_IN_FLIGHT`] it waits its turn.
     fn request_history_item(&mut self, id: &str, commands: &mut Vec<TrackerCommand>) {
-        if self.history_requested.insert(id.to_string()) {
+        if self.history_requested.contains(id) || self.item_waiting.contains(id) {
+            return;
+        }
+        if self.history_requested.len() < HISTORY_ITEMS_IN_FLIGHT {
+            self.history_requested.insert(id.to_string());
             commands.push(TrackerCommand::FetchHistoryItem(id.to_string()));
+        } else {
+            self.item_waiting.insert(id.to_string());
+            self.item_backlog.push_back(id.to_string());
+        }
+    }
+
+    /// A `/history/{id}` slot came free: the next waiting lookup still needed takes it.
+    fn next_history_items(&mut self, commands: &mut Vec<TrackerCommand>) {
+        while self.history_requested.len() < HISTORY_ITEMS_IN_FLIGHT {
+            let Some(id) = self.item_backlog.pop_front() else {
+                return;
+            };
+            self.item_waiting.remove(&id);
+            let needed = self
+                .prompts
+                .get(&id)
+                .is_some_and(|p| !p.is_finished() || self.awaiting.contains_key(&id));
+            if needed {
+                self.request_history_item(&id, commands);
+            }
+        }
+    }
+
+    /// One `/history?max_items=` fetch of the newest entries at a time; asked for meanwhile,
+    /// it runs again once the one in flight returns.
+    fn request_history(&mut self, commands: &mut Vec<TrackerCommand>) {
+        if self.history_fetch.in_flight {
+            self.history_fetch.again = true;
+            return;
+        }
+        let fetch = &mut self.history_fetch;
+        fetch.in_flight = true;
+        fetch.failed = false;
+        fetch.issued += 1;
+        fetch.asked = fetch.window;
+        commands.push(TrackerCommand::FetchHistory {
+            max_items: fetch.asked,
+        });
+    }
+
+    /// Asks again for what failed before (each call already went through the session's
+    /// retries): the newest history, and the outcome of prompts that left the queue unresolved.
+    fn retry_failed(&mut self, commands: &mut Vec<TrackerCommand>) {
+        if self.history_fetch.failed {
+            self.request_history(commands);
+        }
+        let unresolved: Vec<PromptId> = self
+            .awaiting
+            .keys()
+            .filter(|id| self.prompts.get(*id).is_some_and(PromptRecord::is_finished))
+            .cloned()
+            .collect();
+        for id in unresolved {
+            self.request_history_item(&id, commands);
         }
     }
 
@@ -693,8 +924,15 @@ impl Tracker {
                 if status.sid.is_some() {
                     self.sid = status.sid.clone();
                 }
-                self.queue_remaining = Some(status.queue_remaining());
+                let remaining = status.queue_remaining();
+                // A prompt can come and go between two `/queue` fetches (an instant failure, a
+                // fully cached rerun): only the history shows it.
+                if self.queue_remaining != Some(remaining) {
+                    self.request_history(commands);
+                }
+                self.queue_remaining = Some(remaining);
                 self.request_queue(commands);
+                self.retry_failed(commands);
             }
             ServerMessage::FeatureFlags(flags) => self.features = Some(flags),
             ServerMessage::ExecutionStart(m) => {
@@ -875,8 +1113,9 @@ impl Tracker {
         record.live = true;
         if record.advance(Phase::Running) {
             record.started_at = Some(now);
+            // Once, not on every progress event: the pending list can be long.
+            self.pending.retain(|p| p != id);
         }
-        self.pending.retain(|p| p != id);
     }
 
     fn mark_failed_node(
@@ -899,6 +1138,18 @@ impl Tracker {
     }
 
     fn finish(&mut self, now: f64, id: &str, outcome: Outcome, server_ms: Option<f64>) {
+        self.finish_with(now, id, outcome, server_ms, false);
+    }
+
+    /// Ends a prompt; `recovered` when it was first learned of already over (from history).
+    fn finish_with(
+        &mut self,
+        now: f64,
+        id: &str,
+        outcome: Outcome,
+        server_ms: Option<f64>,
+        recovered: bool,
+    ) {
         let record = self.record_mut(now, id);
         if !record.advance(Phase::Finished(outcome)) {
             return;
@@ -913,18 +1164,87 @@ impl Tracker {
                 node.finished_at = Some(now);
             }
         }
-        self.pending.retain(|p| p != id);
+        let outcome = record.outcome().cloned().unwrap_or(Outcome::Unknown);
+        let server_finished_ms = record.server_finished_ms;
+        // No longer in `pending()`, which lists queued prompts only; the next `/queue` reply
+        // rebuilds the list (removing each one here would cost the whole list per prompt).
         self.unconfirmed.remove(id);
-        self.finished.push_back(id.to_string());
+        // An unknown outcome stays open: a later history fetch may still say what it was.
+        if outcome != Outcome::Unknown {
+            self.awaiting.remove(id);
+        }
+        if outcome == Outcome::Removed {
+            self.removed.push_back(id.to_string());
+        } else {
+            // In the server's completion order: a page of older history lands behind newer
+            // prompts already known.
+            let position = match server_finished_ms {
+                Some(ms) => self
+                    .finished
+                    .iter()
+                    .rposition(|other| {
+                        self.prompts
+                            .get(other)
+                            .and_then(|p| p.server_finished_ms)
+                            .is_none_or(|other_ms| other_ms <= ms)
+                    })
+                    .map_or(0, |i| i + 1),
+                None => self.finished.len(),
+            };
+            self.finished.insert(position, id.to_string());
+        }
+        self.news.push_back(FinishedNews {
+            id: id.to_string(),
+            outcome,
+            server_finished_ms,
+            recovered,
+            revised: false,
+        });
         self.forget_old();
     }
 
+    /// A prompt given an unknown outcome (its history could not be fetched) gets the one the
+    /// server's history says.
+    fn revise_unknown(&mut self, id: &str, outcome: Outcome, server_ms: Option<f64>) {
+        self.awaiting.remove(id);
+        let Some(record) = self.prompts.get_mut(id) else {
+            return;
+        };
+        if record.phase != Phase::Finished(Outcome::Unknown) || outcome == Outcome::Unknown {
+            return;
+        }
+        record.phase = Phase::Finished(outcome.clone());
+        record.server_finished_ms = server_ms.or(record.server_finished_ms);
+        self.news.push_back(FinishedNews {
+            id: id.to_string(),
+            outcome,
+            server_finished_ms: record.server_finished_ms,
+            recovered: false,
+            revised: true,
+        });
+        self.forget_old();
+    }
+
+    /// Keeps every list within its bound, forgetting the oldest.
     fn forget_old(&mut self) {
-        while self.finished.len() > FINISHED_KEPT {
+        while self.finished.len() > self.finished_kept {
             if let Some(old) = self.finished.pop_front() {
-                self.prompts.remove(&old);
+                self.forget(&old);
             }
         }
+        while self.removed.len() > REMOVED_KEPT {
+            if let Some(old) = self.removed.pop_front() {
+                self.forget(&old);
+            }
+        }
+        while self.news.len() > self.finished_kept {
+            self.news.pop_front();
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.prompts.remove(id);
+        self.awaiting.remove(id);
     }
 
     fn on_queue(&mut self, now: f64, snapshot: QueueSnapshot, commands: &mut Vec<TrackerCommand>) {
@@ -941,16 +1261,28 @@ impl Tracker {
         let reply = self.queue_fetch.issued;
         self.unconfirmed
             .retain(|id, fresh_from| !listed.contains(id.as_str()) && *fresh_from > reply);
+        // Listed again (a reply that raced an older one): it is not over after all.
+        self.awaiting.retain(|id, _| !listed.contains(id.as_str()));
         // Prompts we thought queued or running that the server no longer lists have ended.
         let gone: Vec<PromptId> = self
             .prompts
             .values()
             .filter(|p| !p.is_finished() && !listed.contains(p.id.as_str()))
-            .filter(|p| !self.unconfirmed.contains_key(&p.id))
+            .filter(|p| !self.unconfirmed.contains_key(&p.id) && !self.awaiting.contains_key(&p.id))
             .map(|p| p.id.clone())
             .collect();
-        for id in gone {
-            self.request_history_item(&id, commands);
+        // A few are looked up one by one; many at once (a burst, a cleared queue) through the
+        // newest history, which the next fetch of it answers for.
+        let one_by_one = gone.len() <= HISTORY_ITEMS_IN_FLIGHT / 2;
+        let answered_by = self.history_fetch.issued;
+        for id in &gone {
+            self.awaiting.insert(id.clone(), answered_by);
+            if one_by_one {
+                self.request_history_item(id, commands);
+            }
+        }
+        if !one_by_one {
+            self.request_history(commands);
         }
 
         let our_id = self.our_client_id.clone();
@@ -988,6 +1320,56 @@ impl Tracker {
         }
     }
 
+    /// A reply to `/history?max_items=`: the newest entries, oldest first. Adds what is new; when
+    /// even the oldest of them was not known, more came and went than it asked for, so it asks
+    /// for more (up to the number of finished prompts kept, which bounds what one reply holds).
+    fn on_history(&mut self, now: f64, history: History, commands: &mut Vec<TrackerCommand>) {
+        let fetch_number = self.history_fetch.issued;
+        let asked = self.history_fetch.asked;
+        self.history_fetch.in_flight = false;
+        let returned = history.0.len();
+        let mut known = 0usize;
+        let mut reaches_known = false;
+        for (index, (id, entry)) in history.0.into_iter().enumerate() {
+            let seen_finished = !self.awaiting.contains_key(&id)
+                && self.prompts.get(&id).is_some_and(PromptRecord::is_finished);
+            if seen_finished {
+                known += 1;
+                reaches_known |= index == 0;
+            }
+            self.apply_history_entry(now, id, &entry);
+        }
+        let first = !std::mem::replace(&mut self.history_fetch.synced, true);
+        let whole_history = (returned as u64) < u64::from(asked);
+        let cap = u32::try_from(self.finished_kept).unwrap_or(u32::MAX);
+        if !reaches_known && !first && !whole_history && asked < cap {
+            self.history_fetch.window = asked.saturating_mul(2).min(cap);
+            self.history_fetch.again = true;
+        } else {
+            // Room for twice what was new this time, so the next one overlaps again.
+            let new = u32::try_from(returned - known).unwrap_or(u32::MAX);
+            self.history_fetch.window = new.saturating_mul(2).clamp(HISTORY_POLL, cap.max(1));
+            // Prompts that left the queue before this fetch was asked for and are not in it.
+            let unanswered: Vec<PromptId> = self
+                .awaiting
+                .iter()
+                .filter(|(_, answered_by)| **answered_by < fetch_number)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in unanswered {
+                if whole_history {
+                    // The whole history was listed: the server has no entry for it.
+                    self.vanished(now, &id);
+                } else {
+                    self.request_history_item(&id, commands);
+                }
+            }
+        }
+        if std::mem::take(&mut self.history_fetch.again) {
+            self.request_history(commands);
+        }
+    }
+
     /// The server has no history entry for a prompt that left the queue.
     fn vanished(&mut self, now: f64, id: &str) {
         let Some(record) = self.prompts.get(id) else {
@@ -996,12 +1378,24 @@ impl Tracker {
         let outcome = match record.phase {
             Phase::Queued => Outcome::Removed,
             Phase::Running => Outcome::Unknown,
-            Phase::Finished(_) => return,
+            Phase::Finished(_) => {
+                // The server has nothing more to say about it.
+                self.awaiting.remove(id);
+                return;
+            }
         };
         self.finish(now, id, outcome, None);
+        self.awaiting.remove(id);
     }
 
     fn apply_history_entry(&mut self, now: f64, id: PromptId, entry: &HistoryEntry) {
+        let awaited = self.awaiting.contains_key(&id);
+        let known_before = match self.prompts.get(&id) {
+            // Every poll lists the newest entries again: nothing new in one already applied.
+            Some(p) if p.is_finished() && !awaited && p.server_finished_ms.is_some() => return,
+            Some(_) => true,
+            None => false,
+        };
         let our_id = self.our_client_id.clone();
         let record = self.record_mut(now, &id);
         record.fill_from_item(&entry.prompt, &our_id);
@@ -1013,6 +1407,8 @@ impl Tracker {
         }
         let mut outcome = None;
         let mut finished_ms = None;
+        // What ran before an error or interrupt, as the server lists it.
+        let mut executed: Option<Vec<NodeId>> = None;
         if let Some(status) = &entry.status {
             for message in status.decoded_messages().flatten() {
                 match message {
@@ -1036,6 +1432,7 @@ impl Tracker {
                     }
                     ServerMessage::ExecutionError(m) => {
                         finished_ms = m.timestamp;
+                        executed = Some(m.executed);
                         outcome = Some(Outcome::Error(ErrorInfo {
                             node_id: m.node_id,
                             node_type: m.node_type,
@@ -1047,6 +1444,7 @@ impl Tracker {
                     }
                     ServerMessage::ExecutionInterrupted(m) => {
                         finished_ms = m.timestamp;
+                        executed = Some(m.executed);
                         outcome = Some(Outcome::Interrupted {
                             node_id: m.node_id,
                             node_type: m.node_type,
@@ -1077,11 +1475,18 @@ impl Tracker {
             }
         }
         if record.is_finished() {
+            if record.phase == Phase::Finished(Outcome::Unknown) && awaited {
+                record.settle_nodes(&outcome, executed.as_deref());
+                self.revise_unknown(&id, outcome, finished_ms);
+                return;
+            }
             // Live events told us already; keep their detail, add the server's clock.
             record.server_finished_ms = record.server_finished_ms.or(finished_ms);
+            self.awaiting.remove(&id);
             return;
         }
-        self.finish(now, &id, outcome, finished_ms);
+        record.settle_nodes(&outcome, executed.as_deref());
+        self.finish_with(now, &id, outcome, finished_ms, !known_before);
     }
 }
 
@@ -1155,8 +1560,17 @@ mod tests {
                 .unwrap(),
             )
         };
-        assert_eq!(t.handle(0.0, status()), vec![TrackerCommand::FetchQueue]);
-        assert_eq!(t.handle(0.1, status()), vec![]);
+        let queue_fetches = |commands: Vec<TrackerCommand>| -> Vec<TrackerCommand> {
+            commands
+                .into_iter()
+                .filter(|c| *c == TrackerCommand::FetchQueue)
+                .collect()
+        };
+        assert_eq!(
+            queue_fetches(t.handle(0.0, status())),
+            vec![TrackerCommand::FetchQueue]
+        );
+        assert_eq!(queue_fetches(t.handle(0.1, status())), vec![]);
         // The reply comes; the second status asks for one more fetch.
         assert_eq!(
             t.handle(0.2, TrackerInput::Queue(QueueSnapshot::default())),
@@ -1334,6 +1748,404 @@ mod tests {
         assert_eq!(
             t.prompt(&id).unwrap().phase,
             Phase::Finished(Outcome::Success)
+        );
+    }
+}
+
+/// The tracker under load and faults: fetches that fail, prompts that come and go between two
+/// fetches, a history longer than one page, bounded memory.
+#[cfg(test)]
+mod truth_tests {
+    use super::*;
+    use serde_json::json;
+
+    const REFERENCE: &str = crate::FIXTURES;
+
+    fn http_body<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let path = format!("{REFERENCE}/http/{name}.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_value(v["body"].clone()).unwrap()
+    }
+
+    /// A recorded history entry under another prompt id.
+    fn entry(name: &str, id: &str) -> HistoryEntry {
+        let history: History = http_body(name);
+        let (_, mut entry) = history.0.into_iter().next().unwrap();
+        entry.prompt.prompt_id = id.to_string();
+        entry
+    }
+
+    fn item_json(number: u32, id: &str, client: &str) -> Value {
+        json!([number, id, {"1": {"class_type": "LabRaiseError", "inputs": {}}},
+            {"client_id": client, "create_time": 1_795_828_000_000u64 + u64::from(number)}, ["1"]])
+    }
+
+    fn queue(running: &[&str], pending: &[&str]) -> QueueSnapshot {
+        let items = |ids: &[&str], from: u32| -> Vec<Value> {
+            ids.iter()
+                .zip(from..)
+                .map(|(id, n)| item_json(n, id, "someone-else"))
+                .collect()
+        };
+        serde_json::from_value(json!({
+            "queue_running": items(running, 1),
+            "queue_pending": items(pending, 100),
+        }))
+        .unwrap()
+    }
+
+    fn status(remaining: u64) -> TrackerInput {
+        TrackerInput::Message(
+            ServerMessage::from_json(&format!(
+                r#"{{"type":"status","data":{{"status":{{"exec_info":{{"queue_remaining":{remaining}}}}}}}}}"#
+            ))
+            .unwrap(),
+        )
+    }
+
+    fn connected() -> TrackerInput {
+        TrackerInput::Connected {
+            sid: None,
+            features: None,
+        }
+    }
+
+    /// The newest `n` of `ids` (oldest first, one second apart) as `/history?max_items=n`
+    /// answers.
+    fn newest(ids: &[String], n: u32, name: &str) -> TrackerInput {
+        let from = ids.len().saturating_sub(n as usize);
+        TrackerInput::History(History(
+            ids.iter()
+                .enumerate()
+                .skip(from)
+                .map(|(i, id)| {
+                    let mut entry = entry(name, id);
+                    if let Some(status) = &mut entry.status {
+                        for (_, data) in &mut status.messages {
+                            if let Some(ms) = data.get_mut("timestamp") {
+                                *ms = json!(1_795_000_000_000u64 + 1000 * i as u64);
+                            }
+                        }
+                    }
+                    (id.clone(), entry)
+                })
+                .collect(),
+        ))
+    }
+
+    fn history_asks(commands: &[TrackerCommand]) -> Vec<u32> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                TrackerCommand::FetchHistory { max_items } => Some(*max_items),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prompt_that_left_the_queue_is_not_running_while_its_history_cannot_be_fetched() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, TrackerInput::Queue(queue(&["p1"], &[])));
+        assert_eq!(t.running().map(|p| p.id.as_str()), Some("p1"));
+
+        // It ends; the server no longer lists it, and its history fetch fails (timed out).
+        let commands = t.handle(1.0, TrackerInput::Queue(queue(&[], &[])));
+        assert!(commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())));
+        assert!(t.running().is_none(), "the server says it is not running");
+        t.handle(
+            16.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistoryItem("p1".into())),
+        );
+        assert!(t.running().is_none());
+        assert_eq!(
+            t.prompt("p1").unwrap().phase,
+            Phase::Finished(Outcome::Unknown)
+        );
+
+        // The next status asks again, and the answer replaces the unknown outcome.
+        let commands = t.handle(20.0, status(0));
+        assert!(
+            commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())),
+            "{commands:?}"
+        );
+        t.handle(
+            20.1,
+            TrackerInput::HistoryItem {
+                prompt_id: "p1".into(),
+                entry: Some(entry("get_history_id_success", "p1")),
+            },
+        );
+        assert_eq!(
+            t.prompt("p1").unwrap().phase,
+            Phase::Finished(Outcome::Success)
+        );
+        assert_eq!(t.finished().count(), 1, "listed once");
+        let news = t.take_finished_news();
+        assert_eq!(news.len(), 2, "{news:?}");
+        assert_eq!(news[0].outcome, Outcome::Unknown);
+        assert!(news[1].revised && news[1].outcome == Outcome::Success);
+        // Settled: later statuses ask nothing more about it.
+        assert!(
+            !t.handle(30.0, status(0))
+                .contains(&TrackerCommand::FetchHistoryItem("p1".into()))
+        );
+    }
+
+    #[test]
+    fn a_failed_history_page_is_asked_for_again_at_the_next_status() {
+        let mut t = Tracker::new("me");
+        let commands = t.handle(0.0, connected());
+        assert_eq!(history_asks(&commands), [HISTORY_FETCH]);
+        t.handle(
+            15.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistory {
+                max_items: HISTORY_FETCH,
+            }),
+        );
+        let commands = t.handle(20.0, status(0));
+        assert_eq!(history_asks(&commands), [HISTORY_FETCH], "{commands:?}");
+    }
+
+    #[test]
+    fn history_details_say_what_ran_and_unknown_rather_than_pending() {
+        let mut t = Tracker::new("me");
+        // A success seen only through history: every node that was to run finished.
+        t.handle(
+            0.0,
+            TrackerInput::History(History(vec![(
+                "ok".into(),
+                entry("get_history_id_success", "ok"),
+            )])),
+        );
+        let ok = t.prompt("ok").unwrap();
+        assert_eq!(ok.phase, Phase::Finished(Outcome::Success));
+        assert_eq!(ok.node_counts(), (6, 6), "{:?}", ok.nodes);
+        assert_eq!(ok.node_state("5"), NodeState::Cached);
+        assert_eq!(ok.node_state("1"), NodeState::Done);
+
+        // An error: `executed` lists what ran before the failing node.
+        t.handle(
+            1.0,
+            TrackerInput::History(History(vec![(
+                "bad".into(),
+                entry("get_history_id_error", "bad"),
+            )])),
+        );
+        let bad = t.prompt("bad").unwrap();
+        assert_eq!(bad.node_state("1"), NodeState::Done);
+        assert_eq!(bad.node_state("2"), NodeState::Error);
+        assert_eq!(bad.node_counts(), (1, 2));
+
+        // An interrupt that listed nothing executed: the interrupted node, nothing invented.
+        t.handle(
+            2.0,
+            TrackerInput::History(History(vec![(
+                "stop".into(),
+                entry("get_history_id_interrupted", "stop"),
+            )])),
+        );
+        let stop = t.prompt("stop").unwrap();
+        assert_eq!(stop.node_state("1"), NodeState::Interrupted);
+        assert_eq!(stop.node_state("2"), NodeState::Unknown);
+
+        // Another client's running prompt: which node runs is not known.
+        t.handle(3.0, TrackerInput::Queue(queue(&["other"], &["next"])));
+        let other = t.prompt("other").unwrap();
+        assert_eq!(other.node_state("1"), NodeState::Unknown);
+        assert_eq!(
+            t.prompt("next").unwrap().node_state("1"),
+            NodeState::Pending
+        );
+    }
+
+    #[test]
+    fn prompts_that_came_and_went_between_two_queue_fetches_are_found_in_history() {
+        let mut t = Tracker::new("me");
+        let commands = t.handle(0.0, connected());
+        assert_eq!(history_asks(&commands), [HISTORY_FETCH]);
+        t.handle(0.1, TrackerInput::Queue(queue(&[], &[])));
+        t.handle(0.1, TrackerInput::History(History(Vec::new())));
+
+        // An instant failure: accepted, run and failed before any /queue could list it.
+        let commands = t.handle(1.0, status(1));
+        assert_eq!(history_asks(&commands), [HISTORY_POLL]);
+        assert!(commands.contains(&TrackerCommand::FetchQueue));
+        // The count falls back while that fetch is in flight: one more once it returns.
+        assert_eq!(history_asks(&t.handle(1.01, status(0))), Vec::<u32>::new());
+        t.handle(1.02, TrackerInput::Queue(queue(&[], &[])));
+        let ids = vec!["fast".to_string()];
+        let commands = t.handle(1.03, newest(&ids, HISTORY_POLL, "get_history_id_error"));
+        assert_eq!(history_asks(&commands), [HISTORY_POLL]);
+        let fast = t.prompt("fast").expect("the fast prompt is known");
+        assert!(matches!(fast.phase, Phase::Finished(Outcome::Error(_))));
+        assert_eq!(t.finished().count(), 1);
+        let news = t.take_finished_news();
+        assert_eq!(news.len(), 1);
+        assert!(news[0].recovered);
+        assert_eq!(news[0].server_finished_ms, Some(1_795_000_000_000.0));
+    }
+
+    #[test]
+    fn resync_after_a_cut_pages_back_to_the_last_prompt_seen() {
+        let mut t = Tracker::new("me");
+        let mut server: Vec<String> = vec!["seen".into()];
+        t.handle(0.0, connected());
+        t.handle(
+            0.1,
+            newest(&server, HISTORY_FETCH, "get_history_id_success"),
+        );
+        t.handle(1.0, TrackerInput::Disconnected);
+        // 200 prompts end during the cut.
+        server.extend((0..200).map(|i| format!("cut-{i:03}")));
+        let mut commands = t.handle(10.0, connected());
+        let mut asked = Vec::new();
+        while let Some(&max_items) = history_asks(&commands).first() {
+            asked.push(max_items);
+            assert!(asked.len() < 10, "{asked:?}");
+            commands = t.handle(10.5, newest(&server, max_items, "get_history_id_success"));
+        }
+        assert_eq!(asked, [64, 128, 256]);
+        assert_eq!(t.finished().count(), 201);
+        let recovered = t.take_finished_news();
+        assert_eq!(recovered.len(), 201);
+        assert!(recovered[1..].iter().all(|n| n.recovered));
+        // In completion order, newest first in the list.
+        assert_eq!(t.finished().next().unwrap().id, "cut-199");
+    }
+
+    #[test]
+    fn paging_stops_at_the_cap_of_finished_prompts_kept() {
+        let mut t = Tracker::with_finished_kept("me", 100);
+        let mut server: Vec<String> = vec!["seen".into()];
+        t.handle(0.0, connected());
+        t.handle(
+            0.1,
+            newest(&server, HISTORY_FETCH, "get_history_id_success"),
+        );
+        server.extend((0..1000).map(|i| format!("cut-{i:04}")));
+        let mut commands = t.handle(10.0, connected());
+        let mut asked = Vec::new();
+        while let Some(&max_items) = history_asks(&commands).first() {
+            asked.push(max_items);
+            assert!(asked.len() < 10, "{asked:?}");
+            commands = t.handle(10.5, newest(&server, max_items, "get_history_id_success"));
+        }
+        assert_eq!(asked, [64, 100]);
+        assert_eq!(t.finished().count(), 100);
+        assert!(t.prompts().count() <= 100);
+        assert!(t.take_finished_news().len() <= 100);
+    }
+
+    #[test]
+    fn memory_stays_bounded_over_many_prompts() {
+        let mut t = Tracker::with_finished_kept("me", 50);
+        for round in 0..20 {
+            let ids: Vec<String> = (0..100).map(|i| format!("r{round}-{i}")).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let now = f64::from(round);
+            t.handle(now, TrackerInput::Queue(queue(&refs[..1], &refs[1..])));
+            // Half ran and are in history, half were deleted.
+            t.handle(now + 0.1, TrackerInput::Queue(queue(&[], &[])));
+            let history = History(
+                ids[..50]
+                    .iter()
+                    .map(|id| (id.clone(), entry("get_history_id_success", id)))
+                    .collect(),
+            );
+            t.handle(now + 0.2, TrackerInput::History(history));
+            for id in &ids[50..] {
+                t.handle(
+                    now + 0.3,
+                    TrackerInput::HistoryItem {
+                        prompt_id: id.clone(),
+                        entry: None,
+                    },
+                );
+            }
+        }
+        assert_eq!(t.finished().count(), 50);
+        assert_eq!(t.removed().count(), REMOVED_KEPT);
+        assert!(t.prompts().count() <= 50 + REMOVED_KEPT);
+        assert!(t.awaiting.is_empty(), "{:?}", t.awaiting.len());
+        assert!(t.news.len() <= 50);
+        assert!(t.history_requested.is_empty() && t.item_backlog.is_empty());
+    }
+
+    #[test]
+    fn deleted_prompts_are_kept_apart_from_the_servers_history() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, TrackerInput::Queue(queue(&["run"], &["del"])));
+        t.handle(1.0, TrackerInput::Queue(queue(&["run"], &[])));
+        t.handle(
+            1.1,
+            TrackerInput::HistoryItem {
+                prompt_id: "del".into(),
+                entry: None,
+            },
+        );
+        assert_eq!(
+            t.prompt("del").unwrap().phase,
+            Phase::Finished(Outcome::Removed)
+        );
+        assert_eq!(
+            t.finished().count(),
+            0,
+            "the server's history holds nothing"
+        );
+        assert_eq!(
+            t.removed().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["del"]
+        );
+    }
+
+    #[test]
+    fn a_pending_prompts_wait_counts_from_the_servers_create_time() {
+        let mut t = Tracker::new("me");
+        t.handle(50.0, TrackerInput::Queue(queue(&[], &["p"])));
+        assert_eq!(
+            t.prompt("p").unwrap().server_queued_ms,
+            Some(1_795_828_000_100.0)
+        );
+        // Older servers do not say: the wait can only count from when it was first seen.
+        t.handle(
+            51.0,
+            TrackerInput::History(History(vec![(
+                "h".into(),
+                entry("get_history_id_success", "h"),
+            )])),
+        );
+        assert_eq!(t.prompt("h").unwrap().server_queued_ms, None);
+    }
+
+    #[test]
+    fn many_prompts_leaving_at_once_are_looked_up_through_one_history_page() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.1, TrackerInput::History(History(Vec::new())));
+        t.handle(0.1, TrackerInput::Queue(QueueSnapshot::default()));
+        let ids: Vec<String> = (0..300).map(|i| format!("b{i:03}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        t.handle(1.0, TrackerInput::Queue(queue(&refs[..1], &refs[1..])));
+        let commands = t.handle(2.0, TrackerInput::Queue(queue(&[], &[])));
+        assert!(
+            !commands
+                .iter()
+                .any(|c| matches!(c, TrackerCommand::FetchHistoryItem(_))),
+            "no flood of single lookups"
+        );
+        assert!(t.running().is_none() && t.pending().next().is_none());
+        let mut commands = commands;
+        let mut rounds = 0;
+        while let Some(&max_items) = history_asks(&commands).first() {
+            rounds += 1;
+            assert!(rounds < 10);
+            commands = t.handle(2.5, newest(&ids, max_items, "get_history_id_success"));
+        }
+        assert_eq!(t.finished().count(), 300);
+        assert!(
+            commands.len() <= HISTORY_ITEMS_IN_FLIGHT,
+            "at most a few single lookups at once: {commands:?}"
         );
     }
 }

@@ -99,6 +99,7 @@ pub fn node_mark(state: NodeState) -> (&'static str, &'static str) {
         NodeState::Done => ("✓", "done"),
         NodeState::Error => ("✗", "error"),
         NodeState::Interrupted => ("■", "stopped"),
+        NodeState::Unknown => ("?", "unknown"),
     }
 }
 
@@ -343,7 +344,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
                 .map(|n| one_line(&n.class_type).into_owned())
                 .unwrap_or_default();
             let record = prompt.nodes.get(id);
-            let state = record.map_or(NodeState::Pending, |n| n.state);
+            let state = prompt.node_state(id);
             let (mark, word) = node_mark(state);
             let steps = record
                 .filter(|n| n.has_progress)
@@ -352,7 +353,7 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
             let tone = match state {
                 NodeState::Error => Tone::Bad,
                 NodeState::Interrupted => Tone::Warn,
-                NodeState::Pending => Tone::Dim,
+                NodeState::Pending | NodeState::Unknown => Tone::Dim,
                 _ => Tone::Text,
             };
             push_wrapped(

@@ -22,7 +22,8 @@ use super::server_url::ServerUrl;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpTimeouts {
     pub connect: Duration,
-    /// Every JSON call, from connecting to the end of the body.
+    /// Every JSON call: the longest wait for the next bytes of the answer (a large history
+    /// that keeps coming is not a dead server).
     pub request: Duration,
     /// `GET /view`: full-size images can be large.
     pub view: Duration,
@@ -138,7 +139,7 @@ impl ComfyClient {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(timeouts.connect)
-            .timeout(timeouts.request)
+            .read_timeout(timeouts.request)
             .user_agent(concat!("comfytop/", env!("CARGO_PKG_VERSION")))
             // The WebSocket goes direct; HTTP must take the same path to the same server.
             .no_proxy()

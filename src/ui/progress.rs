@@ -191,7 +191,7 @@ fn node_label_text(prompt: &PromptRecord, id: &str) -> String {
 /// One node: mark, title and id, then a gauge with steps, speed and ETA, or its state.
 fn node_line(prompt: &PromptRecord, id: &str, label_width: usize, width: usize) -> Line<'static> {
     let record = prompt.nodes.get(id);
-    let node_state = record.map_or(NodeState::Pending, |n| n.state);
+    let node_state = prompt.node_state(id);
     let (mark, word) = node_mark(node_state);
     let style = theme::node(node_state);
     let mut spans = vec![

@@ -75,7 +75,7 @@ pub fn tone(tone: Tone) -> Style {
 
 pub fn node(state: NodeState) -> Style {
     match state {
-        NodeState::Pending => dim(),
+        NodeState::Pending | NodeState::Unknown => dim(),
         NodeState::Running => accent().add_modifier(Modifier::BOLD),
         NodeState::Cached => Style::new().fg(Color::Blue),
         NodeState::Done => good(),
