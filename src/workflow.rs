@@ -142,6 +142,7 @@ mod tests {
     use rand::SeedableRng;
     use serde_json::json;
 
+
     #[test]
     fn every_recorded_workflow_loads() {
         for entry in std::fs::read_dir(format!("{}/workflows", crate::FIXTURES)).unwrap() {

@@ -19,8 +19,7 @@ use tokio::sync::mpsc;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn workflow(name: &str) -> Value {
-    let text =
-        std::fs::read_to_string(format!("{}/workflows/{name}.json", comfytop::FIXTURES)).unwrap();
+    let text = std::fs::read_to_string(format!("{}/workflows/{name}.json", comfytop::FIXTURES)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
