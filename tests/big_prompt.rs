@@ -136,7 +136,11 @@ async fn a_huge_error_message_is_kept_cut() {
     assert!(message.starts_with(head));
     // The inputs the node failed with carry the message again: cut the same way.
     let inputs = serde_json::to_string(&error.current_inputs).unwrap();
-    assert!(inputs.len() < 2 * ERROR_TEXT_KEPT, "{} bytes of inputs kept", inputs.len());
+    assert!(
+        inputs.len() < 2 * ERROR_TEXT_KEPT,
+        "{} bytes of inputs kept",
+        inputs.len()
+    );
     assert!(inputs.contains("more characters)"), "{inputs:.200}");
     for line in &error.traceback {
         assert!(line.chars().count() < ERROR_TEXT_KEPT + 40);
