@@ -349,7 +349,7 @@ impl PromptRecord {
         remaining.sort_by(|a, b| node_id_order(a, b));
         while !remaining.is_empty() {
             let ready = remaining.iter().position(|id| {
-                self.graph.get(*id).is_none_or(|node| {
+                self.graph.get(id).is_none_or(|node| {
                     (node.links.iter())
                         .all(|up| placed.contains(up.as_str()) || !to_run.contains(up))
                 })
