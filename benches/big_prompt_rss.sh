@@ -8,11 +8,13 @@
 #
 #   cargo build --release && benches/big_prompt_rss.sh
 #
-# Needs tmux, curl and python3. Environment: BIN (default target/release/comfytop), NODES
+# Needs tmux, curl and python3. Environment: BIN (default target/release/comfytop), SIM_BIN (the
+# simulator's binary, default BIN: an older client can be measured against a newer one), NODES
 # (default 330000), MESSAGE_MB (default 50), SCENARIOS (default "graph error").
 set -euo pipefail
 
 BIN=${BIN:-target/release/comfytop}
+SIM_BIN=${SIM_BIN:-$BIN}
 NODES=${NODES:-330000}
 MESSAGE_MB=${MESSAGE_MB:-50}
 SCENARIOS=${SCENARIOS:-graph error}
@@ -48,7 +50,7 @@ kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 for scenario in $SCENARIOS; do
-    "$BIN" sim --listen 127.0.0.1:0 >"$WORK/sim.out" 2>&1 &
+    "$SIM_BIN" sim --listen 127.0.0.1:0 >"$WORK/sim.out" 2>&1 &
     SIM_PID=$!
     URL=""
     for _ in $(seq 100); do
