@@ -38,10 +38,13 @@ pub enum Action {
     /// `POST /prompt` of a new workflow.
     Submit(Box<PromptRequest>),
     /// `POST /prompt` of a finished or queued prompt's graph again (see
-    /// [`crate::workflow::requeue_request`]).
+    /// [`crate::workflow::requeue_request`]). A request without a graph gets the graph and
+    /// `extra_data` of `from`, fetched from the server when it is sent (nothing keeps graphs).
     Requeue {
         from: PromptId,
         request: Box<PromptRequest>,
+        /// Give every seed input a new random value.
+        new_seeds: bool,
     },
     /// `POST /free`.
     Free(FreeRequest),
@@ -59,6 +62,27 @@ impl Action {
         Self::Requeue {
             from,
             request: Box::new(with_prompt_id(request)),
+            new_seeds: false,
+        }
+    }
+
+    /// A requeue of `from` under `our_client_id`, its graph fetched when it is sent.
+    pub fn requeue_fetched(
+        from: PromptId,
+        our_client_id: &str,
+        front: bool,
+        new_seeds: bool,
+    ) -> Self {
+        let request = crate::workflow::requeue_request(
+            &Value::Null,
+            &Default::default(),
+            our_client_id,
+            front,
+        );
+        Self::Requeue {
+            from,
+            request: Box::new(with_prompt_id(request)),
+            new_seeds,
         }
     }
 
@@ -250,6 +274,9 @@ pub enum ActionError {
         prompt_id: Option<PromptId>,
         source: HttpError,
     },
+    /// A requeue found nothing to send.
+    #[error("cannot requeue prompt {}: {why}", short_id(.prompt_id))]
+    NotRequeued { prompt_id: PromptId, why: String },
     #[error(transparent)]
     Http(#[from] HttpError),
 }
@@ -311,12 +338,63 @@ pub async fn perform(
             })
         }
         Action::Submit(request) => queue(client, request, None).await,
-        Action::Requeue { from, request } => queue(client, request, Some(from.clone())).await,
+        Action::Requeue {
+            from,
+            request,
+            new_seeds,
+        } => {
+            let request = with_graph_of(client, from, request, *new_seeds).await?;
+            queue(client, &request, Some(from.clone())).await
+        }
         Action::Free(request) => {
             client.free(request.clone()).await?;
             Ok(Done::Freed(request.clone()))
         }
     }
+}
+
+/// The requeue request with `from`'s graph and `extra_data`, fetched now when it has none, and
+/// new seeds when asked for.
+async fn with_graph_of(
+    client: &ComfyClient,
+    from: &str,
+    request: &PromptRequest,
+    new_seeds: bool,
+) -> Result<PromptRequest, ActionError> {
+    let not_requeued = |why: &str| ActionError::NotRequeued {
+        prompt_id: from.to_string(),
+        why: why.to_string(),
+    };
+    let mut request = request.clone();
+    if request.prompt.is_null() {
+        let Some(item) = client.queued_prompt(from).await? else {
+            return Err(not_requeued(
+                "the server has it neither in its queue nor in its history any more",
+            ));
+        };
+        let our_client_id = request.client_id.as_deref().unwrap_or_default();
+        let fetched = crate::workflow::requeue_request(
+            &item.prompt,
+            &item.extra_data,
+            our_client_id,
+            request.front == Some(true),
+        );
+        request.prompt = fetched.prompt;
+        request.extra_data = fetched.extra_data;
+    }
+    if request
+        .prompt
+        .as_object()
+        .is_none_or(|graph| graph.is_empty())
+    {
+        return Err(not_requeued("its graph is empty"));
+    }
+    if new_seeds && crate::workflow::randomize_seeds(&mut request.prompt, &mut rand::rng()) == 0 {
+        return Err(not_requeued(
+            "it has no seed or noise_seed input to change (r requeues it as it is)",
+        ));
+    }
+    Ok(request)
 }
 
 async fn queue(
@@ -560,9 +638,7 @@ pub fn output_classes(item: &QueueItem) -> Vec<String> {
         let class = item
             .prompt
             .get(node)
-            .and_then(|n| n.get("class_type"))
-            .and_then(Value::as_str)
-            .map(|class| one_line(class).into_owned())
+            .map(|n| one_line(&n.class_type).into_owned())
             .unwrap_or_else(|| "?".to_string());
         if !classes.contains(&class) {
             classes.push(class);
@@ -573,7 +649,7 @@ pub fn output_classes(item: &QueueItem) -> Vec<String> {
 
 /// How many nodes a queued prompt has.
 pub fn node_count(item: &QueueItem) -> usize {
-    item.prompt.as_object().map_or(0, |nodes| nodes.len())
+    item.prompt.node_count
 }
 
 #[cfg(test)]

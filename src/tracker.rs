@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use crate::comfy::api::{History, HistoryEntry, PromptRequest, QueueItem, QueueSnapshot, Workflow};
+use crate::comfy::api::{
+    History, HistoryEntry, PromptGraph, PromptRequest, QueueItem, QueueSnapshot, fits_or_was_cut,
+};
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::protocol::{
     FeatureFlags, LogEntry, NodeId, NodeOutput, NodeRunState, PromptId, ServerMessage,
@@ -36,7 +38,7 @@ const HISTORY_ITEMS_IN_FLIGHT: usize = 8;
 const TEXT_LINES_KEPT: usize = 100;
 const LOG_LINES_KEPT: usize = 500;
 /// Longest exception message or traceback entry kept; a runaway message is cut with a note.
-const ERROR_TEXT_KEPT: usize = 64 * 1024;
+use crate::comfy::api::ERROR_TEXT_KEPT;
 
 /// Something that happened, fed to [`Tracker::handle`].
 #[derive(Debug, Clone, PartialEq)]
@@ -119,13 +121,11 @@ impl Outcome {
 
 /// Cuts `text` to [`ERROR_TEXT_KEPT`] characters, saying how much was left out.
 fn capped(text: String) -> String {
-    match text.char_indices().nth(ERROR_TEXT_KEPT) {
-        Some((end, _)) => {
-            let left_out = text[end..].chars().count();
-            format!("{}… ({left_out} more characters)", &text[..end])
-        }
-        None => text,
+    // Text read over HTTP was cut (and noted) while it was parsed.
+    if fits_or_was_cut(&text, ERROR_TEXT_KEPT) {
+        return text;
     }
+    crate::comfy::api::cut_text(&text, ERROR_TEXT_KEPT)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,10 +231,9 @@ pub struct PromptRecord {
     pub client_id: Option<String>,
     /// Queued by this client (we get its live execution events).
     pub ours: bool,
-    /// The workflow exactly as queued (for requeue), once known.
-    pub prompt: Value,
-    pub extra_data: Map<String, Value>,
-    pub graph: Workflow,
+    /// What the view needs of the graph (a bounded summary), once known. A requeue fetches the
+    /// graph itself from the server.
+    pub graph: PromptGraph,
     pub outputs_to_execute: Vec<NodeId>,
     pub phase: Phase,
     pub nodes: BTreeMap<NodeId, NodeRecord>,
@@ -266,9 +265,7 @@ impl PromptRecord {
             number: None,
             client_id: None,
             ours: false,
-            prompt: Value::Null,
-            extra_data: Map::new(),
-            graph: Workflow::new(),
+            graph: PromptGraph::default(),
             outputs_to_execute: Vec::new(),
             phase: Phase::Queued,
             nodes: BTreeMap::new(),
@@ -333,7 +330,7 @@ impl PromptRecord {
     pub fn nodes_to_run(&self) -> BTreeSet<NodeId> {
         let mut wanted: BTreeSet<NodeId> = BTreeSet::new();
         let mut stack: Vec<NodeId> = if self.outputs_to_execute.is_empty() {
-            self.graph.keys().cloned().collect()
+            self.graph.nodes.keys().cloned().collect()
         } else {
             self.outputs_to_execute.clone()
         };
@@ -343,9 +340,13 @@ impl PromptRecord {
             }
             if let Some(node) = self.graph.get(&id) {
                 stack.extend(
-                    links(&node.inputs)
-                        .filter(|up| self.graph.contains_key(*up))
-                        .map(str::to_string),
+                    node.links
+                        .iter()
+                        // In a summary that left nodes out, a link may lead to one of those.
+                        .filter(|up| {
+                            self.graph.nodes.contains_key(*up) || self.graph.is_truncated()
+                        })
+                        .cloned(),
                 );
             }
         }
@@ -374,8 +375,9 @@ impl PromptRecord {
         remaining.sort_by(|a, b| node_id_order(a, b));
         while !remaining.is_empty() {
             let ready = remaining.iter().position(|id| {
-                self.graph.get(*id).is_none_or(|node| {
-                    links(&node.inputs).all(|up| placed.contains(up) || !to_run.contains(up))
+                self.graph.get(id).is_none_or(|node| {
+                    (node.links.iter())
+                        .all(|up| placed.contains(up.as_str()) || !to_run.contains(up))
                 })
             });
             // A cycle (invalid graph) would stall; take the first node then.
@@ -432,13 +434,7 @@ impl PromptRecord {
         self.client_id = item.client_id().map(str::to_string);
         self.ours = self.client_id.as_deref() == Some(our_client_id);
         if self.graph.is_empty() {
-            self.graph = item.workflow();
-        }
-        if self.prompt.is_null() {
-            self.prompt = item.prompt.clone();
-        }
-        if self.extra_data.is_empty() {
-            self.extra_data = item.extra_data.clone();
+            self.graph = item.prompt.clone();
         }
         if self.outputs_to_execute.is_empty() {
             self.outputs_to_execute = item.outputs_to_execute.clone();
@@ -483,16 +479,6 @@ impl PromptRecord {
 /// versions; absent in older ones.
 fn create_time_ms(extra_data: &Map<String, Value>) -> Option<f64> {
     extra_data.get("create_time").and_then(Value::as_f64)
-}
-
-/// Upstream node ids of an inputs map: links are `[node_id, output_index]`.
-fn links(inputs: &Map<String, Value>) -> impl Iterator<Item = &str> {
-    inputs
-        .values()
-        .filter_map(|v| match v.as_array()?.as_slice() {
-            [Value::String(id), idx] if idx.is_u64() || idx.is_i64() => Some(id.as_str()),
-            _ => None,
-        })
 }
 
 /// Node ids are usually numbers ("3", "10", "12:4"); sort them as such where they are.
@@ -793,14 +779,7 @@ impl Tracker {
                 record.ours = ours;
                 record.client_id = request.client_id.clone();
                 if record.graph.is_empty() {
-                    record.graph =
-                        serde_json::from_value(request.prompt.clone()).unwrap_or_default();
-                }
-                if record.prompt.is_null() {
-                    record.prompt = request.prompt;
-                }
-                if record.extra_data.is_empty() {
-                    record.extra_data = request.extra_data.unwrap_or_default();
+                    record.graph = PromptGraph::from_value(&request.prompt);
                 }
                 if record.phase == Phase::Queued && !self.pending.contains(&prompt_id) {
                     self.insert_pending_by_number(prompt_id.clone());

@@ -290,8 +290,9 @@ async fn set_and_random_seeds_change_what_the_server_received() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
-    let entry = until_finished(&client, &id).await;
-    let received = &entry.prompt.prompt;
+    until_finished(&client, &id).await;
+    let item = client.queued_prompt(&id).await.unwrap().unwrap();
+    let received = &item.prompt;
     let original = workflow("small_save.json");
     assert_eq!(received["1"]["inputs"]["steps"], 2);
     assert_eq!(received["2"]["inputs"]["filename_prefix"], "mine/run");
@@ -742,8 +743,9 @@ async fn a_workflow_can_come_from_stdin() {
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
-    let entry = until_finished(&client, &id).await;
-    assert_eq!(entry.prompt.prompt, workflow("small_save.json"));
+    until_finished(&client, &id).await;
+    let item = client.queued_prompt(&id).await.unwrap().unwrap();
+    assert_eq!(item.prompt, workflow("small_save.json"));
 }
 
 /// A server behind a proxy that queues a submission but answers 502 (the proxy gave up), and

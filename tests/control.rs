@@ -13,7 +13,6 @@ use comfytop::comfy::api::{FreeRequest, PromptRequest};
 use comfytop::comfy::http::{ComfyClient, HttpTimeouts};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::control::{Access, Action, ActionError, Done, Located, locate, perform};
-use comfytop::workflow::{randomize_seeds, requeue_request};
 use serde_json::{Map, Value, json};
 use support::*;
 
@@ -143,11 +142,10 @@ async fn requeue_keeps_graph_and_extra_data_under_our_client_id() {
     let first = queued(&client, Action::submit(original)).await;
     let entry = until_finished(&client, &first).await;
 
-    let item = &entry.prompt;
-    let mut request = requeue_request(&item.prompt, &item.extra_data, "dashboard", false);
-    let seeds = randomize_seeds(&mut request.prompt, &mut rand::rng());
-    assert_eq!(seeds, 1);
-    let action = Action::requeue(first.clone(), request);
+    // The graph as queued, which the client itself does not keep.
+    let item = client.queued_prompt(&first).await.unwrap().unwrap();
+    assert_eq!(entry.prompt.prompt_id, first);
+    let action = Action::requeue_fetched(first.clone(), "dashboard", false, true);
     let chosen = action.prompt_id().unwrap().to_string();
     let done = perform(&client, Access::ReadWrite, &action).await.unwrap();
     assert!(done.status_text().starts_with(&format!(
@@ -156,13 +154,11 @@ async fn requeue_keeps_graph_and_extra_data_under_our_client_id() {
         &chosen[..8]
     )));
 
-    let again = until_finished(&client, &chosen).await;
-    assert_eq!(again.prompt.client_id(), Some("dashboard"));
-    assert_eq!(
-        again.prompt.extra_data["extra_pnginfo"],
-        extra["extra_pnginfo"]
-    );
-    let (before, after) = (&item.prompt, &again.prompt.prompt);
+    until_finished(&client, &chosen).await;
+    let again = client.queued_prompt(&chosen).await.unwrap().unwrap();
+    assert_eq!(again.client_id(), Some("dashboard"));
+    assert_eq!(again.extra_data["extra_pnginfo"], extra["extra_pnginfo"]);
+    let (before, after) = (&item.prompt, &again.prompt);
     assert_ne!(before["1"]["inputs"]["seed"], after["1"]["inputs"]["seed"]);
     let mut same = after.clone();
     same["1"]["inputs"]["seed"] = before["1"]["inputs"]["seed"].clone();

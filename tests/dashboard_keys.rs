@@ -190,12 +190,8 @@ async fn keys_hit_only_what_was_targeted() {
         "{}",
         dashboard.notice()
     );
-    let snapshot = queue(&client).await;
-    let item = snapshot
-        .queue_pending
-        .iter()
-        .find(|i| i.prompt_id == requeued)
-        .unwrap();
+    // The graph the requeue fetched and sent back, as the server holds it.
+    let item = client.queued_prompt(&requeued).await.unwrap().unwrap();
     assert_eq!(item.client_id(), Some(US));
     assert_eq!(item.prompt, workflow("long_run_interruptible.json"));
     assert_eq!(pending(&client).await, [a.as_str(), &c, &requeued]);

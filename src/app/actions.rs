@@ -11,7 +11,6 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::comfy::api::FreeRequest;
 use crate::control::{Action, Done, Owner, short_id};
 use crate::tracker::{Phase, PromptRecord, TrackerInput};
-use crate::workflow::{randomize_seeds, requeue_request};
 
 use super::event_log::LineKind;
 use super::keymap::Control;
@@ -153,6 +152,7 @@ fn sample(key: Control) -> Action {
         Control::Requeue | Control::RequeueNewSeeds | Control::RequeueFront => Action::Requeue {
             from: String::new(),
             request: Box::default(),
+            new_seeds: false,
         },
         Control::Free => Action::Free(FreeRequest::default()),
     }
@@ -197,27 +197,13 @@ fn plan(state: &State, key: Control) -> Result<Action, String> {
             let selected = selected(state).ok_or_else(|| {
                 "select a prompt in the queue or history to requeue it".to_string()
             })?;
-            if selected.prompt.as_object().is_none_or(|g| g.is_empty()) {
-                return Err(format!(
-                    "the graph of prompt {} is not known yet: try again in a moment",
-                    short_id(&selected.id)
-                ));
-            }
-            let mut request = requeue_request(
-                &selected.prompt,
-                &selected.extra_data,
+            // The graph is fetched when the requeue is sent: the tracker keeps only a summary.
+            Ok(Action::requeue_fetched(
+                selected.id.clone(),
                 tracker.our_client_id(),
                 key == Control::RequeueFront,
-            );
-            if key == Control::RequeueNewSeeds
-                && randomize_seeds(&mut request.prompt, &mut rand::rng()) == 0
-            {
-                return Err(format!(
-                    "prompt {} has no seed or noise_seed input to change: r requeues it as it is",
-                    short_id(&selected.id)
-                ));
-            }
-            Ok(Action::requeue(selected.id.clone(), request))
+                key == Control::RequeueNewSeeds,
+            ))
         }
         Control::Free => Ok(Action::Free(FreeRequest {
             unload_models: true,
@@ -528,7 +514,7 @@ mod tests {
 
     fn requeued(action: &Action) -> &crate::comfy::api::PromptRequest {
         match action {
-            Action::Requeue { from, request } => {
+            Action::Requeue { from, request, .. } => {
                 assert_eq!(from, FINISHED);
                 request
             }
@@ -536,44 +522,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn r_requeues_the_same_graph_and_extra_data_under_our_client_id() {
-        let mut state = busy();
-        history_focus(&mut state);
-        let record = state.server.tracker.prompt(FINISHED).unwrap().clone();
-        let action = acted(press(&mut state, KeyCode::Char('r')));
-        let request = requeued(&action);
-        assert_eq!(request.prompt, record.prompt);
-        assert_eq!(request.client_id.as_deref(), Some(US));
-        let extra = request.extra_data.as_ref().unwrap();
-        assert_eq!(extra["extra_pnginfo"], json!({"workflow": {"nodes": []}}));
-        assert!(!extra.contains_key("client_id"));
-        assert_eq!(request.front, None);
-        assert!(request.prompt_id.is_some(), "sent under an id of ours");
-
-        let action = acted(press(&mut state, KeyCode::Char('F')));
-        assert_eq!(requeued(&action).front, Some(true));
-        assert_eq!(requeued(&action).prompt, record.prompt);
+    fn new_seeds(action: &Action) -> bool {
+        matches!(
+            action,
+            Action::Requeue {
+                new_seeds: true,
+                ..
+            }
+        )
     }
 
     #[test]
-    fn shift_r_changes_the_seeds_and_nothing_else() {
+    fn r_requeues_under_our_client_id_and_fetches_the_graph_when_sent() {
         let mut state = busy();
         history_focus(&mut state);
-        let original = state
-            .server
-            .tracker
-            .prompt(FINISHED)
-            .unwrap()
-            .prompt
-            .clone();
+        let action = acted(press(&mut state, KeyCode::Char('r')));
+        let request = requeued(&action);
+        // The tracker keeps no graph: the action fetches it (with extra_data) when it runs.
+        assert!(request.prompt.is_null(), "{:?}", request.prompt);
+        assert_eq!(request.extra_data, None);
+        assert_eq!(request.client_id.as_deref(), Some(US));
+        assert_eq!(request.front, None);
+        assert!(request.prompt_id.is_some(), "sent under an id of ours");
+        assert!(!new_seeds(&action));
+
+        let action = acted(press(&mut state, KeyCode::Char('F')));
+        assert_eq!(requeued(&action).front, Some(true));
+        assert!(!new_seeds(&action));
+    }
+
+    #[test]
+    fn shift_r_asks_for_new_seeds() {
+        let mut state = busy();
+        history_focus(&mut state);
         let action = acted(press(&mut state, KeyCode::Char('R')));
-        let mut graph = requeued(&action).prompt.clone();
-        let new_seed = graph["1"]["inputs"]["seed"].clone();
-        assert_ne!(new_seed, original["1"]["inputs"]["seed"]);
-        assert!(new_seed.is_u64());
-        graph["1"]["inputs"]["seed"] = original["1"]["inputs"]["seed"].clone();
-        assert_eq!(graph, original);
+        assert!(requeued(&action).prompt.is_null());
+        assert!(new_seeds(&action));
     }
 
     #[test]

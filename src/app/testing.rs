@@ -73,7 +73,7 @@ pub fn posted_queue(name: &str) -> QueueSnapshot {
                 .as_str()
                 .unwrap()
                 .to_string(),
-            prompt: body["prompt"].clone(),
+            prompt: crate::comfy::api::PromptGraph::from_value(&body["prompt"]),
             extra_data: extra,
             outputs_to_execute: Vec::new(),
         });

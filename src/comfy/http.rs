@@ -12,21 +12,25 @@ use serde_json::Value;
 use url::Url;
 
 use super::api::{
-    FreeRequest, History, HistoryEntry, PromptAccepted, PromptInfo, PromptRejected, PromptRequest,
-    QueueChange, QueueSnapshot, SystemStats,
+    FreeRequest, FullHistoryEntry, FullQueueItem, History, HistoryEntry, PromptAccepted,
+    PromptInfo, PromptRejected, PromptRequest, QueueChange, QueueSnapshot, SystemStats,
 };
 use super::protocol::{FeatureFlags, ImageRef, PromptId};
 use super::server_url::ServerUrl;
 
-/// How long calls may take.
+/// How long calls may take. Deadlines fit the bodies: a call gets its base time plus
+/// [`HttpTimeouts::per_mb`] for every megabyte it sends or receives, so a 50 MB `/queue` or
+/// `POST /prompt` is not cut off while a stuck server still is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpTimeouts {
     pub connect: Duration,
-    /// Every JSON call: the longest wait for the next bytes of the answer (a large history
-    /// that keeps coming is not a dead server).
+    /// Every JSON call: until the answer starts, for a small body until its end (a large body
+    /// gets more, by its size), and the longest silence while it arrives.
     pub request: Duration,
     /// `GET /view`: full-size images can be large.
     pub view: Duration,
+    /// Added to a call's deadline per megabyte of request or response body.
+    pub per_mb: Duration,
 }
 
 impl Default for HttpTimeouts {
@@ -35,9 +39,25 @@ impl Default for HttpTimeouts {
             connect: Duration::from_secs(5),
             request: Duration::from_secs(15),
             view: Duration::from_secs(60),
+            per_mb: Duration::from_secs(1),
         }
     }
 }
+
+impl HttpTimeouts {
+    /// `base` plus the allowance for `bytes` of body.
+    fn fitting(&self, base: Duration, bytes: u64) -> Duration {
+        const MB: f64 = 1024.0 * 1024.0;
+        base + self.per_mb.mul_f64(bytes as f64 / MB)
+    }
+}
+
+/// Bodies larger than this are read into a buffer of the announced size at most: a lying
+/// `Content-Length` cannot make the client reserve gigabytes up front.
+const PREALLOCATED_MAX: u64 = 256 * 1024 * 1024;
+/// After a body at least this large is parsed and dropped, memory the allocator kept is given
+/// back to the system.
+const TRIM_AFTER: usize = 4 * 1024 * 1024;
 
 /// A client for one server. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
@@ -189,6 +209,23 @@ impl ComfyClient {
         })
     }
 
+    /// The graph and `extra_data` of a prompt exactly as it was queued, for a requeue: from
+    /// `GET /history/{id}`, else from `GET /queue`; `None` when the server has it in neither.
+    /// Only this call reads a graph whole: the others keep a bounded summary of it.
+    pub async fn queued_prompt(&self, prompt_id: &str) -> Result<Option<FullQueueItem>, HttpError> {
+        let history: History<FullHistoryEntry> =
+            self.get_json(&["history", prompt_id], &[]).await?;
+        if let Some((_, entry)) = history.0.into_iter().find(|(id, _)| id == prompt_id) {
+            return Ok(Some(entry.prompt));
+        }
+        let queue: QueueSnapshot<FullQueueItem> = self.get_json(&["queue"], &[]).await?;
+        Ok(queue
+            .queue_running
+            .into_iter()
+            .chain(queue.queue_pending)
+            .find(|item| item.prompt_id == prompt_id))
+    }
+
     /// `GET /prompt`: the queue length.
     pub async fn prompt_info(&self) -> Result<PromptInfo, HttpError> {
         self.get_json(&["prompt"], &[]).await
@@ -220,11 +257,7 @@ impl ComfyClient {
             ("type", image.folder.as_str()),
         ];
         let call = self.call_name(&Method::GET, &["view"]);
-        let request = self
-            .http
-            .get(self.endpoint(&["view"]))
-            .query(&query)
-            .timeout(self.timeouts.view);
+        let request = self.http.get(self.endpoint(&["view"])).query(&query);
         let response = self.send_raw(&call, request, self.timeouts.view).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Err(self.status_error(&call, response.status(), b""));
@@ -243,7 +276,7 @@ impl ComfyClient {
         }
         let bytes = self.body(&call, response, self.timeouts.view).await?;
         Ok(ViewedFile {
-            bytes,
+            bytes: Bytes::from(bytes),
             content_type,
         })
     }
@@ -253,8 +286,21 @@ impl ComfyClient {
     pub async fn submit(&self, request: &PromptRequest) -> Result<PromptAccepted, HttpError> {
         let path = ["prompt"];
         let call = self.call_name(&Method::POST, &path);
-        let builder = self.http.post(self.endpoint(&path)).json(request);
-        let response = self.send_raw(&call, builder, self.timeouts.request).await?;
+        let body = serde_json::to_vec(request).map_err(|e| HttpError::Request {
+            call: call.clone(),
+            server: self.server.redacted(),
+            reason: format!("the prompt cannot be written as JSON: {e}"),
+        })?;
+        // The server reads and validates the whole graph before it answers.
+        let timeout = self
+            .timeouts
+            .fitting(self.timeouts.request, body.len() as u64);
+        let builder = self
+            .http
+            .post(self.endpoint(&path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let response = self.send_raw(&call, builder, timeout).await?;
         let status = response.status();
         if status == StatusCode::BAD_REQUEST {
             let body = self.body(&call, response, self.timeouts.request).await?;
@@ -334,7 +380,9 @@ impl ComfyClient {
         }
         let response = self.send(&call, request, self.timeouts.request).await?;
         let body = self.body(&call, response, self.timeouts.request).await?;
-        self.decode(&call, &body)
+        let decoded = self.decode(&call, &body);
+        release(body);
+        decoded
     }
 
     /// A POST whose answer is an empty 200.
@@ -363,10 +411,10 @@ impl ComfyClient {
         request: RequestBuilder,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
-        request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(call, e, timeout))
+        match tokio::time::timeout(timeout, request.send()).await {
+            Ok(sent) => sent.map_err(|e| self.transport_error(call, e, timeout)),
+            Err(_) => Err(self.timeout_error(call, timeout)),
+        }
     }
 
     async fn check_status(&self, call: &str, response: Response) -> Result<Response, HttpError> {
@@ -374,7 +422,10 @@ impl ComfyClient {
         if status.is_success() {
             return Ok(response);
         }
-        let body = response.bytes().await.unwrap_or_default();
+        let body = self
+            .body(call, response, self.timeouts.request)
+            .await
+            .unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
             // Every API path exists on a ComfyUI; a 404 means another server or a wrong prefix.
             return Err(self.not_comfy(call, "it answered 404 Not Found"));
@@ -382,16 +433,37 @@ impl ComfyClient {
         Err(self.status_error(call, status, &body))
     }
 
+    /// The whole body, within `base` plus the allowance for its size (the announced one, or
+    /// what has arrived so far when it is not announced or is exceeded).
     async fn body(
         &self,
         call: &str,
-        response: Response,
-        timeout: Duration,
-    ) -> Result<Bytes, HttpError> {
-        response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(call, e, timeout))
+        mut response: Response,
+        base: Duration,
+    ) -> Result<Vec<u8>, HttpError> {
+        let announced = response.content_length().unwrap_or(0);
+        let started = tokio::time::Instant::now();
+        let mut body = Vec::with_capacity(announced.min(PREALLOCATED_MAX) as usize);
+        loop {
+            let allowed = self
+                .timeouts
+                .fitting(base, announced.max(body.len() as u64));
+            let chunk = tokio::time::timeout_at(started + allowed, response.chunk()).await;
+            match chunk {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Ok(None)) => return Ok(body),
+                Ok(Err(e)) => return Err(self.transport_error(call, e, allowed)),
+                Err(_) => return Err(self.timeout_error(call, allowed)),
+            }
+        }
+    }
+
+    fn timeout_error(&self, call: &str, after: Duration) -> HttpError {
+        HttpError::Timeout {
+            call: call.to_string(),
+            server: self.server.redacted(),
+            after,
+        }
     }
 
     fn decode<T: DeserializeOwned>(&self, call: &str, body: &[u8]) -> Result<T, HttpError> {
@@ -494,6 +566,27 @@ impl ComfyClient {
         format!("{method} /{}", segments.join("/"))
     }
 }
+
+/// Drops a body that has been parsed; after a large one, gives the freed memory back to the
+/// system (glibc keeps freed heap pages otherwise, and a 50 MB reply would stay in the RSS).
+fn release(body: Vec<u8>) {
+    let large = body.capacity() >= TRIM_AFTER;
+    drop(body);
+    if large {
+        trim_heap();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 pub(super) fn looks_like_html(body: &[u8]) -> bool {
     let start = body

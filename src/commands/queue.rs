@@ -81,11 +81,7 @@ impl<'a> JsonItem<'a> {
                 .into_iter()
                 .map(|node| JsonOutput {
                     node,
-                    class_type: item
-                        .prompt
-                        .get(node)
-                        .and_then(|n| n.get("class_type"))
-                        .and_then(|c| c.as_str()),
+                    class_type: item.prompt.get(node).map(|n| n.class_type.as_str()),
                 })
                 .collect(),
         }

@@ -13,6 +13,7 @@ use super::graph::{ExecutionList, Graph};
 use super::hub::Target;
 use super::nodes::{self, Data, InputValue, Inputs, NodeFailure};
 use super::queue::Pending;
+use super::queue::SimHistoryEntry;
 use super::state::{ExecView, InterruptWatch, Sim};
 use super::{logbook::epoch_millis, pyfmt};
 use crate::comfy::api::{HistoryEntry, HistoryStatus};
@@ -460,7 +461,7 @@ async fn execute(
     cache: &mut OutputCache,
     pending: &Pending,
     client_id: Option<String>,
-) -> HistoryEntry {
+) -> SimHistoryEntry {
     let prompt_id = pending.item.prompt_id.clone();
     let interrupt = sim.interrupts.watch();
     sim.set_exec_view(ExecView {

@@ -4,7 +4,11 @@
 //! completion order with at most 10000 entries.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 use crate::comfy::api::{History, HistoryEntry, QueueItem, QueueSnapshot};
 use crate::comfy::protocol::{NodeId, PromptId};
@@ -12,10 +16,32 @@ use crate::comfy::protocol::{NodeId, PromptId};
 /// History entries kept before the oldest is dropped (ComfyUI's `MAXIMUM_HISTORY_SIZE`).
 pub(crate) const MAX_HISTORY: usize = 10_000;
 
+/// A queued graph, shared by the queue, the worker and the history: a request of tens of
+/// megabytes is held once, and `GET /queue` or `/history` only borrows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SharedGraph(pub Arc<Value>);
+
+impl Deref for SharedGraph {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Serialize for SharedGraph {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// A queue item as the server keeps it: the whole graph, shared.
+pub(crate) type SimItem = QueueItem<SharedGraph>;
+pub(crate) type SimHistoryEntry = HistoryEntry<SimItem>;
+
 /// A queued prompt: the item as `GET /queue` shows it, plus what only the worker sees.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub item: QueueItem,
+    pub item: SimItem,
     pub order: KeyOrder,
 }
 
@@ -47,7 +73,7 @@ pub(crate) struct FreeFlags {
 pub(crate) struct PromptQueue {
     heap: Vec<Arc<Pending>>,
     running: Option<Arc<Pending>>,
-    history: Vec<(PromptId, HistoryEntry)>,
+    history: Vec<(PromptId, SimHistoryEntry)>,
     counter: u64,
     pub free: Option<FreeFlags>,
 }
@@ -85,10 +111,11 @@ impl PromptQueue {
             .is_some_and(|p| p.item.prompt_id == prompt_id)
     }
 
-    pub(crate) fn snapshot(&self) -> QueueSnapshot {
+    /// `GET /queue`, borrowing the items rather than copying their graphs.
+    pub(crate) fn snapshot(&self) -> QueueSnapshot<&SimItem> {
         QueueSnapshot {
-            queue_running: self.running.iter().map(|p| p.item.clone()).collect(),
-            queue_pending: self.heap.iter().map(|p| p.item.clone()).collect(),
+            queue_running: self.running.iter().map(|p| &p.item).collect(),
+            queue_pending: self.heap.iter().map(|p| &p.item).collect(),
         }
     }
 
@@ -111,7 +138,7 @@ impl PromptQueue {
 
     /// Moves the running item into the history. A reused prompt id keeps its old place, as a
     /// Python dict does.
-    pub(crate) fn finish(&mut self, entry: HistoryEntry) {
+    pub(crate) fn finish(&mut self, entry: SimHistoryEntry) {
         self.running = None;
         let id = entry.prompt.prompt_id.clone();
         if self.history.len() > MAX_HISTORY {
@@ -125,7 +152,11 @@ impl PromptQueue {
 
     /// `GET /history?max_items=&offset=`, with ComfyUI's paging rules: `max_items` alone gives
     /// the newest N, `offset` counts from the oldest.
-    pub(crate) fn history_page(&self, max_items: Option<i64>, offset: Option<i64>) -> History {
+    pub(crate) fn history_page(
+        &self,
+        max_items: Option<i64>,
+        offset: Option<i64>,
+    ) -> History<&SimHistoryEntry> {
         let len = self.history.len() as i64;
         let mut offset = offset.unwrap_or(-1);
         if offset < 0
@@ -136,7 +167,7 @@ impl PromptQueue {
         let mut out = Vec::new();
         for (i, (id, entry)) in self.history.iter().enumerate() {
             if i as i64 >= offset {
-                out.push((id.clone(), entry.clone()));
+                out.push((id.clone(), entry));
                 if max_items.is_some_and(|max| out.len() as i64 >= max) {
                     break;
                 }
@@ -145,12 +176,12 @@ impl PromptQueue {
         History(out)
     }
 
-    pub(crate) fn history_entry(&self, prompt_id: &str) -> History {
+    pub(crate) fn history_entry(&self, prompt_id: &str) -> History<&SimHistoryEntry> {
         History(
             self.history
                 .iter()
                 .filter(|(id, _)| id == prompt_id)
-                .map(|(id, e)| (id.clone(), e.clone()))
+                .map(|(id, e)| (id.clone(), e))
                 .collect(),
         )
     }
@@ -229,7 +260,7 @@ mod tests {
             item: QueueItem {
                 number,
                 prompt_id: id.into(),
-                prompt: serde_json::Value::Null,
+                prompt: SharedGraph(Arc::new(Value::Null)),
                 extra_data: Default::default(),
                 outputs_to_execute: vec![],
             },
@@ -286,7 +317,8 @@ mod tests {
                 meta: Default::default(),
             });
         }
-        let ids = |h: History| h.0.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let ids =
+            |h: History<&SimHistoryEntry>| h.0.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(ids(q.history_page(None, None)), ["a", "b", "c", "d"]);
         assert_eq!(ids(q.history_page(Some(2), None)), ["c", "d"]);
         assert_eq!(ids(q.history_page(Some(2), Some(1))), ["b", "c"]);

@@ -14,9 +14,9 @@ use super::hub::{Hub, Target};
 use super::logbook::LogBook;
 use super::ordered::Ordered;
 use super::pyfmt;
-use super::queue::{Deleted, KeyOrder, Pending, PromptQueue};
+use super::queue::{Deleted, KeyOrder, Pending, PromptQueue, SharedGraph, SimHistoryEntry};
 use super::validate::{Validation, error_repr, validate_prompt};
-use crate::comfy::api::{HistoryEntry, PromptRejected, QueueItem, ValidationError};
+use crate::comfy::api::{PromptRejected, QueueItem, ValidationError};
 use crate::comfy::protocol::{ExecInfo, ServerMessage, Status, StatusBody};
 
 /// `extra_data` keys ComfyUI never lists back.
@@ -384,7 +384,7 @@ impl Sim {
                     item: QueueItem {
                         number,
                         prompt_id: prompt_id.clone(),
-                        prompt: Value::Object(workflow),
+                        prompt: SharedGraph(std::sync::Arc::new(Value::Object(workflow))),
                         extra_data,
                         outputs_to_execute: outputs,
                     },
@@ -419,7 +419,7 @@ impl Sim {
     }
 
     /// The running prompt is over: into the history, then `status`.
-    pub(crate) fn finish(&self, entry: HistoryEntry) {
+    pub(crate) fn finish(&self, entry: SimHistoryEntry) {
         let mut queue = self.queue();
         queue.finish(entry);
         self.broadcast_status(&queue);

@@ -213,8 +213,9 @@ fn event_log_panel() {
 fn server_strings_never_put_escapes_on_screen() {
     let mut state = connected("me", 0.0, History::default());
     let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
-    snapshot.queue_running[0].prompt["1"]["_meta"] =
-        serde_json::json!({"title": "evil\u{1b}]0;owned\u{7}\u{1b}[2Jtitle\u{9b}31m"});
+    if let Some(node) = snapshot.queue_running[0].prompt.nodes.get_mut("1") {
+        node.title = Some("evil\u{1b}]0;owned\u{7}\u{1b}[2Jtitle\u{9b}31m".into());
+    }
     update(&mut state, 1.0, queue_reply(snapshot));
     let screen = render(&mut state, 120, 40);
     assert!(screen.contains("eviltitle #1"), "{screen}");
