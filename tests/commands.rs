@@ -935,8 +935,9 @@ async fn set_refuses_an_input_the_node_does_not_have_and_suggests_close_names() 
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
-    let entry = until_finished(&client, &id).await;
-    assert_eq!(entry.prompt.prompt["1"]["inputs"]["preview_size"], 16);
+    until_finished(&client, &id).await;
+    let item = client.queued_prompt(&id).await.unwrap().unwrap();
+    assert_eq!(item.prompt["1"]["inputs"]["preview_size"], 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
