@@ -74,6 +74,10 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub save_dir: PathBuf,
 
+    /// Finished prompts kept in memory; older ones are forgotten
+    #[arg(long, value_name = "N", default_value_t = crate::tracker::FINISHED_KEPT, value_parser = parse_history)]
+    pub history: usize,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -109,6 +113,19 @@ pub struct WatchArgs {
     /// `replay` reads
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Finished prompts kept in memory; older ones are forgotten
+    #[arg(long, value_name = "N", default_value_t = crate::tracker::FINISHED_KEPT, value_parser = parse_history)]
+    pub history: usize,
+}
+
+/// `--history`: at least one finished prompt, at most what stays cheap to keep and page back to.
+fn parse_history(text: &str) -> Result<usize, String> {
+    const MOST: usize = 100_000;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MOST).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of prompts from 1 to {MOST}")),
+    }
 }
 
 #[derive(Debug, Args)]

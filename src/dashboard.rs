@@ -33,6 +33,7 @@ use crate::preview::{
 use crate::session;
 use crate::sim::{SimConfig, SimServer};
 use crate::term::{self, Endings, TerminalGuard};
+use crate::tracker::Tracker;
 use crate::ui;
 
 /// The most frames drawn per second; a burst of events in between is drawn once.
@@ -55,6 +56,8 @@ pub struct DashboardConfig {
     pub save_dir: PathBuf,
     /// Whether the keys may change anything on the server (`--read-only`).
     pub access: Access,
+    /// `--history`: finished prompts kept in memory.
+    pub finished_kept: usize,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -391,6 +394,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
 
     let clock = Clock::start();
     let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start);
+    state.server.tracker = Tracker::with_finished_kept(&client_id, config.finished_kept);
     state.access = config.access;
     let mut guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     let previews_on = config.image_protocol != ImageProtocol::None;

@@ -71,7 +71,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
-    runtime()?.block_on(live::run(server, args.format(), args.record.as_deref()))?;
+    runtime()?.block_on(live::run(
+        server,
+        args.format(),
+        args.record.as_deref(),
+        args.history,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,6 +92,7 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         image_protocol: cli.image_protocol,
         preview_fps: cli.preview_fps,
         save_dir: cli.save_dir.clone(),
+        finished_kept: cli.history,
         access: Access::from_read_only(cli.read_only),
     };
     // Two workers: the connection, the HTTP calls (and the demo's simulator) keep running while

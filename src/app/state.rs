@@ -284,9 +284,29 @@ impl State {
             .collect()
     }
 
-    /// The history panel's rows, newest first.
+    /// The history panel's rows, newest first: the server's history, with the prompts deleted
+    /// before they ran (kept apart by the tracker) placed where they left the queue.
     pub fn history_rows(&self) -> Vec<&PromptRecord> {
-        self.server.tracker.finished().collect()
+        let tracker = &self.server.tracker;
+        let mut finished = tracker.finished().peekable();
+        let mut removed = tracker.removed().peekable();
+        let mut rows = Vec::new();
+        loop {
+            let take_removed = match (finished.peek(), removed.peek()) {
+                (Some(f), Some(r)) => r.finished_at > f.finished_at,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            let next = if take_removed {
+                removed.next()
+            } else {
+                finished.next()
+            };
+            match next {
+                Some(prompt) => rows.push(prompt),
+                None => return rows,
+            }
+        }
     }
 
     pub fn selected_queue_row(&self) -> Option<usize> {

@@ -332,7 +332,7 @@ fn g_in_the_detail_view_reaches_the_last_line_beside_the_preview_pane() {
     let screen = render(&mut state, 64, 16);
     // The last node's lines are drawn at the bottom of the text.
     let last_rows: Vec<&str> = screen.lines().rev().skip(2).take(2).collect();
-    assert!(last_rows[0].contains("pending"), "{screen}");
+    assert!(last_rows[0].contains("done"), "{screen}");
     assert!(last_rows[1].contains("SaveImage"), "{screen}");
     // One more `j` moves nothing: this is the end.
     let bottom = state.ui.detail.as_ref().unwrap().scroll;

@@ -24,6 +24,8 @@ pub struct WatchOptions {
     pub format: LineFormat,
     /// Connection settings; [`ConnectionConfig::new`] gives the defaults.
     pub connection: ConnectionConfig,
+    /// Finished prompts kept in memory (`--history`).
+    pub finished_kept: usize,
 }
 
 impl WatchOptions {
@@ -32,13 +34,19 @@ impl WatchOptions {
         Self {
             format,
             connection: ConnectionConfig::new(server, new_client_id()),
+            finished_kept: crate::tracker::FINISHED_KEPT,
         }
     }
 }
 
 /// Follows the server until Ctrl-C (or SIGTERM / SIGHUP), printing to stdout and recording to
 /// `record` when given.
-pub async fn run(server: ServerUrl, format: LineFormat, record: Option<&Path>) -> Result<()> {
+pub async fn run(
+    server: ServerUrl,
+    format: LineFormat,
+    record: Option<&Path>,
+    finished_kept: usize,
+) -> Result<()> {
     let recorder = match record {
         Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
             format!(
@@ -55,7 +63,10 @@ pub async fn run(server: ServerUrl, format: LineFormat, record: Option<&Path>) -
             path.display()
         );
     }
-    let options = WatchOptions::new(server, format);
+    let options = WatchOptions {
+        finished_kept,
+        ..WatchOptions::new(server, format)
+    };
     match watch(options, recorder, io::stdout(), shutdown_signal()).await {
         // Whoever read our output went away (`| head`): a normal end.
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -80,7 +91,8 @@ pub async fn watch<W: Write>(
     let server = options.connection.server.clone();
     let client = ComfyClient::new(server.clone())
         .wrap_err_with(|| format!("cannot set up HTTP for {server}"))?;
-    let mut watcher = Watcher::new(&options.connection.client_id, options.format);
+    let mut watcher = Watcher::new(&options.connection.client_id, options.format)
+        .keeping_finished(options.finished_kept);
     let (events_tx, mut events) = mpsc::channel(256);
     let connection = Connection::spawn(options.connection, events_tx);
     let (replies_tx, mut replies) = mpsc::channel(64);

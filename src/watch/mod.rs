@@ -93,6 +93,12 @@ impl Watcher {
         }
     }
 
+    /// Keeps at most `kept` finished prompts (`--history`).
+    pub fn keeping_finished(mut self, kept: usize) -> Self {
+        self.tracker = Tracker::with_finished_kept(self.tracker.our_client_id(), kept);
+        self
+    }
+
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
