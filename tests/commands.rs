@@ -84,7 +84,11 @@ async fn submit_prints_the_prompt_id_alone_and_the_prompt_runs() {
     assert_eq!(status_str(&entry), "success");
     // Queued under a client id of its own (so its events come to comfytop, not to someone else).
     let client_id = entry.prompt.client_id().unwrap();
-    assert!(uuid::Uuid::parse_str(client_id).is_ok(), "{client_id}");
+    let kin = client_id.strip_prefix(comfytop::comfy::connection::COMFYTOP_CLIENT_PREFIX);
+    assert!(
+        kin.is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()),
+        "{client_id}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

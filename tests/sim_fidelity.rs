@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use comfytop::comfy::api::History;
+use comfytop::comfy::api::{FullHistoryEntry, History};
 use comfytop::sim::{SimConfig, SimServer};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -182,7 +182,8 @@ fn warm_up_body(scenario: &Scenario) -> Option<Value> {
     // order), which a JSON value would sort away.
     #[derive(serde::Deserialize)]
     struct HistoryFile {
-        body: History,
+        // Whole graphs: the warm-up queues the previous prompt again as it was.
+        body: History<FullHistoryEntry>,
     }
     let text = std::fs::read_to_string(reference("http/get_history.json")).expect("history file");
     let history = serde_json::from_str::<HistoryFile>(&text)

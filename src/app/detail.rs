@@ -182,10 +182,14 @@ pub fn summary(state: &State, prompt: &PromptRecord) -> String {
     parts.push(format!("queued by {}", Origin::of(prompt).words()));
     let (_, phase) = phase_mark(&prompt.phase);
     match &prompt.phase {
-        Phase::Queued => parts.push(format!(
-            "pending {}",
-            time::clock(state.now - prompt.first_seen)
-        )),
+        Phase::Queued => {
+            let waited = state.waiting_for(prompt);
+            parts.push(format!(
+                "pending {}{}",
+                time::clock(waited.seconds),
+                if waited.since_seen { " since seen" } else { "" }
+            ));
+        }
         Phase::Running => parts.push(format!(
             "running {}",
             time::clock(state.running_for(prompt).unwrap_or(0.0))

@@ -249,6 +249,13 @@ impl Ui {
     }
 }
 
+/// A pending prompt's wait, and whether it counts only from when this dashboard first saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Waited {
+    pub seconds: f64,
+    pub since_seen: bool,
+}
+
 impl State {
     /// A dashboard for `server` whose own client id is `client_id`, at dashboard clock 0.
     pub fn new(server: ServerUrl, client_id: &str, epoch_ms_at_zero: f64) -> Self {
@@ -354,6 +361,22 @@ impl State {
         prompt
             .server_finished_ms
             .map(|ms| ((self.wall_ms() - ms) / 1000.0).max(0.0))
+    }
+
+    /// How long a prompt has waited: from the server's own queue time where it sent one, else
+    /// only since this dashboard first saw it (then `since_seen` is true and the wait may be
+    /// longer).
+    pub fn waiting_for(&self, prompt: &PromptRecord) -> Waited {
+        match prompt.server_queued_ms {
+            Some(ms) => Waited {
+                seconds: ((self.wall_ms() - ms) / 1000.0).max(0.0),
+                since_seen: false,
+            },
+            None => Waited {
+                seconds: (self.now - prompt.first_seen).max(0.0),
+                since_seen: true,
+            },
+        }
     }
 
     /// Seconds a prompt has been running (None if it is not running).

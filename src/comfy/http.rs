@@ -159,7 +159,6 @@ impl ComfyClient {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.request)
             .user_agent(concat!("comfytop/", env!("CARGO_PKG_VERSION")))
             // The WebSocket goes direct; HTTP must take the same path to the same server.
             .no_proxy()
@@ -434,7 +433,8 @@ impl ComfyClient {
     }
 
     /// The whole body, within `base` plus the allowance for its size (the announced one, or
-    /// what has arrived so far when it is not announced or is exceeded).
+    /// what has arrived so far when it is not announced or is exceeded), and beyond that for as
+    /// long as it keeps coming: only a silence of `base` is a timeout.
     async fn body(
         &self,
         call: &str,
@@ -443,12 +443,15 @@ impl ComfyClient {
     ) -> Result<Vec<u8>, HttpError> {
         let announced = response.content_length().unwrap_or(0);
         let started = tokio::time::Instant::now();
+        let mut last_bytes = started;
         let mut body = Vec::with_capacity(announced.min(PREALLOCATED_MAX) as usize);
         loop {
             let allowed = self
                 .timeouts
                 .fitting(base, announced.max(body.len() as u64));
-            let chunk = tokio::time::timeout_at(started + allowed, response.chunk()).await;
+            let deadline = (started + allowed).max(last_bytes + base);
+            let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
+            last_bytes = tokio::time::Instant::now();
             match chunk {
                 Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
                 Ok(Ok(None)) => return Ok(body),

@@ -63,7 +63,17 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         };
         let time = match p.phase {
             Phase::Running => time::clock(state.running_for(p).unwrap_or(0.0)),
-            _ => time::clock(state.now - p.first_seen),
+            _ => {
+                // "≥": the server did not say when it was queued, so this counts from when this
+                // dashboard first saw it.
+                let waited = state.waiting_for(p);
+                let clock = time::clock(waited.seconds);
+                if waited.since_seen {
+                    format!("≥{clock}")
+                } else {
+                    clock
+                }
+            }
         };
         let style = theme::phase(&p.phase);
         Row::new(vec![

@@ -490,3 +490,53 @@ fn l_shows_the_event_log_under_the_detail_view() {
     assert!(screen.contains("╭ Prompt "), "{screen}");
     assert!(screen.contains("╭ Events"), "{screen}");
 }
+
+/// A pending prompt's wait counts from the server's queue time when it sent one
+/// (`extra_data.create_time`), and says it counts only since seen when it did not.
+#[test]
+fn a_pending_prompts_wait_counts_from_the_servers_queue_time_or_says_since_seen() {
+    let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+    assert!(snapshot.queue_pending.len() >= 2, "two pending prompts");
+    let epoch_ms_at_zero = {
+        let state = connected("5f1c9a2e-comfytop", 0.0, History::default());
+        state.epoch_ms_at_zero
+    };
+    // The first was queued 90 s before this dashboard's clock started; the second says nothing.
+    snapshot.queue_pending[0].extra_data.insert(
+        "create_time".into(),
+        serde_json::json!(epoch_ms_at_zero - 90_000.0),
+    );
+    snapshot.queue_pending[1].extra_data.remove("create_time");
+    let (told, untold) = (
+        snapshot.queue_pending[0].prompt_id.clone(),
+        snapshot.queue_pending[1].prompt_id.clone(),
+    );
+    let mut state = connected("5f1c9a2e-comfytop", 0.0, History::default());
+    update(&mut state, 10.0, queue_reply(snapshot));
+    update(&mut state, 15.0, Event::Tick);
+    let summary = |id: &str| {
+        let prompt = state.server.tracker.prompt(id).unwrap();
+        crate::app::detail::summary(&state, prompt)
+    };
+    assert!(
+        summary(&told).contains("pending 1:45"),
+        "{}",
+        summary(&told)
+    );
+    assert!(!summary(&told).contains("since seen"));
+    assert!(
+        summary(&untold).contains("pending 0:05 since seen"),
+        "{}",
+        summary(&untold)
+    );
+    let screen = render(&mut state, 120, 40);
+    let row = |id: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(&id[..8]))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&told).contains(" 1:45"), "{screen}");
+    assert!(row(&untold).contains("≥0:05"), "{screen}");
+}
