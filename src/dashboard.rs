@@ -331,6 +331,20 @@ async fn queue_demo_work(
     }
 }
 
+/// Tells the state the terminal's size, as a resize event would.
+fn resize_to_terminal(guard: &TerminalGuard, state: &mut State, now: f64) {
+    if let Ok(size) = guard.terminal.size() {
+        app::update(
+            state,
+            now,
+            Event::Resize {
+                width: size.width,
+                height: size.height,
+            },
+        );
+    }
+}
+
 /// A recording that fails says so once and stops, rather than leave a transcript with holes.
 fn stop_recording_on_error(
     recorder: &mut Option<Recorder>,
@@ -420,16 +434,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         None
     };
     tracing::info!(server = %config.server, %client_id, "dashboard started");
-    if let Ok(size) = guard.terminal.size() {
-        app::update(
-            &mut state,
-            clock.now(),
-            Event::Resize {
-                width: size.width,
-                height: size.height,
-            },
-        );
-    }
+    resize_to_terminal(&guard, &mut state, clock.now());
 
     // The terminal is asked about graphics once the first frame is out, so that nobody waits
     // for its answer. Until the answer, the query's reader owns stdin and passes on what the
@@ -471,16 +476,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             renderer = settled;
             input = Some(EventStream::new());
             // A resize while the query ran went unseen.
-            if let Ok(size) = guard.terminal.size() {
-                app::update(
-                    &mut state,
-                    clock.now(),
-                    Event::Resize {
-                        width: size.width,
-                        height: size.height,
-                    },
-                );
-            }
+            resize_to_terminal(&guard, &mut state, clock.now());
         }
         // Wake for a frame held back by the rate cap, or for a timer the state asked for.
         let draw_at = state

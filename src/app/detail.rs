@@ -85,7 +85,9 @@ impl Origin {
 /// (whole up to a sensible width: ids often differ only at their end).
 pub fn origin_column(prompt: &PromptRecord) -> String {
     match (Origin::of(prompt), &prompt.client_id) {
-        (Origin::OtherClient, Some(id)) => crate::control::client_id_label(id),
+        // Whole: the column cuts it in the middle to its width, so ids that differ at either
+        // end still read apart.
+        (Origin::OtherClient, Some(id)) => crate::text::one_line(id).into_owned(),
         (origin, _) => origin.short().to_string(),
     }
 }

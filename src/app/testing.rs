@@ -1,4 +1,4 @@
-//! Test helpers: the shared reference transcripts turned into dashboard events.
+//! Test helpers: the recorded ComfyUI transcripts (the fixtures) turned into dashboard events.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::{Map, Value, json};

@@ -540,3 +540,23 @@ fn a_pending_prompts_wait_counts_from_the_servers_queue_time_or_says_since_seen(
     assert!(row(&told).contains(" 1:45"), "{screen}");
     assert!(row(&untold).contains("≥0:05"), "{screen}");
 }
+
+/// A client id longer than the "by" column is cut once, in its middle, keeping both ends.
+#[test]
+fn a_long_client_id_is_cut_once_in_the_middle_of_its_column() {
+    let mut snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+    let long_id = "e4a0655c5df74b1e9c2af44c6e601d3a7b8c9d0e";
+    snapshot.queue_pending[0]
+        .extra_data
+        .insert("client_id".into(), serde_json::json!(long_id));
+    let prompt_id = snapshot.queue_pending[0].prompt_id.clone();
+    let mut state = connected("5f1c9a2e-comfytop", 0.0, History::default());
+    update(&mut state, 1.0, queue_reply(snapshot));
+    let screen = render(&mut state, 120, 40);
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&prompt_id[..8]))
+        .unwrap_or_default();
+    assert_eq!(row.matches('…').count(), 1, "{screen}");
+    assert!(row.contains("e4a06") && row.contains("9d0e"), "{screen}");
+}
