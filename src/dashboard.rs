@@ -345,6 +345,25 @@ fn resize_to_terminal(guard: &TerminalGuard, state: &mut State, now: f64) {
     }
 }
 
+/// A socket event on its way to `update`: it restarts the transcript clock on a new socket and
+/// goes into the recording.
+fn take_conn_event(
+    conn_event: ConnEvent,
+    recorder: &mut Option<Recorder>,
+    socket_opened: &mut Instant,
+    state: &mut State,
+    now: f64,
+) -> Event {
+    if let ConnEvent::Connected { .. } = &conn_event {
+        *socket_opened = Instant::now();
+    }
+    if let (Some(file), ConnEvent::Frame(frame)) = (recorder.as_mut(), &conn_event) {
+        let written = file.record(frame.t, &frame.raw);
+        stop_recording_on_error(recorder, written, state, now);
+    }
+    Event::Conn(conn_event)
+}
+
 /// A recording that fails says so once and stops, rather than leave a transcript with holes.
 fn stop_recording_on_error(
     recorder: &mut Option<Recorder>,
@@ -445,6 +464,9 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
     let mut renderer: Option<Renderer> = None;
     let mut input: Option<EventStream> = None;
     let mut typed: VecDeque<TermEvent> = VecDeque::new();
+    // Socket events that waited while the full-size view was up; they go through the loop
+    // before anything new.
+    let mut held: VecDeque<ConnEvent> = VecDeque::new();
     let mut frames_drawn: u64 = 0;
     let mut last_draw: Option<Instant> = None;
     let exit = loop {
@@ -502,6 +524,15 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
         };
         let event = if let Some(term_event) = typed.pop_front() {
             translate(term_event, &state)
+        } else if let Some(conn_event) = held.pop_front() {
+            let now = clock.now();
+            Some(take_conn_event(
+                conn_event,
+                &mut recorder,
+                &mut socket_opened,
+                &mut state,
+                now,
+            ))
         } else {
             tokio::select! {
                 term_event = next_input(input.as_mut()) => match term_event {
@@ -512,14 +543,8 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                     None => break Exit::InputClosed,
                 },
                 Some(conn_event) = conn_rx.recv() => {
-                    if let ConnEvent::Connected { .. } = &conn_event {
-                        socket_opened = Instant::now();
-                    }
-                    if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event) {
-                        let written = file.record(frame.t, &frame.raw);
-                        stop_recording_on_error(&mut recorder, written, &mut state, clock.now());
-                    }
-                    Some(Event::Conn(conn_event))
+                    let now = clock.now();
+                    Some(take_conn_event(conn_event, &mut recorder, &mut socket_opened, &mut state, now))
                 }
                 Some(reply) = reply_rx.recv() => {
                     // The answers the tracker used go into the transcript too, so a replay shows
@@ -590,7 +615,6 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
             };
             // The socket's events wait here while the view is up; the followed prompt's newest
             // preview among them is shown as it comes.
-            let mut held = Vec::new();
             let mut newer = || {
                 let mut newest = None;
                 while let Ok(conn_event) = conn_rx.try_recv() {
@@ -599,7 +623,7 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                     {
                         newest = Some(bytes);
                     }
-                    held.push(conn_event);
+                    held.push_back(conn_event);
                 }
                 newest.and_then(|bytes| decode_full(&bytes).ok().map(|d| d.image))
             };
@@ -614,25 +638,6 @@ async fn run_loop(config: DashboardConfig, demo: bool) -> Result<RunSummary> {
                 .map_err(|e| e.to_string()),
                 Err(problem) => Err(problem.to_string()),
             };
-            for conn_event in held {
-                if let ConnEvent::Connected { .. } = &conn_event {
-                    socket_opened = Instant::now();
-                }
-                if let (Some(file), ConnEvent::Frame(frame)) = (&mut recorder, &conn_event) {
-                    let written = file.record(frame.t, &frame.raw);
-                    stop_recording_on_error(&mut recorder, written, &mut state, clock.now());
-                }
-                for command in app::update(&mut state, clock.now(), Event::Conn(conn_event)) {
-                    match command {
-                        Command::SubmitPreview(frame) => {
-                            if let Some(pipeline) = &pipeline {
-                                pipeline.submit(frame);
-                            }
-                        }
-                        command => executor.run(command),
-                    }
-                }
-            }
             if had_input {
                 input = Some(EventStream::new());
             }
