@@ -60,26 +60,34 @@ pub const ITEMS_KEPT: usize = 256;
 /// Longest string kept from `extra_data` (only `client_id` is needed from it).
 pub const EXTRA_TEXT_KEPT: usize = 1024;
 
-/// Cuts `text` to `max_chars` characters, saying how many were left out.
+/// Cuts `text` to `max_chars` characters, saying how many were left out. Text already cut
+/// (while it was read, say) is cut again with the count of both cuts.
 pub fn cut_text(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
+    let (head, left_out_before) = split_cut_note(text);
+    match head.char_indices().nth(max_chars) {
         Some((end, _)) => {
-            let left_out = text[end..].chars().count();
-            format!("{}… ({left_out} more characters)", &text[..end])
+            let left_out = head[end..].chars().count() + left_out_before;
+            format!("{}… ({left_out} more characters)", &head[..end])
         }
         None => text.to_string(),
     }
 }
 
-/// Whether `text` is at most `max_chars` long, or was already cut there by [`cut_text`].
+/// Whether `text` is at most `max_chars` long, or was already cut there (or shorter) by
+/// [`cut_text`].
 pub fn fits_or_was_cut(text: &str, max_chars: usize) -> bool {
-    let Some((end, _)) = text.char_indices().nth(max_chars) else {
-        return true;
-    };
-    text[end..]
-        .strip_prefix("… (")
-        .and_then(|rest| rest.strip_suffix(" more characters)"))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    split_cut_note(text).0.chars().count() <= max_chars
+}
+
+/// The text before a note "… (N more characters)" at its end, and N; the whole text and 0 when
+/// it has no such note.
+fn split_cut_note(text: &str) -> (&str, usize) {
+    let cut = text.strip_suffix(" more characters)").and_then(|rest| {
+        let (head, count) = rest.rsplit_once("… (")?;
+        let all_digits = !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit());
+        Some((head, count.parse().ok().filter(|_| all_digits)?))
+    });
+    cut.unwrap_or((text, 0))
 }
 
 /// What the view needs of one node of a prompt's graph.

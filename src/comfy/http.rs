@@ -1,7 +1,7 @@
 //! The ComfyUI HTTP API client: one `reqwest` client per server, a timeout on every call, and
 //! errors that say what failed, against which server, and what to do.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::time::Instant;
 use url::Url;
 
 use super::api::{
@@ -17,6 +18,7 @@ use super::api::{
 };
 use super::protocol::{FeatureFlags, ImageRef, PromptId};
 use super::server_url::ServerUrl;
+use super::string_cut::StringCutter;
 
 /// How long calls may take. Deadlines fit the bodies: a call gets its base time plus
 /// [`HttpTimeouts::per_mb`] for every megabyte it sends or receives, so a 50 MB `/queue` or
@@ -55,6 +57,11 @@ impl HttpTimeouts {
 /// Bodies larger than this are read into a buffer of the announced size at most: a lying
 /// `Content-Length` cannot make the client reserve gigabytes up front.
 const PREALLOCATED_MAX: u64 = 256 * 1024 * 1024;
+/// The same for a body read with its strings cut.
+const PREALLOCATED_CUT_MAX: u64 = 4 * 1024 * 1024;
+/// Longest string kept while the queue or history is read: the longest any summary keeps
+/// ([`ERROR_TEXT_KEPT`](super::api::ERROR_TEXT_KEPT)), so cutting early changes nothing it shows.
+const STRING_KEPT_WHILE_READING: usize = super::api::ERROR_TEXT_KEPT;
 /// After a body at least this large is parsed and dropped, memory the allocator kept is given
 /// back to the system.
 const TRIM_AFTER: usize = 4 * 1024 * 1024;
@@ -65,6 +72,31 @@ pub struct ComfyClient {
     http: reqwest::Client,
     server: Arc<ServerUrl>,
     timeouts: HttpTimeouts,
+    queue_pace: Arc<Mutex<QueuePace>>,
+}
+
+/// Spaces the reads of `/queue`. With thousands of prompts queued each read is a large body to
+/// build on the server and to parse here, and a burst of status messages asks for one after
+/// another: after a read that took `d`, the next waits until `d` has passed (at most
+/// [`QUEUE_SPACING_MAX`]), so reading the queue takes at most half of either side's time, and a
+/// short queue, read in a millisecond, is read again at once.
+#[derive(Debug, Default)]
+struct QueuePace {
+    /// When the last read ended, and how long it took.
+    last: Option<(Instant, Duration)>,
+}
+
+const QUEUE_SPACING_MAX: Duration = Duration::from_secs(2);
+
+impl QueuePace {
+    fn next_read_at(&self) -> Option<Instant> {
+        self.last
+            .map(|(ended, took)| ended + took.min(QUEUE_SPACING_MAX))
+    }
+
+    fn read(&mut self, started: Instant, ended: Instant) {
+        self.last = Some((ended, ended.saturating_duration_since(started)));
+    }
 }
 
 /// A file served by `GET /view`.
@@ -168,6 +200,7 @@ impl ComfyClient {
             http,
             server: Arc::new(server),
             timeouts,
+            queue_pace: Arc::default(),
         })
     }
 
@@ -176,8 +209,23 @@ impl ComfyClient {
     }
 
     /// `GET /queue`.
+    /// `GET /queue`, spaced after the previous read (see [`QueuePace`]).
     pub async fn queue(&self) -> Result<QueueSnapshot, HttpError> {
-        self.get_json(&["queue"], &[]).await
+        let next_read_at = self.pace().next_read_at();
+        if let Some(at) = next_read_at {
+            tokio::time::sleep_until(at).await;
+        }
+        let started = Instant::now();
+        let snapshot = self.get_summary(&["queue"], &[]).await;
+        self.pace().read(started, Instant::now());
+        snapshot
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, QueuePace> {
+        // Only times are kept under the lock: a panic elsewhere cannot leave them half-written.
+        self.queue_pace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `GET /history`: with `max_items` alone, the newest N; in completion order, oldest first.
@@ -193,12 +241,12 @@ impl ComfyClient {
         if let Some(n) = offset {
             query.push(("offset", n.to_string()));
         }
-        self.get_json(&["history"], &query).await
+        self.get_summary(&["history"], &query).await
     }
 
     /// `GET /history/{id}`; `None` when the server does not know the prompt (any more).
     pub async fn history_item(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, HttpError> {
-        let history: History = self.get_json(&["history", prompt_id], &[]).await?;
+        let history: History = self.get_summary(&["history", prompt_id], &[]).await?;
         let mut entries = history.0.into_iter();
         // The server keys the answer by the id asked for; take that one, else the only one.
         Ok(match entries.len() {
@@ -372,13 +420,36 @@ impl ComfyClient {
         path: &[&str],
         query: &[(&str, String)],
     ) -> Result<T, HttpError> {
+        self.get_decoded(path, query, None).await
+    }
+
+    /// A GET whose answer is read with every string cut to [`STRING_KEPT_WHILE_READING`]
+    /// characters as it arrives: for the queue and history, whose bodies carry whole graphs
+    /// and error messages of which a summary keeps far less.
+    async fn get_summary<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, HttpError> {
+        let cutter = StringCutter::new(STRING_KEPT_WHILE_READING);
+        self.get_decoded(path, query, Some(cutter)).await
+    }
+
+    async fn get_decoded<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+        cutter: Option<StringCutter>,
+    ) -> Result<T, HttpError> {
         let call = self.call_name(&Method::GET, path);
         let mut request = self.http.get(self.endpoint(path));
         if !query.is_empty() {
             request = request.query(query);
         }
         let response = self.send(&call, request, self.timeouts.request).await?;
-        let body = self.body(&call, response, self.timeouts.request).await?;
+        let body = self
+            .read_body(&call, response, self.timeouts.request, cutter)
+            .await?;
         let decoded = self.decode(&call, &body);
         release(body);
         decoded
@@ -438,22 +509,43 @@ impl ComfyClient {
     async fn body(
         &self,
         call: &str,
+        response: Response,
+        base: Duration,
+    ) -> Result<Vec<u8>, HttpError> {
+        self.read_body(call, response, base, None).await
+    }
+
+    /// The body, through `cutter` when there is one.
+    async fn read_body(
+        &self,
+        call: &str,
         mut response: Response,
         base: Duration,
+        mut cutter: Option<StringCutter>,
     ) -> Result<Vec<u8>, HttpError> {
         let announced = response.content_length().unwrap_or(0);
         let started = tokio::time::Instant::now();
         let mut last_bytes = started;
-        let mut body = Vec::with_capacity(announced.min(PREALLOCATED_MAX) as usize);
+        let mut arrived = 0u64;
+        let reserved = match cutter {
+            // What is kept is not known ahead; a cut body is often a small part of it.
+            Some(_) => announced.min(PREALLOCATED_CUT_MAX),
+            None => announced.min(PREALLOCATED_MAX),
+        };
+        let mut body = Vec::with_capacity(reserved as usize);
         loop {
-            let allowed = self
-                .timeouts
-                .fitting(base, announced.max(body.len() as u64));
+            let allowed = self.timeouts.fitting(base, announced.max(arrived));
             let deadline = (started + allowed).max(last_bytes + base);
             let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
             last_bytes = tokio::time::Instant::now();
             match chunk {
-                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Ok(Ok(Some(chunk))) => {
+                    arrived += chunk.len() as u64;
+                    match cutter.as_mut() {
+                        Some(cutter) => cutter.feed(&chunk, &mut body),
+                        None => body.extend_from_slice(&chunk),
+                    }
+                }
                 Ok(Ok(None)) => return Ok(body),
                 Ok(Err(e)) => return Err(self.transport_error(call, e, allowed)),
                 Err(_) => return Err(self.timeout_error(call, allowed)),
@@ -645,6 +737,20 @@ fn has_tls_cause(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_queue_read_is_followed_by_a_pause_as_long_a_quick_one_by_none() {
+        let mut pace = QueuePace::default();
+        assert_eq!(pace.next_read_at(), None, "the first read goes at once");
+        let t0 = Instant::now();
+        pace.read(t0, t0 + Duration::from_millis(300));
+        assert_eq!(pace.next_read_at(), Some(t0 + Duration::from_millis(600)));
+        pace.read(t0, t0 + Duration::from_millis(1));
+        assert_eq!(pace.next_read_at(), Some(t0 + Duration::from_millis(2)));
+        let slow_end = t0 + Duration::from_secs(30);
+        pace.read(t0, slow_end);
+        assert_eq!(pace.next_read_at(), Some(slow_end + QUEUE_SPACING_MAX));
+    }
 
     #[test]
     fn html_is_recognised_after_whitespace() {

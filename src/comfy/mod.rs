@@ -7,6 +7,7 @@ pub mod connection;
 pub mod http;
 pub mod protocol;
 pub mod server_url;
+mod string_cut;
 pub mod transcript;
 
 use bytes::Bytes;
