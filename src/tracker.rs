@@ -558,6 +558,9 @@ pub struct Tracker {
     prompts: HashMap<PromptId, PromptRecord>,
     /// Pending prompts in run order, as of the last `/queue` plus what we submitted since.
     pending: Vec<PromptId>,
+    /// The prompts in the running phase (one, or two while one's end is still unseen), so that
+    /// finding the running prompt does not walk every prompt known.
+    running: Vec<PromptId>,
     /// Finished prompts, oldest first.
     finished: VecDeque<PromptId>,
     queue_fetch: QueueFetch,
@@ -594,6 +597,7 @@ impl Tracker {
             queue_remaining: None,
             prompts: HashMap::new(),
             pending: Vec::new(),
+            running: Vec::new(),
             finished: VecDeque::new(),
             queue_fetch: QueueFetch::default(),
             unconfirmed: HashMap::new(),
@@ -670,8 +674,9 @@ impl Tracker {
     /// The prompt running now, if any (the latest to start, should two claim it). A prompt the
     /// server no longer lists is not running, even while its outcome is still being fetched.
     pub fn running(&self) -> Option<&PromptRecord> {
-        self.prompts
-            .values()
+        self.running
+            .iter()
+            .filter_map(|id| self.prompts.get(id))
             .filter(|p| p.phase == Phase::Running && !self.awaiting.contains_key(&p.id))
             .max_by(|a, b| {
                 let key = |p: &PromptRecord| p.started_at.unwrap_or(p.first_seen);
@@ -792,7 +797,34 @@ impl Tracker {
                 }
             }
         }
+        #[cfg(debug_assertions)]
+        self.check_running_index();
         commands
+    }
+
+    /// The running prompts' index agrees with a walk over every prompt.
+    #[cfg(debug_assertions)]
+    fn check_running_index(&self) {
+        let walked: HashSet<&str> = self
+            .prompts
+            .values()
+            .filter(|p| p.phase == Phase::Running)
+            .map(|p| p.id.as_str())
+            .collect();
+        let indexed: HashSet<&str> = self
+            .running
+            .iter()
+            .map(String::as_str)
+            .filter(|id| {
+                self.prompts
+                    .get(*id)
+                    .is_some_and(|p| p.phase == Phase::Running)
+            })
+            .collect();
+        debug_assert_eq!(
+            walked, indexed,
+            "the running index missed a change of phase"
+        );
     }
 
     fn record_mut(&mut self, now: f64, id: &str) -> &mut PromptRecord {
@@ -1094,6 +1126,7 @@ impl Tracker {
             record.started_at = Some(now);
             // Once, not on every progress event: the pending list can be long.
             self.pending.retain(|p| p != id);
+            self.running.push(id.to_string());
         }
     }
 
@@ -1133,6 +1166,10 @@ impl Tracker {
         if !record.advance(Phase::Finished(outcome)) {
             return;
         }
+        self.running.retain(|r| r != id);
+        let Some(record) = self.prompts.get_mut(id) else {
+            return;
+        };
         record.finished_at = Some(now);
         record.server_finished_ms = server_ms.or(record.server_finished_ms);
         record.current_node = None;
@@ -1224,6 +1261,7 @@ impl Tracker {
     fn forget(&mut self, id: &str) {
         self.prompts.remove(id);
         self.awaiting.remove(id);
+        self.running.retain(|r| r != id);
     }
 
     fn on_queue(&mut self, now: f64, snapshot: QueueSnapshot, commands: &mut Vec<TrackerCommand>) {
@@ -1270,6 +1308,7 @@ impl Tracker {
             record.fill_from_item(item, &our_id);
             if record.advance(Phase::Running) {
                 record.started_at = Some(now);
+                self.running.push(item.prompt_id.clone());
             }
         }
         self.pending.clear();

@@ -6,8 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row};
 
 use crate::app::detail::{origin_column, phase_mark};
-use crate::app::event_log::short_id;
 use crate::app::{State, time};
+use crate::format::short_id;
 use crate::tracker::{Outcome, Phase, PromptRecord};
 
 use super::theme;
@@ -49,7 +49,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     let selected = state.selected_history_row();
     let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
         .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
-    let table_rows = rows.iter().map(|p| {
+    let table_row = |p: &&PromptRecord| {
         let (mark, word) = phase_mark(&p.phase);
         let style = theme::phase(&p.phase);
         let when = state.finished_ago(p).map(time::ago).unwrap_or_default();
@@ -74,13 +74,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(fit_middle(&origin_column(p), by_width)),
         ])
         .style(row_style)
-    });
+    };
     let header = Row::new(["outcome", "prompt", "when", "took", "out", "by"]);
     list_table(
         frame,
         area,
         block,
-        (header, table_rows.collect()),
+        (header, &rows, table_row),
         &[
             Constraint::Length(13),
             Constraint::Length(8),

@@ -6,8 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row};
 
 use crate::app::detail::{origin_column, phase_mark};
-use crate::app::event_log::short_id;
 use crate::app::{State, time};
+use crate::format::short_id;
 use crate::tracker::{Phase, PromptRecord};
 
 use super::theme;
@@ -53,7 +53,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     // The "by" column takes the room the others leave, for client ids that differ at their end.
     let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
         .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
-    let table_rows = rows.iter().map(|p| {
+    let table_row = |p: &&PromptRecord| {
         let (mark, _) = phase_mark(&p.phase);
         let (nodes_done, nodes) = p.node_counts();
         let nodes = if p.phase == Phase::Running && p.live {
@@ -84,13 +84,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
             Cell::from(nodes),
             Cell::from(time),
         ])
-    });
+    };
     let header = Row::new(["", "#", "prompt", "by", "nodes", "time"]);
     list_table(
         frame,
         area,
         block,
-        (header, table_rows.collect()),
+        (header, &rows, table_row),
         &[
             Constraint::Length(1),
             Constraint::Length(5),

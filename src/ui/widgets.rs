@@ -147,24 +147,26 @@ pub fn pad(text: &str, width: usize) -> String {
     format!("{fitted}{}", " ".repeat(fill))
 }
 
-/// A selectable list panel: `rows` under `header` in `block`, the selected row highlighted and
-/// kept in view.
-pub fn list_table<'a>(
+/// A selectable list panel: `items` under `header` in `block`, the selected row highlighted and
+/// kept in view. Only the rows in view are made (`row`): a queue of ten thousand prompts costs
+/// a frame what a screenful does.
+pub fn list_table<'a, T>(
     frame: &mut Frame,
     area: Rect,
     block: Block<'a>,
-    (header, rows): (Row<'a>, Vec<Row<'a>>),
+    (header, items, row): (Row<'a>, &[T], impl Fn(&T) -> Row<'a>),
     widths: &[Constraint],
     focused: bool,
     selected: Option<usize>,
 ) {
+    let visible = list_rows(area);
+    let offset = list_offset(selected, visible);
+    let rows = items.iter().skip(offset).take(visible).map(row);
     let table = Table::new(rows, widths.iter().copied())
         .header(header.style(theme::header()))
         .block(block)
         .row_highlight_style(theme::selected(focused));
-    let mut table_state = TableState::new()
-        .with_offset(list_offset(selected, list_rows(area)))
-        .with_selected(selected);
+    let mut table_state = TableState::new().with_selected(selected.map(|s| s - offset));
     frame.render_stateful_widget(table, area, &mut table_state);
 }
 
