@@ -16,18 +16,17 @@ use crate::comfy::api::{FreeRequest, HistoryEntry, PromptAccepted, PromptRequest
 use crate::comfy::api::{QueueSnapshot, describe_node_errors};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::protocol::PromptId;
+use crate::format::short_id;
 use crate::text::one_line;
 use crate::tracker::{Outcome, Tracker, TrackerInput, node_id_order};
 
-/// Characters of a prompt or client id shown where space is short.
-pub const SHORT_ID: usize = 8;
 /// Characters of a client id shown in sentences: enough that ids differing at their end
 /// (`other-qa-6`, `other-qa-7`) or ours (`comfytop-` and a uuid's start) stay apart.
 pub const CLIENT_ID_SHOWN: usize = 24;
 
 /// One change to make on the server.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub enum ServerAction {
     /// `POST /interrupt {"prompt_id"}`: stops that prompt if it is the one running, else nothing.
     Interrupt { prompt_id: PromptId },
     /// `POST /queue {"delete": ids}`: removes these pending prompts.
@@ -50,7 +49,7 @@ pub enum Action {
     Free(FreeRequest),
 }
 
-impl Action {
+impl ServerAction {
     /// A submission under an id chosen here (unless the request has one), so the prompt can be
     /// looked for when the server's answer is lost.
     pub fn submit(request: PromptRequest) -> Self {
@@ -183,7 +182,7 @@ impl Access {
     }
 
     /// `Err` with the refusal when `action` may not run.
-    pub fn check(self, action: &Action) -> Result<(), ActionError> {
+    pub fn check(self, action: &ServerAction) -> Result<(), ActionError> {
         match self {
             Self::ReadWrite => Ok(()),
             Self::ReadOnly => Err(ActionError::ReadOnly {
@@ -311,17 +310,17 @@ impl ActionError {
 pub async fn perform(
     client: &ComfyClient,
     access: Access,
-    action: &Action,
+    action: &ServerAction,
 ) -> Result<Done, ActionError> {
     access.check(action)?;
     match action {
-        Action::Interrupt { prompt_id } => {
+        ServerAction::Interrupt { prompt_id } => {
             client.interrupt(Some(prompt_id)).await?;
             Ok(Done::InterruptSent {
                 prompt_id: prompt_id.clone(),
             })
         }
-        Action::Delete { prompt_ids } => {
+        ServerAction::Delete { prompt_ids } => {
             if !prompt_ids.is_empty() {
                 client.delete_queued(prompt_ids).await?;
             }
@@ -329,7 +328,7 @@ pub async fn perform(
                 prompt_ids: prompt_ids.clone(),
             })
         }
-        Action::ClearPending { prompt_ids } => {
+        ServerAction::ClearPending { prompt_ids } => {
             if !prompt_ids.is_empty() {
                 client.delete_queued(prompt_ids).await?;
             }
@@ -337,8 +336,8 @@ pub async fn perform(
                 prompt_ids: prompt_ids.clone(),
             })
         }
-        Action::Submit(request) => queue(client, request, None).await,
-        Action::Requeue {
+        ServerAction::Submit(request) => queue(client, request, None).await,
+        ServerAction::Requeue {
             from,
             request,
             new_seeds,
@@ -346,7 +345,7 @@ pub async fn perform(
             let request = with_graph_of(client, from, request, *new_seeds).await?;
             queue(client, &request, Some(from.clone())).await
         }
-        Action::Free(request) => {
+        ServerAction::Free(request) => {
             client.free(request.clone()).await?;
             Ok(Done::Freed(request.clone()))
         }
@@ -619,11 +618,6 @@ pub fn client_id_label(id: &str) -> String {
     cut
 }
 
-/// The first characters of an id, safe to print.
-pub fn short_id(id: &str) -> String {
-    one_line(id).chars().take(SHORT_ID).collect()
-}
-
 /// A queued prompt's output node ids, in node order.
 pub fn output_nodes(item: &QueueItem) -> Vec<&str> {
     let mut nodes: Vec<&str> = item.outputs_to_execute.iter().map(String::as_str).collect();
@@ -699,19 +693,19 @@ mod tests {
         let running = snapshot.queue_running[0].prompt_id.clone();
         let pending = snapshot.queue_pending[0].prompt_id.clone();
         assert_eq!(
-            Action::cancel(&running, Place::in_queue(&snapshot, &running)),
-            Some(Action::Interrupt {
+            ServerAction::cancel(&running, Place::in_queue(&snapshot, &running)),
+            Some(ServerAction::Interrupt {
                 prompt_id: running.clone()
             })
         );
         assert_eq!(
-            Action::cancel(&pending, Place::in_queue(&snapshot, &pending)),
-            Some(Action::Delete {
+            ServerAction::cancel(&pending, Place::in_queue(&snapshot, &pending)),
+            Some(ServerAction::Delete {
                 prompt_ids: vec![pending.clone()]
             })
         );
         assert_eq!(
-            Action::cancel("gone", Place::in_queue(&snapshot, "gone")),
+            ServerAction::cancel("gone", Place::in_queue(&snapshot, "gone")),
             None
         );
     }
@@ -735,16 +729,16 @@ mod tests {
     #[test]
     fn read_only_refuses_every_action_and_says_so() {
         let actions = [
-            Action::Interrupt {
+            ServerAction::Interrupt {
                 prompt_id: "p".into(),
             },
-            Action::Delete {
+            ServerAction::Delete {
                 prompt_ids: vec!["p".into()],
             },
-            Action::ClearPending { prompt_ids: vec![] },
-            Action::submit(PromptRequest::default()),
-            Action::requeue("p".into(), PromptRequest::default()),
-            Action::Free(FreeRequest::default()),
+            ServerAction::ClearPending { prompt_ids: vec![] },
+            ServerAction::submit(PromptRequest::default()),
+            ServerAction::requeue("p".into(), PromptRequest::default()),
+            ServerAction::Free(FreeRequest::default()),
         ];
         for action in &actions {
             assert!(Access::ReadWrite.check(action).is_ok());
@@ -757,14 +751,17 @@ mod tests {
 
     #[test]
     fn submissions_get_an_id_before_they_are_sent() {
-        let action = Action::submit(PromptRequest::default());
+        let action = ServerAction::submit(PromptRequest::default());
         let id = action.prompt_id().unwrap();
         assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
         let given = PromptRequest {
             prompt_id: Some("mine".into()),
             ..PromptRequest::default()
         };
-        assert_eq!(Action::requeue("x".into(), given).prompt_id(), Some("mine"));
+        assert_eq!(
+            ServerAction::requeue("x".into(), given).prompt_id(),
+            Some("mine")
+        );
     }
 
     #[test]
@@ -854,16 +851,16 @@ mod tests {
             "mine0000-1" => Owner::Us,
             _ => Owner::Client("web-ui-42".into()),
         };
-        let ask = |action: Action| action.question(owner);
+        let ask = |action: ServerAction| action.question(owner);
         assert_eq!(
-            ask(Action::Interrupt {
+            ask(ServerAction::Interrupt {
                 prompt_id: "abcdef0123".into()
             })
             .unwrap(),
             "Interrupt running prompt abcdef01, queued by client web-ui-42?"
         );
         assert_eq!(
-            ask(Action::Delete {
+            ask(ServerAction::Delete {
                 prompt_ids: vec!["mine0000-1".into()]
             })
             .unwrap(),
@@ -871,20 +868,20 @@ mod tests {
         );
         let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            ask(Action::ClearPending {
+            ask(ServerAction::ClearPending {
                 prompt_ids: ids(&["mine0000-1", "x", "y"])
             })
             .unwrap(),
             "Delete all 3 pending prompts (2 queued by other clients)?"
         );
         assert_eq!(
-            ask(Action::ClearPending {
+            ask(ServerAction::ClearPending {
                 prompt_ids: ids(&["mine0000-1"])
             })
             .unwrap(),
             "Delete the only pending prompt (mine0000, queued by this comfytop)?"
         );
-        assert_eq!(ask(Action::submit(PromptRequest::default())), None);
+        assert_eq!(ask(ServerAction::submit(PromptRequest::default())), None);
     }
 
     #[test]

@@ -3,12 +3,11 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use color_eyre::eyre::{Result, WrapErr as _};
 
-use comfytop::cli::{Cli, Command, ReplayArgs, URL_ENV, WatchArgs, resolve_server};
+use comfytop::cli::{Cli, Command, ReplayArgs, SimArgs, URL_ENV, WatchArgs, resolve_server};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands::{self, Exit};
 use comfytop::control::Access;
 use comfytop::dashboard::{self, DashboardConfig};
-use comfytop::sim;
 use comfytop::watch::{live, replay};
 
 fn main() -> ExitCode {
@@ -39,10 +38,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Submit(args)) => Ok(runtime()?.block_on(commands::submit::run(args)).into()),
         Some(Command::Cancel(args)) => Ok(runtime()?.block_on(commands::cancel::run(args)).into()),
         Some(Command::Queue(args)) => Ok(runtime()?.block_on(commands::queue::run(args)).into()),
-        Some(Command::Sim(args)) => {
-            runtime()?.block_on(sim::run_standalone(args.listen, args.step(), args.demo))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Sim(args)) => simulator(&args),
         None => {
             let server = match server(cli.url.as_deref()) {
                 Ok(server) => server,
@@ -103,11 +99,39 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         .build()
         .wrap_err("cannot start the async runtime")?;
     if cli.demo {
-        runtime.block_on(dashboard::run_demo(config))?;
+        #[cfg(feature = "demo")]
+        runtime.block_on(comfytop::demo::run_demo(config))?;
+        #[cfg(not(feature = "demo"))]
+        return Ok(without_simulator("--demo"));
     } else {
         runtime.block_on(dashboard::run(config))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "demo")]
+fn simulator(args: &SimArgs) -> Result<ExitCode> {
+    runtime()?.block_on(comfy_sim::run_standalone(
+        args.listen,
+        args.step(),
+        args.demo,
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "demo"))]
+fn simulator(_: &SimArgs) -> Result<ExitCode> {
+    Ok(without_simulator("sim"))
+}
+
+/// A build without the `demo` feature has no simulated server to run.
+#[cfg(not(feature = "demo"))]
+fn without_simulator(what: &str) -> ExitCode {
+    eprintln!(
+        "comfytop: {what} needs the simulated server, which this build leaves out; \
+         build with the default features (`cargo install --path .`)"
+    );
+    Exit::Usage.into()
 }
 
 fn replay(args: &ReplayArgs) -> Result<ExitCode> {

@@ -9,12 +9,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use comfy_sim::{SimConfig, SimHandle, SimServer};
 use comfytop::comfy::api::PromptRequest;
 use comfytop::comfy::connection::{Connection, ConnectionConfig, new_client_id};
 use comfytop::comfy::http::ComfyClient;
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::session::{run_fetch, run_fetch_with_retries, tracker_input};
-use comfytop::sim::{SimConfig, SimHandle, SimServer};
 use comfytop::tracker::{Outcome, Phase, Tracker, TrackerCommand, TrackerInput};
 use serde_json::Value;
 use tokio::sync::mpsc;

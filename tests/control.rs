@@ -12,7 +12,7 @@ use axum::routing::post;
 use comfytop::comfy::api::{FreeRequest, PromptRequest};
 use comfytop::comfy::http::{ComfyClient, HttpTimeouts};
 use comfytop::comfy::server_url::ServerUrl;
-use comfytop::control::{Access, Action, ActionError, Done, Located, locate, perform};
+use comfytop::control::{Access, ActionError, Done, Located, ServerAction, locate, perform};
 use serde_json::{Map, Value, json};
 use support::*;
 
@@ -24,7 +24,7 @@ fn request(workflow_name: &str, client_id: &str) -> PromptRequest {
     }
 }
 
-async fn queued(client: &ComfyClient, action: Action) -> String {
+async fn queued(client: &ComfyClient, action: ServerAction) -> String {
     match perform(client, Access::ReadWrite, &action).await.unwrap() {
         Done::Queued { accepted, .. } => accepted.prompt_id,
         other => panic!("{other:?}"),
@@ -35,19 +35,23 @@ async fn queued(client: &ComfyClient, action: Action) -> String {
 async fn an_interrupt_for_a_prompt_that_just_finished_hits_nothing() {
     let server = TestServer::start().await;
     let client = client(&server.url());
-    let finished = queued(&client, Action::submit(request("small_save.json", "me"))).await;
+    let finished = queued(
+        &client,
+        ServerAction::submit(request("small_save.json", "me")),
+    )
+    .await;
     until_finished(&client, &finished).await;
     // Another prompt runs by the time the (stale) cancel arrives; 100 steps (1.5 s) give the
     // test time to see it running.
     let mut long_enough = request("slow_steps_full.json", "me");
     long_enough.prompt["1"]["inputs"]["steps"] = json!(100);
-    let next = queued(&client, Action::submit(long_enough)).await;
+    let next = queued(&client, ServerAction::submit(long_enough)).await;
     until_running(&client, &next).await;
 
     let done = perform(
         &client,
         Access::ReadWrite,
-        &Action::Interrupt {
+        &ServerAction::Interrupt {
             prompt_id: finished.clone(),
         },
     )
@@ -73,16 +77,20 @@ async fn clearing_deletes_the_prompts_seen_and_not_one_queued_since() {
     let client = client(&server.url());
     let running = queued(
         &client,
-        Action::submit(request("long_run_interruptible.json", "me")),
+        ServerAction::submit(request("long_run_interruptible.json", "me")),
     )
     .await;
     until_running(&client, &running).await;
     let a = queued(
         &client,
-        Action::submit(request("small_save.json", "web-ui")),
+        ServerAction::submit(request("small_save.json", "web-ui")),
     )
     .await;
-    let b = queued(&client, Action::submit(request("small_save.json", "me"))).await;
+    let b = queued(
+        &client,
+        ServerAction::submit(request("small_save.json", "me")),
+    )
+    .await;
     let seen: Vec<String> = queue(&client)
         .await
         .pending_in_run_order()
@@ -93,14 +101,14 @@ async fn clearing_deletes_the_prompts_seen_and_not_one_queued_since() {
     // Someone queues a prompt between the confirmation and the clear.
     let late = queued(
         &client,
-        Action::submit(request("small_save.json", "web-ui")),
+        ServerAction::submit(request("small_save.json", "web-ui")),
     )
     .await;
 
     let done = perform(
         &client,
         Access::ReadWrite,
-        &Action::ClearPending { prompt_ids: seen },
+        &ServerAction::ClearPending { prompt_ids: seen },
     )
     .await
     .unwrap();
@@ -117,7 +125,7 @@ async fn clearing_deletes_the_prompts_seen_and_not_one_queued_since() {
     let done = perform(
         &client,
         Access::ReadWrite,
-        &Action::Delete {
+        &ServerAction::Delete {
             prompt_ids: vec![late.clone()],
         },
     )
@@ -139,13 +147,13 @@ async fn requeue_keeps_graph_and_extra_data_under_our_client_id() {
     let extra: Map<String, Value> =
         serde_json::from_value(json!({"extra_pnginfo": {"workflow": {"nodes": []}}})).unwrap();
     original.extra_data = Some(extra.clone());
-    let first = queued(&client, Action::submit(original)).await;
+    let first = queued(&client, ServerAction::submit(original)).await;
     let entry = until_finished(&client, &first).await;
 
     // The graph as queued, which the client itself does not keep.
     let item = client.queued_prompt(&first).await.unwrap().unwrap();
     assert_eq!(entry.prompt.prompt_id, first);
-    let action = Action::requeue_fetched(first.clone(), "dashboard", false, true);
+    let action = ServerAction::requeue_fetched(first.clone(), "dashboard", false, true);
     let chosen = action.prompt_id().unwrap().to_string();
     let done = perform(&client, Access::ReadWrite, &action).await.unwrap();
     assert!(done.status_text().starts_with(&format!(
@@ -171,23 +179,27 @@ async fn read_only_sends_nothing() {
     let client = client(&server.url());
     let running = queued(
         &client,
-        Action::submit(request("long_run_interruptible.json", "me")),
+        ServerAction::submit(request("long_run_interruptible.json", "me")),
     )
     .await;
     until_running(&client, &running).await;
-    let pending = queued(&client, Action::submit(request("small_save.json", "me"))).await;
+    let pending = queued(
+        &client,
+        ServerAction::submit(request("small_save.json", "me")),
+    )
+    .await;
     let actions = [
-        Action::Interrupt {
+        ServerAction::Interrupt {
             prompt_id: running.clone(),
         },
-        Action::Delete {
+        ServerAction::Delete {
             prompt_ids: vec![pending.clone()],
         },
-        Action::ClearPending {
+        ServerAction::ClearPending {
             prompt_ids: vec![pending.clone()],
         },
-        Action::submit(request("small_save.json", "me")),
-        Action::Free(FreeRequest {
+        ServerAction::submit(request("small_save.json", "me")),
+        ServerAction::Free(FreeRequest {
             unload_models: true,
             free_memory: true,
         }),
@@ -243,7 +255,7 @@ async fn a_submission_whose_answer_is_lost_is_reported_not_resent() {
         ..HttpTimeouts::default()
     };
     let client = ComfyClient::with_timeouts(ServerUrl::parse(&url).unwrap(), timeouts).unwrap();
-    let action = Action::submit(request("small_save.json", "me"));
+    let action = ServerAction::submit(request("small_save.json", "me"));
     let error = perform(&client, Access::ReadWrite, &action)
         .await
         .unwrap_err();
@@ -268,11 +280,11 @@ async fn a_prompt_is_located_by_the_id_chosen_before_sending() {
     let client = client(&server.url());
     let running = queued(
         &client,
-        Action::submit(request("long_run_interruptible.json", "me")),
+        ServerAction::submit(request("long_run_interruptible.json", "me")),
     )
     .await;
     until_running(&client, &running).await;
-    let action = Action::submit(request("small_save.json", "me"));
+    let action = ServerAction::submit(request("small_save.json", "me"));
     let chosen = action.prompt_id().unwrap().to_string();
     assert_eq!(queued(&client, action).await, chosen);
     assert!(matches!(

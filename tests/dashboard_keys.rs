@@ -4,12 +4,12 @@
 
 mod support;
 
-use comfytop::app::{Command, Event, Fetched, State, update};
+use comfytop::app::{Command, Event, Reply, State, update};
 use comfytop::comfy::api::{History, PromptRequest};
 use comfytop::comfy::connection::ConnEvent;
 use comfytop::comfy::http::ComfyClient;
 use comfytop::comfy::server_url::ServerUrl;
-use comfytop::control::{Access, Action, Done, history_outcome, perform};
+use comfytop::control::{Access, Done, ServerAction, history_outcome, perform};
 use comfytop::dashboard::act;
 use comfytop::tracker::{TrackerCommand, TrackerInput};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -23,7 +23,7 @@ async fn submit(client: &ComfyClient, client_id: &str) -> String {
         client_id: Some(client_id.to_string()),
         ..PromptRequest::default()
     };
-    match perform(client, Access::ReadWrite, &Action::submit(request))
+    match perform(client, Access::ReadWrite, &ServerAction::submit(request))
         .await
         .unwrap()
     {
@@ -66,7 +66,7 @@ impl Dashboard {
         update(
             &mut self.state,
             self.now,
-            Event::Fetched(Fetched::Tracker {
+            Event::Reply(Reply::Tracker {
                 command: TrackerCommand::FetchQueue,
                 result: Ok(TrackerInput::Queue(snapshot)),
             }),
@@ -74,7 +74,7 @@ impl Dashboard {
         update(
             &mut self.state,
             self.now,
-            Event::Fetched(Fetched::Tracker {
+            Event::Reply(Reply::Tracker {
                 command: TrackerCommand::FetchHistory { max_items: 64 },
                 result: Ok(TrackerInput::History(History::default())),
             }),
@@ -102,7 +102,7 @@ impl Dashboard {
             for command in commands {
                 if let Command::Act(action) = command {
                     let reply = act(&self.client, self.state.access, action).await;
-                    update(&mut self.state, self.now, Event::Fetched(reply));
+                    update(&mut self.state, self.now, Event::Reply(reply));
                 }
             }
         }

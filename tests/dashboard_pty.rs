@@ -64,14 +64,14 @@ fn sighup_ends_the_dashboard_and_restores_the_terminal() {
 
 /// A simulated server on its own runtime (its worker threads keep it going while the test thread
 /// blocks on the pseudo-terminal).
-fn simulator() -> (tokio::runtime::Runtime, comfytop::sim::SimHandle) {
+fn simulator() -> (tokio::runtime::Runtime, comfy_sim::SimHandle) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let sim = runtime
-        .block_on(comfytop::sim::SimServer::start(comfytop::sim::SimConfig {
+        .block_on(comfy_sim::SimServer::start(comfy_sim::SimConfig {
             step: Duration::from_millis(20),
             ..Default::default()
         }))

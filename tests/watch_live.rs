@@ -360,9 +360,9 @@ fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c()
 
 #[tokio::test]
 async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
+    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
-    use comfytop::sim::{SimConfig, SimServer};
 
     let sim = SimServer::start(SimConfig {
         step: Duration::from_millis(5),
@@ -440,10 +440,10 @@ fn the_sim_subcommand_serves_until_ctrl_c() {
 
 #[tokio::test]
 async fn a_recording_replays_what_watch_showed_of_another_clients_prompt() {
+    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
     use comfytop::comfy::transcript::{TranscriptEntry, TranscriptReader};
-    use comfytop::sim::{SimConfig, SimServer};
     use comfytop::watch::replay::{Pace, replay};
 
     let sim = SimServer::start(SimConfig {

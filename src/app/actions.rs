@@ -1,4 +1,4 @@
-//! The server-control keys: which [`control::Action`] a key means for what is selected, the y/n
+//! The server-control keys: which [`control::ServerAction`] a key means for what is selected, the y/n
 //! confirmation in front of every destructive one, and the outcome line each leaves behind.
 //!
 //! Nothing here guesses at the server's state: a confirmed action becomes a [`Command::Act`], and
@@ -6,19 +6,18 @@
 //! one exception is a prompt the server accepted: its reply is fed to the tracker as
 //! `Submitted`, so it shows in the queue at once.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-
 use crate::comfy::api::FreeRequest;
-use crate::control::{Action, Done, Owner, short_id};
+use crate::control::{Done, Owner, ServerAction};
+use crate::format::short_id;
 use crate::tracker::{Phase, PromptRecord, TrackerInput};
 
 use super::event_log::LineKind;
-use super::keymap::Control;
+use super::keys::{ControlKey, KeyAction};
 use super::{Command, Confirm, Notice, NoticeKind, Overlay, Panel, State};
 
 /// A control key: refuses when read-only, else asks for a confirmation (destructive actions) or
 /// asks the runtime to act (requeues).
-pub(super) fn on_control_key(state: &mut State, key: Control, commands: &mut Vec<Command>) {
+pub(super) fn on_control_key(state: &mut State, key: ControlKey, commands: &mut Vec<Command>) {
     state.dirty = true;
     if let Err(refusal) = state.access.check(&sample(key)) {
         notice(state, NoticeKind::Error, refusal.status_text());
@@ -41,37 +40,24 @@ pub(super) fn on_control_key(state: &mut State, key: Control, commands: &mut Vec
     }
 }
 
-/// A key while a confirmation is up: y acts, n or Esc cancels, anything else is ignored (the
-/// dialog is modal).
-pub(super) fn on_confirm_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
-    let Some(Overlay::Confirm(confirm)) = &state.ui.overlay else {
+/// The answer to the confirmation that is up: yes acts (if it still applies), no leaves
+/// everything as it was.
+pub(super) fn answer(state: &mut State, yes: bool, commands: &mut Vec<Command>) {
+    let Some(Overlay::Confirm(confirm)) = state.ui.overlay.take() else {
         return;
     };
-    if key.kind == KeyEventKind::Release
-        || key
-            .modifiers
-            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
-    {
-        return;
-    }
-    match key.code {
-        KeyCode::Char('y' | 'Y') => {
-            let action = confirm.action.clone();
-            state.ui.overlay = None;
-            match still_applies(state, &action) {
-                Ok(()) => act(state, action, commands),
-                Err(why) => notice(state, NoticeKind::Info, why),
-            }
+    if yes {
+        let action = confirm.action;
+        match still_applies(state, &action) {
+            Ok(()) => act(state, action, commands),
+            Err(why) => notice(state, NoticeKind::Info, why),
         }
-        KeyCode::Char('n' | 'N') | KeyCode::Esc => {
-            state.ui.overlay = None;
-            notice(
-                state,
-                NoticeKind::Info,
-                "cancelled: nothing was done".to_string(),
-            );
-        }
-        _ => return,
+    } else {
+        notice(
+            state,
+            NoticeKind::Info,
+            "cancelled: nothing was done".to_string(),
+        );
     }
     state.dirty = true;
 }
@@ -80,7 +66,7 @@ pub(super) fn on_confirm_key(state: &mut State, key: KeyEvent, commands: &mut Ve
 /// tracker.
 pub(super) fn on_acted(
     state: &mut State,
-    action: Action,
+    action: ServerAction,
     result: Result<Done, String>,
     commands: &mut Vec<Command>,
 ) {
@@ -108,7 +94,7 @@ pub(super) fn on_acted(
     // the server's acceptance.
     if let (
         Done::Queued { accepted, .. },
-        Action::Requeue { request, .. } | Action::Submit(request),
+        ServerAction::Requeue { request, .. } | ServerAction::Submit(request),
     ) = (done, action)
     {
         let input = TrackerInput::Submitted {
@@ -121,13 +107,13 @@ pub(super) fn on_acted(
     }
 }
 
-fn act(state: &mut State, action: Action, commands: &mut Vec<Command>) {
+fn act(state: &mut State, action: ServerAction, commands: &mut Vec<Command>) {
     let what = match &action {
-        Action::Interrupt { prompt_id } => format!("interrupting {}…", short_id(prompt_id)),
-        Action::Delete { .. } | Action::ClearPending { .. } => "deleting…".to_string(),
-        Action::Submit(_) => "queueing…".to_string(),
-        Action::Requeue { from, .. } => format!("requeueing {}…", short_id(from)),
-        Action::Free(_) => "freeing memory…".to_string(),
+        ServerAction::Interrupt { prompt_id } => format!("interrupting {}…", short_id(prompt_id)),
+        ServerAction::Delete { .. } | ServerAction::ClearPending { .. } => "deleting…".to_string(),
+        ServerAction::Submit(_) => "queueing…".to_string(),
+        ServerAction::Requeue { from, .. } => format!("requeueing {}…", short_id(from)),
+        ServerAction::Free(_) => "freeing memory…".to_string(),
     };
     notice(state, NoticeKind::Info, what);
     commands.push(Command::Act(action));
@@ -138,47 +124,50 @@ pub(super) fn notice(state: &mut State, kind: NoticeKind, text: String) {
 }
 
 /// An action of the kind `key` asks for, for the read-only refusal's words.
-fn sample(key: Control) -> Action {
+fn sample(key: ControlKey) -> ServerAction {
     match key {
-        Control::Cancel => Action::Interrupt {
+        ControlKey::Cancel => ServerAction::Interrupt {
             prompt_id: String::new(),
         },
-        Control::Delete => Action::Delete {
+        ControlKey::Delete => ServerAction::Delete {
             prompt_ids: Vec::new(),
         },
-        Control::ClearPending => Action::ClearPending {
+        ControlKey::ClearPending => ServerAction::ClearPending {
             prompt_ids: Vec::new(),
         },
-        Control::Requeue | Control::RequeueNewSeeds | Control::RequeueFront => Action::Requeue {
-            from: String::new(),
-            request: Box::default(),
-            new_seeds: false,
-        },
-        Control::Free => Action::Free(FreeRequest::default()),
+        ControlKey::Requeue | ControlKey::RequeueNewSeeds | ControlKey::RequeueFront => {
+            ServerAction::Requeue {
+                from: String::new(),
+                request: Box::default(),
+                new_seeds: false,
+            }
+        }
+        ControlKey::Free => ServerAction::Free(FreeRequest::default()),
     }
 }
 
 /// What `key` means for what is on screen, or why it means nothing.
-fn plan(state: &State, key: Control) -> Result<Action, String> {
+fn plan(state: &State, key: ControlKey) -> Result<ServerAction, String> {
     let tracker = &state.server.tracker;
     match key {
-        Control::Cancel => tracker
+        ControlKey::Cancel => tracker
             .running()
-            .map(|running| Action::Interrupt {
+            .map(|running| ServerAction::Interrupt {
                 prompt_id: running.id.clone(),
             })
             .ok_or_else(|| "no prompt is running: nothing to cancel".to_string()),
-        Control::Delete => {
+        ControlKey::Delete => {
             let selected = selected(state)
                 .filter(|_| state.ui.focus == Panel::Queue || state.ui.detail.is_some())
                 .ok_or_else(|| "select a pending prompt in the queue to delete it".to_string())?;
             match selected.phase {
-                Phase::Queued => Ok(Action::Delete {
+                Phase::Queued => Ok(ServerAction::Delete {
                     prompt_ids: vec![selected.id.clone()],
                 }),
                 Phase::Running => Err(format!(
-                    "prompt {} is running, not pending: c interrupts it",
-                    short_id(&selected.id)
+                    "prompt {} is running, not pending: {} interrupts it",
+                    short_id(&selected.id),
+                    state.keys.name(KeyAction::Control(ControlKey::Cancel))
                 )),
                 Phase::Finished(_) => Err(format!(
                     "prompt {} has finished: nothing to delete",
@@ -186,26 +175,26 @@ fn plan(state: &State, key: Control) -> Result<Action, String> {
                 )),
             }
         }
-        Control::ClearPending => {
+        ControlKey::ClearPending => {
             let prompt_ids: Vec<String> = tracker.pending().map(|p| p.id.clone()).collect();
             if prompt_ids.is_empty() {
                 return Err("no prompt is pending: nothing to delete".to_string());
             }
-            Ok(Action::ClearPending { prompt_ids })
+            Ok(ServerAction::ClearPending { prompt_ids })
         }
-        Control::Requeue | Control::RequeueNewSeeds | Control::RequeueFront => {
+        ControlKey::Requeue | ControlKey::RequeueNewSeeds | ControlKey::RequeueFront => {
             let selected = selected(state).ok_or_else(|| {
                 "select a prompt in the queue or history to requeue it".to_string()
             })?;
             // The graph is fetched when the requeue is sent: the tracker keeps only a summary.
-            Ok(Action::requeue_fetched(
+            Ok(ServerAction::requeue_fetched(
                 selected.id.clone(),
                 tracker.our_client_id(),
-                key == Control::RequeueFront,
-                key == Control::RequeueNewSeeds,
+                key == ControlKey::RequeueFront,
+                key == ControlKey::RequeueNewSeeds,
             ))
         }
-        Control::Free => Ok(Action::Free(FreeRequest {
+        ControlKey::Free => Ok(ServerAction::Free(FreeRequest {
             unload_models: true,
             free_memory: true,
         })),
@@ -238,11 +227,11 @@ fn owner(state: &State, prompt_id: &str, ours: &str) -> Owner {
 
 /// Whether a confirmed action still makes sense as the tracker sees the server now: a prompt that
 /// finished (or started) while the question was up is left alone, and the user is told.
-fn still_applies(state: &State, action: &Action) -> Result<(), String> {
+fn still_applies(state: &State, action: &ServerAction) -> Result<(), String> {
     let tracker = &state.server.tracker;
     let phase = |id: &str| tracker.prompt(id).map(|p| p.phase.clone());
     match action {
-        Action::Interrupt { prompt_id } => match phase(prompt_id) {
+        ServerAction::Interrupt { prompt_id } => match phase(prompt_id) {
             Some(Phase::Running) => Ok(()),
             Some(Phase::Finished(outcome)) => Err(format!(
                 "prompt {} already finished ({}): nothing was interrupted",
@@ -254,12 +243,13 @@ fn still_applies(state: &State, action: &Action) -> Result<(), String> {
                 short_id(prompt_id)
             )),
         },
-        Action::Delete { prompt_ids } => match prompt_ids.as_slice() {
+        ServerAction::Delete { prompt_ids } => match prompt_ids.as_slice() {
             [id] => match phase(id) {
                 Some(Phase::Queued) => Ok(()),
                 Some(Phase::Running) => Err(format!(
-                    "prompt {} started running meanwhile: nothing was deleted (c interrupts it)",
-                    short_id(id)
+                    "prompt {} started running meanwhile: nothing was deleted ({} interrupts it)",
+                    short_id(id),
+                    state.keys.name(KeyAction::Control(ControlKey::Cancel))
                 )),
                 _ => Err(format!(
                     "prompt {} is no longer pending: nothing was deleted",
@@ -269,8 +259,10 @@ fn still_applies(state: &State, action: &Action) -> Result<(), String> {
             _ => Ok(()),
         },
         // Exactly the prompts shown are deleted; the server skips any that left the queue.
-        Action::ClearPending { .. } | Action::Free(_) | Action::Submit(_) => Ok(()),
-        Action::Requeue { .. } => Ok(()),
+        ServerAction::ClearPending { .. } | ServerAction::Free(_) | ServerAction::Submit(_) => {
+            Ok(())
+        }
+        ServerAction::Requeue { .. } => Ok(()),
     }
 }
 
@@ -280,9 +272,9 @@ mod tests {
     use serde_json::json;
 
     use super::super::testing::{connected, http_body};
-    use super::super::{Command, Event, Fetched, Overlay, Panel, State, update};
+    use super::super::{Command, Event, Overlay, Panel, Reply, State, update};
     use crate::comfy::api::{FreeRequest, History, PromptAccepted, QueueSnapshot};
-    use crate::control::{Access, Action, Done};
+    use crate::control::{Access, Done, ServerAction};
     use crate::tracker::{Phase, TrackerCommand, TrackerInput};
 
     const US: &str = "5f1c9a2e-comfytop";
@@ -314,7 +306,7 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Fetched(Fetched::Tracker {
+            Event::Reply(Reply::Tracker {
                 command: TrackerCommand::FetchQueue,
                 result: Ok(TrackerInput::Queue(snapshot)),
             }),
@@ -344,7 +336,7 @@ mod tests {
         state.ui.notice.as_ref().map_or("", |n| n.text.as_str())
     }
 
-    fn acted(commands: Vec<Command>) -> Action {
+    fn acted(commands: Vec<Command>) -> ServerAction {
         match commands.as_slice() {
             [Command::Act(action)] => action.clone(),
             other => panic!("expected one action: {other:?}"),
@@ -362,7 +354,7 @@ mod tests {
         let action = acted(press(&mut state, KeyCode::Char('y')));
         assert_eq!(
             action,
-            Action::Interrupt {
+            ServerAction::Interrupt {
                 prompt_id: RUNNING.into()
             }
         );
@@ -426,7 +418,7 @@ mod tests {
         let action = acted(press(&mut state, KeyCode::Char('y')));
         assert_eq!(
             action,
-            Action::Delete {
+            ServerAction::Delete {
                 prompt_ids: vec![PENDING[1].into()]
             }
         );
@@ -459,7 +451,7 @@ mod tests {
         let action = acted(press(&mut state, KeyCode::Char('y')));
         assert_eq!(
             action,
-            Action::ClearPending {
+            ServerAction::ClearPending {
                 prompt_ids: PENDING.iter().map(|s| s.to_string()).collect()
             }
         );
@@ -478,7 +470,7 @@ mod tests {
         press(&mut state, KeyCode::Char('u'));
         assert_eq!(
             acted(press(&mut state, KeyCode::Char('y'))),
-            Action::Free(FreeRequest {
+            ServerAction::Free(FreeRequest {
                 unload_models: true,
                 free_memory: true
             })
@@ -500,7 +492,6 @@ mod tests {
         ] {
             assert!(press(&mut state, code).is_empty(), "{code:?}");
         }
-        assert!(!state.quitting);
         assert_eq!(state.ui, before);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(update(&mut state, 1.0, Event::Key(ctrl_c)), [Command::Quit]);
@@ -512,9 +503,9 @@ mod tests {
         assert_eq!(state.ui.focus, Panel::History);
     }
 
-    fn requeued(action: &Action) -> &crate::comfy::api::PromptRequest {
+    fn requeued(action: &ServerAction) -> &crate::comfy::api::PromptRequest {
         match action {
-            Action::Requeue { from, request, .. } => {
+            ServerAction::Requeue { from, request, .. } => {
                 assert_eq!(from, FINISHED);
                 request
             }
@@ -522,10 +513,10 @@ mod tests {
         }
     }
 
-    fn new_seeds(action: &Action) -> bool {
+    fn new_seeds(action: &ServerAction) -> bool {
         matches!(
             action,
-            Action::Requeue {
+            ServerAction::Requeue {
                 new_seeds: true,
                 ..
             }
@@ -574,7 +565,7 @@ mod tests {
         update(
             &mut state,
             3.0,
-            Event::Fetched(Fetched::Acted {
+            Event::Reply(Reply::Acted {
                 action,
                 result: Ok(Done::Queued {
                     accepted,
@@ -599,8 +590,8 @@ mod tests {
         let commands = update(
             &mut state,
             3.0,
-            Event::Fetched(Fetched::Acted {
-                action: Action::Delete {
+            Event::Reply(Reply::Acted {
+                action: ServerAction::Delete {
                     prompt_ids: vec![PENDING[0].into()],
                 },
                 result: Err("POST /queue failed: HTTP 500".into()),
@@ -617,8 +608,8 @@ mod tests {
         let commands = update(
             &mut state,
             3.0,
-            Event::Fetched(Fetched::Acted {
-                action: Action::Delete {
+            Event::Reply(Reply::Acted {
+                action: ServerAction::Delete {
                     prompt_ids: vec![PENDING[0].into()],
                 },
                 result: Ok(Done::Deleted {

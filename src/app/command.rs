@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::comfy::protocol::ImageRef;
 use crate::control;
-use crate::preview::PreviewFrame;
+use crate::preview::{PreviewFrame, View};
 use crate::tracker::TrackerCommand;
 
 /// Work [`super::update`] asks the runtime to do. Each runs off the UI loop; its reply comes back
@@ -17,6 +17,10 @@ pub enum Command {
     FetchSystemStats,
     /// Hand a preview frame or a fetched output to the preview worker.
     SubmitPreview(PreviewFrame),
+    /// Tell the preview worker what the pane shows now (`None`: hidden).
+    SetPreviewView(Option<View>),
+    /// Draw the pane's image again (the full-size view wiped it).
+    RedrawPreview,
     /// `GET /view` for an output the preview pane shows.
     FetchOutput(ImageRef),
     /// Save an output into `dir` (from `data`, else a fresh `/view` fetch), never overwriting.
@@ -33,8 +37,8 @@ pub enum Command {
         follow: Option<crate::comfy::protocol::PromptId>,
     },
     /// Change something on the server (confirmed first where it destroys); the reply comes
-    /// back as [`super::Fetched::Acted`].
-    Act(control::Action),
+    /// back as [`super::Reply::Acted`].
+    Act(control::ServerAction),
     /// Try the server again now instead of waiting out the backoff.
     Reconnect,
     /// Leave the dashboard.

@@ -26,11 +26,17 @@ pub enum Event {
     /// A timer the state asked for (see [`super::State::wakeup_at`]).
     Tick,
     Conn(ConnEvent),
-    Fetched(Fetched),
+    Reply(Reply),
     /// The preview worker has results.
     Preview(super::preview::PreviewResults),
     /// Something went wrong outside the state (recording, say) that the user should see.
     Problem(String),
+    /// The screen now shows the state.
+    Drawn,
+    /// The full-size view is gone (the problem, when it could not be shown).
+    FullViewClosed {
+        problem: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +51,7 @@ pub enum ClickTarget {
 
 /// The reply to a [`super::Command`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Fetched {
+pub enum Reply {
     /// A tracker fetch: its reply as tracker input, or the error in words.
     Tracker {
         command: TrackerCommand,
@@ -65,7 +71,7 @@ pub enum Fetched {
     /// The reply to [`super::Command::Act`]: what was done, or the error as the status line
     /// says it.
     Acted {
-        action: control::Action,
+        action: control::ServerAction,
         result: Result<control::Done, String>,
     },
 }

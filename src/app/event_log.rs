@@ -7,7 +7,6 @@ use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::ServerMessage;
 use crate::comfy::server_url::ServerUrl;
 use crate::describe::{connection_line, event_name, frame_line};
-use crate::text::one_line;
 use crate::tracker::Tracker;
 
 /// How many lines the log keeps.
@@ -80,11 +79,6 @@ impl EventLog {
         };
         self.push(at, kind, frame_line(frame, tracker));
     }
-}
-
-/// The first 8 characters of a prompt id, enough to tell prompts apart on screen.
-pub fn short_id(id: &str) -> String {
-    one_line(id).chars().take(8).collect()
 }
 
 #[cfg(test)]

@@ -10,14 +10,14 @@ mod command;
 pub mod detail;
 mod event;
 pub mod event_log;
-pub mod keymap;
+pub mod keys;
 pub mod preview;
 mod state;
 pub mod time;
 mod update;
 
 pub use command::Command;
-pub use event::{ClickTarget, Event, Fetched, Submitted};
+pub use event::{ClickTarget, Event, Reply, Submitted};
 pub use event_log::{EventLog, LogLine};
 pub use preview::{PreviewResults, PreviewSettings, Previews};
 pub use state::{

@@ -18,6 +18,7 @@ use crate::preview::{
 
 use super::actions::notice;
 use super::event_log::LineKind;
+use super::keys::KeyAction;
 use super::{Command, NoticeKind, State};
 
 /// Output images kept after their `/view` fetch.
@@ -277,11 +278,13 @@ pub(super) fn toggle_pane(state: &mut State) {
 /// step through, so it says where `o` works.
 pub(super) fn next_output(state: &mut State) {
     if state.ui.detail.is_none() {
-        notice(
-            state,
-            NoticeKind::Info,
-            "o steps through a prompt's outputs in its details: Enter opens them".to_string(),
+        let keys = &state.keys;
+        let text = format!(
+            "{} steps through a prompt's outputs in its details: {} opens them",
+            keys.name(KeyAction::NextOutput),
+            keys.name(KeyAction::Open)
         );
+        notice(state, NoticeKind::Info, text);
         return;
     }
     let count = detail_outputs(state).len();
@@ -321,7 +324,7 @@ pub(super) fn view_full_size(state: &mut State, commands: &mut Vec<Command>) {
     };
     let caption = match &key {
         PreviewKey::Output(image) => crate::text::one_line(&image.filename).into_owned(),
-        PreviewKey::Live(id) => format!("preview of {}", super::event_log::short_id(id)),
+        PreviewKey::Live(id) => format!("preview of {}", crate::format::short_id(id)),
     };
     let follow = match key {
         PreviewKey::Live(id) => Some(id),
@@ -355,7 +358,12 @@ fn output_to_save(state: &State) -> Result<(ImageRef, usize, usize), String> {
         return selected_output(state).ok_or_else(|| "this prompt has no output to save".into());
     }
     if state.ui.focus != super::Panel::History {
-        return Err("s saves an output of a finished prompt: select one in History (Tab)".into());
+        let keys = &state.keys;
+        return Err(format!(
+            "{} saves an output of a finished prompt: select one in History ({})",
+            keys.name(KeyAction::SaveOutput),
+            keys.name(KeyAction::NextPanel)
+        ));
     }
     let rows = state.history_rows();
     let prompt = state
@@ -367,7 +375,7 @@ fn output_to_save(state: &State) -> Result<(ImageRef, usize, usize), String> {
         Some(first) => Ok(((*first).clone(), 0, outputs.len())),
         None => Err(format!(
             "prompt {} has no output to save",
-            super::event_log::short_id(&prompt.id)
+            crate::format::short_id(&prompt.id)
         )),
     }
 }
@@ -386,8 +394,10 @@ pub(super) fn save_output(state: &mut State, commands: &mut Vec<Command>) {
     let name = crate::text::one_line(&image.filename).into_owned();
     let text = if count > 1 && state.ui.detail.is_none() {
         format!(
-            "saving {name} ({} of {count}; Enter, then o picks another)…",
-            index + 1
+            "saving {name} ({} of {count}; {}, then {} picks another)…",
+            index + 1,
+            state.keys.name(KeyAction::Open),
+            state.keys.name(KeyAction::NextOutput)
         )
     } else {
         format!("saving {name}…")
@@ -445,7 +455,7 @@ mod tests {
     use crate::app::testing::{
         REFERENCE, client_id, connected, detail_with_two_outputs, http_body, replay, transcript,
     };
-    use crate::app::{Event, Fetched, update};
+    use crate::app::{Event, Reply, update};
     use crate::comfy::api::History;
     use crate::comfy::binary::ImageFormat;
     use crate::preview::SlotUpdate;
@@ -512,7 +522,7 @@ mod tests {
         update(
             &mut state,
             now,
-            Event::Fetched(Fetched::Tracker {
+            Event::Reply(Reply::Tracker {
                 command: crate::tracker::TrackerCommand::FetchQueue,
                 result: Ok(crate::tracker::TrackerInput::Queue(snapshot)),
             }),
@@ -597,7 +607,13 @@ mod tests {
         let commands = key(&mut state, 'o');
         let second = selected_output(&state).unwrap();
         assert_eq!(second.0.filename, "ComfyUI_temp_otqca_00001_.png");
-        assert_eq!(commands, vec![Command::FetchOutput(second.0.clone())]);
+        // Fetched, and the pane told to show it.
+        assert_eq!(commands[0], Command::FetchOutput(second.0.clone()));
+        assert!(matches!(
+            &commands[1..],
+            [Command::SetPreviewView(Some(view))]
+                if view.key == crate::preview::PreviewKey::Output(second.0.clone())
+        ));
         key(&mut state, 'o');
         assert_eq!(selected_output(&state).unwrap().0, first.0);
         // Leaving the detail view starts at the first output next time.
@@ -619,7 +635,7 @@ mod tests {
         let commands = update(
             &mut state,
             1.0,
-            Event::Fetched(Fetched::Output {
+            Event::Reply(Reply::Output {
                 image: image.clone(),
                 result: Ok(Bytes::from(png.clone())),
             }),
@@ -655,7 +671,7 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Fetched(Fetched::Output {
+            Event::Reply(Reply::Output {
                 image: image.clone(),
                 result: Ok(Bytes::from_static(b"png bytes")),
             }),
@@ -668,7 +684,7 @@ mod tests {
         update(
             &mut state,
             2.0,
-            Event::Fetched(Fetched::Saved(Ok(PathBuf::from(
+            Event::Reply(Reply::Saved(Ok(PathBuf::from(
                 "/tmp/outputs/full_00003_-1.png",
             )))),
         );
@@ -679,7 +695,7 @@ mod tests {
         update(
             &mut state,
             3.0,
-            Event::Fetched(Fetched::Saved(Err("disk full".into()))),
+            Event::Reply(Reply::Saved(Err("disk full".into()))),
         );
         assert_eq!(notice_text(&state), "not saved: disk full");
         assert_eq!(state.ui.notice.as_ref().unwrap().kind, NoticeKind::Error);
@@ -751,7 +767,7 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Fetched(Fetched::Output {
+            Event::Reply(Reply::Output {
                 image,
                 result: Ok(Bytes::from_static(b"png bytes")),
             }),

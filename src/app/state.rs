@@ -31,7 +31,8 @@ pub struct State {
     pub dirty: bool,
     /// When the screen next changes by itself (a clock ticking), on the dashboard clock.
     pub(super) redraw_at: Option<f64>,
-    pub quitting: bool,
+    /// What each key does where.
+    pub keys: super::keys::KeyTable,
     /// Whether the keys may change anything on the server (`--read-only`).
     pub access: Access,
 }
@@ -174,7 +175,7 @@ pub enum Overlay {
 /// An action waiting for the user's yes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Confirm {
-    pub action: crate::control::Action,
+    pub action: crate::control::ServerAction,
     /// The question, naming what the action will hit and whose it is.
     pub question: String,
 }
@@ -276,9 +277,47 @@ impl State {
             previews: super::preview::Previews::default(),
             dirty: true,
             redraw_at: None,
-            quitting: false,
+            keys: super::keys::KeyTable::default(),
             access: Access::ReadWrite,
         }
+    }
+
+    /// The state as the dashboard starts: `finished_kept` prompts kept in history, what the
+    /// keys may do, and the preview pane.
+    pub fn with_settings(
+        mut self,
+        finished_kept: usize,
+        access: Access,
+        previews: super::preview::Previews,
+    ) -> Self {
+        let client_id = self.server.tracker.our_client_id().to_string();
+        self.server.tracker = Tracker::with_finished_kept(&client_id, finished_kept);
+        self.access = access;
+        self.previews = previews;
+        self
+    }
+
+    /// Where the keys go: the question or help that is up, else the details, else the panels.
+    pub fn key_context(&self) -> super::keys::Context {
+        use super::keys::Context;
+        match (&self.ui.overlay, &self.ui.detail) {
+            (Some(Overlay::Confirm(_)), _) => Context::Confirm,
+            (Some(Overlay::Help), _) => Context::Help,
+            (None, Some(_)) => Context::Details,
+            (None, None) => Context::Main,
+        }
+    }
+
+    /// How many rows the queue panel has, counted up to `limit` (a screen's height is all the
+    /// layout needs to know, and the queue may hold thousands).
+    pub fn queue_len_up_to(&self, limit: usize) -> usize {
+        let tracker = &self.server.tracker;
+        let running = usize::from(tracker.running().is_some());
+        running
+            + tracker
+                .pending()
+                .take(limit.saturating_sub(running))
+                .count()
     }
 
     /// The queue panel's rows: the running prompt, then the pending ones in run order.
@@ -420,8 +459,8 @@ impl State {
             consider(now + time::clock_changes_in(elapsed));
         }
         // Waiting times of pending prompts count up with the first one (same second boundary
-        // is not guaranteed, so each is looked at).
-        for pending in tracker.pending() {
+        // is not guaranteed, so each is looked at); only those a screen can show matter.
+        for pending in tracker.pending().take(usize::from(self.ui.height)) {
             consider(now + time::clock_changes_in(now - pending.first_seen));
         }
         if let Link::Waiting { retry_at, .. } = self.server.link

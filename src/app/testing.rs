@@ -11,7 +11,7 @@ use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::{TranscriptFrame, TranscriptReader};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
-use super::{Command, Event, Fetched, Panel, Selection, State, update};
+use super::{Command, Event, Panel, Reply, Selection, State, update};
 
 pub const REFERENCE: &str = crate::FIXTURES;
 
@@ -122,18 +122,18 @@ pub fn connected(client_id: &str, now: f64, history: History) -> State {
     );
     for command in commands {
         let reply = match command {
-            Command::Fetch(TrackerCommand::FetchQueue) => Fetched::Tracker {
+            Command::Fetch(TrackerCommand::FetchQueue) => Reply::Tracker {
                 command: TrackerCommand::FetchQueue,
                 result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
             },
-            Command::Fetch(c @ TrackerCommand::FetchHistory { .. }) => Fetched::Tracker {
+            Command::Fetch(c @ TrackerCommand::FetchHistory { .. }) => Reply::Tracker {
                 command: c,
                 result: Ok(TrackerInput::History(history.clone())),
             },
-            Command::FetchSystemStats => Fetched::SystemStats(Ok(system_stats())),
+            Command::FetchSystemStats => Reply::SystemStats(Ok(system_stats())),
             other => panic!("unexpected first command {other:?}"),
         };
-        update(&mut state, now, Event::Fetched(reply));
+        update(&mut state, now, Event::Reply(reply));
     }
     state
 }
@@ -156,7 +156,7 @@ pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Comm
                 update(
                     state,
                     now,
-                    Event::Fetched(Fetched::Tracker {
+                    Event::Reply(Reply::Tracker {
                         command: TrackerCommand::FetchQueue,
                         result: Ok(TrackerInput::Queue(snapshot)),
                     }),

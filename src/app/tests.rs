@@ -177,7 +177,7 @@ fn a_watcher_asks_for_the_queue_on_status_and_never_twice_at_once() {
     let commands = update(
         &mut state,
         5.0,
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchQueue,
             result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
         }),
@@ -201,7 +201,7 @@ fn another_clients_prompt_shows_without_live_detail() {
     update(
         &mut state,
         2.0,
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchQueue,
             result: Ok(TrackerInput::Queue(snapshot)),
         }),
@@ -263,7 +263,7 @@ fn idle_means_no_timer_but_the_slow_stats_refresh() {
     update(
         &mut state,
         STATS_INTERVAL_IDLE + 0.1,
-        Event::Fetched(Fetched::SystemStats(Ok(system_stats()))),
+        Event::Reply(Reply::SystemStats(Ok(system_stats()))),
     );
     assert!(!state.dirty);
 }
@@ -345,7 +345,6 @@ fn help_opens_on_question_mark_and_swallows_keys_until_closed() {
     key(&mut state, KeyCode::Esc);
     assert_eq!(state.ui.overlay, None);
     assert_eq!(key(&mut state, KeyCode::Char('q')), vec![Command::Quit]);
-    assert!(state.quitting);
 }
 
 #[test]
@@ -353,7 +352,7 @@ fn the_selection_stays_on_its_prompt_while_the_queue_changes() {
     let mut state = connected("watcher", 0.0, History::default());
     let mut snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
     let fetched = |s: QueueSnapshot| {
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchQueue,
             result: Ok(TrackerInput::Queue(s)),
         })
@@ -378,7 +377,7 @@ fn a_click_selects_the_row_and_focuses_its_panel() {
     update(
         &mut state,
         1.0,
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchQueue,
             result: Ok(TrackerInput::Queue(snapshot)),
         }),
@@ -425,7 +424,7 @@ fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
     let commands = update(
         &mut state,
         0.2,
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchQueue,
             result: Err("timed out".into()),
         }),
@@ -470,7 +469,7 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     update(
         &mut state,
         1.0,
-        Event::Fetched(Fetched::Submitted(Ok(Box::new(Submitted {
+        Event::Reply(Reply::Submitted(Ok(Box::new(Submitted {
             request,
             accepted,
         })))),
@@ -487,7 +486,7 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     update(
         &mut state,
         2.0,
-        Event::Fetched(Fetched::Submitted(Err("HTTP 400".into()))),
+        Event::Reply(Reply::Submitted(Err("HTTP 400".into()))),
     );
     assert_eq!(
         state.server.log.lines().back().unwrap().text,

@@ -1,6 +1,6 @@
 //! [`update`]: the only code that changes the dashboard's state.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
@@ -9,9 +9,9 @@ use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::StatsSummary;
 use super::event_log::LineKind;
-use super::keymap::{self, Action};
+use super::keys::{Context, KeyAction};
 use super::{
-    ClickTarget, Command, Detail, Event, Fetched, Link, Overlay, Panel, STATS_INTERVAL_BUSY,
+    ClickTarget, Command, Detail, Event, Link, Overlay, Panel, Reply, STATS_INTERVAL_BUSY,
     STATS_INTERVAL_IDLE, Selection, State, Submitted, detail, preview,
 };
 
@@ -36,11 +36,15 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
         // A timer: what it is due for is checked below, as after any event.
         Event::Tick => {}
         Event::Conn(event) => on_connection(state, event, &mut commands),
-        Event::Fetched(reply) => on_fetched(state, reply, &mut commands),
+        Event::Reply(reply) => on_reply(state, reply, &mut commands),
         Event::Preview(results) => preview::on_results(state, results),
-        Event::Problem(text) => {
-            let text = crate::text::one_line(&text).into_owned();
-            state.server.log.push(state.now, LineKind::Error, text);
+        Event::Problem(text) => problem(state, &text),
+        Event::Drawn => state.dirty = false,
+        Event::FullViewClosed { problem: shown } => {
+            if let Some(text) = shown {
+                problem(state, &text);
+            }
+            commands.push(Command::RedrawPreview);
             state.dirty = true;
         }
     }
@@ -56,7 +60,17 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
         state.dirty = true;
     }
     state.redraw_at = state.next_redraw();
+    let view = preview::view_for(state, crate::ui::preview_area(state).map(|r| r.as_size()));
+    if state.previews.state.want_view(view.clone()) {
+        commands.push(Command::SetPreviewView(view));
+    }
     commands
+}
+
+fn problem(state: &mut State, text: &str) {
+    let text = crate::text::one_line(text).into_owned();
+    state.server.log.push(state.now, LineKind::Error, text);
+    state.dirty = true;
 }
 
 /// A movement in a list or a text.
@@ -68,89 +82,93 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
-    // While offline any key retries at once; `r` does only that (there is nothing to requeue to).
+    // While offline any key retries at once; the retry key does only that.
     if matches!(state.server.link, Link::Waiting { .. } | Link::Offline) {
         commands.push(Command::Reconnect);
-        if key.code == KeyCode::Char('r') && state.ui.overlay.is_none() {
+        if state.ui.overlay.is_none()
+            && state.keys.action(Context::Offline, &key) == Some(KeyAction::RetryNow)
+        {
             return;
         }
     }
-    let action = keymap::action(&key);
-    // A confirmation is modal: it takes every key but Ctrl-C (q is not an answer).
-    if matches!(state.ui.overlay, Some(Overlay::Confirm(_)))
-        && !(action == Some(Action::Quit) && key.code != KeyCode::Char('q'))
-    {
-        super::actions::on_confirm_key(state, key, commands);
-        return;
-    }
-    let Some(action) = action else {
+    let context = state.key_context();
+    let Some(action) = state.keys.action(context, &key) else {
         return;
     };
-    if action == Action::Quit {
-        state.quitting = true;
-        commands.push(Command::Quit);
-        return;
-    }
-    if let Action::Control(control) = action {
-        if state.ui.overlay.is_none() {
-            super::actions::on_control_key(state, control, commands);
+    match (context, action) {
+        (_, KeyAction::Quit) => {
+            commands.push(Command::Quit);
+            return;
         }
-        return;
-    }
-    if state.ui.overlay.is_some() {
-        let page = i64::from(state.ui.height / 2).max(1);
-        match action {
-            Action::Help | Action::Back => state.ui.overlay = None,
-            // The help scrolls when the screen is too small for all of it.
-            Action::Up => scroll_help(state, Move::By(-1)),
-            Action::Down => scroll_help(state, Move::By(1)),
-            Action::PageUp => scroll_help(state, Move::By(-page)),
-            Action::PageDown => scroll_help(state, Move::By(page)),
-            Action::Top => scroll_help(state, Move::Top),
-            Action::Bottom => scroll_help(state, Move::Bottom),
-            _ => return,
+        (_, KeyAction::Yes) => return super::actions::answer(state, true, commands),
+        (_, KeyAction::No) => return super::actions::answer(state, false, commands),
+        (_, KeyAction::Control(control)) => {
+            return super::actions::on_control_key(state, control, commands);
         }
-        state.dirty = true;
-        return;
+        (Context::Help, action) => on_help_key(state, action),
+        (_, action) => on_view_key(state, action, commands),
     }
-    if !matches!(action, Action::SaveOutput | Action::FullSizeView) {
+    state.dirty = true;
+}
+
+/// A key while the help is up: it closes, or scrolls when the screen is too small for it.
+fn on_help_key(state: &mut State, action: KeyAction) {
+    let page = i64::from(state.ui.height / 2).max(1);
+    match action {
+        KeyAction::Help | KeyAction::Back => state.ui.overlay = None,
+        KeyAction::Up => scroll_help(state, Move::By(-1)),
+        KeyAction::Down => scroll_help(state, Move::By(1)),
+        KeyAction::PageUp => scroll_help(state, Move::By(-page)),
+        KeyAction::PageDown => scroll_help(state, Move::By(page)),
+        KeyAction::Top => scroll_help(state, Move::Top),
+        KeyAction::Bottom => scroll_help(state, Move::Bottom),
+        _ => {}
+    }
+}
+
+/// A key in the panels or a prompt's details.
+fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>) {
+    if !matches!(action, KeyAction::SaveOutput | KeyAction::FullSizeView) {
         preview::on_other_key(state);
     }
     let ui = &mut state.ui;
     let page = i64::from(ui.height / 2).max(1);
     match action {
-        Action::Help => {
+        KeyAction::Help => {
             ui.overlay = Some(Overlay::Help);
             ui.help_scroll = 0;
         }
-        Action::ToggleLog => {
+        KeyAction::ToggleLog => {
             ui.show_log = !ui.show_log;
             ui.log_scroll = 0;
             if !ui.show_log && ui.focus == Panel::Log {
                 ui.focus = Panel::Queue;
             }
         }
-        Action::NextPanel => cycle_focus(state, 1),
-        Action::PrevPanel => cycle_focus(state, -1),
-        Action::Back => {
+        KeyAction::NextPanel => cycle_focus(state, 1),
+        KeyAction::PrevPanel => cycle_focus(state, -1),
+        KeyAction::Back => {
             ui.detail = None;
             state.previews.output_index = 0;
         }
-        Action::Open if ui.detail.is_none() => open_detail(state),
-        Action::Open => {}
-        Action::TogglePreview => preview::toggle_pane(state),
-        Action::NextOutput => preview::next_output(state),
-        Action::FullSizeView => preview::view_full_size(state, commands),
-        Action::SaveOutput => preview::save_output(state, commands),
-        Action::Up => move_in_view(state, Move::By(-1)),
-        Action::Down => move_in_view(state, Move::By(1)),
-        Action::PageUp => move_in_view(state, Move::By(-page)),
-        Action::PageDown => move_in_view(state, Move::By(page)),
-        Action::Top => move_in_view(state, Move::Top),
-        Action::Bottom => move_in_view(state, Move::Bottom),
-        Action::Quit | Action::Control(_) => {}
+        KeyAction::Open => open_detail(state),
+        KeyAction::TogglePreview => preview::toggle_pane(state),
+        KeyAction::NextOutput => preview::next_output(state),
+        KeyAction::FullSizeView => preview::view_full_size(state, commands),
+        KeyAction::SaveOutput => preview::save_output(state, commands),
+        KeyAction::Up => move_in_view(state, Move::By(-1)),
+        KeyAction::Down => move_in_view(state, Move::By(1)),
+        KeyAction::PageUp => move_in_view(state, Move::By(-page)),
+        KeyAction::PageDown => move_in_view(state, Move::By(page)),
+        KeyAction::Top => move_in_view(state, Move::Top),
+        KeyAction::Bottom => move_in_view(state, Move::Bottom),
+        KeyAction::Quit
+        | KeyAction::Control(_)
+        | KeyAction::Yes
+        | KeyAction::No
+        | KeyAction::RetryNow
+        | KeyAction::CloseFullView => {}
     }
-    state.dirty = true;
 }
 
 fn cycle_focus(state: &mut State, step: isize) {
@@ -392,10 +410,10 @@ fn track(state: &mut State, input: TrackerInput, commands: &mut Vec<Command>) {
     commands.extend(fetches.into_iter().map(Command::Fetch));
 }
 
-fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
+fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
     let now = state.now;
     match reply {
-        Fetched::Tracker { command, result } => {
+        Reply::Tracker { command, result } => {
             let input = match result {
                 Ok(input) => input,
                 Err(error) => {
@@ -403,7 +421,7 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
                         TrackerCommand::FetchQueue => "/queue".to_string(),
                         TrackerCommand::FetchHistory { .. } => "/history".to_string(),
                         TrackerCommand::FetchHistoryItem(id) => {
-                            format!("/history/{}", super::event_log::short_id(id))
+                            format!("/history/{}", crate::format::short_id(id))
                         }
                     };
                     state.server.log.push(
@@ -417,14 +435,14 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
             track(state, input, commands);
             state.dirty = true;
         }
-        Fetched::Submitted(Ok(submitted)) => {
+        Reply::Submitted(Ok(submitted)) => {
             let Submitted { request, accepted } = *submitted;
             state.server.log.push(
                 now,
                 LineKind::Connection,
                 format!(
                     "queued {} as #{}",
-                    super::event_log::short_id(&accepted.prompt_id),
+                    crate::format::short_id(&accepted.prompt_id),
                     accepted.number
                 ),
             );
@@ -439,7 +457,7 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
             );
             state.dirty = true;
         }
-        Fetched::Submitted(Err(error)) => {
+        Reply::Submitted(Err(error)) => {
             state.server.log.push(
                 now,
                 LineKind::Error,
@@ -447,12 +465,12 @@ fn on_fetched(state: &mut State, reply: Fetched, commands: &mut Vec<Command>) {
             );
             state.dirty = true;
         }
-        Fetched::Output { image, result } => preview::on_output(state, image, result, commands),
-        Fetched::Saved(result) => preview::on_saved(state, result),
-        Fetched::Acted { action, result } => {
+        Reply::Output { image, result } => preview::on_output(state, image, result, commands),
+        Reply::Saved(result) => preview::on_saved(state, result),
+        Reply::Acted { action, result } => {
             super::actions::on_acted(state, action, result, commands);
         }
-        Fetched::SystemStats(result) => {
+        Reply::SystemStats(result) => {
             let interval = if state.busy() {
                 STATS_INTERVAL_BUSY
             } else {

@@ -13,7 +13,7 @@ use crate::comfy::api::{HistoryEntry, QueueItem, QueueSnapshot};
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::server_url::ServerUrl;
 use crate::control::{
-    Access, Action, ActionError, Located, Place, PrefixError, history_outcome, locate,
+    Access, ActionError, Located, Place, PrefixError, ServerAction, history_outcome, locate,
     locate_in_queue, output_classes, owner_label, perform, resolve_prefix,
 };
 use crate::tracker::Outcome;
@@ -60,15 +60,15 @@ enum Target {
 
 impl Target {
     /// The kind of action cancelling this target takes, for the read-only refusal.
-    fn action_kind(&self) -> Action {
+    fn action_kind(&self) -> ServerAction {
         match self {
-            Self::Prompt(id) => Action::Delete {
+            Self::Prompt(id) => ServerAction::Delete {
                 prompt_ids: vec![id.clone()],
             },
-            Self::Running => Action::Interrupt {
+            Self::Running => ServerAction::Interrupt {
                 prompt_id: String::new(),
             },
-            Self::AllPending => Action::ClearPending {
+            Self::AllPending => ServerAction::ClearPending {
                 prompt_ids: Vec::new(),
             },
         }
@@ -137,7 +137,7 @@ pub async fn run(args: CancelArgs) -> Exit {
     };
     match canceller.run(target).await {
         Ok(exit) => exit,
-        Err(Stop::Action(refusal @ ActionError::ReadOnly { .. })) => {
+        Err(Stop::ServerAction(refusal @ ActionError::ReadOnly { .. })) => {
             eprintln!("{refusal}");
             Exit::NotDone
         }
@@ -159,7 +159,7 @@ enum Stop {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Action(#[from] ActionError),
+    ServerAction(#[from] ActionError),
 }
 
 impl Canceller<'_> {
@@ -266,7 +266,7 @@ impl Canceller<'_> {
     async fn interrupt(&self, item: &QueueItem) -> Result<Exit, Stop> {
         let id = &item.prompt_id;
         let shown = clean(id);
-        let action = Action::Interrupt {
+        let action = ServerAction::Interrupt {
             prompt_id: id.clone(),
         };
         perform(self.client, self.access, &action).await?;
@@ -324,7 +324,7 @@ impl Canceller<'_> {
     async fn delete(&self, item: &QueueItem) -> Result<Exit, Stop> {
         let id = &item.prompt_id;
         let shown = clean(id);
-        let Some(action) = Action::cancel(id, Place::Pending) else {
+        let Some(action) = ServerAction::cancel(id, Place::Pending) else {
             return Ok(Exit::Failed);
         };
         perform(self.client, self.access, &action).await?;
@@ -355,7 +355,7 @@ impl Canceller<'_> {
     /// Deletes exactly the pending prompts of `snapshot`; prompts queued since are left alone.
     async fn delete_all_pending(&self, snapshot: &QueueSnapshot) -> Result<Exit, Stop> {
         let items = snapshot.pending_in_run_order();
-        let action = Action::ClearPending {
+        let action = ServerAction::ClearPending {
             prompt_ids: items.iter().map(|i| i.prompt_id.clone()).collect(),
         };
         self.access.check(&action)?;

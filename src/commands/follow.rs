@@ -510,7 +510,7 @@ fn step_details(record: &PromptRecord, id: &str, now: f64) -> String {
         text.push_str(&format!(" {:.0}%", fraction * 100.0));
     }
     if let Some(rate) = node.rate() {
-        text.push_str(&format!(" {}", format_rate(rate)));
+        text.push_str(&format!(" {}", crate::format::speed(rate)));
     }
     if let (Some(eta), Some(at)) = (node.eta(), node.last_progress_at())
         && node.value < node.max
@@ -621,14 +621,6 @@ pub fn format_secs(secs: f64) -> String {
     } else {
         let whole = secs as u64;
         format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
-    }
-}
-
-fn format_rate(steps_per_sec: f64) -> String {
-    if steps_per_sec >= 1.0 {
-        format!("{steps_per_sec:.1} it/s")
-    } else {
-        format!("{:.1} s/it", 1.0 / steps_per_sec)
     }
 }
 
@@ -911,7 +903,7 @@ mod tests {
         assert_eq!(format_secs(3.21), "3.2s");
         assert_eq!(format_secs(245.0), "4m05s");
         assert_eq!(format_secs(3725.0), "1h02m");
-        assert_eq!(format_rate(0.5), "2.0 s/it");
+        assert_eq!(crate::format::speed(0.5), "2.0 s/it");
         assert_eq!(bar(0.5).chars().filter(|c| *c == '█').count(), 10);
     }
 }

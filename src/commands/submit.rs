@@ -10,7 +10,7 @@ use clap::Args;
 use crate::comfy::api::PromptRequest;
 use crate::comfy::connection::new_client_id;
 use crate::comfy::http::{ComfyClient, HttpError};
-use crate::control::{Access, Action, ActionError, Done, Located, locate, perform};
+use crate::control::{Access, ActionError, Done, Located, ServerAction, locate, perform};
 use crate::workflow::{Override, class_inputs, parse_api_workflow, randomize_seeds};
 
 use super::follow::{CtrlC, Ending, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
@@ -84,7 +84,7 @@ pub async fn run(args: SubmitArgs) -> Exit {
         }
     };
     let client_id = new_client_id();
-    let action = Action::submit(PromptRequest {
+    let action = ServerAction::submit(PromptRequest {
         prompt: workflow,
         client_id: Some(client_id.clone()),
         front: args.front.then_some(true),
@@ -116,7 +116,7 @@ pub async fn run(args: SubmitArgs) -> Exit {
 struct Submission {
     client: ComfyClient,
     client_id: String,
-    action: Action,
+    action: ServerAction,
     access: Access,
 }
 
@@ -166,7 +166,7 @@ impl Submission {
                 return exit;
             }
         };
-        if let Action::Submit(request) = &self.action {
+        if let ServerAction::Submit(request) = &self.action {
             follower.submitted(&prompt_id, number, (**request).clone());
         }
         let end = follower
@@ -282,7 +282,7 @@ async fn load_workflow(
 async fn post(
     client: &ComfyClient,
     access: Access,
-    action: &Action,
+    action: &ServerAction,
 ) -> Result<(String, f64), Exit> {
     let result = perform(client, access, action).await;
     let http_error = match &result {

@@ -6,8 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState};
 
 use crate::app::detail::page;
-use crate::app::event_log::short_id;
 use crate::app::{Detail, State};
+use crate::format::short_id;
 
 use super::theme;
 use super::widgets::text_panel;

@@ -1,4 +1,4 @@
-//! The help overlay: every key, from the keymap itself, wrapped to the overlay's width and
+//! The help overlay: every key, from the key table itself, wrapped to the overlay's width and
 //! scrolled with the movement keys when the screen is too small for all of it.
 
 use ratatui::Frame;
@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
 use crate::app::State;
-use crate::app::keymap::BINDINGS;
+use crate::app::keys::{KeyAction, KeyTable};
 
 use super::layout::Areas;
 use super::theme;
@@ -26,12 +26,12 @@ pub struct HelpLine {
 }
 
 /// Every line of the help for a text area `width` cells wide.
-pub fn lines(width: usize) -> Vec<HelpLine> {
+pub fn lines(keys: &KeyTable, width: usize) -> Vec<HelpLine> {
     let room = width.saturating_sub(KEYS_WIDTH + 1).max(8);
     let mut out = Vec::new();
-    for binding in BINDINGS {
-        for (i, text) in wrap(binding.help, room).into_iter().enumerate() {
-            let keys = if i == 0 { binding.keys } else { "" };
+    for row in keys.dashboard_help() {
+        for (i, text) in wrap(row.help, room).into_iter().enumerate() {
+            let keys = if i == 0 { row.keys.as_str() } else { "" };
             out.push(HelpLine {
                 keys: keys.to_string(),
                 text,
@@ -72,13 +72,18 @@ pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
             ])
         })
         .collect();
+    let keys = &state.keys;
+    let closes = keys.name(KeyAction::Back);
     let title = if help.max_scroll > 0 {
         format!(
-            " Keys {}/{} · j/k scroll · Esc closes ",
-            help.scroll, help.max_scroll
+            " Keys {}/{} · {}/{} scroll · {closes} closes ",
+            help.scroll,
+            help.max_scroll,
+            keys.name(KeyAction::Down),
+            keys.name(KeyAction::Up),
         )
     } else {
-        " Keys · Esc closes ".to_string()
+        format!(" Keys · {closes} closes ")
     };
     frame.render_widget(Clear, help.frame);
     frame.render_widget(

@@ -65,7 +65,7 @@ impl Areas {
         Self::of(
             area,
             &state.ui,
-            state.queue_rows().len(),
+            state.queue_len_up_to(usize::from(area.height)),
             crate::app::preview::pane_wanted(state),
         )
     }
@@ -144,7 +144,7 @@ impl Areas {
         }
         let width = HELP_WIDTH.min(self.body.width);
         // Frame and padding: two columns each side, one row above and below.
-        let lines = super::help::lines(usize::from(width.saturating_sub(4)));
+        let lines = super::help::lines(&state.keys, usize::from(width.saturating_sub(4)));
         let wanted = u16::try_from(lines.len())
             .unwrap_or(u16::MAX)
             .saturating_add(2);

@@ -39,7 +39,7 @@ pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
         Some(PreviewKey::Live(prompt_id)) => {
             // Whose preview it is: it may stay after its prompt finished.
             title.push(Span::styled(
-                format!("{} ", crate::app::event_log::short_id(prompt_id)),
+                format!("{} ", crate::format::short_id(prompt_id)),
                 theme::accent(),
             ));
             let finished = state
@@ -113,7 +113,7 @@ mod tests {
 
     use crate::app::preview::{selected_output, view_for};
     use crate::app::testing::{REFERENCE, client_id, connected, detail_with_two_outputs, replay};
-    use crate::app::{Command, Event, Fetched, PreviewResults, State, update};
+    use crate::app::{Command, Event, PreviewResults, Reply, State, update};
     use crate::comfy::api::History;
     use crate::preview::{DecodeLimits, PipelineConfig, PreviewFrame, Renderer, Work, Worker};
 
@@ -187,7 +187,7 @@ mod tests {
         let frames = submitted(update(
             &mut state,
             2.0,
-            Event::Fetched(Fetched::Output {
+            Event::Reply(Reply::Output {
                 image,
                 result: Ok(bytes),
             }),

@@ -8,8 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::detail::{node_mark, phase_mark, summary, wrap};
-use crate::app::event_log::short_id;
+use crate::app::keys::KeyAction;
 use crate::app::{Link, State, time};
+use crate::format::{short_id, speed};
 use crate::text::one_line;
 use crate::tracker::{NodeRecord, NodeState, PromptRecord};
 
@@ -49,7 +50,11 @@ fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
             lines.push(Line::from(styled(line, theme::warn())));
         }
         if matches!(server.link, Link::Waiting { .. } | Link::Offline) {
-            lines.push(Line::from(styled("r retries now", theme::dim())));
+            let retry = state.keys.name(KeyAction::RetryNow);
+            lines.push(Line::from(styled(
+                format!("{retry} retries now"),
+                theme::dim(),
+            )));
         }
         frame.render_widget(Paragraph::new(lines), area);
         return;
@@ -71,15 +76,6 @@ fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), area);
-}
-
-/// Steps per second, or seconds per step when slower than one a second.
-fn speed(rate: f64) -> String {
-    if rate >= 1.0 {
-        format!("{rate:.1} it/s")
-    } else {
-        format!("{:.1} s/it", 1.0 / rate)
-    }
 }
 
 fn steps(node: &NodeRecord) -> String {

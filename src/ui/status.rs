@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{Link, NoticeKind, Overlay, State, time};
+use crate::app::{Link, NoticeKind, State, time};
 use crate::control::Access;
 use crate::text::one_line;
 
@@ -182,28 +182,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
 
 /// Key hints for what is on screen.
 pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
-    let hints: &[(&str, &str)] = if let Some(Overlay::Confirm(_)) = &state.ui.overlay {
-        &[("y", "yes"), ("n/Esc", "no")]
-    } else if state.ui.overlay.is_some() {
-        &[("Esc", "close"), ("q", "quit")]
-    } else if state.ui.detail.is_some() {
-        &[
-            ("Esc", "back"),
-            ("j/k", "scroll"),
-            ("g/G", "top/bottom"),
-            ("l", "log"),
-            ("q", "quit"),
-        ]
-    } else {
-        &[
-            ("q", "quit"),
-            ("Tab", "panel"),
-            ("j/k", "move"),
-            ("Enter", "details"),
-            ("l", "log"),
-            ("?", "help"),
-        ]
-    };
+    let hints = state.keys.hints(state.key_context());
     let mut spans = vec![Span::raw(" ")];
     // The last action's outcome comes first; the hints follow where there is room.
     if let Some(notice) = &state.ui.notice {
@@ -238,7 +217,7 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(SEPARATOR, theme::dim()));
     }
     for (key, what) in hints {
-        spans.push(Span::styled(*key, theme::accent()));
+        spans.push(Span::styled(key, theme::accent()));
         spans.push(Span::styled(format!(" {what}  "), theme::dim()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);

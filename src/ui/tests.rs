@@ -7,7 +7,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use crate::app::testing::{client_id, connected, http_body, posted_queue, replay, transcript};
-use crate::app::{ClickTarget, Event, Fetched, Panel, State, update};
+use crate::app::{ClickTarget, Event, Panel, Reply, State, update};
 use crate::comfy::api::{History, QueueSnapshot};
 use crate::comfy::connection::ConnEvent;
 use crate::tracker::{TrackerCommand, TrackerInput};
@@ -40,7 +40,7 @@ fn key(state: &mut State, code: KeyCode) {
 }
 
 fn queue_reply(snapshot: QueueSnapshot) -> Event {
-    Event::Fetched(Fetched::Tracker {
+    Event::Reply(Reply::Tracker {
         command: TrackerCommand::FetchQueue,
         result: Ok(TrackerInput::Queue(snapshot)),
     })
@@ -192,7 +192,7 @@ fn help_lists_every_key() {
     let mut state = idle();
     key(&mut state, KeyCode::Char('?'));
     let screen = render(&mut state, 120, 40);
-    for binding in crate::app::keymap::BINDINGS {
+    for binding in crate::app::keys::KeyTable::default().dashboard_help() {
         assert!(
             screen.contains(binding.help),
             "{} missing:\n{screen}",
@@ -351,7 +351,7 @@ fn a_long_save_error_is_shown_whole_in_the_footer() {
         update(
             &mut state,
             6.0,
-            Event::Fetched(Fetched::Saved(Err(error.into()))),
+            Event::Reply(Reply::Saved(Err(error.into()))),
         );
         let screen = render(&mut state, width, height);
         // Compared without spaces: a path is broken where the line ends.
@@ -422,7 +422,7 @@ fn owners_read_apart_and_removed_prompts_are_counted_apart() {
     update(
         &mut state,
         2.0,
-        Event::Fetched(Fetched::Tracker {
+        Event::Reply(Reply::Tracker {
             command: TrackerCommand::FetchHistoryItem(pending[1].clone()),
             result: Ok(TrackerInput::HistoryItem {
                 prompt_id: pending[1].clone(),
@@ -468,7 +468,7 @@ fn the_help_scrolls_on_a_small_screen_and_every_key_can_be_read() {
         .collect::<Vec<_>>()
         .join(" ");
     let text = squeeze(&text);
-    for binding in crate::app::keymap::BINDINGS {
+    for binding in crate::app::keys::KeyTable::default().dashboard_help() {
         assert!(text.contains(&squeeze(binding.help)), "{}", binding.help);
     }
     let last = render(&mut state, 40, 10);

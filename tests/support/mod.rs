@@ -13,10 +13,10 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use comfy_sim::{SimConfig, SimHandle, SimServer};
 use comfytop::comfy::api::{QueueSnapshot, RawLogs};
 use comfytop::comfy::http::ComfyClient;
 use comfytop::comfy::server_url::ServerUrl;
-use comfytop::sim::{SimConfig, SimHandle, SimServer};
 
 pub const REFERENCE: &str = comfytop::FIXTURES;
 

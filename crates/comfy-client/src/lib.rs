@@ -1,5 +1,6 @@
 //! Everything ComfyUI speaks, and nothing about the UI: message types, binary frames, the HTTP
-//! client, the WebSocket connection task and transcripts.
+//! client, the WebSocket connection task, transcripts, and [`text`], which makes the server's
+//! strings safe to print.
 
 pub mod api;
 pub mod binary;
@@ -8,7 +9,17 @@ pub mod http;
 pub mod protocol;
 pub mod server_url;
 mod string_cut;
+pub mod text;
 pub mod transcript;
+
+/// The recorded ComfyUI 0.3.64 traffic (transcripts, HTTP bodies, workflows) that the tests and
+/// benches of the workspace replay. It lives in the repository, so a clone alone builds and
+/// passes its tests.
+#[doc(hidden)]
+pub const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/comfyui-0.3.64"
+);
 
 use bytes::Bytes;
 

@@ -146,7 +146,7 @@ impl InString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comfy::api::cut_text;
+    use crate::api::cut_text;
     use proptest::prelude::*;
 
     fn cut_in_chunks(document: &[u8], max_chars: usize, chunk: usize) -> Vec<u8> {
@@ -160,11 +160,11 @@ mod tests {
 
     #[test]
     fn a_long_string_keeps_its_head_and_says_how_much_was_left_out() {
-        let document = br#"{"short":"abc","long":"0123456789","n":[1,2]}"#;
+        let document = br#"{"s":"abc","l":"0123456789","n":[1,2]}"#;
         let out = cut_in_chunks(document, 4, 3);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            r#"{"short":"abc","long":"0123… (6 more characters)","n":[1,2]}"#
+            r#"{"s":"abc","l":"0123… (6 more characters)","n":[1,2]}"#
         );
     }
 

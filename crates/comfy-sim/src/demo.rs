@@ -172,7 +172,7 @@ pub(crate) async fn drive(sim: Arc<Sim>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::validate::{Validation, validate_prompt};
+    use crate::validate::{Validation, validate_prompt};
 
     #[test]
     fn demo_workflows_validate() {

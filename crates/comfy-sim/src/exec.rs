@@ -16,9 +16,9 @@ use super::queue::Pending;
 use super::queue::SimHistoryEntry;
 use super::state::{ExecView, InterruptWatch, Sim};
 use super::{logbook::epoch_millis, pyfmt};
-use crate::comfy::api::{HistoryEntry, HistoryStatus};
-use crate::comfy::binary::{BinaryFrame, ImageFormat, PreviewImage, PreviewMetadata};
-use crate::comfy::protocol::{
+use comfy_client::api::{HistoryEntry, HistoryStatus};
+use comfy_client::binary::{BinaryFrame, ImageFormat, PreviewImage, PreviewMetadata};
+use comfy_client::protocol::{
     Executed, Executing, ExecutionCached, ExecutionError, ExecutionInterrupted, ExecutionStart,
     ExecutionSuccess, NodeId, NodeOutput, NodeProgress, NodeRunState, Progress, ProgressState,
     ServerMessage,
@@ -580,8 +580,8 @@ mod tests {
 
     #[test]
     fn random_accepted_workflows_run_without_killing_the_worker() {
-        use crate::sim::ordered::Ordered;
-        use crate::sim::validate::arbitrary;
+        use crate::ordered::Ordered;
+        use crate::validate::arbitrary;
         use proptest::test_runner::{Config, TestRunner};
         use serde_json::json;
 

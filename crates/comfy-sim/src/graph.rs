@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::queue::KeyOrder;
 use super::registry::{NodeType, registry};
-use crate::comfy::protocol::NodeId;
+use comfy_client::protocol::NodeId;
 
 /// Graph depth at which signatures stop following links (validation rejects deeper graphs).
 const MAX_DEPTH: usize = 256;

@@ -22,8 +22,8 @@ use super::queue::FreeFlags;
 use super::registry::registry;
 use super::state::{FileKey, Sim, Submitted};
 use super::ws;
-use crate::comfy::api::{Device, PromptInfo, SystemInfo, SystemStats};
-use crate::comfy::protocol::{ExecInfo, FeatureFlags};
+use comfy_client::api::{Device, PromptInfo, SystemInfo, SystemStats};
+use comfy_client::protocol::{ExecInfo, FeatureFlags};
 
 /// The largest body the server takes (ComfyUI's default `max_upload_size`).
 pub(crate) const MAX_UPLOAD: usize = 100 << 20;

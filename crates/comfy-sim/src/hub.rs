@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use crate::comfy::binary::BinaryFrame;
-use crate::comfy::protocol::ServerMessage;
+use comfy_client::binary::BinaryFrame;
+use comfy_client::protocol::ServerMessage;
 
 /// A frame on its way to one socket.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comfy::protocol::{Status, StatusBody};
+    use comfy_client::protocol::{Status, StatusBody};
 
     fn status() -> ServerMessage {
         ServerMessage::Status(Status {

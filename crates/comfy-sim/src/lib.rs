@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use comfytop::sim::{SimConfig, SimServer};
+//! use comfy_sim::{SimConfig, SimServer};
 //! let sim = SimServer::start(SimConfig::default()).await?;
 //! println!("simulated ComfyUI at {}", sim.url());
 //! sim.shutdown().await;

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::hub::{Hub, Target};
-use crate::comfy::api::RawLogs;
-use crate::comfy::protocol::{LogEntry, Logs, ServerMessage, TerminalSize};
+use comfy_client::api::RawLogs;
+use comfy_client::protocol::{LogEntry, Logs, ServerMessage, TerminalSize};
 
 /// ComfyUI keeps this many lines.
 const KEPT: usize = 300;

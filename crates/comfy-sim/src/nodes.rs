@@ -11,8 +11,8 @@ use super::exec::{Preview, Reporter};
 use super::images::{self, Batch, Scene};
 use super::registry::{NodeKind, NodeType};
 use super::state::FileKey;
-use crate::comfy::binary::ImageFormat;
-use crate::comfy::protocol::{ImageRef, NodeOutput};
+use comfy_client::binary::ImageFormat;
+use comfy_client::protocol::{ImageRef, NodeOutput};
 
 /// A value flowing along a link.
 #[derive(Debug, Clone)]

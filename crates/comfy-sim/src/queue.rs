@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::comfy::api::{History, HistoryEntry, QueueItem, QueueSnapshot};
-use crate::comfy::protocol::{NodeId, PromptId};
+use comfy_client::api::{History, HistoryEntry, QueueItem, QueueSnapshot};
+use comfy_client::protocol::{NodeId, PromptId};
 
 /// History entries kept before the oldest is dropped (ComfyUI's `MAXIMUM_HISTORY_SIZE`).
 pub(crate) const MAX_HISTORY: usize = 10_000;

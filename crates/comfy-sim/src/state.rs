@@ -16,8 +16,8 @@ use super::ordered::Ordered;
 use super::pyfmt;
 use super::queue::{Deleted, KeyOrder, Pending, PromptQueue, SharedGraph, SimHistoryEntry};
 use super::validate::{Validation, error_repr, validate_prompt};
-use crate::comfy::api::{PromptRejected, QueueItem, ValidationError};
-use crate::comfy::protocol::{ExecInfo, ServerMessage, Status, StatusBody};
+use comfy_client::api::{PromptRejected, QueueItem, ValidationError};
+use comfy_client::protocol::{ExecInfo, ServerMessage, Status, StatusBody};
 
 /// `extra_data` keys ComfyUI never lists back.
 const SENSITIVE_KEYS: [&str; 2] = ["auth_token_comfy_org", "api_key_comfy_org"];

@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::pyfmt;
 use super::registry::{InputKind, InputSpec, registry};
-use crate::comfy::api::{NodeError, PromptRejected, ValidationError};
-use crate::comfy::protocol::NodeId;
+use comfy_client::api::{NodeError, PromptRejected, ValidationError};
+use comfy_client::protocol::NodeId;
 
 /// Python's recursion limit stands behind this: a deeper (or cyclic) graph fails validation
 /// instead of overflowing our stack.
@@ -752,7 +752,7 @@ pub(crate) mod arbitrary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::validate::arbitrary;
+    use crate::validate::arbitrary;
 
     fn run(prompt: Value) -> (Validation, Map<String, Value>, Vec<String>) {
         let Value::Object(mut map) = prompt else {

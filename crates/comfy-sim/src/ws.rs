@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::http::server_features;
 use super::hub::{Outgoing, Target};
 use super::state::Sim;
-use crate::comfy::protocol::{Executing, ServerMessage};
+use comfy_client::protocol::{Executing, ServerMessage};
 
 pub(crate) async fn upgrade(
     State(sim): State<Arc<Sim>>,

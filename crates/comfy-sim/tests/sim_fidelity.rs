@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use comfytop::comfy::api::{FullHistoryEntry, History};
-use comfytop::sim::{SimConfig, SimServer};
+use comfy_client::api::{FullHistoryEntry, History};
+use comfy_sim::{SimConfig, SimServer};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const REFERENCE: &str = comfytop::FIXTURES;
+const REFERENCE: &str = comfy_client::FIXTURES;
 
 /// Test seconds per recorded second.
 const SCALE: f64 = 0.1;

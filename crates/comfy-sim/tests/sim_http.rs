@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use comfytop::sim::{SimConfig, SimHandle, SimServer};
+use comfy_sim::{SimConfig, SimHandle, SimServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const REFERENCE: &str = comfytop::FIXTURES;
+const REFERENCE: &str = comfy_client::FIXTURES;
 
 fn reference(path: &str) -> Value {
     let path = PathBuf::from(REFERENCE).join(path);
@@ -720,7 +720,7 @@ async fn websocket_handshake_rules() {
         .await
         .unwrap();
     api.send(Message::Text(
-        comfytop::comfy::protocol::client_feature_flags().into(),
+        comfy_client::protocol::client_feature_flags().into(),
     ))
     .await
     .unwrap();
@@ -738,7 +738,7 @@ async fn websocket_handshake_rules() {
         .unwrap();
     flagged
         .send(Message::Text(
-            comfytop::comfy::protocol::client_feature_flags().into(),
+            comfy_client::protocol::client_feature_flags().into(),
         ))
         .await
         .unwrap();
@@ -1037,7 +1037,7 @@ async fn a_network_drop_keeps_the_run_going_and_the_owner_can_come_back() {
 
 #[test]
 fn the_demo_workflow_is_public_and_valid_for_the_server() {
-    let workflow = comfytop::sim::demo::text_to_image("a quiet lake", 7, 4, 64, 64);
+    let workflow = comfy_sim::demo::text_to_image("a quiet lake", 7, 4, 64, 64);
     assert_eq!(workflow["9"]["class_type"], "SaveImage");
     assert_eq!(workflow["5"]["inputs"]["width"], 64);
 }
@@ -1110,7 +1110,7 @@ async fn save_image_websocket_sends_full_pngs_the_way_previews_go() {
     next_json(&mut modern).await;
     modern
         .send(Message::Text(
-            comfytop::comfy::protocol::client_feature_flags().into(),
+            comfy_client::protocol::client_feature_flags().into(),
         ))
         .await
         .unwrap();

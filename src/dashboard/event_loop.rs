@@ -1,0 +1,594 @@
+//! The loop itself. Each turn it draws when the state changed (at most [`MAX_FPS`] times a
+//! second), waits for the next thing to happen (a key, a socket event, an HTTP reply, the
+//! preview worker, a timer the state asked for, a signal), feeds it to [`app::update`] and
+//! hands every command that comes out to the [`Executor`]. It changes the state only through
+//! `update`.
+
+use std::collections::VecDeque;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{Context as _, Result, eyre};
+use crossterm::event::{
+    Event as TermEvent, EventStream, KeyEventKind, MouseButton, MouseEventKind,
+};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::executor::{Executor, ForTheLoop};
+use super::{Beside, DashboardConfig, MAX_FPS, RunSummary};
+use crate::app::{
+    self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, State,
+};
+use crate::comfy::binary::ImageFormat;
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
+use crate::comfy::http::ComfyClient;
+use crate::comfy::transcript::Recorder;
+use crate::preview::{
+    DecodeLimits, Detection, ImageProtocol, PipelineConfig, PreviewPipeline, QueryNews, Renderer,
+    show_full_size,
+};
+use crate::term::{self, Endings, TerminalGuard};
+use crate::ui;
+
+const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / MAX_FPS as u64);
+
+/// The full-size view decodes to at most this side: larger than any terminal shows.
+const FULL_VIEW_MAX_SIDE: u32 = 4096;
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Quit,
+    Signal(&'static str),
+    InputClosed,
+}
+
+/// The dashboard clock: seconds since start on a monotonic clock, plus the wall clock at start.
+struct Clock {
+    start: Instant,
+    epoch_ms_at_start: f64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let epoch_ms_at_start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        Self {
+            start: Instant::now(),
+            epoch_ms_at_start,
+        }
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn instant_at(&self, t: f64) -> Instant {
+        self.start + Duration::from_secs_f64(t.max(0.0))
+    }
+}
+
+/// The transcript being written (`--record`), and its clock: seconds since the current socket
+/// opened, as its frames carry.
+struct Recording {
+    file: Option<Recorder>,
+    socket_opened: Instant,
+}
+
+impl Recording {
+    fn open(path: Option<&Path>) -> Result<Self> {
+        let file = match path {
+            Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
+                format!(
+                    "cannot open {} for recording; check that its folder exists and is writable",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            file,
+            socket_opened: Instant::now(),
+        })
+    }
+
+    /// A socket event on its way to `update`: a new socket restarts the clock, a frame goes
+    /// into the file. The problem, when writing failed.
+    fn take(&mut self, event: &ConnEvent) -> Option<String> {
+        if let ConnEvent::Connected { .. } = event {
+            self.socket_opened = Instant::now();
+        }
+        let (Some(file), ConnEvent::Frame(frame)) = (self.file.as_mut(), event) else {
+            return None;
+        };
+        let written = file.record(frame.t, &frame.raw);
+        self.stop_on_error(written)
+    }
+
+    /// The answers the tracker used go into the transcript too, so a replay shows other
+    /// clients' prompts as this view did.
+    fn take_reply(&mut self, reply: &Reply) -> Option<String> {
+        let (
+            Some(file),
+            Reply::Tracker {
+                result: Ok(input), ..
+            },
+        ) = (self.file.as_mut(), reply)
+        else {
+            return None;
+        };
+        let t = self.socket_opened.elapsed().as_secs_f64();
+        let written = crate::watch::record_answer(file, t, input);
+        self.stop_on_error(written)
+    }
+
+    /// A recording that fails says so once and stops, rather than leave a transcript with
+    /// holes.
+    fn stop_on_error(&mut self, written: std::io::Result<()>) -> Option<String> {
+        let error = written.err()?;
+        tracing::error!(%error, "recording failed");
+        self.file = None;
+        Some(format!("recording stopped: {error}"))
+    }
+}
+
+/// The terminal's input. The terminal is asked about graphics once the first frame is out, so
+/// that nobody waits for its answer; until the answer, the query's reader owns stdin and
+/// passes on what the user types, and crossterm's reader starts after it.
+struct TerminalInput {
+    to_ask: Option<ImageProtocol>,
+    query: Option<mpsc::UnboundedReceiver<QueryNews>>,
+    /// The query's outcome, to be put in place.
+    settled: Option<Option<Renderer>>,
+    renderer: Option<Renderer>,
+    stream: Option<EventStream>,
+    /// Keys the query's reader passed on.
+    typed: VecDeque<TermEvent>,
+}
+
+/// What ended one wait of the loop.
+enum Arrived {
+    Terminal(Option<std::io::Result<TermEvent>>),
+    Socket(ConnEvent),
+    Reply(Reply),
+    Previews,
+    Query(Option<QueryNews>),
+    /// The sleep ended; the timer it was for, if any.
+    Timer(Option<Instant>),
+    Ending(&'static str),
+}
+
+/// What one wait of the loop brought.
+// Made and taken once per turn of the loop: boxing the event would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Woke {
+    Event(Event),
+    Nothing,
+    Exit(Exit),
+}
+
+struct Dashboard {
+    state: State,
+    clock: Clock,
+    guard: TerminalGuard,
+    executor: Executor,
+    conn_rx: mpsc::Receiver<ConnEvent>,
+    reply_rx: mpsc::UnboundedReceiver<Reply>,
+    endings: Endings,
+    recording: Recording,
+    input: TerminalInput,
+    /// Socket events that waited while the full-size view was up; they go through the loop
+    /// before anything new.
+    held: VecDeque<ConnEvent>,
+    /// Problems the loop itself ran into (a recording that failed), for `update` next.
+    problems: VecDeque<String>,
+    frames_drawn: u64,
+    last_draw: Option<Instant>,
+}
+
+pub(super) async fn run(
+    config: DashboardConfig,
+    start_beside: impl FnOnce(Beside) -> Option<tokio::task::JoinHandle<()>>,
+) -> Result<RunSummary> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(eyre!(
+            "the dashboard needs a terminal; for plain output use `comfytop watch {}`",
+            config.server
+        ));
+    }
+    // First of all: from here on a signal or the terminal going away ends the dashboard,
+    // whatever it is busy with.
+    let endings = Endings::watch().wrap_err("cannot watch for signals")?;
+    let recording = Recording::open(config.record.as_deref())?;
+    let client_id = new_client_id();
+    let client =
+        ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
+    let (conn_tx, conn_rx) = mpsc::channel(1024);
+    let connection = Connection::spawn(
+        ConnectionConfig::new(config.server.clone(), client_id.clone()),
+        conn_tx,
+    );
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let beside = start_beside(Beside {
+        client: client.clone(),
+        client_id: client_id.clone(),
+        replies: reply_tx.clone(),
+    });
+
+    let clock = Clock::start();
+    let previews_on = config.image_protocol != ImageProtocol::None;
+    let previews = Previews::new(
+        PreviewSettings {
+            enabled: previews_on,
+            fps: config.preview_fps,
+            save_dir: config.save_dir.clone(),
+        },
+        clock.start,
+    );
+    let state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start)
+        .with_settings(config.finished_kept, config.access, previews);
+    let guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
+    // The worker starts without a renderer: it gets one when the terminal has answered.
+    let pipeline = if previews_on {
+        Some(
+            PreviewPipeline::spawn(PipelineConfig {
+                renderer: None,
+                fps: config.preview_fps,
+                ..PipelineConfig::default()
+            })
+            .wrap_err("cannot start the preview worker")?,
+        )
+    } else {
+        None
+    };
+    tracing::info!(server = %config.server, %client_id, "dashboard started");
+    let mut dashboard = Dashboard {
+        state,
+        clock,
+        guard,
+        executor: Executor {
+            client,
+            access: config.access,
+            replies: reply_tx,
+            connection,
+            pipeline,
+        },
+        conn_rx,
+        reply_rx,
+        endings,
+        recording,
+        input: TerminalInput {
+            to_ask: Some(config.image_protocol),
+            query: None,
+            settled: None,
+            renderer: None,
+            stream: None,
+            typed: VecDeque::new(),
+        },
+        held: VecDeque::new(),
+        problems: VecDeque::new(),
+        frames_drawn: 0,
+        last_draw: None,
+    };
+    dashboard.resize_to_terminal();
+    let exit = dashboard.run_until_exit().await;
+    let Dashboard {
+        guard,
+        executor,
+        frames_drawn,
+        ..
+    } = dashboard;
+    drop(guard);
+    if let Some(task) = beside {
+        task.abort();
+    }
+    let exit = exit?;
+    tracing::info!(?exit, frames_drawn, "dashboard closed");
+    executor.connection.close().await;
+    Ok(RunSummary { frames_drawn })
+}
+
+impl Dashboard {
+    async fn run_until_exit(&mut self) -> Result<Exit> {
+        loop {
+            if let Some(exit) = self.draw_when_due()? {
+                return Ok(exit);
+            }
+            self.settle_graphics_query();
+            let event = match self.next().await? {
+                Woke::Event(event) => event,
+                Woke::Nothing => continue,
+                Woke::Exit(exit) => return Ok(exit),
+            };
+            if let Some(exit) = self.apply(event) {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Feeds `event` to `update` and runs what it asks for.
+    fn apply(&mut self, event: Event) -> Option<Exit> {
+        let commands = app::update(&mut self.state, self.clock.now(), event);
+        let mut full_size = None;
+        for command in commands {
+            match self.executor.run(command) {
+                Some(ForTheLoop::Quit) => return Some(Exit::Quit),
+                Some(ForTheLoop::ShowFullSize {
+                    data,
+                    caption,
+                    follow,
+                }) => full_size = Some((data, caption, follow)),
+                None => {}
+            }
+        }
+        let (data, caption, follow) = full_size?;
+        let problem = self.show_full_size(&data, &caption, follow.as_deref());
+        self.apply(Event::FullViewClosed { problem })
+    }
+
+    /// Draws when the state changed and the frame-rate cap allows.
+    fn draw_when_due(&mut self) -> Result<Option<Exit>> {
+        let too_soon = self
+            .last_draw
+            .is_some_and(|t| t.elapsed() < MIN_FRAME_INTERVAL);
+        if !self.state.dirty || too_soon {
+            return Ok(None);
+        }
+        self.guard
+            .terminal
+            .draw(|frame| ui::draw(&self.state, frame))
+            .wrap_err("cannot draw to the terminal")?;
+        self.last_draw = Some(Instant::now());
+        self.frames_drawn += 1;
+        tracing::debug!(
+            frame = self.frames_drawn,
+            t = self.clock.now(),
+            "frame drawn"
+        );
+        Ok(self.apply(Event::Drawn))
+    }
+
+    /// Starts the graphics query, and puts its outcome in place once it is known.
+    fn settle_graphics_query(&mut self) {
+        if let Some(choice) = self.input.to_ask.take() {
+            match Renderer::detect(choice) {
+                Detection::Known(known) => self.input.settled = Some(known),
+                Detection::Asking(news) => self.input.query = Some(news),
+            }
+        }
+        let Some(settled) = self.input.settled.take() else {
+            return;
+        };
+        self.input.query = None;
+        tracing::info!(
+            protocol = settled.as_ref().map_or("none", Renderer::name),
+            "previews"
+        );
+        if let (Some(pipeline), Some(settled)) = (&self.executor.pipeline, &settled) {
+            pipeline.set_renderer(settled.clone());
+        }
+        self.input.renderer = settled;
+        self.input.stream = Some(EventStream::new());
+        // A resize while the query ran went unseen.
+        self.resize_to_terminal();
+    }
+
+    /// Tells the state the terminal's size, as a resize event would.
+    fn resize_to_terminal(&mut self) {
+        if let Ok(size) = self.guard.terminal.size() {
+            self.apply(Event::Resize {
+                width: size.width,
+                height: size.height,
+            });
+        }
+    }
+
+    /// Waits for the next thing to happen: what waited first, then whatever comes.
+    async fn next(&mut self) -> Result<Woke> {
+        if let Some(problem) = self.problems.pop_front() {
+            return Ok(Woke::Event(Event::Problem(problem)));
+        }
+        if let Some(term_event) = self.input.typed.pop_front() {
+            return Ok(self.translate(term_event));
+        }
+        if let Some(conn_event) = self.held.pop_front() {
+            return Ok(Woke::Event(self.take_conn_event(conn_event)));
+        }
+        // Wake for a frame held back by the rate cap, or for a timer the state asked for.
+        let draw_at = self
+            .state
+            .dirty
+            .then(|| self.last_draw.map(|t| t + MIN_FRAME_INTERVAL))
+            .flatten();
+        let timer_at = [
+            self.state.wakeup_at().map(|t| self.clock.instant_at(t)),
+            self.state.previews.wake_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let deadline = match (draw_at, timer_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let arrived = tokio::select! {
+            term_event = next_input(self.input.stream.as_mut()) => Arrived::Terminal(term_event),
+            Some(conn_event) = self.conn_rx.recv() => Arrived::Socket(conn_event),
+            Some(reply) = self.reply_rx.recv() => Arrived::Reply(reply),
+            () = previews_ready(self.executor.pipeline.as_ref()) => Arrived::Previews,
+            news = next_query_news(self.input.query.as_mut()) => Arrived::Query(news),
+            () = sleep => Arrived::Timer(timer_at),
+            reason = self.endings.next() => Arrived::Ending(reason),
+        };
+        self.woke_by(arrived)
+    }
+
+    /// What the loop makes of what arrived.
+    fn woke_by(&mut self, arrived: Arrived) -> Result<Woke> {
+        Ok(match arrived {
+            Arrived::Terminal(Some(Ok(term_event))) => self.translate(term_event),
+            Arrived::Terminal(Some(Err(error))) => {
+                return Err(error).wrap_err("cannot read from the terminal");
+            }
+            Arrived::Terminal(None) => Woke::Exit(Exit::InputClosed),
+            Arrived::Socket(conn_event) => Woke::Event(self.take_conn_event(conn_event)),
+            Arrived::Reply(reply) => {
+                if let Some(problem) = self.recording.take_reply(&reply) {
+                    self.problems.push_back(problem);
+                }
+                Woke::Event(Event::Reply(reply))
+            }
+            Arrived::Previews => match &self.executor.pipeline {
+                Some(pipeline) => Woke::Event(Event::Preview(PreviewResults(pipeline.take()))),
+                None => Woke::Nothing,
+            },
+            Arrived::Query(news) => {
+                match news {
+                    Some(QueryNews::Typed(bytes)) => {
+                        self.input.typed.extend(term::typed_events(&bytes));
+                    }
+                    Some(QueryNews::Settled(settled)) => self.input.settled = Some(Some(settled)),
+                    // The reader is gone without a word: no previews, but the keys work.
+                    None => self.input.settled = Some(None),
+                }
+                Woke::Nothing
+            }
+            Arrived::Timer(timer_at) => {
+                if timer_at.is_some_and(|at| at <= Instant::now()) {
+                    Woke::Event(Event::Tick)
+                } else {
+                    Woke::Nothing
+                }
+            }
+            Arrived::Ending(reason) => Woke::Exit(Exit::Signal(reason)),
+        })
+    }
+
+    /// A socket event on its way to `update`, through the recording.
+    fn take_conn_event(&mut self, conn_event: ConnEvent) -> Event {
+        if let Some(problem) = self.recording.take(&conn_event) {
+            self.problems.push_back(problem);
+        }
+        Event::Conn(conn_event)
+    }
+
+    /// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
+    fn translate(&self, event: TermEvent) -> Woke {
+        let state = &self.state;
+        let event = match event {
+            // Some terminals report releases too; only presses and repeats act.
+            TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Event::Key(key)),
+            TermEvent::Key(_) | TermEvent::Paste(_) => None,
+            TermEvent::Mouse(mouse) => {
+                let panel_under = || {
+                    ui::hit_test(state, mouse.column, mouse.row).map(|t| match t {
+                        ClickTarget::Panel(p) | ClickTarget::Row { panel: p, .. } => p,
+                    })
+                };
+                match mouse.kind {
+                    MouseEventKind::Down(MouseButton::Left) => {
+                        ui::hit_test(state, mouse.column, mouse.row).map(Event::Click)
+                    }
+                    MouseEventKind::ScrollDown => Some(Event::Wheel {
+                        panel: panel_under(),
+                        down: true,
+                    }),
+                    MouseEventKind::ScrollUp => Some(Event::Wheel {
+                        panel: panel_under(),
+                        down: false,
+                    }),
+                    _ => None,
+                }
+            }
+            TermEvent::Resize(width, height) => Some(Event::Resize { width, height }),
+            TermEvent::FocusGained => Some(Event::Focus(true)),
+            TermEvent::FocusLost => Some(Event::Focus(false)),
+        };
+        event.map_or(Woke::Nothing, Woke::Event)
+    }
+
+    /// Shows an image at the terminal's full size until a key is pressed, following newer
+    /// previews of `follow`'s prompt meanwhile. The problem, when it could not.
+    fn show_full_size(
+        &mut self,
+        data: &[u8],
+        caption: &str,
+        follow: Option<&str>,
+    ) -> Option<String> {
+        let had_input = self.input.stream.take().is_some();
+        let decode_full = |data: &[u8]| {
+            crate::preview::decode(
+                data,
+                ImageFormat::Other,
+                DecodeLimits::default(),
+                FULL_VIEW_MAX_SIDE,
+            )
+        };
+        // The socket's events wait while the view is up; the followed prompt's newest preview
+        // among them is shown as it comes.
+        let conn_rx = &mut self.conn_rx;
+        let held = &mut self.held;
+        let mut newer = || {
+            let mut newest = None;
+            while let Ok(conn_event) = conn_rx.try_recv() {
+                if let Some(id) = follow
+                    && let Some(bytes) = app::preview::preview_of(&conn_event, id)
+                {
+                    newest = Some(bytes);
+                }
+                held.push_back(conn_event);
+            }
+            newest.and_then(|bytes| decode_full(&bytes).ok().map(|d| d.image))
+        };
+        let shown = match decode_full(data) {
+            Ok(decoded) => show_full_size(
+                &mut self.guard.terminal,
+                &decoded.image,
+                caption,
+                self.input.renderer.as_ref(),
+                &mut newer,
+            )
+            .map_err(|e| e.to_string()),
+            Err(problem) => Err(problem.to_string()),
+        };
+        if had_input {
+            self.input.stream = Some(EventStream::new());
+        }
+        shown.err().map(|error| format!("full-size view: {error}"))
+    }
+}
+
+/// The next terminal event, once crossterm reads the terminal; never before.
+async fn next_input(input: Option<&mut EventStream>) -> Option<std::io::Result<TermEvent>> {
+    match input {
+        Some(input) => input.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The graphics query's next news while it runs; never after.
+async fn next_query_news(
+    query: Option<&mut mpsc::UnboundedReceiver<QueryNews>>,
+) -> Option<QueryNews> {
+    match query {
+        Some(query) => query.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the preview worker has results; never without one.
+async fn previews_ready(pipeline: Option<&PreviewPipeline>) {
+    match pipeline {
+        Some(pipeline) => pipeline.ready().await,
+        None => std::future::pending().await,
+    }
+}
