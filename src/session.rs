@@ -1,11 +1,15 @@
 //! The glue between one server's I/O and its tracker: which connection events the tracker
 //! takes, and how its fetch commands become HTTP calls. Live `watch` and the dashboard share it.
 
+use std::path::Path;
 use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr as _};
 
 use crate::comfy::Decoded;
 use crate::comfy::connection::ConnEvent;
 use crate::comfy::http::{ComfyClient, HttpError};
+use crate::comfy::transcript::Recorder;
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 /// What the tracker makes of a connection event, if anything (connecting and backoff notices
@@ -110,4 +114,17 @@ async fn run_fetch_once(client: &ComfyClient, command: &TrackerCommand) -> Fetch
             error: Some(error),
         },
     }
+}
+
+/// The transcript `--record` appends to, opened with advice when it cannot be.
+pub fn open_recording(path: Option<&Path>) -> Result<Option<Recorder>> {
+    path.map(|path| {
+        Recorder::append(path).wrap_err_with(|| {
+            format!(
+                "cannot open {} for recording; check that its folder exists and is writable",
+                path.display()
+            )
+        })
+    })
+    .transpose()
 }

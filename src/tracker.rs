@@ -225,6 +225,10 @@ impl NodeRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptRecord {
     pub id: PromptId,
+    /// The tracker's [`Tracker::changes`] count when this record was made, and when its phase
+    /// last moved: what changed in one step is found without a copy of every prompt.
+    first_change: u64,
+    phase_change: u64,
     /// Queue number (run order key), once known.
     pub number: Option<f64>,
     /// `extra_data.client_id` of whoever queued it, once known.
@@ -259,9 +263,11 @@ pub struct PromptRecord {
 }
 
 impl PromptRecord {
-    fn new(id: PromptId, now: f64) -> Self {
+    fn new(id: PromptId, now: f64, change: u64) -> Self {
         Self {
             id,
+            first_change: change,
+            phase_change: change,
             number: None,
             client_id: None,
             ours: false,
@@ -464,10 +470,21 @@ impl PromptRecord {
         }
     }
 
-    /// Moves to `phase` unless that would go backwards.
-    fn advance(&mut self, phase: Phase) -> bool {
+    /// Appeared in the tracker's step after it had counted `change` steps.
+    pub fn new_since(&self, change: u64) -> bool {
+        self.first_change > change
+    }
+
+    /// Its phase moved (or it appeared) in a step after `change`.
+    pub fn moved_since(&self, change: u64) -> bool {
+        self.phase_change > change
+    }
+
+    /// Moves to `phase` unless that would go backwards; `change` is the tracker's step.
+    fn advance(&mut self, phase: Phase, change: u64) -> bool {
         if phase.rank() > self.phase.rank() {
             self.phase = phase;
+            self.phase_change = change;
             true
         } else {
             false
@@ -561,6 +578,8 @@ pub struct Tracker {
     /// The prompts in the running phase (one, or two while one's end is still unseen), so that
     /// finding the running prompt does not walk every prompt known.
     running: Vec<PromptId>,
+    /// Steps taken (see [`Tracker::changes`]).
+    changes: u64,
     /// Finished prompts, oldest first.
     finished: VecDeque<PromptId>,
     queue_fetch: QueueFetch,
@@ -598,6 +617,7 @@ impl Tracker {
             prompts: HashMap::new(),
             pending: Vec::new(),
             running: Vec::new(),
+            changes: 0,
             finished: VecDeque::new(),
             queue_fetch: QueueFetch::default(),
             unconfirmed: HashMap::new(),
@@ -712,6 +732,7 @@ impl Tracker {
     /// Applies one input that happened at `now` (seconds, any monotonic clock) and returns the
     /// fetches it calls for.
     pub fn handle(&mut self, now: f64, input: TrackerInput) -> Vec<TrackerCommand> {
+        self.changes += 1;
         let mut commands = Vec::new();
         match input {
             TrackerInput::Connected { sid, features } => {
@@ -828,9 +849,16 @@ impl Tracker {
     }
 
     fn record_mut(&mut self, now: f64, id: &str) -> &mut PromptRecord {
+        let change = self.changes;
         self.prompts
             .entry(id.to_string())
-            .or_insert_with(|| PromptRecord::new(id.to_string(), now))
+            .or_insert_with(|| PromptRecord::new(id.to_string(), now, change))
+    }
+
+    /// How many steps ([`Tracker::handle`] calls) the tracker has taken: with
+    /// [`PromptRecord::moved_since`], what one step changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn insert_pending_by_number(&mut self, id: PromptId) {
@@ -1120,9 +1148,10 @@ impl Tracker {
     }
 
     fn start_prompt(&mut self, now: f64, id: &str) {
+        let change = self.changes;
         let record = self.record_mut(now, id);
         record.live = true;
-        if record.advance(Phase::Running) {
+        if record.advance(Phase::Running, change) {
             record.started_at = Some(now);
             // Once, not on every progress event: the pending list can be long.
             self.pending.retain(|p| p != id);
@@ -1162,8 +1191,9 @@ impl Tracker {
         server_ms: Option<f64>,
         recovered: bool,
     ) {
+        let change = self.changes;
         let record = self.record_mut(now, id);
-        if !record.advance(Phase::Finished(outcome)) {
+        if !record.advance(Phase::Finished(outcome), change) {
             return;
         }
         self.running.retain(|r| r != id);
@@ -1230,6 +1260,7 @@ impl Tracker {
             return;
         }
         record.phase = Phase::Finished(outcome.clone());
+        record.phase_change = self.changes;
         record.server_finished_ms = server_ms.or(record.server_finished_ms);
         self.news.push_back(FinishedNews {
             id: id.to_string(),
@@ -1304,9 +1335,10 @@ impl Tracker {
 
         let our_id = self.our_client_id.clone();
         for item in &running {
+            let change = self.changes;
             let record = self.record_mut(now, &item.prompt_id);
             record.fill_from_item(item, &our_id);
-            if record.advance(Phase::Running) {
+            if record.advance(Phase::Running, change) {
                 record.started_at = Some(now);
                 self.running.push(item.prompt_id.clone());
             }

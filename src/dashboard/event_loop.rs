@@ -80,17 +80,8 @@ struct Recording {
 
 impl Recording {
     fn open(path: Option<&Path>) -> Result<Self> {
-        let file = match path {
-            Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
-                format!(
-                    "cannot open {} for recording; check that its folder exists and is writable",
-                    path.display()
-                )
-            })?),
-            None => None,
-        };
         Ok(Self {
-            file,
+            file: crate::session::open_recording(path)?,
             socket_opened: Instant::now(),
         })
     }

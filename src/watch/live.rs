@@ -47,15 +47,7 @@ pub async fn run(
     record: Option<&Path>,
     finished_kept: usize,
 ) -> Result<()> {
-    let recorder = match record {
-        Some(path) => Some(Recorder::append(path).wrap_err_with(|| {
-            format!(
-                "cannot open {} for recording; check that its folder exists and is writable",
-                path.display()
-            )
-        })?),
-        None => None,
-    };
+    let recorder = crate::session::open_recording(record)?;
     if let Some(path) = record {
         // On stderr, so stdout stays one line per event.
         eprintln!(

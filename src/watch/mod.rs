@@ -7,7 +7,7 @@
 pub mod live;
 pub mod replay;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
@@ -16,7 +16,7 @@ use std::io;
 use crate::comfy::Decoded;
 use crate::comfy::api::History;
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
-use crate::comfy::protocol::{PromptId, ServerMessage};
+use crate::comfy::protocol::ServerMessage;
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::{Recorder, TranscriptHttp};
 use crate::describe::{self, event_name};
@@ -150,11 +150,7 @@ impl Watcher {
     /// each, and prompts first seen already finished (the history fetched on connect) as one
     /// summary line.
     pub fn on_reply(&mut self, now: f64, input: TrackerInput) -> Step {
-        let before: HashMap<PromptId, PhaseKey> = self
-            .tracker
-            .prompts()
-            .map(|p| (p.id.clone(), PhaseKey::of(p)))
-            .collect();
+        let before = self.tracker.changes();
         let backlog = !self.backlog_seen;
         if matches!(input, TrackerInput::History(_)) {
             self.backlog_seen = true;
@@ -164,12 +160,12 @@ impl Watcher {
         let mut changed: Vec<&PromptRecord> = Vec::new();
         let mut recovered: Vec<&PromptRecord> = Vec::new();
         let mut earlier: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for p in self.tracker.prompts() {
-            let key = PhaseKey::of(p);
-            match before.get(&p.id) {
-                Some(old) if *old == key => {}
-                None if p.is_finished() && backlog => *earlier.entry(key.0).or_default() += 1,
-                None if p.is_finished() => recovered.push(p),
+        for p in self.tracker.prompts().filter(|p| p.moved_since(before)) {
+            match p.new_since(before) {
+                true if p.is_finished() && backlog => {
+                    *earlier.entry(PhaseKey::of(p).0).or_default() += 1;
+                }
+                true if p.is_finished() => recovered.push(p),
                 _ => changed.push(p),
             }
         }
