@@ -8,9 +8,12 @@ use serde_json::{Map, Value};
 
 use crate::comfy::binary::{BinaryFrame, PreviewImage};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
-use crate::comfy::protocol::{NodeOutput, NodeRunState, ServerMessage};
+use crate::comfy::protocol::{
+    Executing, ExecutionCached, Logs, NodeOutput, NodeRunState, ProgressState, ServerMessage,
+};
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::{Decoded, RawFrame};
+use crate::format::short_id;
 use crate::text::{one_line, sanitize, terminal_safe_json, truncate};
 
 /// Where node titles come from (the tracker knows them once it has seen a prompt's graph).
@@ -244,35 +247,9 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
                     .collect();
             truncate(&flags.join(" "), EXCERPT).into_owned()
         }
-        ServerMessage::ExecutionStart(s) => format!("prompt {}", short(&s.prompt_id)),
-        ServerMessage::ExecutionCached(c) if c.nodes.is_empty() => {
-            format!("prompt {}: nothing cached", short(&c.prompt_id))
-        }
-        ServerMessage::ExecutionCached(c) => {
-            let nodes: Vec<String> = c
-                .nodes
-                .iter()
-                .map(|n| node(Some(&c.prompt_id), n))
-                .collect();
-            format!(
-                "prompt {}: {} cached: {}",
-                short(&c.prompt_id),
-                c.nodes.len(),
-                truncate(&nodes.join(", "), EXCERPT)
-            )
-        }
-        ServerMessage::Executing(e) => match (&e.prompt_id, &e.node) {
-            (Some(p), Some(n)) => {
-                let shown_as = match &e.display_node {
-                    Some(d) if d != n => format!(" (shown as {})", one_line(d)),
-                    _ => String::new(),
-                };
-                format!("prompt {} node {}{shown_as}", short(p), node(Some(p), n))
-            }
-            (Some(p), None) => format!("prompt {} done", short(p)),
-            (None, Some(n)) => format!("node {} (running; sent on reconnect)", node(None, n)),
-            (None, None) => "nothing running".to_string(),
-        },
+        ServerMessage::ExecutionStart(s) => format!("prompt {}", short_id(&s.prompt_id)),
+        ServerMessage::ExecutionCached(c) => cached_line(c, titles),
+        ServerMessage::Executing(e) => executing_line(e, titles),
         ServerMessage::Executed(e) => {
             let p = e.prompt_id.as_deref();
             let output = match &e.output {
@@ -295,43 +272,10 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
                 number(p.max)
             )
         }
-        ServerMessage::ProgressState(s) => {
-            let count = |state: NodeRunState| s.nodes.values().filter(|n| n.state == state).count();
-            let mut parts: Vec<String> = [
-                (NodeRunState::Finished, "finished"),
-                (NodeRunState::Error, "error"),
-                (NodeRunState::Pending, "pending"),
-                (NodeRunState::Other, "other"),
-            ]
-            .into_iter()
-            .filter_map(|(state, name)| match count(state) {
-                0 => None,
-                k => Some(format!("{k} {name}")),
-            })
-            .collect();
-            let running: Vec<String> = s
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.state == NodeRunState::Running)
-                .take(3)
-                .map(|(id, n)| {
-                    format!(
-                        "node {} {}/{}",
-                        node(Some(&s.prompt_id), id),
-                        number(n.value),
-                        number(n.max)
-                    )
-                })
-                .collect();
-            if !running.is_empty() {
-                parts.push(format!("running {}", running.join(", ")));
-            }
-            if parts.is_empty() {
-                parts.push("no nodes".to_string());
-            }
-            format!("prompt {}: {}", short(&s.prompt_id), parts.join(", "))
+        ServerMessage::ProgressState(s) => progress_state_line(s, titles),
+        ServerMessage::ExecutionSuccess(s) => {
+            format!("prompt {} succeeded", short_id(&s.prompt_id))
         }
-        ServerMessage::ExecutionSuccess(s) => format!("prompt {} succeeded", short(&s.prompt_id)),
         ServerMessage::ExecutionError(e) => {
             let at = node_and_type(
                 "in",
@@ -342,7 +286,7 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
             let message = format!("{}: {}", e.exception_type, e.exception_message);
             format!(
                 "prompt {} failed{at}: {}",
-                short(&e.prompt_id),
+                short_id(&e.prompt_id),
                 truncate(&one_line(&message), EXCERPT * 2)
             )
         }
@@ -353,24 +297,98 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
                 e.node_id.as_deref(),
                 e.node_type.as_deref(),
             );
-            format!("prompt {} interrupted{at}", short(&e.prompt_id))
+            format!("prompt {} interrupted{at}", short_id(&e.prompt_id))
         }
-        ServerMessage::Logs(l) => {
-            let lines: Vec<_> = l.entries.iter().map(|e| one_line(&e.m)).collect();
-            let text = if lines.is_empty() {
-                "no entries".to_string()
-            } else {
-                truncate(&lines.join(" | "), EXCERPT * 2).into_owned()
-            };
-            match &l.size {
-                Some(size) => format!("{text} [terminal {}x{}]", size.cols, size.rows),
-                None => text,
-            }
-        }
+        ServerMessage::Logs(l) => logs_line(l),
         ServerMessage::Unknown { data, .. } => format!(
             "(unknown type) {}",
             truncate(&one_line(&data.to_string()), EXCERPT)
         ),
+    }
+}
+
+fn cached_line(c: &ExecutionCached, titles: &impl NodeTitles) -> String {
+    if c.nodes.is_empty() {
+        return format!("prompt {}: nothing cached", short_id(&c.prompt_id));
+    }
+    let nodes: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| node_label(titles, Some(&c.prompt_id), n))
+        .collect();
+    format!(
+        "prompt {}: {} cached: {}",
+        short_id(&c.prompt_id),
+        c.nodes.len(),
+        truncate(&nodes.join(", "), EXCERPT)
+    )
+}
+
+fn executing_line(e: &Executing, titles: &impl NodeTitles) -> String {
+    let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
+    match (&e.prompt_id, &e.node) {
+        (Some(p), Some(n)) => {
+            let shown_as = match &e.display_node {
+                Some(d) if d != n => format!(" (shown as {})", one_line(d)),
+                _ => String::new(),
+            };
+            format!("prompt {} node {}{shown_as}", short_id(p), node(Some(p), n))
+        }
+        (Some(p), None) => format!("prompt {} done", short_id(p)),
+        (None, Some(n)) => format!("node {} (running; sent on reconnect)", node(None, n)),
+        (None, None) => "nothing running".to_string(),
+    }
+}
+
+/// How many nodes are in each state, and the first running ones with their steps.
+fn progress_state_line(s: &ProgressState, titles: &impl NodeTitles) -> String {
+    let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
+    let count = |state: NodeRunState| s.nodes.values().filter(|n| n.state == state).count();
+    let mut parts: Vec<String> = [
+        (NodeRunState::Finished, "finished"),
+        (NodeRunState::Error, "error"),
+        (NodeRunState::Pending, "pending"),
+        (NodeRunState::Other, "other"),
+    ]
+    .into_iter()
+    .filter_map(|(state, name)| match count(state) {
+        0 => None,
+        k => Some(format!("{k} {name}")),
+    })
+    .collect();
+    let running: Vec<String> = s
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.state == NodeRunState::Running)
+        .take(3)
+        .map(|(id, n)| {
+            format!(
+                "node {} {}/{}",
+                node(Some(&s.prompt_id), id),
+                number(n.value),
+                number(n.max)
+            )
+        })
+        .collect();
+    if !running.is_empty() {
+        parts.push(format!("running {}", running.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("no nodes".to_string());
+    }
+    format!("prompt {}: {}", short_id(&s.prompt_id), parts.join(", "))
+}
+
+fn logs_line(l: &Logs) -> String {
+    let lines: Vec<_> = l.entries.iter().map(|e| one_line(&e.m)).collect();
+    let text = if lines.is_empty() {
+        "no entries".to_string()
+    } else {
+        truncate(&lines.join(" | "), EXCERPT * 2).into_owned()
+    };
+    match &l.size {
+        Some(size) => format!("{text} [terminal {}x{}]", size.cols, size.rows),
+        None => text,
     }
 }
 
@@ -405,7 +423,7 @@ fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
             match &p.metadata {
                 Some(m) => format!(
                     "{size}, prompt {} node {}",
-                    short(&m.prompt_id),
+                    short_id(&m.prompt_id),
                     node_label(titles, Some(&m.prompt_id), &m.node_id)
                 ),
                 None => size,
@@ -468,16 +486,7 @@ fn node_label(titles: &impl NodeTitles, prompt: Option<&str>, node: &str) -> Str
 }
 
 fn prompt_prefix(prompt: Option<&str>) -> String {
-    prompt.map_or_else(String::new, |p| format!("prompt {} ", short(p)))
-}
-
-/// The first 8 characters of an id: enough to tell prompts apart in a line.
-fn short(id: &str) -> std::borrow::Cow<'_, str> {
-    let id = one_line(id);
-    match id.char_indices().nth(8) {
-        Some((end, _)) => std::borrow::Cow::Owned(id[..end].to_string()),
-        None => id,
-    }
+    prompt.map_or_else(String::new, |p| format!("prompt {} ", short_id(p)))
 }
 
 /// Whole numbers without a fraction, as the server sends them.

@@ -19,7 +19,8 @@ use crate::comfy::api::{
 };
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::protocol::{
-    FeatureFlags, LogEntry, NodeId, NodeOutput, NodeRunState, PromptId, ServerMessage,
+    Executed, ExecutionCached, FeatureFlags, LogEntry, NodeId, NodeOutput, NodeRunState, Progress,
+    ProgressState, PromptId, ServerMessage, Status,
 };
 
 /// How many finished prompts are kept by default; older ones are forgotten
@@ -959,143 +960,26 @@ impl Tracker {
 
     fn on_message(&mut self, now: f64, message: ServerMessage, commands: &mut Vec<TrackerCommand>) {
         match message {
-            ServerMessage::Status(status) => {
-                if status.sid.is_some() {
-                    self.sid = status.sid.clone();
-                }
-                let remaining = status.queue_remaining();
-                // A prompt can come and go between two `/queue` fetches (an instant failure, a
-                // fully cached rerun): only the history shows it.
-                if self.queue_remaining != Some(remaining) {
-                    self.request_history(commands);
-                }
-                self.queue_remaining = Some(remaining);
-                self.request_queue(commands);
-                self.retry_failed(commands);
-            }
+            ServerMessage::Status(status) => self.on_status(&status, commands),
             ServerMessage::FeatureFlags(flags) => self.features = Some(flags),
             ServerMessage::ExecutionStart(m) => {
                 self.start_prompt(now, &m.prompt_id);
                 let record = self.record_mut(now, &m.prompt_id);
                 record.server_started_ms = m.timestamp.or(record.server_started_ms);
             }
-            ServerMessage::ExecutionCached(m) => {
-                self.start_prompt(now, &m.prompt_id);
-                let record = self.record_mut(now, &m.prompt_id);
-                for node in &m.nodes {
-                    record.note_started(node);
-                    let n = record.node_mut(node);
-                    n.state = NodeState::Cached;
-                    n.finished_at = Some(now);
-                    if !record.cached.contains(node) {
-                        record.cached.push(node.clone());
-                    }
-                }
-            }
+            ServerMessage::ExecutionCached(m) => self.on_cached(now, &m),
             ServerMessage::Executing(m) => {
                 let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
                     return;
                 };
                 match m.node {
-                    Some(node) => {
-                        self.start_prompt(now, &prompt_id);
-                        let record = self.record_mut(now, &prompt_id);
-                        if let Some(previous) = record.current_node.take()
-                            && previous != node
-                        {
-                            let prev = record.node_mut(&previous);
-                            if prev.state == NodeState::Running {
-                                prev.state = NodeState::Done;
-                                prev.finished_at = Some(now);
-                            }
-                        }
-                        record.note_started(&node);
-                        let n = record.node_mut(&node);
-                        if n.state == NodeState::Pending {
-                            n.state = NodeState::Running;
-                            n.started_at = Some(now);
-                        }
-                        record.current_node = Some(node);
-                    }
-                    None => {
-                        // The prompt is over. Its outcome came just before; if we missed it
-                        // (joined late), history knows.
-                        let record = self.record_mut(now, &prompt_id);
-                        record.current_node = None;
-                        if !record.is_finished() {
-                            self.request_history_item(&prompt_id, commands);
-                        }
-                    }
+                    Some(node) => self.on_node_started(now, &prompt_id, node),
+                    None => self.on_prompt_done(now, &prompt_id, commands),
                 }
             }
-            ServerMessage::Progress(m) => {
-                let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
-                    return;
-                };
-                self.start_prompt(now, &prompt_id);
-                let record = self.record_mut(now, &prompt_id);
-                let node_id = m.node.clone().or_else(|| record.current_node.clone());
-                if let Some(node_id) = node_id {
-                    record.note_started(&node_id);
-                    let n = record.node_mut(&node_id);
-                    if n.state == NodeState::Pending {
-                        n.state = NodeState::Running;
-                        n.started_at = Some(now);
-                    }
-                    n.record_progress(now, m.value, m.max);
-                    // Without `executing` (a prompt queued with no client id) this is how the
-                    // running node is known.
-                    record.current_node = Some(node_id);
-                }
-            }
-            ServerMessage::ProgressState(m) => {
-                self.start_prompt(now, &m.prompt_id);
-                let record = self.record_mut(now, &m.prompt_id);
-                for (id, p) in &m.nodes {
-                    record.note_started(id);
-                    if p.state == NodeRunState::Running {
-                        record.current_node = Some(id.clone());
-                    }
-                    let n = record.node_mut(id);
-                    match p.state {
-                        NodeRunState::Running if n.state == NodeState::Pending => {
-                            n.state = NodeState::Running;
-                            n.started_at = Some(now);
-                        }
-                        NodeRunState::Finished if !n.state.is_complete() => {
-                            n.state = NodeState::Done;
-                            n.finished_at = Some(now);
-                        }
-                        NodeRunState::Error => n.state = NodeState::Error,
-                        _ => {}
-                    }
-                    // The start snapshot (0 of 1) says nothing about steps; real steps do.
-                    let mid_run = p.value > 0.0 && p.value < p.max;
-                    if mid_run || n.has_progress {
-                        if p.value != n.value || !n.has_progress {
-                            n.record_progress(now, p.value, p.max);
-                        }
-                    } else if !n.has_progress {
-                        n.value = p.value;
-                        n.max = p.max;
-                    }
-                }
-            }
-            ServerMessage::Executed(m) => {
-                let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
-                    return;
-                };
-                let record = self.record_mut(now, &prompt_id);
-                record.note_started(&m.node);
-                let n = record.node_mut(&m.node);
-                if !n.state.is_complete() {
-                    n.state = NodeState::Done;
-                    n.finished_at = Some(now);
-                }
-                if let Some(output) = m.output {
-                    record.outputs.insert(m.node, output);
-                }
-            }
+            ServerMessage::Progress(m) => self.on_progress(now, &m),
+            ServerMessage::ProgressState(m) => self.on_progress_state(now, &m),
+            ServerMessage::Executed(m) => self.on_executed(now, m),
             ServerMessage::ExecutionSuccess(m) => {
                 self.finish(now, &m.prompt_id, Outcome::Success, m.timestamp);
             }
@@ -1131,6 +1015,139 @@ impl Tracker {
                 }
             }
             ServerMessage::Unknown { .. } => {}
+        }
+    }
+
+    /// The queue count changed (or was repeated): what runs and what waits is read again.
+    fn on_status(&mut self, status: &Status, commands: &mut Vec<TrackerCommand>) {
+        if status.sid.is_some() {
+            self.sid = status.sid.clone();
+        }
+        let remaining = status.queue_remaining();
+        // A prompt can come and go between two `/queue` fetches (an instant failure, a fully
+        // cached rerun): only the history shows it.
+        if self.queue_remaining != Some(remaining) {
+            self.request_history(commands);
+        }
+        self.queue_remaining = Some(remaining);
+        self.request_queue(commands);
+        self.retry_failed(commands);
+    }
+
+    fn on_cached(&mut self, now: f64, m: &ExecutionCached) {
+        self.start_prompt(now, &m.prompt_id);
+        let record = self.record_mut(now, &m.prompt_id);
+        for node in &m.nodes {
+            record.note_started(node);
+            let n = record.node_mut(node);
+            n.state = NodeState::Cached;
+            n.finished_at = Some(now);
+            if !record.cached.contains(node) {
+                record.cached.push(node.clone());
+            }
+        }
+    }
+
+    /// `executing` with a node: it runs now, and the one before it is done.
+    fn on_node_started(&mut self, now: f64, prompt_id: &str, node: NodeId) {
+        self.start_prompt(now, prompt_id);
+        let record = self.record_mut(now, prompt_id);
+        if let Some(previous) = record.current_node.take()
+            && previous != node
+        {
+            let prev = record.node_mut(&previous);
+            if prev.state == NodeState::Running {
+                prev.state = NodeState::Done;
+                prev.finished_at = Some(now);
+            }
+        }
+        record.note_started(&node);
+        let n = record.node_mut(&node);
+        if n.state == NodeState::Pending {
+            n.state = NodeState::Running;
+            n.started_at = Some(now);
+        }
+        record.current_node = Some(node);
+    }
+
+    /// `executing` with no node: the prompt is over. Its outcome came just before; if that was
+    /// missed (joined late), the history knows.
+    fn on_prompt_done(&mut self, now: f64, prompt_id: &str, commands: &mut Vec<TrackerCommand>) {
+        let record = self.record_mut(now, prompt_id);
+        record.current_node = None;
+        if !record.is_finished() {
+            self.request_history_item(prompt_id, commands);
+        }
+    }
+
+    fn on_progress(&mut self, now: f64, m: &Progress) {
+        let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
+            return;
+        };
+        self.start_prompt(now, &prompt_id);
+        let record = self.record_mut(now, &prompt_id);
+        let node_id = m.node.clone().or_else(|| record.current_node.clone());
+        if let Some(node_id) = node_id {
+            record.note_started(&node_id);
+            let n = record.node_mut(&node_id);
+            if n.state == NodeState::Pending {
+                n.state = NodeState::Running;
+                n.started_at = Some(now);
+            }
+            n.record_progress(now, m.value, m.max);
+            // Without `executing` (a prompt queued with no client id) this is how the running
+            // node is known.
+            record.current_node = Some(node_id);
+        }
+    }
+
+    fn on_progress_state(&mut self, now: f64, m: &ProgressState) {
+        self.start_prompt(now, &m.prompt_id);
+        let record = self.record_mut(now, &m.prompt_id);
+        for (id, p) in &m.nodes {
+            record.note_started(id);
+            if p.state == NodeRunState::Running {
+                record.current_node = Some(id.clone());
+            }
+            let n = record.node_mut(id);
+            match p.state {
+                NodeRunState::Running if n.state == NodeState::Pending => {
+                    n.state = NodeState::Running;
+                    n.started_at = Some(now);
+                }
+                NodeRunState::Finished if !n.state.is_complete() => {
+                    n.state = NodeState::Done;
+                    n.finished_at = Some(now);
+                }
+                NodeRunState::Error => n.state = NodeState::Error,
+                _ => {}
+            }
+            // The start snapshot (0 of 1) says nothing about steps; real steps do.
+            let mid_run = p.value > 0.0 && p.value < p.max;
+            if mid_run || n.has_progress {
+                if p.value != n.value || !n.has_progress {
+                    n.record_progress(now, p.value, p.max);
+                }
+            } else if !n.has_progress {
+                n.value = p.value;
+                n.max = p.max;
+            }
+        }
+    }
+
+    fn on_executed(&mut self, now: f64, m: Executed) {
+        let Some(prompt_id) = m.prompt_id.clone().or_else(|| self.running_id()) else {
+            return;
+        };
+        let record = self.record_mut(now, &prompt_id);
+        record.note_started(&m.node);
+        let n = record.node_mut(&m.node);
+        if !n.state.is_complete() {
+            n.state = NodeState::Done;
+            n.finished_at = Some(now);
+        }
+        if let Some(output) = m.output {
+            record.outputs.insert(m.node, output);
         }
     }
 

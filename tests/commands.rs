@@ -656,7 +656,8 @@ async fn wait_survives_the_connection_dropping_while_the_prompt_ends() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), code(Exit::Interrupted), "{stderr}");
     assert!(stderr.contains("connection lost: "), "{stderr}");
-    assert!(stderr.contains("reconnected"), "{stderr}");
+    // The outcome comes from whichever gets through first once the way is open again: the
+    // fetches retrying with backoff, or the socket reconnecting (then it says so).
     assert!(
         stderr.contains("interrupted in node [1] LabLongRun"),
         "{stderr}"

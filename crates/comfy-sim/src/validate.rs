@@ -296,114 +296,14 @@ impl Validator<'_> {
                 }
                 continue;
             };
-            if let Value::Array(link) = value {
-                if link.len() != 2 {
-                    errors.push(verror(
-                        "bad_linked_input",
-                        "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                        spec.name.clone(),
-                        json!({"input_name": spec.name, "input_config": spec.config, "received_value": value}),
-                    ));
-                    continue;
-                }
-                let (from_id, received_type) = self.resolve_link(link)?;
-                if !types_match(&received_type, spec.type_name()) {
-                    errors.push(verror(
-                        "return_type_mismatch",
-                        "Return type mismatch between linked nodes",
-                        format!(
-                            "{}, received_type({received_type}) mismatch input_type({})",
-                            spec.name,
-                            spec.type_name()
-                        ),
-                        json!({
-                            "input_name": spec.name,
-                            "input_config": spec.config,
-                            "received_type": received_type,
-                            "linked_node": value,
-                        }),
-                    ));
-                    continue;
-                }
-                match self.validate_inputs(&from_id, depth + 1) {
-                    Ok((true, _)) => {}
-                    Ok((false, _)) => valid = false,
-                    Err(ex) => {
-                        valid = false;
-                        let ex = ex.called_from(
-                            834,
-                            "validate_inputs",
-                            "r = await validate_inputs(prompt_id, prompt, o_id, validated)",
-                        );
-                        let reasons = vec![verror(
-                            "exception_during_inner_validation",
-                            "Exception when validating inner node",
-                            ex.message.clone(),
-                            json!({
-                                "input_name": spec.name,
-                                "input_config": spec.config,
-                                "exception_message": ex.message,
-                                "exception_type": ex.kind,
-                                "traceback": ex.traceback,
-                                "linked_node": value,
-                            }),
-                        )];
-                        self.record(&from_id, false, reasons);
-                    }
-                }
-                continue;
-            }
-
-            let mut value = value.clone();
-            if let Some(inner) = value.get("__value__").cloned() {
-                value = inner;
-                converted.push((spec.name.clone(), value.clone()));
-            }
-            match convert(&spec.kind, &value) {
-                Ok(Some(v)) => {
-                    value = v;
-                    converted.push((spec.name.clone(), value.clone()));
-                }
-                Ok(None) => {}
-                Err(reason) => {
-                    errors.push(verror(
-                        "invalid_input_type",
-                        format!(
-                            "Failed to convert an input value to a {} value",
-                            spec.type_name()
-                        ),
-                        format!("{}, {}, {reason}", spec.name, pyfmt::str(&value)),
-                        json!({
-                            "input_name": spec.name,
-                            "input_config": spec.config,
-                            "received_value": value,
-                            "exception_message": reason,
-                        }),
-                    ));
-                    continue;
-                }
-            }
-            if let Some(error) = range_error(spec, &value) {
-                errors.push(error);
-                continue;
-            }
-            if let InputKind::Combo(choices) = &spec.kind
-                && !choices.contains(&value)
-            {
-                let (list_info, config) = if choices.len() > 20 {
-                    (format!("(list of length {})", choices.len()), Value::Null)
-                } else {
-                    (
-                        pyfmt::repr(&Value::Array(choices.clone())),
-                        spec.config.clone(),
-                    )
-                };
-                errors.push(verror(
-                    "value_not_in_list",
-                    "Value not in list",
-                    format!("{}: '{}' not in {list_info}", spec.name, pyfmt::str(&value)),
-                    json!({"input_name": spec.name, "input_config": config, "received_value": value}),
-                ));
+            let checked = match value {
+                Value::Array(link) => self.check_link(spec, link, value, depth)?,
+                _ => check_widget_value(spec, value, &mut converted),
+            };
+            match checked {
+                InputCheck::Fine => {}
+                InputCheck::Wrong(error) => errors.push(error),
+                InputCheck::InvalidUpstream => valid = false,
             }
         }
 
@@ -416,6 +316,69 @@ impl Validator<'_> {
             inputs.extend(converted);
         }
         Ok((errors.is_empty() && valid, errors))
+    }
+
+    /// An input linked to another node's output: the link's shape, the types on both ends, and
+    /// the node it comes from (validated in turn).
+    fn check_link(
+        &mut self,
+        spec: &InputSpec,
+        link: &[Value],
+        value: &Value,
+        depth: usize,
+    ) -> Result<InputCheck, PyError> {
+        if link.len() != 2 {
+            return Ok(InputCheck::Wrong(verror(
+                "bad_linked_input",
+                "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                spec.name.clone(),
+                json!({"input_name": spec.name, "input_config": spec.config, "received_value": value}),
+            )));
+        }
+        let (from_id, received_type) = self.resolve_link(link)?;
+        if !types_match(&received_type, spec.type_name()) {
+            return Ok(InputCheck::Wrong(verror(
+                "return_type_mismatch",
+                "Return type mismatch between linked nodes",
+                format!(
+                    "{}, received_type({received_type}) mismatch input_type({})",
+                    spec.name,
+                    spec.type_name()
+                ),
+                json!({
+                    "input_name": spec.name,
+                    "input_config": spec.config,
+                    "received_type": received_type,
+                    "linked_node": value,
+                }),
+            )));
+        }
+        Ok(match self.validate_inputs(&from_id, depth + 1) {
+            Ok((true, _)) => InputCheck::Fine,
+            Ok((false, _)) => InputCheck::InvalidUpstream,
+            Err(ex) => {
+                let ex = ex.called_from(
+                    834,
+                    "validate_inputs",
+                    "r = await validate_inputs(prompt_id, prompt, o_id, validated)",
+                );
+                let reasons = vec![verror(
+                    "exception_during_inner_validation",
+                    "Exception when validating inner node",
+                    ex.message.clone(),
+                    json!({
+                        "input_name": spec.name,
+                        "input_config": spec.config,
+                        "exception_message": ex.message,
+                        "exception_type": ex.kind,
+                        "traceback": ex.traceback,
+                        "linked_node": value,
+                    }),
+                )];
+                self.record(&from_id, false, reasons);
+                InputCheck::InvalidUpstream
+            }
+        })
     }
 
     /// `prompt[o_id]['class_type']` and `RETURN_TYPES[slot]`; failures are Python exceptions.
@@ -498,6 +461,74 @@ fn types_match(received: &str, expected: &str) -> bool {
     };
     let (r, e) = (split(received), split(expected));
     r.iter().any(|t| t == "*") || e.iter().any(|t| t == "*") || r.iter().any(|t| e.contains(t))
+}
+
+/// What one input of a node came to.
+enum InputCheck {
+    Fine,
+    /// This input is wrong: the error is the node's.
+    Wrong(ValidationError),
+    /// The node it links to did not validate: the error is that node's.
+    InvalidUpstream,
+}
+
+/// A widget value (not a link): converted to the input's type (`{"__value__": v}` unwrapped),
+/// then checked against its range or choices. Conversions are noted in `converted`.
+fn check_widget_value(
+    spec: &InputSpec,
+    value: &Value,
+    converted: &mut Vec<(String, Value)>,
+) -> InputCheck {
+    let mut value = value.clone();
+    if let Some(inner) = value.get("__value__").cloned() {
+        value = inner;
+        converted.push((spec.name.clone(), value.clone()));
+    }
+    match convert(&spec.kind, &value) {
+        Ok(Some(v)) => {
+            value = v;
+            converted.push((spec.name.clone(), value.clone()));
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            return InputCheck::Wrong(verror(
+                "invalid_input_type",
+                format!(
+                    "Failed to convert an input value to a {} value",
+                    spec.type_name()
+                ),
+                format!("{}, {}, {reason}", spec.name, pyfmt::str(&value)),
+                json!({
+                    "input_name": spec.name,
+                    "input_config": spec.config,
+                    "received_value": value,
+                    "exception_message": reason,
+                }),
+            ));
+        }
+    }
+    if let Some(error) = range_error(spec, &value) {
+        return InputCheck::Wrong(error);
+    }
+    if let InputKind::Combo(choices) = &spec.kind
+        && !choices.contains(&value)
+    {
+        let (list_info, config) = if choices.len() > 20 {
+            (format!("(list of length {})", choices.len()), Value::Null)
+        } else {
+            (
+                pyfmt::repr(&Value::Array(choices.clone())),
+                spec.config.clone(),
+            )
+        };
+        return InputCheck::Wrong(verror(
+            "value_not_in_list",
+            "Value not in list",
+            format!("{}: '{}' not in {list_info}", spec.name, pyfmt::str(&value)),
+            json!({"input_name": spec.name, "input_config": config, "received_value": value}),
+        ));
+    }
+    InputCheck::Fine
 }
 
 /// Python's `int()` / `float()` / `str()` / `bool()` on a literal input. `Ok(None)` means the
