@@ -16,12 +16,19 @@ use crate::watch::replay::Pace;
 
 /// The environment variable that names the default server.
 pub const URL_ENV: &str = "COMFYUI_URL";
+/// The environment variable with headers for every request, one `Name: value` per line.
+pub const HEADERS_ENV: &str = "COMFYUI_HEADERS";
+
+/// `--version`: the package version and the build it came from (the commit and its date, from
+/// `build.rs`), so a bug report names the exact code.
+pub const BUILD_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("COMFYTOP_BUILD"), ")");
 
 /// A terminal dashboard for ComfyUI servers.
 #[derive(Debug, Parser)]
 #[command(
     name = "comfytop",
-    version,
+    version = BUILD_VERSION,
     about,
     args_conflicts_with_subcommands = true,
     after_help = format!("\
@@ -41,6 +48,11 @@ pub struct Cli {
     /// ComfyUI server for the dashboard [default: $COMFYUI_URL, else http://127.0.0.1:8188]
     #[arg(value_name = "URL")]
     pub url: Option<String>,
+
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 
     /// Run the dashboard against a built-in simulated server (no ComfyUI needed)
     #[arg(long)]
@@ -78,6 +90,10 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = crate::tracker::FINISHED_KEPT, value_parser = parse_history)]
     pub history: usize,
 
+    /// Colours on screen: auto uses them unless NO_COLOR is set (the commands print none)
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -96,6 +112,45 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Show the queue: running, then pending in run order
     Queue(QueueArgs),
+    /// Print a completion script for a shell (e.g. `comfytop completions bash > ~/.local/share/bash-completion/completions/comfytop`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (e.g. `comfytop man | man -l -`)
+    Man,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to use colours, given the `NO_COLOR` variable: set and not empty turns them off
+    /// under `auto` (<https://no-color.org>).
+    pub fn colours(self, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => no_color.is_none_or(|value| value.is_empty()),
+        }
+    }
+}
+
+/// The completion script for `shell`, made from the same definitions as `--help`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory as _;
+    clap_complete::generate(shell, &mut Cli::command(), "comfytop", out);
+}
+
+/// The manual page (roff), made from the same definitions as `--help`.
+pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +163,11 @@ pub struct WatchArgs {
     /// Print one JSON object per line instead of text
     #[arg(long)]
     pub json: bool,
+
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 
     /// Append every received frame and every HTTP answer used to FILE, in the transcript format
     /// `replay` reads
@@ -167,6 +227,17 @@ pub struct SimArgs {
     /// Keep demo work flowing: prompts from simulated browser tabs and a script
     #[arg(long)]
     pub demo: bool,
+
+    /// Answer 401 to every request without this header, as a proxy that wants a token does
+    #[arg(long, value_name = "NAME: VALUE", value_parser = parse_required_header)]
+    pub require_header: Option<(String, String)>,
+}
+
+fn parse_required_header(text: &str) -> Result<(String, String), String> {
+    text.split_once(':')
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| "expected 'Name: value'".to_string())
 }
 
 impl SimArgs {
@@ -225,9 +296,114 @@ pub fn resolve_server(arg: Option<&str>, env: Option<&str>) -> Result<ServerUrl,
     })
 }
 
+/// `server` with the headers of `$COMFYUI_HEADERS` (one per line) and then `--header`; a
+/// header named on the command line replaces one of the same name from the environment.
+pub fn with_headers(
+    server: ServerUrl,
+    args: &[String],
+    env: Option<&str>,
+) -> Result<ServerUrl, String> {
+    let name_of = |line: &str| {
+        line.split_once(':')
+            .map(|(name, _)| name.trim().to_ascii_lowercase())
+    };
+    let given: Vec<String> = args.iter().filter_map(|line| name_of(line)).collect();
+    let from_env = env
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter(|line| name_of(line).is_none_or(|name| !given.contains(&name)));
+    let mut server = server;
+    for line in from_env {
+        server = server
+            .with_header(line)
+            .map_err(|e| format!("{e} (from ${HEADERS_ENV})"))?;
+    }
+    for line in args {
+        server = server.with_header(line).map_err(|e| e.to_string())?;
+    }
+    Ok(server)
+}
+
+/// The server a command names (`URL`, else `$COMFYUI_URL`, else the default) with its headers.
+pub fn server_from(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, String> {
+    let url = std::env::var(URL_ENV).ok();
+    let env_headers = std::env::var(HEADERS_ENV).ok();
+    with_headers(
+        resolve_server(arg, url.as_deref())?,
+        headers,
+        env_headers.as_deref(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_come_from_the_environment_then_the_command_line_which_wins() {
+        let server = ServerUrl::parse("http://box").unwrap();
+        let args = vec!["Authorization: Bearer from-args".to_string()];
+        let env = "Authorization: Bearer from-env\nX-Team:  gpu  \n\n";
+        let server = with_headers(server, &args, Some(env)).unwrap();
+        let auth: Vec<_> = server.headers().get_all("authorization").iter().collect();
+        assert_eq!(auth, ["Bearer from-args"]);
+        assert_eq!(server.headers()["x-team"], "gpu");
+        let bad = with_headers(server.clone(), &[], Some("no colon here secret")).unwrap_err();
+        assert!(bad.ends_with("(from $COMFYUI_HEADERS)"), "{bad}");
+        assert!(!bad.contains("secret"), "{bad}");
+        let cli = parse(&["http://box", "--header", "X-A: 1", "--header", "X-B: 2"]).unwrap();
+        assert_eq!(cli.headers, ["X-A: 1", "X-B: 2"]);
+    }
+
+    #[test]
+    fn no_color_turns_colours_off_only_under_auto_and_only_when_not_empty() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(ColorWhen::Auto.colours(None));
+        assert!(ColorWhen::Auto.colours(empty));
+        assert!(!ColorWhen::Auto.colours(set));
+        assert!(ColorWhen::Always.colours(set));
+        assert!(!ColorWhen::Never.colours(None));
+        assert_eq!(
+            parse(&["--color", "never"]).unwrap().color,
+            ColorWhen::Never
+        );
+    }
+
+    #[test]
+    fn completions_for_every_shell_know_the_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+            clap_complete::Shell::PowerShell,
+        ] {
+            let mut out = Vec::new();
+            write_completions(shell, &mut out);
+            let script = String::from_utf8_lossy(&out);
+            for word in ["comfytop", "watch", "submit", "image-protocol"] {
+                assert!(script.contains(word), "{shell:?} lacks {word}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_man_page_is_roff_from_the_same_definitions() {
+        let mut out = Vec::new();
+        write_man_page(&mut out).unwrap();
+        let page = String::from_utf8_lossy(&out);
+        assert!(page.contains(".TH comfytop"), "{page}");
+        assert!(page.contains("image\\-protocol"), "{page}");
+        assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn the_version_names_the_build() {
+        assert!(BUILD_VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+        assert!(BUILD_VERSION.ends_with(')'), "{BUILD_VERSION}");
+        assert!(BUILD_VERSION.len() > env!("CARGO_PKG_VERSION").len() + 4);
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("comfytop").chain(args.iter().copied()))

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use color_eyre::eyre::{Result, WrapErr as _};
 
-use comfytop::cli::{Cli, Command, ReplayArgs, SimArgs, URL_ENV, WatchArgs, resolve_server};
+use comfytop::cli::{Cli, Command, ReplayArgs, SimArgs, WatchArgs, server_from};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands::{self, Exit};
 use comfytop::control::Access;
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Watch(args)) => {
-            let server = match server(args.url.as_deref()) {
+            let server = match server(args.url.as_deref(), &args.headers) {
                 Ok(server) => server,
                 Err(code) => return Ok(code),
             };
@@ -39,8 +39,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Cancel(args)) => Ok(runtime()?.block_on(commands::cancel::run(args)).into()),
         Some(Command::Queue(args)) => Ok(runtime()?.block_on(commands::queue::run(args)).into()),
         Some(Command::Sim(args)) => simulator(&args),
+        Some(Command::Completions { shell }) => {
+            comfytop::cli::write_completions(shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            comfytop::cli::write_man_page(&mut std::io::stdout())
+                .wrap_err("cannot write the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
-            let server = match server(cli.url.as_deref()) {
+            let server = match server(cli.url.as_deref(), &cli.headers) {
                 Ok(server) => server,
                 Err(code) => return Ok(code),
             };
@@ -50,9 +59,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// The server to talk to, or the usage exit status after saying what is wrong with it.
-fn server(arg: Option<&str>) -> Result<ServerUrl, ExitCode> {
-    let env = std::env::var(URL_ENV).ok();
-    resolve_server(arg, env.as_deref()).map_err(|message| {
+fn server(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, ExitCode> {
+    server_from(arg, headers).map_err(|message| {
         eprintln!("comfytop: {message}");
         Exit::Usage.into()
     })
@@ -89,6 +97,7 @@ fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
         preview_fps: cli.preview_fps,
         save_dir: cli.save_dir.clone(),
         finished_kept: cli.history,
+        color: cli.color.colours(std::env::var_os("NO_COLOR").as_deref()),
         access: Access::from_read_only(cli.read_only),
     };
     // Two workers: the connection, the HTTP calls (and the demo's simulator) keep running while
@@ -115,6 +124,7 @@ fn simulator(args: &SimArgs) -> Result<ExitCode> {
         args.listen,
         args.step(),
         args.demo,
+        args.require_header.clone(),
     ))?;
     Ok(ExitCode::SUCCESS)
 }

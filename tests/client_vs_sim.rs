@@ -32,7 +32,7 @@ async fn start_sim(listen: &str) -> SimHandle {
     SimServer::start(SimConfig {
         listen: listen.parse().unwrap(),
         step: Duration::from_millis(5),
-        demo: false,
+        ..SimConfig::default()
     })
     .await
     .unwrap()

@@ -218,6 +218,9 @@ pub struct Ui {
     /// The terminal size, as last reported.
     pub width: u16,
     pub height: u16,
+    /// Colours on screen (`--color`, `NO_COLOR`); without them the text keeps bold, reverse
+    /// and dim, and previews keep their own.
+    pub color: bool,
 }
 
 impl Default for Ui {
@@ -235,6 +238,7 @@ impl Default for Ui {
             help_scroll: 0,
             width: 80,
             height: 24,
+            color: true,
         }
     }
 }
@@ -283,13 +287,15 @@ impl State {
     }
 
     /// The state as the dashboard starts: `finished_kept` prompts kept in history, what the
-    /// keys may do, and the preview pane.
+    /// keys may do, the preview pane, and whether to use colours.
     pub fn with_settings(
         mut self,
         finished_kept: usize,
         access: Access,
         previews: super::preview::Previews,
+        color: bool,
     ) -> Self {
+        self.ui.color = color;
         let client_id = self.server.tracker.our_client_id().to_string();
         self.server.tracker = Tracker::with_finished_kept(&client_id, finished_kept);
         self.access = access;

@@ -41,6 +41,11 @@ pub struct CancelArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
     /// Delete every pending prompt, whoever queued it (the running one goes on)
     #[arg(long)]
     pub all_pending: bool,
@@ -111,7 +116,7 @@ pub async fn run(args: CancelArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let server = match resolve_server(url) {
+    let server = match resolve_server(url, &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);

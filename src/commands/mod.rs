@@ -9,7 +9,6 @@ pub mod submit;
 
 use std::process::ExitCode;
 
-use crate::cli::URL_ENV;
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::comfy::server_url::ServerUrl;
 
@@ -73,9 +72,8 @@ impl From<Exit> for ExitCode {
 
 /// The server to use: the argument, else `$COMFYUI_URL`, else the local default. A bad address
 /// is a usage error ([`Exit::Usage`]).
-pub fn resolve_server(arg: Option<&str>) -> Result<ServerUrl, String> {
-    let env = std::env::var(URL_ENV).ok();
-    crate::cli::resolve_server(arg, env.as_deref())
+pub fn resolve_server(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, String> {
+    crate::cli::server_from(arg, headers)
 }
 
 /// When a call failed in a way another kind of server would answer (a 404, 405 or 501 to a POST,

@@ -17,13 +17,18 @@ pub struct QueueArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
     /// Print JSON: {"running": [...], "pending": [...]}, pending in run order
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: QueueArgs) -> Exit {
-    let server = match resolve_server(args.url.as_deref()) {
+    let server = match resolve_server(args.url.as_deref(), &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);

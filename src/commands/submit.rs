@@ -30,6 +30,11 @@ pub struct SubmitArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
     /// Queue it before every pending prompt
     #[arg(long)]
     pub front: bool,
@@ -62,7 +67,7 @@ impl SubmitArgs {
 }
 
 pub async fn run(args: SubmitArgs) -> Exit {
-    let server = match resolve_server(args.url.as_deref()) {
+    let server = match resolve_server(args.url.as_deref(), &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);

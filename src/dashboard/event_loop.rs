@@ -220,7 +220,7 @@ pub(super) async fn run(
         clock.start,
     );
     let state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start)
-        .with_settings(config.finished_kept, config.access, previews);
+        .with_settings(config.finished_kept, config.access, previews, config.color);
     let guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     // The worker starts without a renderer: it gets one when the terminal has answered.
     let pipeline = if previews_on {

@@ -41,6 +41,8 @@ pub struct DashboardConfig {
     pub access: Access,
     /// `--history`: finished prompts kept in memory.
     pub finished_kept: usize,
+    /// `--color` (and `NO_COLOR`): colours on screen.
+    pub color: bool,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a
@@ -72,6 +74,8 @@ pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
 
 /// What a task that works beside the loop (the demo's own prompts) is given: the loop's HTTP
 /// client, its client id, and the way to hand the loop what it queued.
+// Only the demo's work reads it; a build without the simulator makes one and drops it.
+#[cfg_attr(not(feature = "demo"), allow(dead_code))]
 pub(crate) struct Beside {
     pub client: ComfyClient,
     pub client_id: String,

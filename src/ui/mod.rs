@@ -16,6 +16,8 @@ mod theme;
 pub mod widgets;
 
 use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier};
 
 use crate::app::{Overlay, Panel, State};
 
@@ -52,6 +54,31 @@ pub fn draw(state: &State, frame: &mut Frame) {
         Some(Overlay::Help) => help::draw(state, frame, &areas),
         Some(Overlay::Confirm(confirm)) => confirm::draw(confirm, frame, areas.body),
         None => {}
+    }
+    if !state.ui.color {
+        without_colour(frame, preview_area(state));
+    }
+}
+
+/// `--color never` or `NO_COLOR`: every cell loses its colours and keeps its bold, reverse and
+/// the rest; what was grey turns dim. Only the preview image, a picture and not text, keeps
+/// its own.
+fn without_colour(frame: &mut Frame, image: Option<Rect>) {
+    let buffer = frame.buffer_mut();
+    let area = buffer.area;
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            if image.is_some_and(|image| image.contains(Position::new(x, y))) {
+                continue;
+            }
+            if let Some(cell) = buffer.cell_mut((x, y)) {
+                if cell.fg == Color::DarkGray {
+                    cell.modifier.insert(Modifier::DIM);
+                }
+                cell.set_fg(Color::Reset);
+                cell.set_bg(Color::Reset);
+            }
+        }
     }
 }
 

@@ -560,3 +560,41 @@ fn a_long_client_id_is_cut_once_in_the_middle_of_its_column() {
     assert_eq!(row.matches('…').count(), 1, "{screen}");
     assert!(row.contains("e4a06") && row.contains("9d0e"), "{screen}");
 }
+
+#[test]
+fn without_colours_the_screen_keeps_its_text_and_its_emphasis() {
+    let colours = |state: &mut State| {
+        update(
+            state,
+            state.now,
+            Event::Resize {
+                width: 100,
+                height: 30,
+            },
+        );
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        terminal.draw(|frame| draw(state, frame)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let coloured = buffer
+            .content()
+            .iter()
+            .filter(|c| {
+                c.fg != ratatui::style::Color::Reset || c.bg != ratatui::style::Color::Reset
+            })
+            .count();
+        let dim = buffer
+            .content()
+            .iter()
+            .filter(|c| c.modifier.contains(ratatui::style::Modifier::DIM))
+            .count();
+        (terminal.backend().to_string(), coloured, dim)
+    };
+    let mut state = idle();
+    let (text, coloured, _) = colours(&mut state);
+    assert!(coloured > 0, "the theme has colours");
+    state.ui.color = false;
+    let (plain_text, plain_coloured, dim) = colours(&mut state);
+    assert_eq!(plain_text, text, "the same text");
+    assert_eq!(plain_coloured, 0, "no colour left");
+    assert!(dim > 0, "grey text turns dim");
+}

@@ -602,6 +602,13 @@ async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, Stri
     if let Some(value) = authorization {
         headers.insert(header::AUTHORIZATION, value);
     }
+    // `--header` last: a header given there wins over one made from the URL.
+    for name in config.server.headers().keys() {
+        headers.remove(name);
+    }
+    for (name, value) in config.server.headers() {
+        headers.append(name.clone(), value.clone());
+    }
     match tokio::time::timeout(
         config.connect_timeout,
         tokio_tungstenite::connect_async(request),

@@ -192,6 +192,7 @@ impl ComfyClient {
             .use_rustls_tls()
             .connect_timeout(timeouts.connect)
             .user_agent(concat!("comfytop/", env!("CARGO_PKG_VERSION")))
+            .default_headers(server.headers().clone())
             // The WebSocket goes direct; HTTP must take the same path to the same server.
             .no_proxy()
             .build()

@@ -1,5 +1,6 @@
 //! The address of one ComfyUI server, as the user gave it, turned into HTTP and WebSocket URLs.
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 /// The default address of a local ComfyUI.
@@ -7,10 +8,23 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8188";
 
 /// A server's base URL. Accepts `http`, `https`, `ws` and `wss`; a path (a reverse-proxy prefix)
 /// is kept and every endpoint is placed under it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerUrl {
     /// Always `http` or `https`, path ending in `/`.
     base: Url,
+    /// Headers for every request and the WebSocket upgrade (`--header`), e.g. a proxy's
+    /// `Authorization: Bearer ...`. Their values are marked sensitive and never printed.
+    headers: HeaderMap,
+}
+
+/// Without credentials or header values, whatever prints it.
+impl std::fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerUrl")
+            .field("base", &self.redacted())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +33,9 @@ pub enum UrlError {
     Invalid(String, String),
     #[error("'{0}' is not an http(s):// or ws(s):// URL")]
     Scheme(String),
+    /// A `--header` that is not `Name: value`; the value is never repeated.
+    #[error("a header must read 'Name: value'{}: {why}", .name.as_ref().map(|n| format!(" (header {n})")).unwrap_or_default())]
+    Header { name: Option<String>, why: String },
 }
 
 impl ServerUrl {
@@ -54,7 +71,10 @@ impl ServerUrl {
         url.set_path(&format!("{path}/"));
         url.set_query(None);
         url.set_fragment(None);
-        Ok(Self { base: url })
+        Ok(Self {
+            base: url,
+            headers: HeaderMap::new(),
+        })
     }
 
     /// `http(s)://host:port/prefix/` + `path` (given without a leading slash or with one).
@@ -77,6 +97,34 @@ impl ServerUrl {
         let _ = url.set_scheme(scheme);
         url.query_pairs_mut().append_pair("clientId", client_id);
         url
+    }
+
+    /// Adds a header given as `Name: value` to every request. Errors name the header, never
+    /// its value.
+    pub fn with_header(mut self, line: &str) -> Result<Self, UrlError> {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(UrlError::Header {
+                name: None,
+                why: "there is no ':' after the name".into(),
+            });
+        };
+        let name =
+            HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| UrlError::Header {
+                name: Some(name.trim().chars().take(40).collect()),
+                why: "that is not a header name".into(),
+            })?;
+        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| UrlError::Header {
+            name: Some(name.to_string()),
+            why: "its value has characters a header cannot carry".into(),
+        })?;
+        value.set_sensitive(true);
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// The headers `--header` added.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 
     pub fn base(&self) -> &Url {
@@ -105,6 +153,34 @@ impl std::fmt::Display for ServerUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_kept_and_never_printed() {
+        let u = ServerUrl::parse("https://user:pw@box/comfy")
+            .and_then(|u| u.with_header("Authorization: Bearer s3cret-token"))
+            .and_then(|u| u.with_header("X-Extra:  two  "))
+            .unwrap();
+        assert_eq!(u.headers().len(), 2);
+        assert_eq!(u.headers()["x-extra"], "two");
+        for printed in [
+            u.to_string(),
+            format!("{u:?}"),
+            format!("{:?}", u.headers()),
+        ] {
+            assert!(!printed.contains("s3cret"), "{printed}");
+            assert!(!printed.contains("pw"), "{printed}");
+        }
+        let bad = u
+            .clone()
+            .with_header("Authorization Bearer s3cret")
+            .unwrap_err();
+        assert!(!bad.to_string().contains("s3cret"), "{bad}");
+        let bad = u.with_header("X-Token: s3cret\u{7}").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "a header must read 'Name: value' (header x-token): its value has characters a header cannot carry"
+        );
+    }
 
     #[test]
     fn prefix_is_kept_for_http_and_ws() {

@@ -28,7 +28,7 @@ use comfy_client::protocol::{ExecInfo, FeatureFlags};
 /// The largest body the server takes (ComfyUI's default `max_upload_size`).
 pub(crate) const MAX_UPLOAD: usize = 100 << 20;
 
-pub(crate) fn router(sim: Arc<Sim>) -> Router {
+pub(crate) fn router(sim: Arc<Sim>, required: Option<(String, String)>) -> Router {
     let api: Router<Arc<Sim>> = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/prompt", get(get_prompt).post(post_prompt))
@@ -54,8 +54,26 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .merge(internal)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), origin_guard))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let required = required.clone();
+            async move { header_guard(required.as_ref(), req, next).await }
+        }))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(sim)
+}
+
+/// The stand-in for a proxy that wants a token: without the header (and its value), 401.
+async fn header_guard(required: Option<&(String, String)>, req: Request, next: Next) -> Response {
+    if let Some((name, value)) = required
+        && req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            != Some(value.as_str())
+    {
+        return status_only(StatusCode::UNAUTHORIZED);
+    }
+    next.run(req).await
 }
 
 fn json_response<T: serde::Serialize>(body: &T) -> Response {

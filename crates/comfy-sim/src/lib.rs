@@ -49,6 +49,9 @@ pub struct SimConfig {
     pub step: Duration,
     /// Keep demo work flowing (prompts from simulated browser tabs and a script).
     pub demo: bool,
+    /// Answer 401 to any request (the WebSocket upgrade too) without this header and value,
+    /// as a reverse proxy in front of ComfyUI does with a token.
+    pub require_header: Option<(String, String)>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +60,7 @@ impl Default for SimConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             step: state::NOMINAL_STEP,
             demo: false,
+            require_header: None,
         }
     }
 }
@@ -74,7 +78,7 @@ impl SimServer {
         sim.log("Starting server");
         sim.log(&format!("To see the GUI go to: http://{addr}"));
 
-        let app = http::router(sim.clone());
+        let app = http::router(sim.clone(), config.require_header.clone());
         let mut stop = sim.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let signal = async move {
@@ -158,12 +162,16 @@ pub async fn run_standalone(
     listen: SocketAddr,
     step: Duration,
     demo: bool,
+    require_header: Option<(String, String)>,
 ) -> color_eyre::Result<()> {
-    let handle = SimServer::start(SimConfig { listen, step, demo })
-        .await
-        .wrap_err_with(|| {
-            format!("cannot listen on {listen}; is another server using that port?")
-        })?;
+    let handle = SimServer::start(SimConfig {
+        listen,
+        step,
+        demo,
+        require_header,
+    })
+    .await
+    .wrap_err_with(|| format!("cannot listen on {listen}; is another server using that port?"))?;
     // Listen for Ctrl-C before saying where we are, so a script that signals right after reading
     // the URL gets a clean shutdown rather than the default kill.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
