@@ -142,9 +142,15 @@ impl ColorWhen {
 }
 
 /// The completion script for `shell`, made from the same definitions as `--help`.
-pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+pub fn write_completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     use clap::CommandFactory as _;
-    clap_complete::generate(shell, &mut Cli::command(), "comfytop", out);
+    // Made whole first: the generator panics when its writer fails (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "comfytop", &mut script);
+    out.write_all(&script)
 }
 
 /// The manual page (roff), made from the same definitions as `--help`.
@@ -380,7 +386,7 @@ mod tests {
             clap_complete::Shell::PowerShell,
         ] {
             let mut out = Vec::new();
-            write_completions(shell, &mut out);
+            write_completions(shell, &mut out).unwrap();
             let script = String::from_utf8_lossy(&out);
             for word in ["comfytop", "watch", "submit", "image-protocol"] {
                 assert!(script.contains(word), "{shell:?} lacks {word}");

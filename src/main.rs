@@ -39,15 +39,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Cancel(args)) => Ok(runtime()?.block_on(commands::cancel::run(args)).into()),
         Some(Command::Queue(args)) => Ok(runtime()?.block_on(commands::queue::run(args)).into()),
         Some(Command::Sim(args)) => simulator(&args),
-        Some(Command::Completions { shell }) => {
-            comfytop::cli::write_completions(shell, &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Man) => {
-            comfytop::cli::write_man_page(&mut std::io::stdout())
-                .wrap_err("cannot write the manual page")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Completions { shell }) => printed(
+            comfytop::cli::write_completions(shell, &mut std::io::stdout()),
+            "the completion script",
+        ),
+        Some(Command::Man) => printed(
+            comfytop::cli::write_man_page(&mut std::io::stdout()),
+            "the manual page",
+        ),
         None => {
             let server = match server(cli.url.as_deref(), &cli.headers) {
                 Ok(server) => server,
@@ -55,6 +54,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             dashboard(server, &cli)
         }
+    }
+}
+
+/// Success once `what` is on stdout, or its reader stopped reading (`comfytop man | head`).
+fn printed(written: std::io::Result<()>, what: &str) -> Result<ExitCode> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).wrap_err(format!("cannot write {what}"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -1083,3 +1083,25 @@ async fn a_pending_prompt_gone_during_a_cut_is_lost_and_a_deleted_one_is_deleted
     );
     client.interrupt(Some(&long)).await.unwrap();
 }
+
+#[test]
+fn completions_and_the_man_page_end_quietly_when_their_reader_is_gone() {
+    for args in [&["completions", "zsh"][..], &["man"][..]] {
+        // A pipe whose reader is already closed: the first write fails (`| head` that left).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_comfytop"))
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+}
