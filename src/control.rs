@@ -271,7 +271,7 @@ pub enum ActionError {
     )]
     MaybeQueued {
         prompt_id: Option<PromptId>,
-        source: HttpError,
+        source: Box<HttpError>,
     },
     /// A requeue found nothing to send.
     #[error("cannot requeue prompt {}: {why}", short_id(.prompt_id))]
@@ -408,7 +408,7 @@ async fn queue(
         }),
         Err(error) if may_have_arrived(&error) => Err(ActionError::MaybeQueued {
             prompt_id: request.prompt_id.clone(),
-            source: error,
+            source: Box::new(error),
         }),
         Err(error) => Err(error.into()),
     }
@@ -783,12 +783,14 @@ mod tests {
             server: server.clone(),
             status: 504,
             body_excerpt: String::new(),
+            credentials_sent: String::new(),
         };
         let forbidden = HttpError::Status {
             call,
             server,
             status: 403,
             body_excerpt: String::new(),
+            credentials_sent: String::new(),
         };
         assert!(!may_have_arrived(&unreachable));
         assert!(!may_have_arrived(&forbidden));

@@ -114,6 +114,35 @@ async fn watch_sends_the_header_on_the_websocket_upgrade_too() {
     assert!(!all.contains(TOKEN), "{all}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_websocket_says_what_was_sent() {
+    let sim = guarded_server().await;
+    let url = sim.url();
+    let mut watch = comfytop(&["watch", &url, "--header", "X-Comfy-Token: wrong-value"]);
+    let mut child = watch.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let refusal = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("refused the WebSocket"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !refusal.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = refusal.await.unwrap().unwrap_or_default();
+    assert!(line.contains("HTTP 401"), "{line}");
+    assert!(
+        line.contains("comfytop sent the header x-comfy-token"),
+        "{line}"
+    );
+    assert!(!line.contains("wrong-value"), "{line}");
+}
+
 #[test]
 fn the_dashboard_sends_the_header_and_connects() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

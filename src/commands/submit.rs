@@ -290,10 +290,9 @@ async fn post(
     action: &ServerAction,
 ) -> Result<(String, f64), Exit> {
     let result = perform(client, access, action).await;
-    let http_error = match &result {
-        Err(ActionError::Http(error)) | Err(ActionError::MaybeQueued { source: error, .. }) => {
-            Some(error)
-        }
+    let http_error: Option<&HttpError> = match &result {
+        Err(ActionError::Http(error)) => Some(error),
+        Err(ActionError::MaybeQueued { source, .. }) => Some(source),
         _ => None,
     };
     if let Some(error) = http_error

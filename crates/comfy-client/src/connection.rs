@@ -616,7 +616,11 @@ async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, Stri
     .await
     {
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(e)) => Err(describe_connect_error(server, &e)),
+        Ok(Err(e)) => Err(describe_connect_error(
+            server,
+            &e,
+            &config.server.credentials_sent(),
+        )),
         Err(_) => Err(format!(
             "cannot reach {server}: no answer within {} s. Is the address right, and is the server up?",
             config.connect_timeout.as_secs_f32()
@@ -624,7 +628,7 @@ async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, Stri
     }
 }
 
-fn describe_connect_error(server: &str, error: &WsError) -> String {
+fn describe_connect_error(server: &str, error: &WsError, credentials_sent: &str) -> String {
     match error {
         WsError::Http(response) => {
             let status = response.status();
@@ -636,7 +640,7 @@ fn describe_connect_error(server: &str, error: &WsError) -> String {
                 || response.body().as_deref().is_some_and(looks_like_html);
             match status.as_u16() {
                 401 | 403 | 407 => format!(
-                    "{server} refused the WebSocket (HTTP {status}): check the credentials or the proxy in front of ComfyUI"
+                    "{server} refused the WebSocket (HTTP {status}): authentication failed; comfytop sent {credentials_sent}. Check them, or what the proxy in front of ComfyUI expects"
                 ),
                 502..=504 => format!(
                     "a proxy at {server} answered HTTP {status}: ComfyUI behind it is probably down or restarting"

@@ -131,12 +131,14 @@ pub enum HttpError {
         server: String,
         rejection: Box<PromptRejected>,
     },
-    #[error("{call}: {server} answered HTTP {status}{}. {}", excerpt_suffix(.body_excerpt), status_hint(*.status))]
+    #[error("{call}: {server} answered HTTP {status}{}. {}", excerpt_suffix(.body_excerpt), status_hint(*.status, .credentials_sent))]
     Status {
         call: String,
         server: String,
         status: u16,
         body_excerpt: String,
+        /// What was sent to prove who we are ([`ServerUrl::credentials_sent`]), for a refusal.
+        credentials_sent: String,
     },
     #[error(
         "{call}: the server at {server} does not look like ComfyUI ({why}). Check the URL, including any path prefix of a reverse proxy."
@@ -172,13 +174,17 @@ fn excerpt_suffix(excerpt: &str) -> String {
     }
 }
 
-fn status_hint(status: u16) -> &'static str {
+fn status_hint(status: u16, credentials_sent: &str) -> String {
     match status {
-        401 | 403 => "Check the credentials or the proxy in front of ComfyUI.",
-        404 => "It does not exist (any more).",
-        502..=504 => "A proxy answered: ComfyUI behind it is probably down or restarting.",
-        500..=599 => "The server failed internally; its log says why.",
-        _ => "See the server's log for details.",
+        401 | 403 | 407 => format!(
+            "Authentication failed: comfytop sent {credentials_sent}. Check them, or what the proxy in front of ComfyUI expects."
+        ),
+        404 => "It does not exist (any more).".to_string(),
+        502..=504 => {
+            "A proxy answered: ComfyUI behind it is probably down or restarting.".to_string()
+        }
+        500..=599 => "The server failed internally; its log says why.".to_string(),
+        _ => "See the server's log for details.".to_string(),
     }
 }
 
@@ -638,6 +644,7 @@ impl ComfyClient {
             } else {
                 excerpt(body)
             },
+            credentials_sent: self.server.credentials_sent(),
         }
     }
 

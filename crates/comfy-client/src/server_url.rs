@@ -122,6 +122,27 @@ impl ServerUrl {
         Ok(self)
     }
 
+    /// What this client sends to prove who it is, in words and without any secret: for the
+    /// message when a server or proxy refuses it (401, 403, 407).
+    pub fn credentials_sent(&self) -> String {
+        let mut sent = Vec::new();
+        if !self.base.username().is_empty() || self.base.password().is_some() {
+            sent.push("basic auth from the URL".to_string());
+        }
+        let names: Vec<&str> = self.headers.keys().map(|name| name.as_str()).collect();
+        match names.as_slice() {
+            [] => {}
+            [one] => sent.push(format!("the header {one}")),
+            several => sent.push(format!("the headers {}", several.join(", "))),
+        }
+        if sent.is_empty() {
+            "no credentials (put user:password@ in the URL, or add --header 'Authorization: ...')"
+                .to_string()
+        } else {
+            sent.join(" and ")
+        }
+    }
+
     /// The headers `--header` added.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
@@ -153,6 +174,20 @@ impl std::fmt::Display for ServerUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_credentials_sent_are_named_never_shown() {
+        let plain = ServerUrl::parse("http://box").unwrap();
+        assert!(plain.credentials_sent().starts_with("no credentials"));
+        let both = ServerUrl::parse("https://alice:pw@box")
+            .and_then(|u| u.with_header("Authorization: Bearer tok"))
+            .unwrap();
+        assert_eq!(
+            both.credentials_sent(),
+            "basic auth from the URL and the header authorization"
+        );
+        assert!(!both.credentials_sent().contains("alice"));
+    }
 
     #[test]
     fn headers_are_kept_and_never_printed() {
