@@ -331,7 +331,8 @@ pub fn with_headers(
     Ok(server)
 }
 
-/// The server a command names (`URL`, else `$COMFYUI_URL`, else the default) with its headers.
+/// The server a command names (`URL`, else `$COMFYUI_URL`, else the default) with its headers;
+/// the error is a usage error.
 pub fn server_from(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, String> {
     let url = std::env::var(URL_ENV).ok();
     let env_headers = std::env::var(HEADERS_ENV).ok();

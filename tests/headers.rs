@@ -82,19 +82,19 @@ async fn every_command_sends_the_header_and_fails_plainly_without_it() {
     assert_never_printed(&bad);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_sends_the_header_on_the_websocket_upgrade_too() {
-    let sim = guarded_server().await;
-    let url = sim.url();
-    let mut watch = comfytop(&["watch", &url, "--header", HEADER]);
-    let mut child = watch.spawn().unwrap();
+/// Runs `comfytop watch` with `args` until it prints a line that `wanted` accepts (at most
+/// 20 s), and returns the lines printed so far.
+async fn watch_until(args: &[&str], wanted: fn(&str) -> bool) -> Vec<String> {
+    let mut child = comfytop(args).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         use std::io::BufRead as _;
         let mut seen = Vec::new();
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let done = line.contains("-- connected to");
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = wanted(&line);
             seen.push(line);
             if done {
                 break;
@@ -108,7 +108,17 @@ async fn watch_sends_the_header_on_the_websocket_upgrade_too() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let lines = lines.await.unwrap();
+    lines.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sends_the_header_on_the_websocket_upgrade_too() {
+    let sim = guarded_server().await;
+    let url = sim.url();
+    let lines = watch_until(&["watch", &url, "--header", HEADER], |line| {
+        line.contains("-- connected to")
+    })
+    .await;
     let all = lines.join("\n");
     assert!(all.contains("-- connected to"), "{all}");
     assert!(!all.contains(TOKEN), "{all}");
@@ -118,23 +128,9 @@ async fn watch_sends_the_header_on_the_websocket_upgrade_too() {
 async fn a_refused_websocket_says_what_was_sent() {
     let sim = guarded_server().await;
     let url = sim.url();
-    let mut watch = comfytop(&["watch", &url, "--header", "X-Comfy-Token: wrong-value"]);
-    let mut child = watch.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let refusal = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead as _;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.contains("refused the WebSocket"))
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !refusal.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let line = refusal.await.unwrap().unwrap_or_default();
+    let args = ["watch", &url, "--header", "X-Comfy-Token: wrong-value"];
+    let lines = watch_until(&args, |line| line.contains("refused the WebSocket")).await;
+    let line = lines.last().cloned().unwrap_or_default();
     assert!(line.contains("HTTP 401"), "{line}");
     assert!(
         line.contains("comfytop sent the header x-comfy-token"),

@@ -427,10 +427,6 @@ impl Default for KeyTable {
 }
 
 impl KeyTable {
-    pub fn bindings(&self) -> &[Binding] {
-        &self.bindings
-    }
-
     /// What `pressed` does in `context`, if anything. Releases do nothing.
     pub fn action(&self, context: Context, pressed: &KeyEvent) -> Option<KeyAction> {
         if pressed.kind == KeyEventKind::Release {

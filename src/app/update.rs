@@ -111,18 +111,26 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
     state.dirty = true;
 }
 
+/// The movement a key asks for, if it is one; a page is half the screen.
+fn movement(action: KeyAction, height: u16) -> Option<Move> {
+    let page = i64::from(height / 2).max(1);
+    Some(match action {
+        KeyAction::Up => Move::By(-1),
+        KeyAction::Down => Move::By(1),
+        KeyAction::PageUp => Move::By(-page),
+        KeyAction::PageDown => Move::By(page),
+        KeyAction::Top => Move::Top,
+        KeyAction::Bottom => Move::Bottom,
+        _ => return None,
+    })
+}
+
 /// A key while the help is up: it closes, or scrolls when the screen is too small for it.
 fn on_help_key(state: &mut State, action: KeyAction) {
-    let page = i64::from(state.ui.height / 2).max(1);
-    match action {
-        KeyAction::Help | KeyAction::Back => state.ui.overlay = None,
-        KeyAction::Up => scroll_help(state, Move::By(-1)),
-        KeyAction::Down => scroll_help(state, Move::By(1)),
-        KeyAction::PageUp => scroll_help(state, Move::By(-page)),
-        KeyAction::PageDown => scroll_help(state, Move::By(page)),
-        KeyAction::Top => scroll_help(state, Move::Top),
-        KeyAction::Bottom => scroll_help(state, Move::Bottom),
-        _ => {}
+    if let Some(m) = movement(action, state.ui.height) {
+        scroll_help(state, m);
+    } else if matches!(action, KeyAction::Help | KeyAction::Back) {
+        state.ui.overlay = None;
     }
 }
 
@@ -131,8 +139,10 @@ fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>
     if !matches!(action, KeyAction::SaveOutput | KeyAction::FullSizeView) {
         preview::on_other_key(state);
     }
+    if let Some(m) = movement(action, state.ui.height) {
+        return move_in_view(state, m);
+    }
     let ui = &mut state.ui;
-    let page = i64::from(ui.height / 2).max(1);
     match action {
         KeyAction::Help => {
             ui.overlay = Some(Overlay::Help);
@@ -156,13 +166,13 @@ fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>
         KeyAction::NextOutput => preview::next_output(state),
         KeyAction::FullSizeView => preview::view_full_size(state, commands),
         KeyAction::SaveOutput => preview::save_output(state, commands),
-        KeyAction::Up => move_in_view(state, Move::By(-1)),
-        KeyAction::Down => move_in_view(state, Move::By(1)),
-        KeyAction::PageUp => move_in_view(state, Move::By(-page)),
-        KeyAction::PageDown => move_in_view(state, Move::By(page)),
-        KeyAction::Top => move_in_view(state, Move::Top),
-        KeyAction::Bottom => move_in_view(state, Move::Bottom),
-        KeyAction::Quit
+        KeyAction::Up
+        | KeyAction::Down
+        | KeyAction::PageUp
+        | KeyAction::PageDown
+        | KeyAction::Top
+        | KeyAction::Bottom
+        | KeyAction::Quit
         | KeyAction::Control(_)
         | KeyAction::Yes
         | KeyAction::No

@@ -18,7 +18,8 @@ use crate::control::{
 };
 use crate::tracker::Outcome;
 
-use super::{Exit, clean, fail, resolve_server};
+use super::{Exit, clean, fail};
+use crate::cli::server_from;
 
 /// How long to watch an interrupted prompt for its end before reporting that it still runs.
 const INTERRUPT_WATCH: Duration = Duration::from_secs(10);
@@ -116,7 +117,7 @@ pub async fn run(args: CancelArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let server = match resolve_server(url, &args.headers) {
+    let server = match server_from(url, &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);

@@ -10,7 +10,6 @@ pub mod submit;
 use std::process::ExitCode;
 
 use crate::comfy::http::{ComfyClient, HttpError};
-use crate::comfy::server_url::ServerUrl;
 
 /// Exit statuses, the same for every command (`submit`, `cancel`, `queue`, `watch`, `replay`).
 /// [`EXIT_STATUS_HELP`] says the same in words; keep the two together.
@@ -68,12 +67,6 @@ impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
         ExitCode::from(exit.code())
     }
-}
-
-/// The server to use: the argument, else `$COMFYUI_URL`, else the local default. A bad address
-/// is a usage error ([`Exit::Usage`]).
-pub fn resolve_server(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, String> {
-    crate::cli::server_from(arg, headers)
 }
 
 /// When a call failed in a way another kind of server would answer (a 404, 405 or 501 to a POST,

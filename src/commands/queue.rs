@@ -8,7 +8,8 @@ use crate::comfy::http::ComfyClient;
 use crate::control::{node_count, output_classes, output_nodes, owner_label};
 use crate::text::terminal_safe_json;
 
-use super::{Exit, clean, fail, resolve_server};
+use super::{Exit, clean, fail};
+use crate::cli::server_from;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = super::EXIT_STATUS_HELP)]
@@ -28,7 +29,7 @@ pub struct QueueArgs {
 }
 
 pub async fn run(args: QueueArgs) -> Exit {
-    let server = match resolve_server(args.url.as_deref(), &args.headers) {
+    let server = match server_from(args.url.as_deref(), &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);

@@ -14,7 +14,8 @@ use crate::control::{Access, ActionError, Done, Located, ServerAction, locate, p
 use crate::workflow::{Override, class_inputs, parse_api_workflow, randomize_seeds};
 
 use super::follow::{CtrlC, Ending, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
-use super::{Exit, clean, download, fail, not_comfy, resolve_server};
+use super::{Exit, clean, download, fail, not_comfy};
+use crate::cli::server_from;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = format!(
@@ -67,7 +68,7 @@ impl SubmitArgs {
 }
 
 pub async fn run(args: SubmitArgs) -> Exit {
-    let server = match resolve_server(args.url.as_deref(), &args.headers) {
+    let server = match server_from(args.url.as_deref(), &args.headers) {
         Ok(server) => server,
         Err(message) => {
             fail(message);
