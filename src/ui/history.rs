@@ -46,7 +46,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         );
         return;
     }
-    let selected = state.selected_history_row();
+    let selected = state.ui.history.resolve(rows.iter().map(|p| p.id.as_str()));
     let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
         .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
     let table_row = |p: &&PromptRecord| {

@@ -49,7 +49,8 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         );
         return;
     }
-    let selected = state.selected_queue_row();
+    // From the rows at hand: listing them again costs as much as the queue is long.
+    let selected = state.ui.queue.resolve(rows.iter().map(|p| p.id.as_str()));
     // The "by" column takes the room the others leave, for client ids that differ at their end.
     let by_width = usize::from(area.width.saturating_sub(FIXED_COLUMNS))
         .clamp(BY_MIN, crate::control::CLIENT_ID_SHOWN);
