@@ -10,6 +10,8 @@ use crate::comfy::server_url::{DEFAULT_URL, ServerUrl};
 use crate::commands::cancel::CancelArgs;
 use crate::commands::queue::QueueArgs;
 use crate::commands::submit::SubmitArgs;
+use crate::config::{Config, ServerEntry};
+use crate::notify::NotifyMode;
 use crate::preview::ImageProtocol;
 use crate::watch::LineFormat;
 use crate::watch::replay::Pace;
@@ -45,14 +47,13 @@ Examples:
 {}", crate::commands::EXIT_STATUS_HELP)
 )]
 pub struct Cli {
-    /// ComfyUI server for the dashboard [default: $COMFYUI_URL, else http://127.0.0.1:8188]
-    #[arg(value_name = "URL")]
+    /// ComfyUI server for the dashboard: a URL, or a name from the config (gpu1 or @gpu1)
+    /// [default: $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL|NAME")]
     pub url: Option<String>,
 
-    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
-    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Run the dashboard against a built-in simulated server (no ComfyUI needed)
     #[arg(long)]
@@ -74,13 +75,15 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    /// How previews are drawn: auto asks the terminal, halfblocks works everywhere
-    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = ImageProtocol::Auto)]
-    pub image_protocol: ImageProtocol,
+    /// How previews are drawn: auto asks the terminal, halfblocks works everywhere [default:
+    /// the server's config, else auto]
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub image_protocol: Option<ImageProtocol>,
 
-    /// The most preview redraws per second (over ssh every byte counts)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=30))]
-    pub preview_fps: u32,
+    /// The most preview redraws per second (over ssh every byte counts) [default: the
+    /// server's config, else 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub preview_fps: Option<u32>,
 
     /// Where `s` saves outputs (never over an existing file)
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -91,8 +94,26 @@ pub struct Cli {
     pub history: usize,
 
     /// Colours on screen: auto uses them unless NO_COLOR is set (the commands print none)
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
+
+    /// The config file with named servers and keys [default: $XDG_CONFIG_HOME/comfytop/config.toml]
+    #[arg(long, global = true, value_name = "FILE", env = crate::config::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+
+    /// Connect as this clientId instead of the one comfytop keeps per server: ComfyUI sends a
+    /// prompt's live events only to the id that queued it
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// When a prompt ends: ring the bell, send a desktop notification (OSC 9 / 777), both, or
+    /// nothing [default: the server's config, else bell]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub notify: Option<NotifyMode>,
+
+    /// Notify for every prompt, not only those this comfytop queued
+    #[arg(long)]
+    pub notify_all: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -119,6 +140,39 @@ pub enum Command {
     },
     /// Print the manual page, in roff (e.g. `comfytop man | man -l -`)
     Man,
+    /// Where the config file is, or a commented example of one
+    Config {
+        #[arg(value_enum)]
+        what: ConfigCommand,
+    },
+}
+
+/// `comfytop config ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigCommand {
+    /// The file comfytop reads (it may not exist yet)
+    Path,
+    /// A commented example that parses: `comfytop config example > "$(comfytop config path)"`
+    Example,
+}
+
+/// How to reach a server beyond its address: on the dashboard and every command that talks to
+/// one.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionArgs {
+    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
+    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Also trust the CA certificates in FILE (PEM): for https with a private CA
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Accept any certificate over https. Encrypted, but anyone in between could pose as the
+    /// server: for a quick test only
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `--color`.
@@ -162,18 +216,21 @@ pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 #[derive(Debug, Args)]
 #[command(after_help = crate::commands::EXIT_STATUS_HELP)]
 pub struct WatchArgs {
-    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
-    #[arg(value_name = "URL")]
+    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
+    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL|NAME")]
     pub url: Option<String>,
 
     /// Print one JSON object per line instead of text
     #[arg(long)]
     pub json: bool,
 
-    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
-    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Connect as this clientId instead of the one comfytop keeps per server
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
 
     /// Append every received frame and every HTTP answer used to FILE, in the transcript format
     /// `replay` reads
@@ -288,22 +345,72 @@ fn parse_speed(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The server to use: the argument, else `$COMFYUI_URL` when set and not empty, else the local
-/// default. The error is one line naming the bad address and where it came from.
-pub fn resolve_server(arg: Option<&str>, env: Option<&str>) -> Result<ServerUrl, String> {
-    let (text, source) = match (arg, env.filter(|e| !e.trim().is_empty())) {
-        (Some(arg), _) => (arg, None),
-        (None, Some(env)) => (env, Some(URL_ENV)),
-        (None, None) => (DEFAULT_URL, None),
-    };
-    ServerUrl::parse(text).map_err(|e| match source {
-        Some(var) => format!("{e} (from ${var})"),
-        None => e.to_string(),
-    })
+/// The server a command names, with everything the config says about it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: ServerUrl,
+    /// Its name in the config, when it was named.
+    pub name: Option<String>,
+    /// The config's entry for it, when it was named.
+    pub entry: Option<ServerEntry>,
 }
 
-/// `server` with the headers of `$COMFYUI_HEADERS` (one per line) and then `--header`; a
-/// header named on the command line replaces one of the same name from the environment.
+impl Target {
+    /// `read_only = true` in its config entry.
+    pub fn read_only(&self) -> bool {
+        self.entry
+            .as_ref()
+            .and_then(|e| e.read_only)
+            .unwrap_or(false)
+    }
+}
+
+/// The server named by `arg`, else `$COMFYUI_URL` when set and not empty, else the config's
+/// default, else the local default. `@name` is a server of the config; so is a bare word that
+/// names one. The error is one line naming the bad address and where it came from.
+pub fn resolve_server(
+    arg: Option<&str>,
+    env: Option<&str>,
+    config: &Config,
+) -> Result<Target, String> {
+    let (text, source) = match (arg, env.filter(|e| !e.trim().is_empty())) {
+        (Some(arg), _) => (arg.to_string(), None),
+        (None, Some(env)) => (env.to_string(), Some(format!("from ${URL_ENV}"))),
+        (None, None) => match &config.default {
+            Some(name) => (format!("@{name}"), None),
+            None => (DEFAULT_URL.to_string(), None),
+        },
+    };
+    let text = text.trim();
+    let name = match text.strip_prefix('@') {
+        Some(name) => Some(name),
+        None if config.servers.contains_key(text) => Some(text),
+        None => None,
+    };
+    let with_source = |e: String| match &source {
+        Some(source) => format!("{e} ({source})"),
+        None => e,
+    };
+    match name {
+        Some(name) => {
+            let entry = config.server(name).map_err(with_source)?;
+            Ok(Target {
+                server: entry.server_url(name)?,
+                name: Some(name.to_string()),
+                entry: Some(entry.clone()),
+            })
+        }
+        None => Ok(Target {
+            server: ServerUrl::parse(text).map_err(|e| with_source(e.to_string()))?,
+            name: None,
+            entry: None,
+        }),
+    }
+}
+
+/// `server` with the headers of `$COMFYUI_HEADERS` (one per line) and then `--header`. A
+/// header named in a later place replaces one of the same name from an earlier one: the config,
+/// then the environment, then the command line.
 pub fn with_headers(
     server: ServerUrl,
     args: &[String],
@@ -314,12 +421,20 @@ pub fn with_headers(
             .map(|(name, _)| name.trim().to_ascii_lowercase())
     };
     let given: Vec<String> = args.iter().filter_map(|line| name_of(line)).collect();
-    let from_env = env
+    let from_env: Vec<&str> = env
         .unwrap_or_default()
         .lines()
         .filter(|line| !line.trim().is_empty())
-        .filter(|line| name_of(line).is_none_or(|name| !given.contains(&name)));
+        .filter(|line| name_of(line).is_none_or(|name| !given.contains(&name)))
+        .collect();
     let mut server = server;
+    for name in from_env
+        .iter()
+        .filter_map(|line| name_of(line))
+        .chain(given.iter().cloned())
+    {
+        server = server.without_header(&name);
+    }
     for line in from_env {
         server = server
             .with_header(line)
@@ -331,16 +446,25 @@ pub fn with_headers(
     Ok(server)
 }
 
-/// The server a command names (`URL`, else `$COMFYUI_URL`, else the default) with its headers;
-/// the error is a usage error.
-pub fn server_from(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, String> {
+/// The server a command names (see [`resolve_server`]) with the headers and TLS settings of
+/// the environment and the command line over those of the config; the error is a usage error.
+pub fn target(
+    arg: Option<&str>,
+    connection: &ConnectionArgs,
+    config: &Config,
+) -> Result<Target, String> {
     let url = std::env::var(URL_ENV).ok();
     let env_headers = std::env::var(HEADERS_ENV).ok();
-    with_headers(
-        resolve_server(arg, url.as_deref())?,
-        headers,
-        env_headers.as_deref(),
-    )
+    let mut target = resolve_server(arg, url.as_deref(), config)?;
+    let mut server = with_headers(target.server, &connection.headers, env_headers.as_deref())?;
+    if let Some(ca) = &connection.ca_cert {
+        server = server.with_ca_cert(ca).map_err(|e| e.to_string())?;
+    }
+    if connection.insecure {
+        server = server.with_insecure(true);
+    }
+    target.server = server;
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -360,7 +484,7 @@ mod tests {
         assert!(bad.ends_with("(from $COMFYUI_HEADERS)"), "{bad}");
         assert!(!bad.contains("secret"), "{bad}");
         let cli = parse(&["http://box", "--header", "X-A: 1", "--header", "X-B: 2"]).unwrap();
-        assert_eq!(cli.headers, ["X-A: 1", "X-B: 2"]);
+        assert_eq!(cli.connection.headers, ["X-A: 1", "X-B: 2"]);
     }
 
     #[test]
@@ -501,7 +625,8 @@ mod tests {
 
     #[test]
     fn server_comes_from_the_argument_then_the_environment_then_the_default() {
-        let from = |arg, env| resolve_server(arg, env).map(|s| s.to_string());
+        let config = Config::default();
+        let from = |arg, env| resolve_server(arg, env, &config).map(|t| t.server.to_string());
         assert_eq!(
             from(Some("http://a:1"), Some("http://b:2")).unwrap(),
             "http://a:1"
@@ -513,13 +638,51 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_one_line_naming_it_and_its_source() {
-        let err = resolve_server(Some("ftp://x"), None).unwrap_err();
+        let config = Config::default();
+        let err = resolve_server(Some("ftp://x"), None, &config).unwrap_err();
         assert_eq!(err, "'ftp://x' is not an http(s):// or ws(s):// URL");
-        let err = resolve_server(None, Some("gopher://y")).unwrap_err();
+        let err = resolve_server(None, Some("gopher://y"), &config).unwrap_err();
         assert!(
             err.contains("'gopher://y'") && err.ends_with("(from $COMFYUI_URL)"),
             "{err}"
         );
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn servers_are_named_with_or_without_an_at_and_their_headers_give_way() {
+        let config = Config::parse(
+            "default = \"gpu1\"\n[servers.gpu1]\nurl = \"http://gpu1:8188\"\nread_only = true\n\
+             headers = { X-Team = \"config\", Authorization = \"Bearer config\" }\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        for arg in [None, Some("@gpu1"), Some("gpu1")] {
+            let target = resolve_server(arg, None, &config).unwrap();
+            assert_eq!(target.server.to_string(), "http://gpu1:8188", "{arg:?}");
+            assert_eq!(target.name.as_deref(), Some("gpu1"));
+            assert!(target.read_only());
+        }
+        let from_env = resolve_server(None, Some("@gpu1"), &config).unwrap();
+        assert_eq!(from_env.name.as_deref(), Some("gpu1"));
+        let plain = resolve_server(Some("gpu1:8188"), None, &config).unwrap();
+        assert!(plain.name.is_none() && !plain.read_only());
+        let err = resolve_server(None, Some("@gpu9"), &config).unwrap_err();
+        assert!(
+            err.starts_with("no server is named 'gpu9' in c.toml; the servers are gpu1")
+                && err.ends_with("(from $COMFYUI_URL)"),
+            "{err}"
+        );
+
+        let server = resolve_server(None, None, &config).unwrap().server;
+        let server = with_headers(
+            server,
+            &["Authorization: Bearer cli".to_string()],
+            Some("X-Team: env"),
+        )
+        .unwrap();
+        assert_eq!(server.headers()["authorization"], "Bearer cli");
+        assert_eq!(server.headers()["x-team"], "env");
+        assert_eq!(server.headers().len(), 2);
     }
 }

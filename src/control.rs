@@ -418,9 +418,11 @@ async fn queue(
 /// connection or a clear refusal.
 fn may_have_arrived(error: &HttpError) -> bool {
     match error {
-        HttpError::Unreachable { .. } | HttpError::Setup(_) | HttpError::PromptRejected { .. } => {
-            false
-        }
+        // A redirect to a sign-in page is the proxy's answer: nothing reached ComfyUI.
+        HttpError::Unreachable { .. }
+        | HttpError::Setup(_)
+        | HttpError::PromptRejected { .. }
+        | HttpError::Redirected { .. } => false,
         // A proxy that gave up waiting may have passed the request on.
         HttpError::Status { status, .. } => (502..=504).contains(status),
         HttpError::Timeout { .. }

@@ -17,12 +17,15 @@ pub use comfy_client::{FIXTURES, text};
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod describe;
 pub mod format;
+pub mod identity;
+pub mod notify;
 pub mod preview;
 pub mod session;
 pub mod term;

@@ -3,11 +3,17 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use color_eyre::eyre::{Result, WrapErr as _};
 
-use comfytop::cli::{Cli, Command, ReplayArgs, SimArgs, WatchArgs, server_from};
+use comfytop::app::keys::KeyTable;
+use comfytop::cli::{
+    Cli, Command, ConfigCommand, ConnectionArgs, ReplayArgs, SimArgs, Target, WatchArgs,
+};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands::{self, Exit};
+use comfytop::config::{Config, ConfigPath, EXAMPLE};
 use comfytop::control::Access;
-use comfytop::dashboard::{self, DashboardConfig};
+use comfytop::dashboard::{self, DEFAULT_PREVIEW_FPS, DashboardConfig};
+use comfytop::identity::ClientIdentity;
+use comfytop::notify::{NotifyFor, NotifyMode};
 use comfytop::watch::{live, replay};
 
 fn main() -> ExitCode {
@@ -26,34 +32,86 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let config_path = ConfigPath::find(cli.config.as_deref());
+    // What needs no server needs no config either: a broken config must not stop these.
+    match &cli.command {
+        Some(Command::Replay(args)) => return replay(args),
+        Some(Command::Sim(args)) => return simulator(args),
+        Some(Command::Completions { shell }) => {
+            return printed(
+                comfytop::cli::write_completions(*shell, &mut std::io::stdout()),
+                "the completion script",
+            );
+        }
+        Some(Command::Man) => {
+            return printed(
+                comfytop::cli::write_man_page(&mut std::io::stdout()),
+                "the manual page",
+            );
+        }
+        Some(Command::Config { what }) => return config_command(*what, config_path.as_ref()),
+        _ => {}
+    }
+    let config = match Config::load(config_path.as_ref()) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("comfytop: {message}");
+            return Ok(Exit::Usage.into());
+        }
+    };
     match cli.command {
         Some(Command::Watch(args)) => {
-            let server = match server(args.url.as_deref(), &args.headers) {
-                Ok(server) => server,
+            let target = match target(args.url.as_deref(), &args.connection, &config) {
+                Ok(target) => target,
                 Err(code) => return Ok(code),
             };
-            watch(server, args)
+            watch(target, args)
         }
-        Some(Command::Replay(args)) => replay(&args),
-        Some(Command::Submit(args)) => Ok(runtime()?.block_on(commands::submit::run(args)).into()),
-        Some(Command::Cancel(args)) => Ok(runtime()?.block_on(commands::cancel::run(args)).into()),
-        Some(Command::Queue(args)) => Ok(runtime()?.block_on(commands::queue::run(args)).into()),
-        Some(Command::Sim(args)) => simulator(&args),
-        Some(Command::Completions { shell }) => printed(
-            comfytop::cli::write_completions(shell, &mut std::io::stdout()),
-            "the completion script",
-        ),
-        Some(Command::Man) => printed(
-            comfytop::cli::write_man_page(&mut std::io::stdout()),
-            "the manual page",
-        ),
-        None => {
-            let server = match server(cli.url.as_deref(), &cli.headers) {
-                Ok(server) => server,
+        Some(Command::Submit(args)) => Ok(runtime()?
+            .block_on(commands::submit::run(args, &config))
+            .into()),
+        Some(Command::Cancel(args)) => Ok(runtime()?
+            .block_on(commands::cancel::run(args, &config))
+            .into()),
+        Some(Command::Queue(args)) => Ok(runtime()?
+            .block_on(commands::queue::run(args, &config))
+            .into()),
+        _ => {
+            let keys = match config.keys() {
+                Ok(keys) => keys,
+                Err(message) => {
+                    eprintln!("comfytop: {message}");
+                    return Ok(Exit::Usage.into());
+                }
+            };
+            let target = match target(cli.url.as_deref(), &cli.connection, &config) {
+                Ok(target) => target,
                 Err(code) => return Ok(code),
             };
-            dashboard(server, &cli)
+            dashboard(target, keys, &cli)
         }
+    }
+}
+
+/// `comfytop config path|example`.
+fn config_command(what: ConfigCommand, path: Option<&ConfigPath>) -> Result<ExitCode> {
+    match what {
+        ConfigCommand::Path => match path {
+            Some(path) => {
+                println!("{}", path.path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!(
+                    "comfytop: neither $XDG_CONFIG_HOME nor $HOME is set; name a config with --config FILE"
+                );
+                Ok(Exit::Usage.into())
+            }
+        },
+        ConfigCommand::Example => printed(
+            std::io::Write::write_all(&mut std::io::stdout(), EXAMPLE.as_bytes()),
+            "the example config",
+        ),
     }
 }
 
@@ -68,11 +126,35 @@ fn printed(written: std::io::Result<()>, what: &str) -> Result<ExitCode> {
 }
 
 /// The server to talk to, or the usage exit status after saying what is wrong with it.
-fn server(arg: Option<&str>, headers: &[String]) -> Result<ServerUrl, ExitCode> {
-    server_from(arg, headers).map_err(|message| {
+fn target(
+    arg: Option<&str>,
+    connection: &ConnectionArgs,
+    config: &Config,
+) -> Result<Target, ExitCode> {
+    comfytop::cli::target(arg, connection, config).map_err(|message| {
         eprintln!("comfytop: {message}");
         Exit::Usage.into()
     })
+}
+
+/// The clientId to use: `--client-id`, else the one kept for the server. A note on why it is
+/// a fresh one goes to stderr (`quiet`: the dashboard shows it itself).
+fn identity(
+    given: Option<&str>,
+    server: &ServerUrl,
+    quiet: bool,
+) -> Result<ClientIdentity, ExitCode> {
+    let identity = match given {
+        Some(id) => ClientIdentity::given(id).map_err(|message| {
+            eprintln!("comfytop: {message}");
+            ExitCode::from(Exit::Usage)
+        })?,
+        None => ClientIdentity::for_server(server),
+    };
+    if !quiet && let Some(note) = &identity.note {
+        eprintln!("comfytop: {note}");
+    }
+    Ok(identity)
 }
 
 /// One thread is plenty: everything waits on sockets.
@@ -83,9 +165,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .wrap_err("cannot start the async runtime")
 }
 
-fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
+fn watch(target: Target, args: WatchArgs) -> Result<ExitCode> {
+    let identity = match identity(args.client_id.as_deref(), &target.server, false) {
+        Ok(identity) => identity,
+        Err(code) => return Ok(code),
+    };
     runtime()?.block_on(live::run(
-        server,
+        target.server,
+        identity.id.clone(),
         args.format(),
         args.record.as_deref(),
         args.history,
@@ -93,21 +180,53 @@ fn watch(server: ServerUrl, args: WatchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dashboard on `server`, or with `--demo` on a simulated server started in-process.
-fn dashboard(server: ServerUrl, cli: &Cli) -> Result<ExitCode> {
+/// The dashboard on `target`, or with `--demo` on a simulated server started in-process. The
+/// command line wins over the server's config entry, which wins over the defaults.
+fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
     if let Some(path) = &cli.log {
         dashboard::log_to_file(path)?;
     }
+    // The demo's simulator is a new server each time: nothing to resume there.
+    let identity = if cli.demo {
+        ClientIdentity::fresh()
+    } else {
+        match identity(cli.client_id.as_deref(), &target.server, true) {
+            Ok(identity) => identity,
+            Err(code) => return Ok(code),
+        }
+    };
+    let entry = target.entry.as_ref();
     let config = DashboardConfig {
-        server,
         mouse: !cli.no_mouse,
         record: cli.record.clone(),
-        image_protocol: cli.image_protocol,
-        preview_fps: cli.preview_fps,
+        image_protocol: cli
+            .image_protocol
+            .or(entry.and_then(|e| e.image_protocol))
+            .unwrap_or_default(),
+        preview_fps: cli
+            .preview_fps
+            .or(entry.and_then(|e| e.preview_fps))
+            .unwrap_or(DEFAULT_PREVIEW_FPS),
         save_dir: cli.save_dir.clone(),
         finished_kept: cli.history,
         color: cli.color.colours(std::env::var_os("NO_COLOR").as_deref()),
-        access: Access::from_read_only(cli.read_only),
+        access: Access::from_read_only(cli.read_only || target.read_only()),
+        client_id: identity.id.clone(),
+        client_id_note: identity.note.clone(),
+        keys,
+        notify: NotifyFor {
+            // The demo's own prompts end every few seconds: no bell unless asked for.
+            mode: cli
+                .notify
+                .or(entry.and_then(|e| e.notify))
+                .unwrap_or(if cli.demo {
+                    NotifyMode::Off
+                } else {
+                    NotifyMode::default()
+                }),
+            all_prompts: cli.notify_all || entry.and_then(|e| e.notify_all).unwrap_or(false),
+        },
+        server: target.server,
     };
     // Two workers: the connection, the HTTP calls (and the demo's simulator) keep running while
     // the loop itself is busy, e.g. showing a full-size image that waits for a key.

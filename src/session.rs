@@ -61,6 +61,7 @@ pub fn worth_retrying(error: &HttpError) -> bool {
         HttpError::PromptRejected { .. }
         | HttpError::NotComfy { .. }
         | HttpError::Decode { .. }
+        | HttpError::Redirected { .. }
         | HttpError::Setup(_) => false,
     }
 }

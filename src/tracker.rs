@@ -471,6 +471,12 @@ impl PromptRecord {
         }
     }
 
+    /// Who queued it is not known: no queue or history answer listed it (they carry the queue
+    /// number and the client id together).
+    pub fn owner_unknown(&self) -> bool {
+        !self.ours && self.number.is_none()
+    }
+
     /// Appeared in the tracker's step after it had counted `change` steps.
     pub fn new_since(&self, change: u64) -> bool {
         self.first_change > change
@@ -902,6 +908,19 @@ impl Tracker {
         }
     }
 
+    /// A prompt that ran and ended between two looks at the queue was seen only through its
+    /// live events, which do not say who queued it (ours, or one without a client id, whose
+    /// events go to everyone): its history entry does.
+    fn learn_owner(&mut self, id: &str, commands: &mut Vec<TrackerCommand>) {
+        if self
+            .prompts
+            .get(id)
+            .is_some_and(PromptRecord::owner_unknown)
+        {
+            self.request_history_item(id, commands);
+        }
+    }
+
     /// A `/history/{id}` slot came free: the next waiting lookup still needed takes it.
     fn next_history_items(&mut self, commands: &mut Vec<TrackerCommand>) {
         while self.history_requested.len() < HISTORY_ITEMS_IN_FLIGHT {
@@ -909,10 +928,9 @@ impl Tracker {
                 return;
             };
             self.item_waiting.remove(&id);
-            let needed = self
-                .prompts
-                .get(&id)
-                .is_some_and(|p| !p.is_finished() || self.awaiting.contains_key(&id));
+            let needed = self.prompts.get(&id).is_some_and(|p| {
+                !p.is_finished() || self.awaiting.contains_key(&id) || p.owner_unknown()
+            });
             if needed {
                 self.request_history_item(&id, commands);
             }
@@ -982,6 +1000,7 @@ impl Tracker {
             ServerMessage::Executed(m) => self.on_executed(now, m),
             ServerMessage::ExecutionSuccess(m) => {
                 self.finish(now, &m.prompt_id, Outcome::Success, m.timestamp);
+                self.learn_owner(&m.prompt_id, commands);
             }
             ServerMessage::ExecutionError(m) => {
                 let outcome = Outcome::Error(ErrorInfo {
@@ -994,6 +1013,7 @@ impl Tracker {
                 });
                 self.mark_failed_node(now, &m.prompt_id, m.node_id.as_deref(), NodeState::Error);
                 self.finish(now, &m.prompt_id, outcome, m.timestamp);
+                self.learn_owner(&m.prompt_id, commands);
             }
             ServerMessage::ExecutionInterrupted(m) => {
                 let outcome = Outcome::Interrupted {
@@ -1458,8 +1478,16 @@ impl Tracker {
     fn apply_history_entry(&mut self, now: f64, id: PromptId, entry: &HistoryEntry) {
         let awaited = self.awaiting.contains_key(&id);
         let known_before = match self.prompts.get(&id) {
-            // Every poll lists the newest entries again: nothing new in one already applied.
-            Some(p) if p.is_finished() && !awaited && p.server_finished_ms.is_some() => return,
+            // Every poll lists the newest entries again: nothing new in one already applied
+            // (or followed live to its end, unless who queued it is still to learn).
+            Some(p)
+                if p.is_finished()
+                    && !awaited
+                    && p.server_finished_ms.is_some()
+                    && !p.owner_unknown() =>
+            {
+                return;
+            }
             Some(_) => true,
             None => false,
         };

@@ -325,6 +325,14 @@ fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c()
         .unwrap()
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .env(
+            "COMFYTOP_STATE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/comfytop-state"),
+        )
+        .env(
+            "XDG_CONFIG_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/no-config"),
+        )
         .args(["watch", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -419,6 +427,14 @@ fn the_sim_subcommand_serves_until_ctrl_c() {
     use std::process::{Command, Stdio};
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .env(
+            "COMFYTOP_STATE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/comfytop-state"),
+        )
+        .env(
+            "XDG_CONFIG_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/no-config"),
+        )
         .args(["sim", "--listen", "127.0.0.1:0", "--step-ms", "5"])
         .stdout(Stdio::piped())
         .spawn()
@@ -552,6 +568,14 @@ fn a_paced_replay_of_a_far_future_time_ends_and_names_the_line() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_comfytop"))
+        .env(
+            "COMFYTOP_STATE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/comfytop-state"),
+        )
+        .env(
+            "XDG_CONFIG_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/no-config"),
+        )
         .args(["replay", path.to_str().unwrap(), "--speed", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -41,6 +41,9 @@ pub enum Command {
     Act(control::ServerAction),
     /// Try the server again now instead of waiting out the backoff.
     Reconnect,
+    /// Tell the user a prompt ended (the bell and/or a desktop notification, as `--notify`
+    /// says); the text says which and how.
+    Notify(String),
     /// Leave the dashboard.
     Quit,
 }

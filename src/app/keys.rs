@@ -70,6 +70,65 @@ pub enum KeyAction {
     CloseFullView,
 }
 
+impl KeyAction {
+    /// Every action a user may give other keys in the config's `[keys]` table, by its name
+    /// there. Leaving the full-size view takes any key, so it has none.
+    pub const CONFIGURABLE: &[(&str, KeyAction)] = &[
+        ("quit", Self::Quit),
+        ("next-panel", Self::NextPanel),
+        ("previous-panel", Self::PrevPanel),
+        ("up", Self::Up),
+        ("down", Self::Down),
+        ("page-up", Self::PageUp),
+        ("page-down", Self::PageDown),
+        ("top", Self::Top),
+        ("bottom", Self::Bottom),
+        ("open", Self::Open),
+        ("back", Self::Back),
+        ("help", Self::Help),
+        ("log", Self::ToggleLog),
+        ("preview", Self::TogglePreview),
+        ("next-output", Self::NextOutput),
+        ("full-size", Self::FullSizeView),
+        ("save", Self::SaveOutput),
+        ("cancel", Self::Control(ControlKey::Cancel)),
+        ("delete", Self::Control(ControlKey::Delete)),
+        ("clear-pending", Self::Control(ControlKey::ClearPending)),
+        ("requeue", Self::Control(ControlKey::Requeue)),
+        (
+            "requeue-new-seeds",
+            Self::Control(ControlKey::RequeueNewSeeds),
+        ),
+        ("requeue-front", Self::Control(ControlKey::RequeueFront)),
+        ("free", Self::Control(ControlKey::Free)),
+        ("yes", Self::Yes),
+        ("no", Self::No),
+        ("retry", Self::RetryNow),
+    ];
+
+    /// The action a config file names, or what the names are.
+    pub fn from_config_name(name: &str) -> Result<Self, String> {
+        Self::CONFIGURABLE
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, action)| *action)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::CONFIGURABLE.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "no action is named '{name}'; the actions are {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    fn config_name(self) -> &'static str {
+        Self::CONFIGURABLE
+            .iter()
+            .find(|(_, action)| *action == self)
+            .map_or("?", |(name, _)| name)
+    }
+}
+
 /// The keys that change something on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlKey {
@@ -131,6 +190,70 @@ impl Key {
             }
             _ => false,
         }
+    }
+}
+
+/// A key as a config file writes it, in the help's spelling: `x`, `G`, `Ctrl-r`, `Alt-x`,
+/// `Enter`, `Esc`, `Tab`, `Shift-Tab`, `Space`, `Up`/`↑`, `PgDn`, `Home`, `F5`...
+impl std::str::FromStr for Key {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut rest = text;
+        let mut modifiers = KeyModifiers::NONE;
+        loop {
+            let lower = rest.to_ascii_lowercase();
+            if rest.chars().count() > 2 && (lower.starts_with("ctrl-") || lower.starts_with("alt-"))
+            {
+                let (modifier, len) = if lower.starts_with("ctrl-") {
+                    (KeyModifiers::CONTROL, 5)
+                } else {
+                    (KeyModifiers::ALT, 4)
+                };
+                modifiers |= modifier;
+                rest = &rest[len..];
+            } else {
+                break;
+            }
+        }
+        let mut chars = rest.chars();
+        let code = match (chars.next(), chars.next()) {
+            (Some(c), None) if !c.is_control() && !matches!(c, '↑' | '↓' | '←' | '→') => {
+                // Ctrl-R is Ctrl-r: terminals send the same for both.
+                let c = if modifiers.contains(KeyModifiers::CONTROL) {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                };
+                KeyCode::Char(c)
+            }
+            _ => match rest.to_ascii_lowercase().as_str() {
+                "tab" => KeyCode::Tab,
+                "shift-tab" | "backtab" => KeyCode::BackTab,
+                "up" | "↑" => KeyCode::Up,
+                "down" | "↓" => KeyCode::Down,
+                "left" | "←" => KeyCode::Left,
+                "right" | "→" => KeyCode::Right,
+                "pgup" | "pageup" => KeyCode::PageUp,
+                "pgdn" | "pagedown" => KeyCode::PageDown,
+                "home" => KeyCode::Home,
+                "end" => KeyCode::End,
+                "enter" | "return" => KeyCode::Enter,
+                "esc" | "escape" => KeyCode::Esc,
+                "delete" | "del" => KeyCode::Delete,
+                "backspace" => KeyCode::Backspace,
+                "space" => KeyCode::Char(' '),
+                other => match other.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()) {
+                    Some(n @ 1..=24) => KeyCode::F(n),
+                    _ => {
+                        return Err(format!(
+                            "'{text}' is not a key; write one like x, G, Ctrl-r, Alt-x, Enter, Esc, Tab, Space, Up, PgDn or F5"
+                        ));
+                    }
+                },
+            },
+        };
+        Ok(Self::Press(code, modifiers))
     }
 }
 
@@ -427,6 +550,48 @@ impl Default for KeyTable {
 }
 
 impl KeyTable {
+    /// The table with the keys of some actions replaced (the config's `[keys]`). Ctrl-C quits
+    /// everywhere whatever is asked. A key left doing two things in one place is an error that
+    /// names both.
+    pub fn with_overrides(mut self, overrides: &[(KeyAction, Vec<Key>)]) -> Result<Self, String> {
+        let ctrl_c = [Key::ctrl('c')];
+        for (action, keys) in overrides {
+            if keys.is_empty() {
+                return Err(format!("{} needs at least one key", action.config_name()));
+            }
+            for binding in &mut self.bindings {
+                if binding.action == *action && binding.keys != ctrl_c {
+                    binding.keys.clone_from(keys);
+                }
+            }
+        }
+        self.check_no_key_does_two_things()?;
+        Ok(self)
+    }
+
+    fn check_no_key_does_two_things(&self) -> Result<(), String> {
+        for (i, first) in self.bindings.iter().enumerate() {
+            for second in &self.bindings[i + 1..] {
+                if first.action == second.action {
+                    continue;
+                }
+                let Some(context) = first.contexts.iter().find(|c| second.contexts.contains(c))
+                else {
+                    continue;
+                };
+                if let Some(key) = first.keys.iter().find(|k| second.keys.contains(k)) {
+                    return Err(format!(
+                        "{key} would do both {} and {} (in the {} view); give one of them another key",
+                        first.action.config_name(),
+                        second.action.config_name(),
+                        context.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What `pressed` does in `context`, if anything. Releases do nothing.
     pub fn action(&self, context: Context, pressed: &KeyEvent) -> Option<KeyAction> {
         if pressed.kind == KeyEventKind::Release {
@@ -685,6 +850,71 @@ mod tests {
         assert!(
             readme.contains(&table),
             "README.md's table of keys is out of date; it should read:\n\n{table}"
+        );
+    }
+
+    #[test]
+    fn keys_parse_from_the_spelling_the_help_shows() {
+        for binding in KeyTable::default().bindings {
+            for key in binding.keys.iter().filter(|k| **k != Key::Any) {
+                assert_eq!(key.to_string().parse::<Key>(), Ok(*key), "{key}");
+            }
+        }
+        assert_eq!("ctrl-R".parse::<Key>(), Ok(Key::ctrl('r')));
+        assert_eq!("PageDown".parse::<Key>(), Ok(Key::code(KeyCode::PageDown)));
+        assert_eq!("F5".parse::<Key>(), Ok(Key::code(KeyCode::F(5))));
+        assert_eq!("-".parse::<Key>(), Ok(Key::char('-')));
+        let bad = "Hyper-x".parse::<Key>().unwrap_err();
+        assert!(bad.starts_with("'Hyper-x' is not a key"), "{bad}");
+    }
+
+    #[test]
+    fn an_override_changes_the_key_everywhere_it_is_named() {
+        let cancel = KeyAction::Control(ControlKey::Cancel);
+        let keys = KeyTable::default()
+            .with_overrides(&[
+                (cancel, vec![Key::char('x')]),
+                (KeyAction::Quit, vec![Key::char('Q')]),
+            ])
+            .unwrap();
+        assert_eq!(keys.action(Main, &key(KeyCode::Char('x'))), Some(cancel));
+        assert_eq!(keys.action(Main, &key(KeyCode::Char('c'))), None);
+        assert_eq!(keys.name(cancel), "x");
+        assert_eq!(keys.action(Main, &key(KeyCode::Char('q'))), None);
+        assert_eq!(
+            keys.action(Main, &key(KeyCode::Char('Q'))),
+            Some(KeyAction::Quit)
+        );
+        // Ctrl-C quits whatever the table says.
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(keys.action(Confirm, &ctrl_c), Some(KeyAction::Quit));
+        assert!(keys.hints(Main).contains(&("Q".to_string(), "quit")));
+    }
+
+    #[test]
+    fn an_override_that_makes_a_key_do_two_things_is_refused_by_name() {
+        let err = KeyTable::default()
+            .with_overrides(&[(KeyAction::Help, vec![Key::char('q')])])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "q would do both quit and help (in the panels view); give one of them another key"
+        );
+        // Moving quit away first frees q.
+        assert!(
+            KeyTable::default()
+                .with_overrides(&[
+                    (KeyAction::Help, vec![Key::char('q')]),
+                    (KeyAction::Quit, vec![Key::char('Q')])
+                ])
+                .is_ok()
+        );
+        assert_eq!(
+            KeyAction::from_config_name("toggle")
+                .unwrap_err()
+                .split(';')
+                .next(),
+            Some("no action is named 'toggle'")
         );
     }
 }

@@ -35,6 +35,11 @@ pub struct State {
     pub keys: super::keys::KeyTable,
     /// Whether the keys may change anything on the server (`--read-only`).
     pub access: Access,
+    /// When a prompt's end rings or notifies (`--notify`).
+    pub notify: crate::notify::NotifyFor,
+    pub notified: crate::notify::Notified,
+    /// Prompts that ended before it was known who queued them, and how they ended.
+    pub notify_waiting: std::collections::VecDeque<(PromptId, &'static str)>,
 }
 
 /// What is known about one server.
@@ -51,6 +56,9 @@ pub struct ServerState {
     pub quiet_for: Option<std::time::Duration>,
     pub stats: Stats,
     pub log: EventLog,
+    /// The history that was there when the dashboard connected has been read: prompts that end
+    /// from then on are news (and may notify).
+    pub backlog_read: bool,
 }
 
 /// The state of the WebSocket connection.
@@ -276,6 +284,7 @@ impl State {
                 quiet_for: None,
                 stats: Stats::default(),
                 log: EventLog::default(),
+                backlog_read: false,
             },
             ui: Ui::default(),
             previews: super::preview::Previews::default(),
@@ -283,7 +292,21 @@ impl State {
             redraw_at: None,
             keys: super::keys::KeyTable::default(),
             access: Access::ReadWrite,
+            notify: crate::notify::NotifyFor::default(),
+            notified: crate::notify::Notified::default(),
+            notify_waiting: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The keys with the user's overrides, and when to notify.
+    pub fn with_keys_and_notify(
+        mut self,
+        keys: super::keys::KeyTable,
+        notify: crate::notify::NotifyFor,
+    ) -> Self {
+        self.keys = keys;
+        self.notify = notify;
+        self
     }
 
     /// The state as the dashboard starts: `finished_kept` prompts kept in history, what the

@@ -5,7 +5,8 @@ use crossterm::event::KeyEvent;
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::connection::ConnEvent;
-use crate::tracker::{TrackerCommand, TrackerInput};
+use crate::notify::NotifyMode;
+use crate::tracker::{Outcome, TrackerCommand, TrackerInput};
 
 use super::StatsSummary;
 use super::event_log::LineKind;
@@ -416,9 +417,61 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
 
 /// Feeds the tracker and turns the fetches it asks for into commands.
 fn track(state: &mut State, input: TrackerInput, commands: &mut Vec<Command>) {
+    let is_history = matches!(input, TrackerInput::History(_));
     let fetches = state.server.tracker.handle(state.now, input);
     commands.extend(fetches.into_iter().map(Command::Fetch));
+    notify_ends(state, commands);
+    if is_history {
+        state.server.backlog_read = true;
+    }
 }
+
+/// A notification for each prompt that finished or failed since the last step, if it is one
+/// the user cares about: queued by this comfytop (or any, with `--notify-all`), ended after the
+/// history already there at the start was read, and never notified before. Whose a prompt is
+/// can be unknown when it ends (its live events came before the queue or history said who
+/// queued it): it waits until that is known.
+fn notify_ends(state: &mut State, commands: &mut Vec<Command>) {
+    let news = state.server.tracker.take_finished_news();
+    if state.notify.mode == NotifyMode::Off || !state.server.backlog_read {
+        return;
+    }
+    for item in news {
+        let ended = match item.outcome {
+            Outcome::Success => "finished",
+            Outcome::Error(_) => "failed",
+            _ => continue,
+        };
+        state.notify_waiting.push_back((item.id, ended));
+    }
+    let waiting = std::mem::take(&mut state.notify_waiting);
+    for (id, ended) in waiting {
+        let Some(record) = state.server.tracker.prompt(&id) else {
+            continue;
+        };
+        if record.owner_unknown() && !state.notify.all_prompts {
+            if state.notify_waiting.len() < NOTIFY_WAITING_MAX {
+                state.notify_waiting.push_back((id, ended));
+            }
+            continue;
+        }
+        if !(record.ours || state.notify.all_prompts) || !state.notified.first_time(&id) {
+            continue;
+        }
+        let took = record
+            .duration()
+            .map(|secs| format!(" after {}", super::time::duration(secs)))
+            .unwrap_or_default();
+        commands.push(Command::Notify(format!(
+            "prompt {} {ended} on {}{took}",
+            crate::format::short_id(&id),
+            state.server.label
+        )));
+    }
+}
+
+/// Prompts that ended while who queued them is not known yet, kept at most.
+const NOTIFY_WAITING_MAX: usize = 256;
 
 fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
     let now = state.now;

@@ -19,7 +19,7 @@ use crate::control::{
 use crate::tracker::Outcome;
 
 use super::{Exit, clean, fail};
-use crate::cli::server_from;
+use crate::config::Config;
 
 /// How long to watch an interrupted prompt for its end before reporting that it still runs.
 const INTERRUPT_WATCH: Duration = Duration::from_secs(10);
@@ -38,14 +38,13 @@ pub struct CancelArgs {
     #[arg(value_name = "PROMPT_ID")]
     pub prompt_id: Option<String>,
 
-    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
-    #[arg(value_name = "URL")]
+    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
+    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL|NAME")]
     pub url: Option<String>,
 
-    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
-    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub connection: crate::cli::ConnectionArgs,
 
     /// Delete every pending prompt, whoever queued it (the running one goes on)
     #[arg(long)]
@@ -84,7 +83,12 @@ impl Target {
 impl CancelArgs {
     /// The target and the server argument. A lone argument that looks like an address (it has
     /// `:`, `/` or `.`, which prompt ids do not) is the server, so `cancel host:8188` works.
-    fn target(&self) -> Result<(Target, Option<&str>), String> {
+    /// What to cancel and on which server. A lone argument is the server when it looks like an
+    /// address, starts with `@` or is a name `is_server_name` knows; else a prompt id.
+    fn target(
+        &self,
+        is_server_name: impl Fn(&str) -> bool,
+    ) -> Result<(Target, Option<&str>), String> {
         let first = self.prompt_id.as_deref();
         let second = self.url.as_deref();
         if self.all_pending {
@@ -98,7 +102,9 @@ impl CancelArgs {
             };
         }
         Ok(match (first, second) {
-            (Some(only), None) if looks_like_address(only) => (Target::Running, Some(only)),
+            (Some(only), None) if looks_like_address(only) || is_server_name(only) => {
+                (Target::Running, Some(only))
+            }
             (Some(id), url) => (Target::Prompt(id.to_string()), url),
             (None, url) => (Target::Running, url),
         })
@@ -106,25 +112,26 @@ impl CancelArgs {
 }
 
 fn looks_like_address(text: &str) -> bool {
-    uuid::Uuid::parse_str(text).is_err() && text.contains([':', '/', '.'])
+    uuid::Uuid::parse_str(text).is_err()
+        && (text.starts_with('@') || text.contains([':', '/', '.']))
 }
 
-pub async fn run(args: CancelArgs) -> Exit {
-    let (target, url) = match args.target() {
+pub async fn run(args: CancelArgs, config: &Config) -> Exit {
+    let (target, url) = match args.target(|name| config.servers.contains_key(name)) {
         Ok(found) => found,
         Err(message) => {
             fail(message);
             return Exit::Usage;
         }
     };
-    let server = match server_from(url, &args.headers) {
-        Ok(server) => server,
+    let (server, read_only) = match crate::cli::target(url, &args.connection, config) {
+        Ok(server) => (server.server.clone(), server.read_only()),
         Err(message) => {
             fail(message);
             return Exit::Usage;
         }
     };
-    let access = Access::from_read_only(args.read_only);
+    let access = Access::from_read_only(args.read_only || read_only);
     // Refused before the queue is read: whatever is there, nothing would be cancelled.
     if let Err(refusal) = access.check(&target.action_kind()) {
         eprintln!("{refusal}");
@@ -468,7 +475,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("cancel").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
         cli.args
-            .target()
+            .target(|name| name == "gpu1")
             .map(|(t, url)| (t, url.map(str::to_string)))
     }
 
@@ -485,6 +492,13 @@ mod tests {
             Ok((Target::Running, Some("http://box:8188".into())))
         );
         assert_eq!(target(&[]), Ok((Target::Running, None)));
+        for server in ["@gpu1", "gpu1", "@gpu9"] {
+            assert_eq!(
+                target(&[server]),
+                Ok((Target::Running, Some(server.into())))
+            );
+        }
+        assert_eq!(target(&["gpu9"]), Ok((Target::Prompt("gpu9".into()), None)));
         assert_eq!(
             target(&["--all-pending", "box:8188"]),
             Ok((Target::AllPending, Some("box:8188".into())))

@@ -9,28 +9,28 @@ use crate::control::{node_count, output_classes, output_nodes, owner_label};
 use crate::text::terminal_safe_json;
 
 use super::{Exit, clean, fail};
-use crate::cli::server_from;
+use crate::cli::target;
+use crate::config::Config;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = super::EXIT_STATUS_HELP)]
 pub struct QueueArgs {
-    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
-    #[arg(value_name = "URL")]
+    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
+    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL|NAME")]
     pub url: Option<String>,
 
-    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
-    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub connection: crate::cli::ConnectionArgs,
 
     /// Print JSON: {"running": [...], "pending": [...]}, pending in run order
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn run(args: QueueArgs) -> Exit {
-    let server = match server_from(args.url.as_deref(), &args.headers) {
-        Ok(server) => server,
+pub async fn run(args: QueueArgs, config: &Config) -> Exit {
+    let server = match target(args.url.as_deref(), &args.connection, config) {
+        Ok(target) => target.server,
         Err(message) => {
             fail(message);
             return Exit::Usage;

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::comfy::api::PromptRequest;
-use crate::comfy::connection::new_client_id;
 use crate::comfy::http::{ComfyClient, HttpError};
 use crate::control::{Access, ActionError, Done, Located, ServerAction, locate, perform};
+use crate::identity::ClientIdentity;
 use crate::workflow::{Override, class_inputs, parse_api_workflow, randomize_seeds};
 
 use super::follow::{CtrlC, Ending, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
 use super::{Exit, clean, download, fail, not_comfy};
-use crate::cli::server_from;
+use crate::cli::target;
+use crate::config::Config;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = format!(
@@ -27,14 +28,13 @@ pub struct SubmitArgs {
     #[arg(value_name = "WORKFLOW.json")]
     pub workflow: PathBuf,
 
-    /// ComfyUI server [default: $COMFYUI_URL, else http://127.0.0.1:8188]
-    #[arg(value_name = "URL")]
+    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
+    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    #[arg(value_name = "URL|NAME")]
     pub url: Option<String>,
 
-    /// Send this header with every request and the WebSocket upgrade, e.g. 'Authorization:
-    /// Bearer TOKEN' (repeatable; also $COMFYUI_HEADERS, one per line). Never printed
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub connection: crate::cli::ConnectionArgs,
 
     /// Queue it before every pending prompt
     #[arg(long)]
@@ -59,6 +59,11 @@ pub struct SubmitArgs {
     /// Change nothing on the server: refuse to submit
     #[arg(long)]
     pub read_only: bool,
+
+    /// Queue under this clientId instead of the one kept for the server (a comfytop
+    /// dashboard on the server then shows the prompt as its own)
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
 }
 
 impl SubmitArgs {
@@ -67,14 +72,31 @@ impl SubmitArgs {
     }
 }
 
-pub async fn run(args: SubmitArgs) -> Exit {
-    let server = match server_from(args.url.as_deref(), &args.headers) {
-        Ok(server) => server,
+pub async fn run(args: SubmitArgs, config: &Config) -> Exit {
+    let (server, read_only) = match target(args.url.as_deref(), &args.connection, config) {
+        Ok(target) => (target.server.clone(), target.read_only()),
         Err(message) => {
             fail(message);
             return Exit::Usage;
         }
     };
+    // Following opens a socket, which needs an id of its own; queueing alone uses the kept one,
+    // so a dashboard on this machine gets the prompt's live events.
+    let identity = match &args.client_id {
+        Some(id) => ClientIdentity::given(id),
+        None if args.waits() => Ok(ClientIdentity::for_server(&server)),
+        None => Ok(ClientIdentity::shared(&server)),
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(message) => {
+            fail(message);
+            return Exit::Usage;
+        }
+    };
+    if let Some(note) = &identity.note {
+        eprintln!("comfytop: {note}");
+    }
     let client = match ComfyClient::new(server) {
         Ok(client) => client,
         Err(e) => {
@@ -89,14 +111,14 @@ pub async fn run(args: SubmitArgs) -> Exit {
             return Exit::NotDone;
         }
     };
-    let client_id = new_client_id();
+    let client_id = identity.id.clone();
     let action = ServerAction::submit(PromptRequest {
         prompt: workflow,
         client_id: Some(client_id.clone()),
         front: args.front.then_some(true),
         ..PromptRequest::default()
     });
-    let access = Access::from_read_only(args.read_only);
+    let access = Access::from_read_only(args.read_only || read_only);
     if let Err(refusal) = access.check(&action) {
         // It names comfytop itself, so it goes without the "comfytop: " prefix.
         eprintln!("{refusal}");

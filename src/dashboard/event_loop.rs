@@ -5,7 +5,7 @@
 //! `update`.
 
 use std::collections::VecDeque;
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ use crate::app::{
     self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, State,
 };
 use crate::comfy::binary::ImageFormat;
-use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_client_id};
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::transcript::Recorder;
 use crate::preview::{
@@ -194,7 +194,7 @@ pub(super) async fn run(
     // whatever it is busy with.
     let endings = Endings::watch().wrap_err("cannot watch for signals")?;
     let recording = Recording::open(config.record.as_deref())?;
-    let client_id = new_client_id();
+    let client_id = config.client_id.clone();
     let client =
         ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
     let (conn_tx, conn_rx) = mpsc::channel(1024);
@@ -219,8 +219,15 @@ pub(super) async fn run(
         },
         clock.start,
     );
-    let state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start)
-        .with_settings(config.finished_kept, config.access, previews, config.color);
+    let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start)
+        .with_settings(config.finished_kept, config.access, previews, config.color)
+        .with_keys_and_notify(config.keys.clone(), config.notify);
+    if let Some(note) = &config.client_id_note {
+        state.ui.notice = Some(app::Notice {
+            text: note.clone(),
+            kind: app::NoticeKind::Info,
+        });
+    }
     let guard = TerminalGuard::enter(config.mouse).wrap_err("cannot set up the terminal")?;
     // The worker starts without a renderer: it gets one when the terminal has answered.
     let pipeline = if previews_on {
@@ -246,6 +253,8 @@ pub(super) async fn run(
             replies: reply_tx,
             connection,
             pipeline,
+            notify: config.notify.mode,
+            terminal: crate::notify::TerminalKind::from_env(),
         },
         conn_rx,
         reply_rx,
@@ -312,6 +321,12 @@ impl Dashboard {
                     caption,
                     follow,
                 }) => full_size = Some((data, caption, follow)),
+                Some(ForTheLoop::Write(bytes)) => {
+                    let backend = self.guard.terminal.backend_mut();
+                    if let Err(e) = backend.write_all(&bytes).and_then(|()| backend.flush()) {
+                        tracing::warn!(error = %e, "cannot write a notification");
+                    }
+                }
                 None => {}
             }
         }

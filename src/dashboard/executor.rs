@@ -22,6 +22,8 @@ pub(super) enum ForTheLoop {
         caption: String,
         follow: Option<PromptId>,
     },
+    /// Bytes for the terminal as they are (a bell, a notification).
+    Write(Vec<u8>),
 }
 
 /// Runs commands off the loop.
@@ -32,6 +34,9 @@ pub(super) struct Executor {
     pub connection: Connection,
     /// The preview worker, when previews are on.
     pub pipeline: Option<PreviewPipeline>,
+    /// How a prompt's end is told, and to what kind of terminal.
+    pub notify: crate::notify::NotifyMode,
+    pub terminal: crate::notify::TerminalKind,
 }
 
 impl Executor {
@@ -52,6 +57,10 @@ impl Executor {
                 });
             }
             Command::Reconnect => self.connection.retry_now(),
+            Command::Notify(text) => {
+                let bytes = crate::notify::bytes(self.notify, &self.terminal, "comfytop", &text);
+                return (!bytes.is_empty()).then_some(ForTheLoop::Write(bytes));
+            }
             Command::SubmitPreview(frame) => {
                 if let Some(pipeline) = &self.pipeline {
                     pipeline.submit(frame);

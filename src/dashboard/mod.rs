@@ -20,6 +20,9 @@ use crate::preview::ImageProtocol;
 
 pub use executor::act;
 
+/// Preview redraws per second unless `--preview-fps` or the config says otherwise.
+pub const DEFAULT_PREVIEW_FPS: u32 = 4;
+
 /// The most frames drawn per second; a burst of events in between is drawn once.
 pub const MAX_FPS: u32 = 20;
 
@@ -43,6 +46,14 @@ pub struct DashboardConfig {
     pub finished_kept: usize,
     /// `--color` (and `NO_COLOR`): colours on screen.
     pub color: bool,
+    /// The clientId to connect with (see [`crate::identity`]), and why it is not the kept one
+    /// when it is not.
+    pub client_id: String,
+    pub client_id_note: Option<String>,
+    /// The keys, with the config's overrides.
+    pub keys: crate::app::keys::KeyTable,
+    /// `--notify`, `--notify-all`.
+    pub notify: crate::notify::NotifyFor,
 }
 
 /// Sends tracing output to `path` (the level from `COMFYTOP_LOG`, default `info`; `debug` adds a

@@ -115,6 +115,13 @@ fn segments(state: &State) -> Vec<Segment> {
             7,
         ));
     }
+    if server.url.insecure() {
+        // Never dropped: nothing vouches for the server while it shows.
+        out.push(Segment::new(
+            Span::styled("INSECURE: certificate not checked", theme::bad()),
+            0,
+        ));
+    }
     if state.access == Access::ReadOnly {
         // Never dropped: every mutating key refuses while it shows.
         out.push(Segment::new(Span::styled("read-only", theme::warn()), 0));

@@ -43,6 +43,7 @@ impl WatchOptions {
 /// `record` when given.
 pub async fn run(
     server: ServerUrl,
+    client_id: String,
     format: LineFormat,
     record: Option<&Path>,
     finished_kept: usize,
@@ -57,7 +58,8 @@ pub async fn run(
     }
     let options = WatchOptions {
         finished_kept,
-        ..WatchOptions::new(server, format)
+        connection: ConnectionConfig::new(server, client_id),
+        format,
     };
     match watch(options, recorder, io::stdout(), shutdown_signal()).await {
         // Whoever read our output went away (`| head`): a normal end.

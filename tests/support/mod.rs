@@ -190,12 +190,21 @@ pub async fn until_finished(
     .await
 }
 
-/// The binary, with no server in the environment.
+/// Where the binary under test keeps its state (the kept client ids): apart from the user's.
+pub const STATE_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/comfytop-state");
+/// A config directory with no config in it, so a user's config changes no test.
+pub const NO_CONFIG_HOME: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/no-config");
+
+/// The binary, with no server in the environment, no config, and state of its own.
 pub fn comfytop(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_comfytop"));
     command
         .args(args)
         .env_remove("COMFYUI_URL")
+        .env_remove("COMFYUI_HEADERS")
+        .env_remove("COMFYTOP_CONFIG")
+        .env("XDG_CONFIG_HOME", NO_CONFIG_HOME)
+        .env("COMFYTOP_STATE_DIR", STATE_DIR)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -212,4 +221,33 @@ pub async fn run(args: &[&str]) -> Output {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `comfytop watch` with `args` until it prints a line that `wanted` accepts (at most
+/// 20 s), and returns the lines printed so far.
+pub async fn watch_until(args: &[&str], wanted: fn(&str) -> bool) -> Vec<String> {
+    let mut child = comfytop(args).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = wanted(&line);
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lines.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines.await.unwrap()
 }

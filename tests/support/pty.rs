@@ -40,6 +40,17 @@ impl PtyApp {
 
     /// Like [`PtyApp::spawn`], in a terminal that answers as `answers` says.
     pub fn spawn_answering(args: &[&str], cols: u16, rows: u16, answers: Answers) -> Self {
+        Self::spawn_with(args, &[], cols, rows, answers)
+    }
+
+    /// Like [`PtyApp::spawn`], with `env` set for the program.
+    pub fn spawn_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        cols: u16,
+        rows: u16,
+        answers: Answers,
+    ) -> Self {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -52,6 +63,14 @@ impl PtyApp {
         command.args(args);
         command.env("TERM", "xterm-256color");
         command.env_remove("COMFYUI_URL");
+        command.env_remove("COMFYUI_HEADERS");
+        command.env_remove("COMFYTOP_CONFIG");
+        command.env_remove("TMUX");
+        command.env("XDG_CONFIG_HOME", super::NO_CONFIG_HOME);
+        command.env("COMFYTOP_STATE_DIR", super::STATE_DIR);
+        for (name, value) in env {
+            command.env(name, value);
+        }
         let child = pair.slave.spawn_command(command).unwrap();
         drop(pair.slave);
         let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();

@@ -20,12 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, TlsError};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::http::looks_like_html;
 use super::protocol::{FeatureFlags, ServerMessage, client_feature_flags};
@@ -231,7 +231,6 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        install_crypto_provider();
         let _ = self.reconnect_forever().await;
     }
 
@@ -609,15 +608,23 @@ async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, Stri
     for (name, value) in config.server.headers() {
         headers.append(name.clone(), value.clone());
     }
-    match tokio::time::timeout(
-        config.connect_timeout,
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    {
+    let connector = if config.server.is_https() {
+        let tls = config
+            .server
+            .tls()
+            .client_config()
+            .map_err(|e| format!("cannot connect to {server}: {e}"))?;
+        Connector::Rustls(tls)
+    } else {
+        Connector::Plain
+    };
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector));
+    match tokio::time::timeout(config.connect_timeout, connecting).await {
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(e)) => Err(describe_connect_error(
             server,
+            config.server.base(),
             &e,
             &config.server.credentials_sent(),
         )),
@@ -628,7 +635,12 @@ async fn connect(config: &ConnectionConfig, server: &str) -> Result<Socket, Stri
     }
 }
 
-fn describe_connect_error(server: &str, error: &WsError, credentials_sent: &str) -> String {
+fn describe_connect_error(
+    server: &str,
+    config_base: &url::Url,
+    error: &WsError,
+    credentials_sent: &str,
+) -> String {
     match error {
         WsError::Http(response) => {
             let status = response.status();
@@ -638,7 +650,32 @@ fn describe_connect_error(server: &str, error: &WsError, credentials_sent: &str)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.starts_with("text/html"))
                 || response.body().as_deref().is_some_and(looks_like_html);
+            // aiohttp's answer to a plain GET on /ws: "No WebSocket UPGRADE hdr".
+            let upgrade_missing = response.body().as_deref().is_some_and(|body| {
+                String::from_utf8_lossy(body)
+                    .to_ascii_lowercase()
+                    .contains("upgrade")
+            });
             match status.as_u16() {
+                300..=399 => {
+                    let location = response
+                        .headers()
+                        .get(header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|to| config_base.join(to).ok())
+                        .map_or_else(
+                            || "nowhere it names".to_string(),
+                            |to| super::http::without_secrets(&to),
+                        );
+                    format!(
+                        "{server} redirected the WebSocket to {location} (HTTP {status}), most likely the sign-in page of a proxy in front of ComfyUI. comfytop cannot sign in there: give a token the proxy accepts with --header (e.g. 'Authorization: Bearer ...'), or use the address behind the proxy"
+                    )
+                }
+                200..=299 | 400 | 426 if !is_html && (upgrade_missing || status.is_success()) => {
+                    format!(
+                        "a proxy in front of {server} does not pass the WebSocket upgrade on: /ws answered HTTP {status} to the upgrade request. Let the proxy forward WebSockets (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\")"
+                    )
+                }
                 401 | 403 | 407 => format!(
                     "{server} refused the WebSocket (HTTP {status}): authentication failed; comfytop sent {credentials_sent}. Check them, or what the proxy in front of ComfyUI expects"
                 ),
@@ -656,8 +693,8 @@ fn describe_connect_error(server: &str, error: &WsError, credentials_sent: &str)
         WsError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => format!(
             "cannot reach {server}: connection refused. Is ComfyUI running there, and is the port right?"
         ),
-        WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
-            tls_failed(server, e)
+        WsError::Io(e) if crate::tls::find_tls_error(e).is_some() => {
+            tls_failed(server, crate::tls::find_tls_error(e))
         }
         WsError::Io(e) => {
             format!("cannot reach {server} ({e}). Is the address right, and is the server up?")
@@ -668,15 +705,22 @@ fn describe_connect_error(server: &str, error: &WsError, credentials_sent: &str)
         WsError::Protocol(e) => format!(
             "the server at {server} does not look like ComfyUI: the WebSocket handshake failed ({e})"
         ),
-        WsError::Tls(e) => tls_failed(server, e),
+        WsError::Tls(TlsError::Rustls(e)) => tls_failed(server, Some(e)),
+        WsError::Tls(e) => tls_failed(server, crate::tls::find_tls_error(e)),
         other => format!("cannot connect to {server} ({other})"),
     }
 }
 
-fn tls_failed(server: &str, error: &dyn std::fmt::Display) -> String {
-    format!(
-        "the TLS handshake with {server} failed ({error}). Does the server speak https/wss on that port, with a certificate for that name?"
-    )
+fn tls_failed(server: &str, error: Option<&rustls::Error>) -> String {
+    match error {
+        Some(error) => format!(
+            "the TLS handshake with {server} failed: {}",
+            crate::tls::describe(error)
+        ),
+        None => format!(
+            "the TLS handshake with {server} failed. Does the server speak https/wss on that port, with a certificate for that name?"
+        ),
+    }
 }
 
 /// `Authorization: Basic` from credentials in the URL, as the HTTP client does it.
@@ -727,15 +771,6 @@ async fn close_socket(socket: &mut Socket, limit: Duration) {
         while let Some(Ok(_)) = socket.next().await {}
     })
     .await;
-}
-
-/// wss needs a process-wide rustls provider; install ring's once.
-fn install_crypto_provider() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        // Err means another provider is installed already, which serves as well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 #[cfg(test)]
@@ -814,5 +849,54 @@ mod tests {
         assert_eq!(percent_decode("a%20b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    fn refused_with(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+        let mut response = tokio_tungstenite::tungstenite::http::Response::builder().status(status);
+        for (name, value) in headers {
+            response = response.header(*name, *value);
+        }
+        let response = response.body(Some(body.as_bytes().to_vec())).unwrap();
+        let base = url::Url::parse("https://box.example/comfy/").unwrap();
+        describe_connect_error(
+            "https://box.example/comfy",
+            &base,
+            &WsError::Http(Box::new(response)),
+            "the header authorization",
+        )
+    }
+
+    #[test]
+    fn a_redirect_to_a_sign_in_page_says_so_without_its_query() {
+        let message = refused_with(
+            302,
+            &[("location", "/oauth2/sign_in?rd=%2Fcomfy%2Fws&token=abc")],
+            "",
+        );
+        assert!(
+            message.contains(
+                "redirected the WebSocket to https://box.example/oauth2/sign_in (HTTP 302 Found)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("sign-in page of a proxy"), "{message}");
+        assert!(!message.contains("abc"), "{message}");
+    }
+
+    #[test]
+    fn a_proxy_that_drops_the_upgrade_is_named() {
+        let aiohttp = "No WebSocket UPGRADE hdr: None\n Can \"Upgrade\" only to \"WebSocket\".";
+        for (status, body) in [(400, aiohttp), (200, "{}")] {
+            let message = refused_with(status, &[], body);
+            assert!(
+                message.contains("does not pass the WebSocket upgrade on"),
+                "{status}: {message}"
+            );
+            assert!(message.contains("proxy_set_header Upgrade"), "{message}");
+        }
+        let refused = refused_with(401, &[], "");
+        assert!(refused.contains("authentication failed"), "{refused}");
+        let html = refused_with(400, &[("content-type", "text/html")], "<html>");
+        assert!(html.contains("does not look like ComfyUI"), "{html}");
     }
 }

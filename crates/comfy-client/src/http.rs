@@ -162,6 +162,17 @@ pub enum HttpError {
         server: String,
         reason: String,
     },
+    /// A 3xx: ComfyUI's API never redirects, a proxy's sign-in does.
+    #[error(
+        "{call}: {server} redirected to {location} (HTTP {status}), most likely the sign-in page of a proxy in front of ComfyUI. comfytop cannot sign in there: give a token the proxy accepts with --header (e.g. 'Authorization: Bearer ...'), or use the address behind the proxy."
+    )]
+    Redirected {
+        call: String,
+        server: String,
+        status: u16,
+        /// Where to, without its query (which may carry a token).
+        location: String,
+    },
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
 }
@@ -194,9 +205,15 @@ impl ComfyClient {
     }
 
     pub fn with_timeouts(server: ServerUrl, timeouts: HttpTimeouts) -> Result<Self, HttpError> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
+        let mut builder = reqwest::Client::builder();
+        if server.is_https() {
+            let tls = server.tls().client_config().map_err(HttpError::Setup)?;
+            builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
+        }
+        let http = builder
             .connect_timeout(timeouts.connect)
+            // A redirect is reported, not followed: see `HttpError::Redirected`.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("comfytop/", env!("CARGO_PKG_VERSION")))
             .default_headers(server.headers().clone())
             // The WebSocket goes direct; HTTP must take the same path to the same server.
@@ -499,6 +516,9 @@ impl ComfyClient {
         if status.is_success() {
             return Ok(response);
         }
+        if status.is_redirection() {
+            return Err(self.redirect_error(call, &response));
+        }
         let body = self
             .body(call, response, self.timeouts.request)
             .await
@@ -610,13 +630,11 @@ impl ComfyClient {
         // Without the URL: it may carry credentials, and the message names the server anyway.
         let error = error.without_url();
         let reason = innermost_cause(&error);
-        if has_tls_cause(&error) {
+        if let Some(tls) = crate::tls::find_tls_error(&error) {
             return HttpError::Request {
                 call,
                 server,
-                reason: format!(
-                    "the TLS handshake failed ({reason}). Does the server speak https on that port, with a certificate for that name?"
-                ),
+                reason: format!("the TLS handshake failed: {}", crate::tls::describe(tls)),
             };
         }
         if error.is_connect() {
@@ -645,6 +663,21 @@ impl ComfyClient {
                 excerpt(body)
             },
             credentials_sent: self.server.credentials_sent(),
+        }
+    }
+
+    fn redirect_error(&self, call: &str, response: &Response) -> HttpError {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|to| response.url().join(to).ok())
+            .map_or_else(|| "nowhere it names".to_string(), |to| without_secrets(&to));
+        HttpError::Redirected {
+            call: call.to_string(),
+            server: self.server.redacted(),
+            status: response.status().as_u16(),
+            location,
         }
     }
 
@@ -724,22 +757,14 @@ fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-fn has_tls_cause(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<rustls::Error>() {
-            return true;
-        }
-        // rustls errors arrive wrapped in io::Errors, whose `source()` skips the wrapped error.
-        current = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    false
+/// A URL as it may be shown: no credentials, query or fragment.
+pub(super) fn without_secrets(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
 }
 
 #[cfg(test)]

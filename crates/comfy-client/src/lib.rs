@@ -10,6 +10,7 @@ pub mod protocol;
 pub mod server_url;
 mod string_cut;
 pub mod text;
+pub mod tls;
 pub mod transcript;
 
 /// The recorded ComfyUI 0.3.64 traffic (transcripts, HTTP bodies, workflows) that the tests and

@@ -1,7 +1,11 @@
 //! The address of one ComfyUI server, as the user gave it, turned into HTTP and WebSocket URLs.
 
+use std::path::Path;
+
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
+
+use super::tls::TlsSettings;
 
 /// The default address of a local ComfyUI.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8188";
@@ -15,6 +19,8 @@ pub struct ServerUrl {
     /// Headers for every request and the WebSocket upgrade (`--header`), e.g. a proxy's
     /// `Authorization: Bearer ...`. Their values are marked sensitive and never printed.
     headers: HeaderMap,
+    /// How an https server's certificate is checked.
+    tls: TlsSettings,
 }
 
 /// Without credentials or header values, whatever prints it.
@@ -23,6 +29,7 @@ impl std::fmt::Debug for ServerUrl {
         f.debug_struct("ServerUrl")
             .field("base", &self.redacted())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -36,6 +43,9 @@ pub enum UrlError {
     /// A `--header` that is not `Name: value`; the value is never repeated.
     #[error("a header must read 'Name: value'{}: {why}", .name.as_ref().map(|n| format!(" (header {n})")).unwrap_or_default())]
     Header { name: Option<String>, why: String },
+    /// `--ca-cert` names a file that holds no usable certificate.
+    #[error("{0}")]
+    CaCert(String),
 }
 
 impl ServerUrl {
@@ -74,6 +84,7 @@ impl ServerUrl {
         Ok(Self {
             base: url,
             headers: HeaderMap::new(),
+            tls: TlsSettings::default(),
         })
     }
 
@@ -122,6 +133,12 @@ impl ServerUrl {
         Ok(self)
     }
 
+    /// Without any header named `name` (given one of the same name from another place).
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.remove(name);
+        self
+    }
+
     /// What this client sends to prove who it is, in words and without any secret: for the
     /// message when a server or proxy refuses it (401, 403, 407).
     pub fn credentials_sent(&self) -> String {
@@ -141,6 +158,31 @@ impl ServerUrl {
         } else {
             sent.join(" and ")
         }
+    }
+
+    /// Also trusts the CA certificates (PEM) in `path` (`--ca-cert`).
+    pub fn with_ca_cert(mut self, path: &Path) -> Result<Self, UrlError> {
+        self.tls = self.tls.with_ca_file(path).map_err(UrlError::CaCert)?;
+        Ok(self)
+    }
+
+    /// Accepts any certificate (`--insecure`).
+    pub fn with_insecure(mut self, insecure: bool) -> Self {
+        self.tls = self.tls.with_insecure(insecure);
+        self
+    }
+
+    /// Whether the certificate goes unchecked: only true when asked for, over https.
+    pub fn insecure(&self) -> bool {
+        self.tls.insecure() && self.is_https()
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.base.scheme() == "https"
+    }
+
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
     }
 
     /// The headers `--header` added.
