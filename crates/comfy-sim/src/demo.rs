@@ -4,6 +4,7 @@
 //! re-run with a new seed (partly cached), and now and then a batch too big for the GPU.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -108,7 +109,8 @@ pub(crate) async fn drive(sim: Arc<Sim>) {
     let mut last: Option<Job> = None;
     let mut round: u64 = 0;
     loop {
-        if sim.queue_remaining() >= 2 {
+        // While a flaky server is down, its clients cannot reach it either.
+        if sim.queue_remaining() >= 2 || !sim.listening.load(Ordering::Relaxed) {
             tokio::time::sleep(sim.pace.seconds(1.0)).await;
             continue;
         }

@@ -14,6 +14,7 @@
 
 pub mod demo;
 mod exec;
+mod fleet;
 mod graph;
 mod http;
 mod hub;
@@ -24,6 +25,7 @@ mod ordered;
 mod pyfmt;
 mod queue;
 mod registry;
+mod serve;
 mod state;
 mod validate;
 mod ws;
@@ -32,10 +34,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use color_eyre::eyre::WrapErr;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use fleet::{SimFleet, run_fleet};
 use state::Sim;
 
 /// How a simulator runs.
@@ -52,6 +54,21 @@ pub struct SimConfig {
     /// Answer 401 to any request (the WebSocket upgrade too) without this header and value,
     /// as a reverse proxy in front of ComfyUI does with a token.
     pub require_header: Option<(String, String)>,
+    /// Go down now and then: a flaky server (see `Outage`).
+    pub outage: Option<Outage>,
+}
+
+/// A recurring network outage. The server is up for `every - down_for`, then down for
+/// `down_for`, and so on: one outage per `every`. While down, the port is closed (connections
+/// are refused) and every WebSocket has dropped without a close frame; then the server listens
+/// on the same port again. It is an outage, not a restart: queue, history and the running
+/// prompt carry on meanwhile, whereas a restarted ComfyUI would come back empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// From the start of one outage to the start of the next.
+    pub every: Duration,
+    /// How long each outage lasts; shorter than `every`, or the server is barely ever up.
+    pub down_for: Duration,
 }
 
 impl Default for SimConfig {
@@ -61,6 +78,7 @@ impl Default for SimConfig {
             step: state::NOMINAL_STEP,
             demo: false,
             require_header: None,
+            outage: None,
         }
     }
 }
@@ -79,23 +97,12 @@ impl SimServer {
         sim.log(&format!("To see the GUI go to: http://{addr}"));
 
         let app = http::router(sim.clone(), config.require_header.clone());
-        let mut stop = sim.shutdown.subscribe();
-        let server = tokio::spawn(async move {
-            let signal = async move {
-                // An error means the simulator is gone: stop as well.
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                tracing::warn!("simulated server stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(serve::run(sim.clone(), listener, app, config.outage));
         let worker = tokio::spawn(exec::run_worker(sim.clone()));
         let demo = config.demo.then(|| tokio::spawn(demo::drive(sim.clone())));
         Ok(SimHandle {
             addr,
+            outage: config.outage,
             sim,
             server: Some(server),
             tasks: [Some(worker), demo].into_iter().flatten().collect(),
@@ -106,6 +113,7 @@ impl SimServer {
 /// A running simulator. Dropping it stops it too, without waiting.
 pub struct SimHandle {
     addr: SocketAddr,
+    outage: Option<Outage>,
     sim: Arc<Sim>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -115,6 +123,11 @@ impl SimHandle {
     /// The address it listens on (the real port when port 0 was asked for).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Its outage schedule, when it is a flaky one.
+    pub fn outage(&self) -> Option<Outage> {
+        self.outage
     }
 
     /// `http://host:port`, the base URL of its HTTP API (the WebSocket is at `/ws`).
@@ -157,33 +170,12 @@ impl Drop for SimHandle {
 }
 
 /// Runs a simulator until Ctrl-C: prints the URL it listens on first (the CLI's
-/// `comfytop sim --listen ADDR --step-ms N [--demo]`).
+/// `comfytop sim --listen ADDR --step-ms N [--demo]`). A fleet of one: see `run_fleet`.
 pub async fn run_standalone(
     listen: SocketAddr,
     step: Duration,
     demo: bool,
     require_header: Option<(String, String)>,
 ) -> color_eyre::Result<()> {
-    let handle = SimServer::start(SimConfig {
-        listen,
-        step,
-        demo,
-        require_header,
-    })
-    .await
-    .wrap_err_with(|| format!("cannot listen on {listen}; is another server using that port?"))?;
-    // Listen for Ctrl-C before saying where we are, so a script that signals right after reading
-    // the URL gets a clean shutdown rather than the default kill.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .wrap_err("cannot listen for Ctrl-C")?;
-    println!("simulated ComfyUI listening on {}", handle.url());
-    if !listen.ip().is_loopback() {
-        eprintln!(
-            "warning: {} is reachable from other machines; the simulator has no authentication",
-            handle.addr()
-        );
-    }
-    interrupt.recv().await;
-    handle.shutdown().await;
-    Ok(())
+    run_fleet(listen, 1, step, demo, require_header, false).await
 }

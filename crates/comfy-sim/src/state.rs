@@ -3,6 +3,7 @@
 //! interrupts, files, and the simulated GPU.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -221,6 +222,9 @@ pub(crate) struct Sim {
     pub shutdown: watch::Sender<bool>,
     /// Bumped to cut every WebSocket, as a network drop would.
     pub disconnect: watch::Sender<u64>,
+    /// False while a flaky server's port is closed (an outage): the demo's clients, which
+    /// stand for browsers and scripts reaching it over the network, wait until it is back.
+    pub listening: AtomicBool,
     queue: Mutex<PromptQueue>,
     exec: Mutex<ExecView>,
     files: Mutex<FileStore>,
@@ -244,6 +248,7 @@ impl Sim {
             listen,
             shutdown: watch::channel(false).0,
             disconnect: watch::channel(0).0,
+            listening: AtomicBool::new(true),
             queue: Mutex::new(PromptQueue::default()),
             exec: Mutex::new(ExecView::default()),
             files: Mutex::new(FileStore::default()),

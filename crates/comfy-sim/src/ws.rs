@@ -7,6 +7,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::http::server_features;
 use super::hub::{Outgoing, Target};
@@ -26,12 +27,14 @@ pub(crate) async fn upgrade(
     let sid = client_id
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    ws.on_upgrade(move |socket| serve(sim, socket, sid))
+    // Watching for cuts from the request on, not from when the socket task starts, so a cut
+    // (an outage beginning) while the upgrade completes still reaches this socket.
+    let cut = sim.disconnect.subscribe();
+    ws.on_upgrade(move |socket| serve(sim, socket, sid, cut))
 }
 
-async fn serve(sim: Arc<Sim>, mut socket: WebSocket, sid: String) {
+async fn serve(sim: Arc<Sim>, mut socket: WebSocket, sid: String, mut cut: watch::Receiver<u64>) {
     let mut shutdown = sim.shutdown.subscribe();
-    let mut cut = sim.disconnect.subscribe();
     if *shutdown.borrow() {
         return;
     }
