@@ -47,10 +47,15 @@ Examples:
 {}", crate::commands::EXIT_STATUS_HELP)
 )]
 pub struct Cli {
-    /// ComfyUI server for the dashboard: a URL, or a name from the config (gpu1 or @gpu1)
-    /// [default: $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    /// ComfyUI servers for the dashboard: URLs, names from the config (gpu1 or @gpu1) or
+    /// groups of them (@studio) [default: $COMFYUI_URL, else the config's default, else
+    /// http://127.0.0.1:8188]
     #[arg(value_name = "URL|NAME")]
-    pub url: Option<String>,
+    pub urls: Vec<String>,
+
+    /// Watch every server the config names
+    #[arg(long, conflicts_with = "urls")]
+    pub all: bool,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -58,6 +63,10 @@ pub struct Cli {
     /// Run the dashboard against a built-in simulated server (no ComfyUI needed)
     #[arg(long)]
     pub demo: bool,
+
+    /// With --demo: a fleet of simulated servers at different speeds, one of them flaky
+    #[arg(long, requires = "demo")]
+    pub fleet: bool,
 
     /// Change nothing on the server: the dashboard's cancel, delete, requeue and free keys refuse
     #[arg(long)]
@@ -216,10 +225,15 @@ pub fn write_man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 #[derive(Debug, Args)]
 #[command(after_help = crate::commands::EXIT_STATUS_HELP)]
 pub struct WatchArgs {
-    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
-    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    /// ComfyUI servers: URLs, names from the config (gpu1 or @gpu1) or groups (@studio); with
+    /// several each line starts with the server's name [default: $COMFYUI_URL, else the
+    /// config's default, else http://127.0.0.1:8188]
     #[arg(value_name = "URL|NAME")]
-    pub url: Option<String>,
+    pub urls: Vec<String>,
+
+    /// Every server the config names
+    #[arg(long, conflicts_with = "urls")]
+    pub all: bool,
 
     /// Print one JSON object per line instead of text
     #[arg(long)]
@@ -294,6 +308,14 @@ pub struct SimArgs {
     /// Answer 401 to every request without this header, as a proxy that wants a token does
     #[arg(long, value_name = "NAME: VALUE", value_parser = parse_required_header)]
     pub require_header: Option<(String, String)>,
+
+    /// Run N servers on consecutive ports from --listen, each at its own speed
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub servers: u16,
+
+    /// Make the last server go down and come back now and then (a flaky network)
+    #[arg(long)]
+    pub flaky: bool,
 }
 
 fn parse_required_header(text: &str) -> Result<(String, String), String> {
@@ -406,6 +428,52 @@ pub fn resolve_server(
             entry: None,
         }),
     }
+}
+
+/// Every server `args` name, in order, each once: URLs, names, and groups of the config
+/// expanded (`--all`: every server of the config). None named: the one [`target`] picks.
+pub fn targets(
+    args: &[String],
+    all: bool,
+    connection: &ConnectionArgs,
+    config: &Config,
+) -> Result<Vec<Target>, String> {
+    let names: Vec<String> = if all {
+        if config.servers.is_empty() {
+            return Err("--all watches the servers of the config, and it names none".to_string());
+        }
+        config
+            .servers
+            .keys()
+            .map(|name| format!("@{name}"))
+            .collect()
+    } else {
+        args.iter()
+            .flat_map(|arg| {
+                let name = arg.strip_prefix('@').unwrap_or(arg);
+                match config.group(name) {
+                    Some(members) => members.iter().map(|m| format!("@{m}")).collect(),
+                    None => vec![arg.clone()],
+                }
+            })
+            .collect()
+    };
+    if names.is_empty() {
+        return Ok(vec![target(None, connection, config)?]);
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for name in &names {
+        let found = target(Some(name), connection, config)?;
+        // The same server twice would be two sockets under one id, the second silencing the
+        // first.
+        if !targets
+            .iter()
+            .any(|t| t.server.base() == found.server.base())
+        {
+            targets.push(found);
+        }
+    }
+    Ok(targets)
 }
 
 /// `server` with the headers of `$COMFYUI_HEADERS` (one per line) and then `--header`. A
@@ -546,13 +614,16 @@ mod tests {
         let Some(Command::Watch(w)) = cli.command else {
             panic!("{cli:?}")
         };
-        assert_eq!(w.url.as_deref(), Some("http://box:8188"));
+        assert_eq!(w.urls, ["http://box:8188"]);
         assert_eq!(w.format(), LineFormat::Json);
         assert_eq!(w.record, Some(PathBuf::from("r.jsonl")));
 
         let cli = parse(&["http://box:8188"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.url.as_deref(), Some("http://box:8188"));
+        assert_eq!(cli.urls, ["http://box:8188"]);
+        let cli = parse(&["box1:8188", "@gpu2"]).unwrap();
+        assert_eq!(cli.urls, ["box1:8188", "@gpu2"]);
+        assert!(parse(&["--all", "box1"]).is_err());
         assert!(parse(&["--demo"]).unwrap().demo);
         let cli = parse(&["--read-only", "--demo"]).unwrap();
         assert!(cli.read_only && cli.demo);
@@ -684,5 +755,36 @@ mod tests {
         assert_eq!(server.headers()["authorization"], "Bearer cli");
         assert_eq!(server.headers()["x-team"], "env");
         assert_eq!(server.headers().len(), 2);
+    }
+
+    #[test]
+    fn several_servers_come_from_urls_names_groups_or_all_each_once() {
+        let config = Config::parse(
+            "[servers.a]\nurl = \"http://a:1\"\n[servers.b]\nurl = \"http://b:2\"\n\
+             [groups]\nstudio = [\"a\", \"b\"]\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let flags = ConnectionArgs::default();
+        let urls = |args: &[&str], all: bool| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            targets(&args, all, &flags, &config)
+                .map(|ts| ts.iter().map(|t| t.server.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            urls(&["@studio"], false).unwrap(),
+            ["http://a:1", "http://b:2"]
+        );
+        assert_eq!(
+            urls(&["b", "http://c:3", "@a", "http://b:2"], false).unwrap(),
+            ["http://b:2", "http://c:3", "http://a:1"]
+        );
+        assert_eq!(urls(&[], true).unwrap(), ["http://a:1", "http://b:2"]);
+        assert!(urls(&[], true).is_ok());
+        let none = targets(&[], true, &flags, &Config::default()).unwrap_err();
+        assert!(none.contains("names none"), "{none}");
+        let bad = Config::parse("[groups]\nx = [\"nope\"]\n", std::path::Path::new("c.toml"))
+            .unwrap_err();
+        assert!(bad.contains("x names nope, which is no server"), "{bad}");
     }
 }

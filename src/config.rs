@@ -32,6 +32,9 @@ pub struct Config {
     pub default: Option<String>,
     #[serde(default)]
     pub servers: BTreeMap<String, ServerEntry>,
+    /// Named lists of servers: `comfytop @studio` watches them all.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Action name → its keys.
     #[serde(default)]
     keys: BTreeMap<ActionName, KeyList>,
@@ -144,6 +147,21 @@ impl Config {
                 config.server_names()
             ));
         }
+        for (group, members) in &config.groups {
+            if config.servers.contains_key(group) {
+                return Err(format!(
+                    "{}: [groups]: {group} is also a server's name; give it another",
+                    path.display()
+                ));
+            }
+            if let Some(unknown) = members.iter().find(|m| !config.servers.contains_key(*m)) {
+                return Err(format!(
+                    "{}: [groups]: {group} names {unknown}, which is no server; the servers are {}",
+                    path.display(),
+                    config.server_names()
+                ));
+            }
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         for entry in config.servers.values_mut() {
             if let Some(ca) = &entry.ca_cert {
@@ -167,6 +185,11 @@ impl Config {
             })
             .collect::<Result<_, _>>()?;
         KeyTable::default().with_overrides(&overrides)
+    }
+
+    /// The servers of the group named `name`, if there is one.
+    pub fn group(&self, name: &str) -> Option<&[String]> {
+        self.groups.get(name).map(Vec::as_slice)
     }
 
     /// The server named `name`, or an error listing those there are.

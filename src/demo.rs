@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use color_eyre::eyre::{Context as _, Result};
-use comfy_sim::{SimConfig, SimServer};
+use comfy_sim::{Outage, SimConfig, SimFleet};
 
 use crate::app::{Reply, Submitted};
 use crate::comfy::api::PromptRequest;
@@ -12,19 +12,46 @@ use crate::comfy::server_url::ServerUrl;
 use crate::dashboard::{Beside, DashboardConfig, RunSummary, run_loop};
 
 /// Runs the dashboard on a simulated server started in-process on a free loopback port, with
-/// demo work flowing through it. `config.server` is replaced by the simulator's address.
-pub async fn run_demo(mut config: DashboardConfig) -> Result<RunSummary> {
-    let sim = SimServer::start(SimConfig {
+/// demo work flowing through it, instead of the servers `config` names.
+pub async fn run_demo(mut config: DashboardConfig, fleet: bool) -> Result<RunSummary> {
+    let base = SimConfig {
         demo: true,
         ..SimConfig::default()
-    })
-    .await
-    .wrap_err("cannot start the simulated server")?;
-    config.server = ServerUrl::parse(&sim.url())?;
+    };
+    let mut configs = if fleet {
+        SimFleet::configs(&base, FLEET_SIZE)
+    } else {
+        vec![base]
+    };
+    if fleet && let Some(last) = configs.last_mut() {
+        // One box of the fleet drops off the network now and then, as real ones do.
+        last.outage = Some(Outage {
+            every: Duration::from_secs(45),
+            down_for: Duration::from_secs(8),
+        });
+    }
+    let sims = SimFleet::start(configs)
+        .await
+        .wrap_err("cannot start the simulated server")?;
+    let mut servers = Vec::new();
+    for (index, url) in sims.urls().iter().enumerate() {
+        servers.push(crate::dashboard::WatchedServer {
+            url: ServerUrl::parse(url)?,
+            name: fleet.then(|| FLEET_NAMES[index % FLEET_NAMES.len()].to_string()),
+            client_id: crate::comfy::connection::new_client_id(),
+            client_id_note: None,
+            read_only: false,
+        });
+    }
+    config.servers = servers;
     let result = run_loop(config, |beside| Some(tokio::spawn(queue_demo_work(beside)))).await;
-    sim.shutdown().await;
+    sims.shutdown().await;
     result
 }
+
+/// `--demo --fleet`: this many simulated boxes, named like a small studio's.
+const FLEET_SIZE: usize = 4;
+const FLEET_NAMES: &[&str] = &["gpu1", "gpu2", "render-a", "laptop"];
 
 /// What the demo's own work asks for, in turn.
 const DEMO_PROMPTS: &[&str] = &[
@@ -59,7 +86,7 @@ async fn queue_demo_work(
             Ok(accepted) => Ok(Box::new(Submitted { request, accepted })),
             Err(error) => Err(error.to_string()),
         };
-        if replies.send(Reply::Submitted(result)).is_err() {
+        if replies.send((0, Reply::Submitted(result))).is_err() {
             return;
         }
         tokio::time::sleep(DEMO_EVERY).await;

@@ -21,9 +21,31 @@ pub fn speed(steps_per_sec: f64) -> String {
     }
 }
 
+/// What a server without a name in the config is called where room is short (the server
+/// bar, the fleet, the lines of several servers): `host:port`, and its path prefix if any.
+pub fn server_name(url: &crate::comfy::server_url::ServerUrl) -> String {
+    let base = url.base();
+    let host = base.host_str().unwrap_or("?");
+    let path = base.path().trim_end_matches('/');
+    match base.port() {
+        Some(port) => format!("{host}:{port}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_named_by_host_port_and_prefix_without_credentials() {
+        let url = |text| crate::comfy::server_url::ServerUrl::parse(text).unwrap();
+        assert_eq!(server_name(&url("http://u:p@gpu1:8188")), "gpu1:8188");
+        assert_eq!(
+            server_name(&url("https://box.example/comfy/")),
+            "box.example/comfy"
+        );
+    }
 
     #[test]
     fn ids_are_cut_and_made_safe_and_slow_speeds_read_per_step() {

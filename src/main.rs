@@ -4,14 +4,12 @@ use clap::Parser as _;
 use color_eyre::eyre::{Result, WrapErr as _};
 
 use comfytop::app::keys::KeyTable;
-use comfytop::cli::{
-    Cli, Command, ConfigCommand, ConnectionArgs, ReplayArgs, SimArgs, Target, WatchArgs,
-};
+use comfytop::cli::{Cli, Command, ConfigCommand, ReplayArgs, SimArgs, Target, WatchArgs};
 use comfytop::comfy::server_url::ServerUrl;
 use comfytop::commands::{self, Exit};
 use comfytop::config::{Config, ConfigPath, EXAMPLE};
 use comfytop::control::Access;
-use comfytop::dashboard::{self, DEFAULT_PREVIEW_FPS, DashboardConfig};
+use comfytop::dashboard::{self, DEFAULT_PREVIEW_FPS, DashboardConfig, WatchedServer};
 use comfytop::identity::ClientIdentity;
 use comfytop::notify::{NotifyFor, NotifyMode};
 use comfytop::watch::{live, replay};
@@ -61,11 +59,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Some(Command::Watch(args)) => {
-            let target = match target(args.url.as_deref(), &args.connection, &config) {
-                Ok(target) => target,
-                Err(code) => return Ok(code),
-            };
-            watch(target, args)
+            let targets =
+                match comfytop::cli::targets(&args.urls, args.all, &args.connection, &config) {
+                    Ok(targets) => targets,
+                    Err(message) => {
+                        eprintln!("comfytop: {message}");
+                        return Ok(Exit::Usage.into());
+                    }
+                };
+            watch(targets, args)
         }
         Some(Command::Submit(args)) => Ok(runtime()?
             .block_on(commands::submit::run(args, &config))
@@ -84,11 +86,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(Exit::Usage.into());
                 }
             };
-            let target = match target(cli.url.as_deref(), &cli.connection, &config) {
-                Ok(target) => target,
-                Err(code) => return Ok(code),
+            let targets = match comfytop::cli::targets(&cli.urls, cli.all, &cli.connection, &config)
+            {
+                Ok(targets) => targets,
+                Err(message) => {
+                    eprintln!("comfytop: {message}");
+                    return Ok(Exit::Usage.into());
+                }
             };
-            dashboard(target, keys, &cli)
+            if targets.len() > 1 && cli.record.is_some() {
+                eprintln!(
+                    "comfytop: --record follows one server; name one, or use `comfytop watch URL --record FILE` per server"
+                );
+                return Ok(Exit::Usage.into());
+            }
+            dashboard(targets, keys, &cli)
         }
     }
 }
@@ -125,18 +137,6 @@ fn printed(written: std::io::Result<()>, what: &str) -> Result<ExitCode> {
     }
 }
 
-/// The server to talk to, or the usage exit status after saying what is wrong with it.
-fn target(
-    arg: Option<&str>,
-    connection: &ConnectionArgs,
-    config: &Config,
-) -> Result<Target, ExitCode> {
-    comfytop::cli::target(arg, connection, config).map_err(|message| {
-        eprintln!("comfytop: {message}");
-        Exit::Usage.into()
-    })
-}
-
 /// The clientId to use: `--client-id`, else the one kept for the server. A note on why it is
 /// a fresh one goes to stderr (`quiet`: the dashboard shows it itself).
 fn identity(
@@ -165,37 +165,79 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .wrap_err("cannot start the async runtime")
 }
 
-fn watch(target: Target, args: WatchArgs) -> Result<ExitCode> {
-    let identity = match identity(args.client_id.as_deref(), &target.server, false) {
-        Ok(identity) => identity,
-        Err(code) => return Ok(code),
-    };
-    runtime()?.block_on(live::run(
-        target.server,
-        identity.id.clone(),
-        args.format(),
-        args.record.as_deref(),
-        args.history,
-    ))?;
+fn watch(targets: Vec<Target>, args: WatchArgs) -> Result<ExitCode> {
+    if targets.len() > 1 && args.record.is_some() {
+        eprintln!(
+            "comfytop: --record follows one server; run one `comfytop watch URL --record FILE` per server"
+        );
+        return Ok(Exit::Usage.into());
+    }
+    // Held until watching ends: each keeps its server's id from a second comfytop.
+    let mut identities = Vec::with_capacity(targets.len());
+    for target in &targets {
+        match identity(args.client_id.as_deref(), &target.server, false) {
+            Ok(identity) => identities.push(identity),
+            Err(code) => return Ok(code),
+        }
+    }
+    if let ([target], [identity]) = (targets.as_slice(), identities.as_slice()) {
+        runtime()?.block_on(live::run(
+            target.server.clone(),
+            identity.id.clone(),
+            args.format(),
+            args.record.as_deref(),
+            args.history,
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let servers = targets
+        .iter()
+        .zip(&identities)
+        .map(|(target, identity)| live::NamedServer {
+            name: target
+                .name
+                .clone()
+                .unwrap_or_else(|| comfytop::format::server_name(&target.server)),
+            url: target.server.clone(),
+            client_id: identity.id.clone(),
+        })
+        .collect();
+    runtime()?.block_on(live::run_several(servers, args.format(), args.history))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dashboard on `target`, or with `--demo` on a simulated server started in-process. The
-/// command line wins over the server's config entry, which wins over the defaults.
-fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
+/// The dashboard on `targets`, or with `--demo` on a simulated server started in-process. The
+/// command line wins over the config entry of the first server, which wins over the defaults.
+fn dashboard(targets: Vec<Target>, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
     if let Some(path) = &cli.log {
         dashboard::log_to_file(path)?;
     }
-    // The demo's simulator is a new server each time: nothing to resume there.
-    let identity = if cli.demo {
-        ClientIdentity::fresh()
-    } else {
-        match identity(cli.client_id.as_deref(), &target.server, true) {
-            Ok(identity) => identity,
-            Err(code) => return Ok(code),
-        }
-    };
-    let entry = target.entry.as_ref();
+    // Held until the dashboard ends: each keeps its server's id from a second comfytop.
+    let mut identities = Vec::with_capacity(targets.len());
+    for target in &targets {
+        // The demo's simulator is a new server each time: nothing to resume there.
+        let identity = if cli.demo {
+            ClientIdentity::fresh()
+        } else {
+            match identity(cli.client_id.as_deref(), &target.server, true) {
+                Ok(identity) => identity,
+                Err(code) => return Ok(code),
+            }
+        };
+        identities.push(identity);
+    }
+    let entry = targets.first().and_then(|t| t.entry.as_ref());
+    let servers = targets
+        .iter()
+        .zip(&identities)
+        .map(|(target, identity)| WatchedServer {
+            url: target.server.clone(),
+            name: target.name.clone(),
+            client_id: identity.id.clone(),
+            client_id_note: identity.note.clone(),
+            read_only: target.read_only(),
+        })
+        .collect();
     let config = DashboardConfig {
         mouse: !cli.no_mouse,
         record: cli.record.clone(),
@@ -210,9 +252,7 @@ fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
         save_dir: cli.save_dir.clone(),
         finished_kept: cli.history,
         color: cli.color.colours(std::env::var_os("NO_COLOR").as_deref()),
-        access: Access::from_read_only(cli.read_only || target.read_only()),
-        client_id: identity.id.clone(),
-        client_id_note: identity.note.clone(),
+        access: Access::from_read_only(cli.read_only),
         keys,
         notify: NotifyFor {
             // The demo's own prompts end every few seconds: no bell unless asked for.
@@ -226,7 +266,7 @@ fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
                 }),
             all_prompts: cli.notify_all || entry.and_then(|e| e.notify_all).unwrap_or(false),
         },
-        server: target.server,
+        servers,
     };
     // Two workers: the connection, the HTTP calls (and the demo's simulator) keep running while
     // the loop itself is busy, e.g. showing a full-size image that waits for a key.
@@ -237,7 +277,7 @@ fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
         .wrap_err("cannot start the async runtime")?;
     if cli.demo {
         #[cfg(feature = "demo")]
-        runtime.block_on(comfytop::demo::run_demo(config))?;
+        runtime.block_on(comfytop::demo::run_demo(config, cli.fleet))?;
         #[cfg(not(feature = "demo"))]
         return Ok(without_simulator("--demo"));
     } else {
@@ -248,11 +288,13 @@ fn dashboard(target: Target, keys: KeyTable, cli: &Cli) -> Result<ExitCode> {
 
 #[cfg(feature = "demo")]
 fn simulator(args: &SimArgs) -> Result<ExitCode> {
-    runtime()?.block_on(comfy_sim::run_standalone(
+    runtime()?.block_on(comfy_sim::run_fleet(
         args.listen,
+        usize::from(args.servers),
         args.step(),
         args.demo,
         args.require_header.clone(),
+        args.flaky,
     ))?;
     Ok(ExitCode::SUCCESS)
 }

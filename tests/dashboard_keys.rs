@@ -45,10 +45,13 @@ impl Dashboard {
         update(
             &mut state,
             0.0,
-            Event::Conn(ConnEvent::Connected {
-                sid: Some(US.into()),
-                features: None,
-            }),
+            Event::Conn(
+                0,
+                ConnEvent::Connected {
+                    sid: Some(US.into()),
+                    features: None,
+                },
+            ),
         );
         let mut dashboard = Self {
             state,
@@ -66,18 +69,24 @@ impl Dashboard {
         update(
             &mut self.state,
             self.now,
-            Event::Reply(Reply::Tracker {
-                command: TrackerCommand::FetchQueue,
-                result: Ok(TrackerInput::Queue(snapshot)),
-            }),
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command: TrackerCommand::FetchQueue,
+                    result: Ok(TrackerInput::Queue(snapshot)),
+                },
+            ),
         );
         update(
             &mut self.state,
             self.now,
-            Event::Reply(Reply::Tracker {
-                command: TrackerCommand::FetchHistory { max_items: 64 },
-                result: Ok(TrackerInput::History(History::default())),
-            }),
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command: TrackerCommand::FetchHistory { max_items: 64 },
+                    result: Ok(TrackerInput::History(History::default())),
+                },
+            ),
         );
     }
 
@@ -100,9 +109,9 @@ impl Dashboard {
         for code in codes {
             let commands = self.press(*code);
             for command in commands {
-                if let Command::Act(action) = command {
+                if let Command::Act(_, action) = command {
                     let reply = act(&self.client, self.state.access, action).await;
-                    update(&mut self.state, self.now, Event::Reply(reply));
+                    update(&mut self.state, self.now, Event::Reply(0, reply));
                 }
             }
         }
@@ -177,7 +186,7 @@ async fn keys_hit_only_what_was_targeted() {
     assert!(
         dashboard
             .state
-            .server
+            .server()
             .tracker
             .prompt(&requeued)
             .unwrap()

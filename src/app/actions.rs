@@ -19,7 +19,7 @@ use super::{Command, Confirm, Notice, NoticeKind, Overlay, Panel, State};
 /// asks the runtime to act (requeues).
 pub(super) fn on_control_key(state: &mut State, key: ControlKey, commands: &mut Vec<Command>) {
     state.dirty = true;
-    if let Err(refusal) = state.access.check(&sample(key)) {
+    if let Err(refusal) = state.access().check(&sample(key)) {
         notice(state, NoticeKind::Error, refusal.status_text());
         return;
     }
@@ -30,7 +30,7 @@ pub(super) fn on_control_key(state: &mut State, key: ControlKey, commands: &mut 
             return;
         }
     };
-    let ours = state.server.tracker.our_client_id().to_string();
+    let ours = state.server().tracker.our_client_id().to_string();
     let question = action.question(|id| owner(state, id, &ours));
     match question {
         Some(question) => {
@@ -66,6 +66,7 @@ pub(super) fn answer(state: &mut State, yes: bool, commands: &mut Vec<Command>) 
 /// tracker.
 pub(super) fn on_acted(
     state: &mut State,
+    index: usize,
     action: ServerAction,
     result: Result<Done, String>,
     commands: &mut Vec<Command>,
@@ -75,19 +76,19 @@ pub(super) fn on_acted(
         Ok(done) => done,
         Err(error) => {
             let error = crate::text::one_line(&error).into_owned();
-            state
-                .server
+            let now = state.now;
+            state.servers[index]
                 .log
-                .push(state.now, LineKind::Error, error.clone());
+                .push(now, LineKind::Error, error.clone());
             notice(state, NoticeKind::Error, error);
             return;
         }
     };
     let text = done.status_text();
-    state
-        .server
+    let now = state.now;
+    state.servers[index]
         .log
-        .push(state.now, LineKind::Connection, text.clone());
+        .push(now, LineKind::Connection, text.clone());
     notice(state, NoticeKind::Done, text);
     // A delete or interrupt shows when the server's own status and execution messages say so
     // (ComfyUI announces the queue after every change); only a new prompt is shown at once, from
@@ -102,8 +103,7 @@ pub(super) fn on_acted(
             number: accepted.number,
             request: *request,
         };
-        let fetches = state.server.tracker.handle(state.now, input);
-        commands.extend(fetches.into_iter().map(Command::Fetch));
+        super::update::track(state, index, input, commands);
     }
 }
 
@@ -116,7 +116,7 @@ fn act(state: &mut State, action: ServerAction, commands: &mut Vec<Command>) {
         ServerAction::Free(_) => "freeing memory…".to_string(),
     };
     notice(state, NoticeKind::Info, what);
-    commands.push(Command::Act(action));
+    commands.push(Command::Act(state.current, action));
 }
 
 pub(super) fn notice(state: &mut State, kind: NoticeKind, text: String) {
@@ -148,7 +148,7 @@ fn sample(key: ControlKey) -> ServerAction {
 
 /// What `key` means for what is on screen, or why it means nothing.
 fn plan(state: &State, key: ControlKey) -> Result<ServerAction, String> {
-    let tracker = &state.server.tracker;
+    let tracker = &state.server().tracker;
     match key {
         ControlKey::Cancel => tracker
             .running()
@@ -205,20 +205,20 @@ fn plan(state: &State, key: ControlKey) -> Result<ServerAction, String> {
 /// (the running prompt for the progress panel).
 fn selected(state: &State) -> Option<&PromptRecord> {
     if let Some(detail) = &state.ui.detail {
-        return state.server.tracker.prompt(&detail.prompt_id);
+        return state.server().tracker.prompt(&detail.prompt_id);
     }
     match state.ui.focus {
         Panel::Queue => state.selected_queue_row().map(|i| state.queue_rows()[i]),
         Panel::History => state
             .selected_history_row()
             .map(|i| state.history_rows()[i]),
-        Panel::Progress => state.server.tracker.running(),
+        Panel::Progress => state.server().tracker.running(),
         Panel::Log => None,
     }
 }
 
 fn owner(state: &State, prompt_id: &str, ours: &str) -> Owner {
-    match state.server.tracker.prompt(prompt_id) {
+    match state.server().tracker.prompt(prompt_id) {
         Some(prompt) if prompt.ours => Owner::Us,
         Some(prompt) => Owner::of(prompt.client_id.as_deref(), Some(ours)),
         None => Owner::Nobody,
@@ -228,7 +228,7 @@ fn owner(state: &State, prompt_id: &str, ours: &str) -> Owner {
 /// Whether a confirmed action still makes sense as the tracker sees the server now: a prompt that
 /// finished (or started) while the question was up is left alone, and the user is told.
 fn still_applies(state: &State, action: &ServerAction) -> Result<(), String> {
-    let tracker = &state.server.tracker;
+    let tracker = &state.server().tracker;
     let phase = |id: &str| tracker.prompt(id).map(|p| p.phase.clone());
     match action {
         ServerAction::Interrupt { prompt_id } => match phase(prompt_id) {
@@ -306,10 +306,13 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Reply(Reply::Tracker {
-                command: TrackerCommand::FetchQueue,
-                result: Ok(TrackerInput::Queue(snapshot)),
-            }),
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command: TrackerCommand::FetchQueue,
+                    result: Ok(TrackerInput::Queue(snapshot)),
+                },
+            ),
         );
         let ids: Vec<&str> = state.queue_rows().iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, [RUNNING, PENDING[0], PENDING[1], PENDING[2]]);
@@ -338,7 +341,7 @@ mod tests {
 
     fn acted(commands: Vec<Command>) -> ServerAction {
         match commands.as_slice() {
-            [Command::Act(action)] => action.clone(),
+            [Command::Act(0, action)] => action.clone(),
             other => panic!("expected one action: {other:?}"),
         }
     }
@@ -374,23 +377,26 @@ mod tests {
         update(
             &mut state,
             2.0,
-            Event::Conn(crate::comfy::connection::ConnEvent::Frame(
-                crate::comfy::connection::ReceivedFrame {
-                    t: 2.0,
-                    raw: frame,
-                    decoded,
-                },
-            )),
+            Event::Conn(
+                0,
+                crate::comfy::connection::ConnEvent::Frame(
+                    crate::comfy::connection::ReceivedFrame {
+                        t: 2.0,
+                        raw: frame,
+                        decoded,
+                    },
+                ),
+            ),
         );
         assert!(matches!(
-            state.server.tracker.prompt(RUNNING).unwrap().phase,
+            state.server().tracker.prompt(RUNNING).unwrap().phase,
             Phase::Finished(_)
         ));
         // Still asking: the dialog stays until answered.
         question(&state);
         let commands = press(&mut state, KeyCode::Char('y'));
         assert!(
-            !commands.iter().any(|c| matches!(c, Command::Act(_))),
+            !commands.iter().any(|c| matches!(c, Command::Act(_, _))),
             "{commands:?}"
         );
         assert_eq!(
@@ -565,15 +571,18 @@ mod tests {
         update(
             &mut state,
             3.0,
-            Event::Reply(Reply::Acted {
-                action,
-                result: Ok(Done::Queued {
-                    accepted,
-                    requeue_of: Some(FINISHED.into()),
-                }),
-            }),
+            Event::Reply(
+                0,
+                Reply::Acted {
+                    action,
+                    result: Ok(Done::Queued {
+                        accepted,
+                        requeue_of: Some(FINISHED.into()),
+                    }),
+                },
+            ),
         );
-        let record = state.server.tracker.prompt(&new_id).unwrap();
+        let record = state.server().tracker.prompt(&new_id).unwrap();
         assert!(record.ours);
         assert_eq!(record.phase, Phase::Queued);
         assert!(state.queue_rows().iter().any(|p| p.id == new_id));
@@ -590,12 +599,15 @@ mod tests {
         let commands = update(
             &mut state,
             3.0,
-            Event::Reply(Reply::Acted {
-                action: ServerAction::Delete {
-                    prompt_ids: vec![PENDING[0].into()],
+            Event::Reply(
+                0,
+                Reply::Acted {
+                    action: ServerAction::Delete {
+                        prompt_ids: vec![PENDING[0].into()],
+                    },
+                    result: Err("POST /queue failed: HTTP 500".into()),
                 },
-                result: Err("POST /queue failed: HTTP 500".into()),
-            }),
+            ),
         );
         assert!(commands.is_empty(), "nothing retried: {commands:?}");
         assert_eq!(notice(&state), "POST /queue failed: HTTP 500");
@@ -608,19 +620,22 @@ mod tests {
         let commands = update(
             &mut state,
             3.0,
-            Event::Reply(Reply::Acted {
-                action: ServerAction::Delete {
-                    prompt_ids: vec![PENDING[0].into()],
+            Event::Reply(
+                0,
+                Reply::Acted {
+                    action: ServerAction::Delete {
+                        prompt_ids: vec![PENDING[0].into()],
+                    },
+                    result: Ok(Done::Deleted {
+                        prompt_ids: vec![PENDING[0].into()],
+                    }),
                 },
-                result: Ok(Done::Deleted {
-                    prompt_ids: vec![PENDING[0].into()],
-                }),
-            }),
+            ),
         );
         assert!(commands.is_empty(), "{commands:?}");
         // Not removed on a guess: the server's status message will say.
         assert_eq!(
-            state.server.tracker.prompt(PENDING[0]).unwrap().phase,
+            state.server().tracker.prompt(PENDING[0]).unwrap().phase,
             Phase::Queued
         );
         assert_eq!(notice(&state), "deleted pending prompt dd848e16");

@@ -11,10 +11,12 @@ use crate::tracker::TrackerCommand;
 /// as an [`super::Event`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// An HTTP fetch the tracker needs (`/queue`, `/history`, `/history/{id}`).
-    Fetch(TrackerCommand),
+    /// An HTTP fetch the tracker of server `.0` needs (`/queue`, `/history`,
+    /// `/history/{id}`). Every command for a server names it by its index in
+    /// [`super::State::servers`]; its reply comes back with the same index.
+    Fetch(usize, TrackerCommand),
     /// `GET /system_stats` for the status bar.
-    FetchSystemStats,
+    FetchSystemStats(usize),
     /// Hand a preview frame or a fetched output to the preview worker.
     SubmitPreview(PreviewFrame),
     /// Tell the preview worker what the pane shows now (`None`: hidden).
@@ -22,9 +24,10 @@ pub enum Command {
     /// Draw the pane's image again (the full-size view wiped it).
     RedrawPreview,
     /// `GET /view` for an output the preview pane shows.
-    FetchOutput(ImageRef),
+    FetchOutput(usize, ImageRef),
     /// Save an output into `dir` (from `data`, else a fresh `/view` fetch), never overwriting.
     SaveOutput {
+        server: usize,
         image: ImageRef,
         data: Option<Bytes>,
         dir: PathBuf,
@@ -38,9 +41,9 @@ pub enum Command {
     },
     /// Change something on the server (confirmed first where it destroys); the reply comes
     /// back as [`super::Reply::Acted`].
-    Act(control::ServerAction),
+    Act(usize, control::ServerAction),
     /// Try the server again now instead of waiting out the backoff.
-    Reconnect,
+    Reconnect(usize),
     /// Tell the user a prompt ended (the bell and/or a desktop notification, as `--notify`
     /// says); the text says which and how.
     Notify(String),

@@ -25,8 +25,10 @@ pub enum Event {
     Focus(bool),
     /// A timer the state asked for (see [`super::State::wakeup_at`]).
     Tick,
-    Conn(ConnEvent),
-    Reply(Reply),
+    /// From the connection of server `.0` (its index in [`super::State::servers`]).
+    Conn(usize, ConnEvent),
+    /// The reply to a command for server `.0`.
+    Reply(usize, Reply),
     /// The preview worker has results.
     Preview(super::preview::PreviewResults),
     /// Something went wrong outside the state (recording, say) that the user should see.

@@ -23,6 +23,8 @@ pub enum Context {
     FullView,
     /// The server is unreachable (any key also retries then).
     Offline,
+    /// The fleet view: one row per server.
+    Fleet,
 }
 
 impl Context {
@@ -34,6 +36,7 @@ impl Context {
             Self::Confirm => "confirm",
             Self::FullView => "full view",
             Self::Offline => "offline",
+            Self::Fleet => "fleet",
         }
     }
 }
@@ -68,6 +71,14 @@ pub enum KeyAction {
     RetryNow,
     /// Leave the full-size view.
     CloseFullView,
+    /// The fleet view (several servers).
+    ShowFleet,
+    /// The next / previous server, or server N (1-based, as the server bar numbers them).
+    NextServer,
+    PrevServer,
+    ToServer(u8),
+    /// Sort the fleet view another way.
+    SortFleet,
 }
 
 impl KeyAction {
@@ -104,6 +115,10 @@ impl KeyAction {
         ("yes", Self::Yes),
         ("no", Self::No),
         ("retry", Self::RetryNow),
+        ("fleet", Self::ShowFleet),
+        ("next-server", Self::NextServer),
+        ("previous-server", Self::PrevServer),
+        ("sort-fleet", Self::SortFleet),
     ];
 
     /// The action a config file names, or what the names are.
@@ -313,11 +328,12 @@ struct Declared {
     help: &'static str,
 }
 
-use Context::{Confirm, Details, FullView, Help, Main, Offline};
+use Context::{Confirm, Details, Fleet, FullView, Help, Main, Offline};
 
-const EVERYWHERE: &[Context] = &[Main, Details, Help, Confirm];
-const DASHBOARD: &[Context] = &[Main, Details, Help];
+const EVERYWHERE: &[Context] = &[Main, Details, Help, Confirm, Fleet];
+const DASHBOARD: &[Context] = &[Main, Details, Help, Fleet];
 const PANELS_AND_DETAILS: &[Context] = &[Main, Details];
+const SERVERS: &[Context] = &[Main, Details, Fleet];
 
 /// The dashboard's keys. The order is the help's order.
 const BINDINGS: &[Declared] = &[
@@ -386,6 +402,12 @@ const BINDINGS: &[Declared] = &[
         keys: &[Key::code(KeyCode::Enter)],
         contexts: &[Main],
         help: "details of the selected prompt",
+    },
+    Declared {
+        action: KeyAction::Open,
+        keys: &[Key::code(KeyCode::Enter)],
+        contexts: &[Fleet],
+        help: "the selected server's dashboard",
     },
     Declared {
         action: KeyAction::Back,
@@ -466,6 +488,84 @@ const BINDINGS: &[Declared] = &[
         help: "unload models and free memory",
     },
     Declared {
+        action: KeyAction::ShowFleet,
+        keys: &[Key::char('0')],
+        contexts: PANELS_AND_DETAILS,
+        help: "every server at a glance (several servers)",
+    },
+    Declared {
+        action: KeyAction::ToServer(1),
+        keys: &[Key::char('1')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(2),
+        keys: &[Key::char('2')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(3),
+        keys: &[Key::char('3')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(4),
+        keys: &[Key::char('4')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(5),
+        keys: &[Key::char('5')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(6),
+        keys: &[Key::char('6')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(7),
+        keys: &[Key::char('7')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(8),
+        keys: &[Key::char('8')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::ToServer(9),
+        keys: &[Key::char('9')],
+        contexts: SERVERS,
+        help: "server 1 to 9",
+    },
+    Declared {
+        action: KeyAction::NextServer,
+        keys: &[Key::char(']')],
+        contexts: SERVERS,
+        help: "next / previous server",
+    },
+    Declared {
+        action: KeyAction::PrevServer,
+        keys: &[Key::char('[')],
+        contexts: SERVERS,
+        help: "next / previous server",
+    },
+    Declared {
+        action: KeyAction::SortFleet,
+        keys: &[Key::char('s')],
+        contexts: &[Fleet],
+        help: "sort the fleet by order, queue or state",
+    },
+    Declared {
         action: KeyAction::Help,
         keys: &[Key::char('?')],
         contexts: DASHBOARD,
@@ -510,11 +610,35 @@ const HINTS: &[(Context, &[KeyAction], &str)] = &[
     (Details, &[KeyAction::Top, KeyAction::Bottom], "top/bottom"),
     (Details, &[KeyAction::ToggleLog], "log"),
     (Details, &[KeyAction::Quit], "quit"),
+    (Main, &[KeyAction::ShowFleet], "fleet"),
+    (Fleet, &[KeyAction::Quit], "quit"),
+    (Fleet, &[KeyAction::Down, KeyAction::Up], "move"),
+    (Fleet, &[KeyAction::Open], "open"),
+    (
+        Fleet,
+        &[KeyAction::PrevServer, KeyAction::NextServer],
+        "server",
+    ),
+    (Fleet, &[KeyAction::SortFleet], "sort"),
+    (Fleet, &[KeyAction::Help], "help"),
     (Help, &[KeyAction::Back], "close"),
     (Help, &[KeyAction::Quit], "quit"),
     (Confirm, &[KeyAction::Yes], "yes"),
     (Confirm, &[KeyAction::No], "no"),
 ];
+
+/// `1-9` for a line whose keys are the digits in a row (the server numbers).
+fn digit_run(columns: &[Vec<String>]) -> Option<String> {
+    let [keys] = columns else {
+        return None;
+    };
+    let digits: Vec<u32> = keys
+        .iter()
+        .map(|k| k.parse::<u32>().ok().filter(|_| k.len() == 1))
+        .collect::<Option<_>>()?;
+    let consecutive = digits.windows(2).all(|w| w[1] == w[0] + 1);
+    (digits.len() > 2 && consecutive).then(|| format!("{}-{}", digits[0], digits[digits.len() - 1]))
+}
 
 /// One line of the help or the README's table: the keys as shown, where, and what they do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -672,11 +796,14 @@ impl KeyTable {
                             .collect()
                     })
                     .collect();
-                let keys = columns
-                    .iter()
-                    .map(|column| column.join(" "))
-                    .collect::<Vec<_>>()
-                    .join("  ");
+                let keys = match digit_run(&columns) {
+                    Some(run) => run,
+                    None => columns
+                        .iter()
+                        .map(|column| column.join(" "))
+                        .collect::<Vec<_>>()
+                        .join("  "),
+                };
                 HelpRow {
                     keys,
                     columns,
@@ -825,7 +952,8 @@ mod tests {
                 "j/k move",
                 "Enter details",
                 "l log",
-                "? help"
+                "? help",
+                "0 fleet"
             ]
         );
         let confirm: Vec<String> = keys

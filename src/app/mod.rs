@@ -21,11 +21,14 @@ pub use event::{ClickTarget, Event, Reply, Submitted};
 pub use event_log::{EventLog, LogLine};
 pub use preview::{PreviewResults, PreviewSettings, Previews};
 pub use state::{
-    Confirm, Detail, Link, Notice, NoticeKind, Overlay, Panel, STATS_INTERVAL_BUSY,
-    STATS_INTERVAL_IDLE, Selection, ServerState, State, Stats, StatsSummary, Ui,
+    Confirm, Detail, FleetSort, FleetView, Link, Notice, NoticeKind, Overlay, Panel,
+    STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerFlag, ServerState, State, Stats,
+    StatsSummary, Ui,
 };
 pub use update::update;
 
+#[cfg(test)]
+mod fleet_tests;
 #[cfg(test)]
 mod reconnect_tests;
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub fn detail_outputs(state: &State) -> Vec<ImageRef> {
         return Vec::new();
     };
     state
-        .server
+        .server()
         .tracker
         .prompt(&detail.prompt_id)
         .map(|p| p.images().map(|(_, image)| image.clone()).collect())
@@ -137,7 +137,7 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
     let may_have_frames = |id: &PromptId| {
         let key = PreviewKey::Live(id.clone());
         let ours_running = state
-            .server
+            .server()
             .tracker
             .prompt(id)
             .is_some_and(|p| p.ours && !p.is_finished());
@@ -148,7 +148,7 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
             Some((image, _, _)) => Some(PreviewKey::Output(image)),
             // A finished prompt without outputs has nothing worth the room.
             None => state
-                .server
+                .server()
                 .tracker
                 .prompt(&detail.prompt_id)
                 .filter(|p| !p.is_finished())
@@ -161,7 +161,7 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
         .clone()
         .map(PreviewKey::Live)
         .filter(has_frames);
-    let Some(running) = state.server.tracker.running() else {
+    let Some(running) = state.server().tracker.running() else {
         return last;
     };
     // A preview belongs to its prompt: while one runs that sends none (another client's), an
@@ -176,7 +176,7 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
 
 /// Whether the preview pane is shown: `p` did not hide it, and it has something to show.
 pub fn pane_wanted(state: &State) -> bool {
-    state.previews.show && key_on_view(state).is_some()
+    state.ui.fleet.is_none() && state.previews.show && key_on_view(state).is_some()
 }
 
 /// A binary preview frame from the socket: to the worker, never decoded here.
@@ -187,7 +187,7 @@ pub(super) fn on_binary(state: &mut State, frame: &BinaryFrame, commands: &mut V
     if !state.previews.settings.enabled {
         return;
     }
-    let running = state.server.tracker.running().map(|p| p.id.clone());
+    let running = state.server().tracker.running().map(|p| p.id.clone());
     let at = state.previews.instant(state.now);
     let Some(frame) = PreviewFrame::live(image, running.as_deref(), at) else {
         return;
@@ -239,7 +239,7 @@ pub(super) fn fetch_output_on_view(state: &mut State, commands: &mut Vec<Command
         return;
     }
     previews.fetching.push(image.clone());
-    commands.push(Command::FetchOutput(image));
+    commands.push(Command::FetchOutput(state.current, image));
 }
 
 /// The reply of a `/view` fetch for the pane: cached and handed to the worker.
@@ -404,6 +404,7 @@ pub(super) fn save_output(state: &mut State, commands: &mut Vec<Command>) {
     };
     notice(state, NoticeKind::Done, text);
     commands.push(Command::SaveOutput {
+        server: state.current,
         image,
         data,
         dir: state.previews.settings.save_dir.clone(),
@@ -428,7 +429,8 @@ pub(super) fn on_saved(state: &mut State, result: Result<PathBuf, String>) {
             format!("not saved: {}", crate::text::one_line(&error)),
         ),
     };
-    state.server.log.push(state.now, kind, text.clone());
+    let now = state.now;
+    state.server_mut().log.push(now, kind, text.clone());
     notice(state, notice_kind, text);
     state.dirty = true;
 }
@@ -522,12 +524,15 @@ mod tests {
         update(
             &mut state,
             now,
-            Event::Reply(Reply::Tracker {
-                command: crate::tracker::TrackerCommand::FetchQueue,
-                result: Ok(crate::tracker::TrackerInput::Queue(snapshot)),
-            }),
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command: crate::tracker::TrackerCommand::FetchQueue,
+                    result: Ok(crate::tracker::TrackerInput::Queue(snapshot)),
+                },
+            ),
         );
-        let running = state.server.tracker.running().unwrap();
+        let running = state.server().tracker.running().unwrap();
         assert!(!running.ours);
         assert_eq!(key_on_view(&state), None);
         assert_eq!(crate::ui::preview_area(&state), None);
@@ -602,13 +607,17 @@ mod tests {
         assert_eq!(state.previews.fetching, vec![first.0.clone()]);
         // Asked once, however many events come by.
         let again = update(&mut state, 1.0, Event::Tick);
-        assert!(!again.iter().any(|c| matches!(c, Command::FetchOutput(_))));
+        assert!(
+            !again
+                .iter()
+                .any(|c| matches!(c, Command::FetchOutput(_, _)))
+        );
 
         let commands = key(&mut state, 'o');
         let second = selected_output(&state).unwrap();
         assert_eq!(second.0.filename, "ComfyUI_temp_otqca_00001_.png");
         // Fetched, and the pane told to show it.
-        assert_eq!(commands[0], Command::FetchOutput(second.0.clone()));
+        assert_eq!(commands[0], Command::FetchOutput(0, second.0.clone()));
         assert!(matches!(
             &commands[1..],
             [Command::SetPreviewView(Some(view))]
@@ -635,10 +644,13 @@ mod tests {
         let commands = update(
             &mut state,
             1.0,
-            Event::Reply(Reply::Output {
-                image: image.clone(),
-                result: Ok(Bytes::from(png.clone())),
-            }),
+            Event::Reply(
+                0,
+                Reply::Output {
+                    image: image.clone(),
+                    result: Ok(Bytes::from(png.clone())),
+                },
+            ),
         );
         assert!(state.previews.outputs.contains(&image));
         assert!(state.previews.fetching.is_empty());
@@ -662,6 +674,7 @@ mod tests {
         assert_eq!(
             commands,
             vec![Command::SaveOutput {
+                server: 0,
                 image: image.clone(),
                 data: None,
                 dir: PathBuf::from("/tmp/outputs"),
@@ -671,10 +684,13 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Reply(Reply::Output {
-                image: image.clone(),
-                result: Ok(Bytes::from_static(b"png bytes")),
-            }),
+            Event::Reply(
+                0,
+                Reply::Output {
+                    image: image.clone(),
+                    result: Ok(Bytes::from_static(b"png bytes")),
+                },
+            ),
         );
         let commands = key(&mut state, 's');
         assert!(matches!(
@@ -684,9 +700,10 @@ mod tests {
         update(
             &mut state,
             2.0,
-            Event::Reply(Reply::Saved(Ok(PathBuf::from(
-                "/tmp/outputs/full_00003_-1.png",
-            )))),
+            Event::Reply(
+                0,
+                Reply::Saved(Ok(PathBuf::from("/tmp/outputs/full_00003_-1.png"))),
+            ),
         );
         assert_eq!(
             notice_text(&state),
@@ -695,13 +712,13 @@ mod tests {
         update(
             &mut state,
             3.0,
-            Event::Reply(Reply::Saved(Err("disk full".into()))),
+            Event::Reply(0, Reply::Saved(Err("disk full".into()))),
         );
         assert_eq!(notice_text(&state), "not saved: disk full");
         assert_eq!(state.ui.notice.as_ref().unwrap().kind, NoticeKind::Error);
         // The log keeps both.
         let logged: Vec<String> = state
-            .server
+            .server()
             .log
             .lines()
             .iter()
@@ -745,6 +762,7 @@ mod tests {
         assert_eq!(
             commands,
             vec![Command::SaveOutput {
+                server: 0,
                 image,
                 data: None,
                 dir: PathBuf::from("/tmp/outputs"),
@@ -767,10 +785,13 @@ mod tests {
         update(
             &mut state,
             1.0,
-            Event::Reply(Reply::Output {
-                image,
-                result: Ok(Bytes::from_static(b"png bytes")),
-            }),
+            Event::Reply(
+                0,
+                Reply::Output {
+                    image,
+                    result: Ok(Bytes::from_static(b"png bytes")),
+                },
+            ),
         );
         assert_eq!(
             key(&mut state, 'v'),
@@ -792,9 +813,9 @@ mod tests {
         let (first, rest): (Vec<_>, Vec<_>) = frames.into_iter().partition(|f| f.t <= 1.2);
         for frame in first {
             let t = frame.t;
-            update(&mut state, t, Event::Conn(ConnEvent::Frame(frame)));
+            update(&mut state, t, Event::Conn(0, ConnEvent::Frame(frame)));
         }
-        let running = state.server.tracker.running().unwrap().id.clone();
+        let running = state.server().tracker.running().unwrap().id.clone();
         // The worker has its first frame: the pane has something to show.
         let origin = state.previews.instant(0.0);
         let mut slot = slot(PreviewKey::Live(running.clone()), 1, origin);

@@ -25,17 +25,23 @@ fn waiting() -> State {
     update(
         &mut state,
         10.0,
-        Event::Conn(ConnEvent::Disconnected {
-            reason: "connection refused".into(),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Disconnected {
+                reason: "connection refused".into(),
+            },
+        ),
     );
     update(
         &mut state,
         10.0,
-        Event::Conn(ConnEvent::Reconnecting {
-            attempt: 4,
-            delay: Duration::from_secs(5),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Reconnecting {
+                attempt: 4,
+                delay: Duration::from_secs(5),
+            },
+        ),
     );
     state
 }
@@ -53,7 +59,7 @@ fn r_while_waiting_retries_now_and_requeues_nothing() {
     let mut state = waiting();
     assert_eq!(
         press(&mut state, KeyCode::Char('r')),
-        vec![Command::Reconnect]
+        vec![Command::Reconnect(0)]
     );
     assert!(state.ui.overlay.is_none());
 }
@@ -61,18 +67,21 @@ fn r_while_waiting_retries_now_and_requeues_nothing() {
 #[test]
 fn any_key_while_waiting_retries_and_still_does_its_own_work() {
     let mut state = waiting();
-    assert_eq!(press(&mut state, KeyCode::Down), vec![Command::Reconnect]);
+    assert_eq!(
+        press(&mut state, KeyCode::Down),
+        vec![Command::Reconnect(0)]
+    );
     assert_eq!(
         press(&mut state, KeyCode::Char('q')),
-        vec![Command::Reconnect, Command::Quit]
+        vec![Command::Reconnect(0), Command::Quit]
     );
 }
 
 #[test]
 fn keys_while_connected_do_not_reconnect() {
     let mut state = connected("me", 0.0, History::default());
-    assert!(!press(&mut state, KeyCode::Char('r')).contains(&Command::Reconnect));
-    assert!(!press(&mut state, KeyCode::Down).contains(&Command::Reconnect));
+    assert!(!press(&mut state, KeyCode::Char('r')).contains(&Command::Reconnect(0)));
+    assert!(!press(&mut state, KeyCode::Down).contains(&Command::Reconnect(0)));
 }
 
 #[test]
@@ -87,9 +96,12 @@ fn a_quiet_socket_shows_how_long_nothing_came_until_data_resumes() {
     update(
         &mut state,
         20.0,
-        Event::Conn(ConnEvent::Quiet {
-            silent_for: Duration::from_millis(15_200),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Quiet {
+                silent_for: Duration::from_millis(15_200),
+            },
+        ),
     );
     assert!(state.dirty);
     let screen = status_bar(&state);
@@ -97,12 +109,15 @@ fn a_quiet_socket_shows_how_long_nothing_came_until_data_resumes() {
     update(
         &mut state,
         25.0,
-        Event::Conn(ConnEvent::Quiet {
-            silent_for: Duration::from_millis(20_200),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Quiet {
+                silent_for: Duration::from_millis(20_200),
+            },
+        ),
     );
     assert!(status_bar(&state).contains("no data for 20 s"));
-    update(&mut state, 26.0, Event::Conn(ConnEvent::Resumed));
+    update(&mut state, 26.0, Event::Conn(0, ConnEvent::Resumed));
     let screen = status_bar(&state);
     assert!(!screen.contains("no data"), "{screen}");
     assert!(screen.contains("● connected"), "{screen}");

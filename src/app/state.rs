@@ -12,6 +12,9 @@ pub const STATS_INTERVAL_BUSY: f64 = 5.0;
 /// ...and this often while the server is idle (VRAM moves less then: another client's models
 /// loading or being freed).
 pub const STATS_INTERVAL_IDLE: f64 = 15.0;
+/// ...and this often for the servers not shown (what the fleet view and server bar show of
+/// them changes slowly, and with 32 servers every request counts).
+pub const STATS_INTERVAL_OTHERS: f64 = 30.0;
 /// How many history rows the "ago" timer looks at (more are never on screen at once).
 const AGED_ROWS: usize = 100;
 
@@ -22,8 +25,9 @@ pub struct State {
     pub now: f64,
     /// The wall clock (ms since the epoch) at dashboard clock 0, to read the server's timestamps.
     pub epoch_ms_at_zero: f64,
-    /// Everything about the one server watched. Several servers will be a list of these.
-    pub server: ServerState,
+    /// Every server watched, in the order given; [`State::current`] is the one the panels show.
+    pub servers: Vec<ServerState>,
+    pub current: usize,
     pub ui: Ui,
     /// The preview pane and the outputs it shows.
     pub previews: super::preview::Previews,
@@ -37,15 +41,14 @@ pub struct State {
     pub access: Access,
     /// When a prompt's end rings or notifies (`--notify`).
     pub notify: crate::notify::NotifyFor,
-    pub notified: crate::notify::Notified,
-    /// Prompts that ended before it was known who queued them, and how they ended.
-    pub notify_waiting: std::collections::VecDeque<(PromptId, &'static str)>,
 }
 
 /// What is known about one server.
 #[derive(Debug)]
 pub struct ServerState {
     pub url: ServerUrl,
+    /// What the server bar and the fleet call it: its name in the config, else its address.
+    pub name: String,
     /// The address as shown (credentials redacted).
     pub label: String,
     pub tracker: Tracker,
@@ -59,6 +62,49 @@ pub struct ServerState {
     /// The history that was there when the dashboard connected has been read: prompts that end
     /// from then on are news (and may notify).
     pub backlog_read: bool,
+    /// Prompts already notified, and those that ended before it was known who queued them.
+    pub notified: crate::notify::Notified,
+    pub notify_waiting: std::collections::VecDeque<(PromptId, &'static str)>,
+    /// Something happened here while another server was shown: the server bar flags it.
+    pub flag: Option<ServerFlag>,
+    /// The config says to change nothing here, whatever `--read-only` says.
+    pub read_only: bool,
+}
+
+/// Why the server bar flags a server the user is not looking at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServerFlag {
+    /// A prompt finished.
+    Finished,
+    /// A prompt failed, or the connection did.
+    Failed,
+}
+
+impl ServerState {
+    /// Something is queued or running here.
+    pub fn busy(&self) -> bool {
+        self.tracker.running().is_some() || self.tracker.queue_remaining().unwrap_or(0) > 0
+    }
+
+    /// The state of a server not heard from yet; `client_id` is ours on it.
+    pub fn new(url: ServerUrl, name: Option<String>, client_id: &str) -> Self {
+        Self {
+            label: url.redacted(),
+            name: name.unwrap_or_else(|| crate::format::server_name(&url)),
+            url,
+            tracker: Tracker::new(client_id),
+            link: Link::Starting,
+            last_error: None,
+            quiet_for: None,
+            stats: Stats::default(),
+            log: EventLog::default(),
+            backlog_read: false,
+            notified: crate::notify::Notified::default(),
+            notify_waiting: std::collections::VecDeque::new(),
+            flag: None,
+            read_only: false,
+        }
+    }
 }
 
 /// The state of the WebSocket connection.
@@ -229,6 +275,48 @@ pub struct Ui {
     /// Colours on screen (`--color`, `NO_COLOR`); without them the text keeps bold, reverse
     /// and dim, and previews keep their own.
     pub color: bool,
+    /// The fleet view, while it is up (it is what several servers start with).
+    pub fleet: Option<FleetView>,
+    /// Several servers are watched: the server bar has a row.
+    pub server_bar: bool,
+}
+
+/// The fleet view's cursor and order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetView {
+    /// The selected row, by server index (not row), so it stays on its server when re-sorted.
+    pub selected: usize,
+    pub sort: FleetSort,
+}
+
+/// How the fleet's rows are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FleetSort {
+    /// As given on the command line (the server bar's numbers).
+    #[default]
+    Given,
+    /// Longest queue first.
+    Queue,
+    /// Those in trouble first: offline, reconnecting, then connected.
+    State,
+}
+
+impl FleetSort {
+    pub fn next(self) -> Self {
+        match self {
+            Self::Given => Self::Queue,
+            Self::Queue => Self::State,
+            Self::State => Self::Given,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Given => "order given",
+            Self::Queue => "queue",
+            Self::State => "state",
+        }
+    }
 }
 
 impl Default for Ui {
@@ -247,6 +335,8 @@ impl Default for Ui {
             width: 80,
             height: 24,
             color: true,
+            fleet: None,
+            server_bar: false,
         }
     }
 }
@@ -275,17 +365,8 @@ impl State {
         Self {
             now: 0.0,
             epoch_ms_at_zero,
-            server: ServerState {
-                label: server.redacted(),
-                url: server,
-                tracker: Tracker::new(client_id),
-                link: Link::Starting,
-                last_error: None,
-                quiet_for: None,
-                stats: Stats::default(),
-                log: EventLog::default(),
-                backlog_read: false,
-            },
+            servers: vec![ServerState::new(server, None, client_id)],
+            current: 0,
             ui: Ui::default(),
             previews: super::preview::Previews::default(),
             dirty: true,
@@ -293,9 +374,53 @@ impl State {
             keys: super::keys::KeyTable::default(),
             access: Access::ReadWrite,
             notify: crate::notify::NotifyFor::default(),
-            notified: crate::notify::Notified::default(),
-            notify_waiting: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The server the panels show.
+    pub fn server(&self) -> &ServerState {
+        &self.servers[self.current]
+    }
+
+    pub fn server_mut(&mut self) -> &mut ServerState {
+        &mut self.servers[self.current]
+    }
+
+    /// Watches `servers` (address, name in the config, our client id there) instead of the one
+    /// given to [`State::new`], keeping the settings of the first.
+    pub fn with_servers(mut self, servers: Vec<ServerState>) -> Self {
+        if servers.is_empty() {
+            return self;
+        }
+        let kept = self.server().tracker.finished_kept();
+        self.servers = servers;
+        for server in &mut self.servers {
+            let id = server.tracker.our_client_id().to_string();
+            server.tracker = Tracker::with_finished_kept(&id, kept);
+        }
+        self.current = 0;
+        self.ui.server_bar = self.servers.len() > 1;
+        if self.ui.server_bar {
+            self.ui.fleet = Some(FleetView::default());
+        }
+        self
+    }
+
+    /// The servers' indexes in the fleet view's order.
+    pub fn fleet_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.servers.len()).collect();
+        match self.ui.fleet.map(|f| f.sort).unwrap_or_default() {
+            FleetSort::Given => {}
+            FleetSort::Queue => order.sort_by_key(|&i| {
+                std::cmp::Reverse(self.servers[i].tracker.queue_remaining().unwrap_or(0))
+            }),
+            FleetSort::State => order.sort_by_key(|&i| match self.servers[i].link {
+                Link::Offline => 0,
+                Link::Waiting { .. } | Link::Connecting { .. } | Link::Starting => 1,
+                Link::Connected { .. } => 2,
+            }),
+        }
+        order
     }
 
     /// The keys with the user's overrides, and when to notify.
@@ -319,8 +444,10 @@ impl State {
         color: bool,
     ) -> Self {
         self.ui.color = color;
-        let client_id = self.server.tracker.our_client_id().to_string();
-        self.server.tracker = Tracker::with_finished_kept(&client_id, finished_kept);
+        for server in &mut self.servers {
+            let client_id = server.tracker.our_client_id().to_string();
+            server.tracker = Tracker::with_finished_kept(&client_id, finished_kept);
+        }
         self.access = access;
         self.previews = previews;
         self
@@ -332,6 +459,7 @@ impl State {
         match (&self.ui.overlay, &self.ui.detail) {
             (Some(Overlay::Confirm(_)), _) => Context::Confirm,
             (Some(Overlay::Help), _) => Context::Help,
+            (None, _) if self.ui.fleet.is_some() => Context::Fleet,
             (None, Some(_)) => Context::Details,
             (None, None) => Context::Main,
         }
@@ -340,7 +468,7 @@ impl State {
     /// How many rows the queue panel has, counted up to `limit` (a screen's height is all the
     /// layout needs to know, and the queue may hold thousands).
     pub fn queue_len_up_to(&self, limit: usize) -> usize {
-        let tracker = &self.server.tracker;
+        let tracker = &self.server().tracker;
         let running = usize::from(tracker.running().is_some());
         running
             + tracker
@@ -351,7 +479,7 @@ impl State {
 
     /// The queue panel's rows: the running prompt, then the pending ones in run order.
     pub fn queue_rows(&self) -> Vec<&PromptRecord> {
-        let tracker = &self.server.tracker;
+        let tracker = &self.server().tracker;
         tracker
             .running()
             .into_iter()
@@ -362,7 +490,7 @@ impl State {
     /// The history panel's rows, newest first: the server's history, with the prompts deleted
     /// before they ran (kept apart by the tracker) placed where they left the queue.
     pub fn history_rows(&self) -> Vec<&PromptRecord> {
-        let tracker = &self.server.tracker;
+        let tracker = &self.server().tracker;
         let mut finished = tracker.finished().peekable();
         let mut removed = tracker.removed().peekable();
         let mut rows = Vec::new();
@@ -400,7 +528,7 @@ impl State {
         match &self.ui.progress_scroll {
             Some((id, row)) if id == prompt_id => *row,
             _ => self
-                .server
+                .server()
                 .tracker
                 .prompt(prompt_id)
                 .and_then(|p| {
@@ -454,7 +582,9 @@ impl State {
 
     /// When the next timer should fire: the screen changes by itself, or a fetch is due.
     pub fn wakeup_at(&self) -> Option<f64> {
-        let stats = self.stats_due();
+        let stats = (0..self.servers.len())
+            .filter_map(|index| self.stats_due(index))
+            .min_by(f64::total_cmp);
         match (self.redraw_at, stats) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -462,18 +592,37 @@ impl State {
     }
 
     /// When `/system_stats` should next be fetched, if it should.
-    pub(super) fn stats_due(&self) -> Option<f64> {
-        let stats = &self.server.stats;
-        if stats.in_flight || stats.paused || !matches!(self.server.link, Link::Connected { .. }) {
+    pub(super) fn stats_due(&self, index: usize) -> Option<f64> {
+        let server = self.servers.get(index)?;
+        let stats = &server.stats;
+        if stats.in_flight || stats.paused || !matches!(server.link, Link::Connected { .. }) {
             return None;
         }
         stats.due_at
     }
 
-    /// Something is queued or running on the server.
+    /// How long until server `index`'s next `/system_stats`: often for the one shown while it
+    /// works, less when it idles, least for the others (the fleet's rows).
+    pub(super) fn stats_interval(&self, index: usize) -> f64 {
+        match self.servers.get(index) {
+            Some(server) if index == self.current && server.busy() => STATS_INTERVAL_BUSY,
+            Some(_) if index == self.current => STATS_INTERVAL_IDLE,
+            _ => STATS_INTERVAL_OTHERS,
+        }
+    }
+
+    /// Whether the keys may change anything on the server shown.
+    pub fn access(&self) -> Access {
+        if self.server().read_only {
+            Access::ReadOnly
+        } else {
+            self.access
+        }
+    }
+
+    /// Something is queued or running on the server shown.
     pub fn busy(&self) -> bool {
-        self.server.tracker.running().is_some()
-            || self.server.tracker.queue_remaining().unwrap_or(0) > 0
+        self.server().busy()
     }
 
     /// When what is on screen next changes by itself: a running clock, a countdown, an age.
@@ -481,7 +630,7 @@ impl State {
         let now = self.now;
         let mut next: Option<f64> = None;
         let mut consider = |t: f64| next = Some(next.map_or(t, |n: f64| n.min(t)));
-        let tracker = &self.server.tracker;
+        let tracker = &self.server().tracker;
         if let Some(running) = tracker.running()
             && let Some(elapsed) = self.running_for(running)
         {
@@ -492,7 +641,7 @@ impl State {
         for pending in tracker.pending().take(usize::from(self.ui.height)) {
             consider(now + time::clock_changes_in(now - pending.first_seen));
         }
-        if let Link::Waiting { retry_at, .. } = self.server.link
+        if let Link::Waiting { retry_at, .. } = self.server().link
             && let Some(dt) = time::countdown_changes_in(retry_at - now)
         {
             consider(now + dt);

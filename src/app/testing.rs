@@ -110,30 +110,33 @@ pub fn connected(client_id: &str, now: f64, history: History) -> State {
     update(
         &mut state,
         now,
-        Event::Conn(ConnEvent::Connecting { attempt: 1 }),
+        Event::Conn(0, ConnEvent::Connecting { attempt: 1 }),
     );
     let commands = update(
         &mut state,
         now,
-        Event::Conn(ConnEvent::Connected {
-            sid: Some(client_id.to_string()),
-            features: Some(FeatureFlags::default()),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Connected {
+                sid: Some(client_id.to_string()),
+                features: Some(FeatureFlags::default()),
+            },
+        ),
     );
     for command in commands {
         let reply = match command {
-            Command::Fetch(TrackerCommand::FetchQueue) => Reply::Tracker {
+            Command::Fetch(0, TrackerCommand::FetchQueue) => Reply::Tracker {
                 command: TrackerCommand::FetchQueue,
                 result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
             },
-            Command::Fetch(c @ TrackerCommand::FetchHistory { .. }) => Reply::Tracker {
+            Command::Fetch(0, c @ TrackerCommand::FetchHistory { .. }) => Reply::Tracker {
                 command: c,
                 result: Ok(TrackerInput::History(history.clone())),
             },
-            Command::FetchSystemStats => Reply::SystemStats(Ok(system_stats())),
+            Command::FetchSystemStats(0) => Reply::SystemStats(Ok(system_stats())),
             other => panic!("unexpected first command {other:?}"),
         };
-        update(&mut state, now, Event::Reply(reply));
+        update(&mut state, now, Event::Reply(0, reply));
     }
     state
 }
@@ -148,18 +151,21 @@ pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Comm
             break;
         }
         let now = start + frame.t;
-        let commands = update(state, now, Event::Conn(ConnEvent::Frame(frame)));
+        let commands = update(state, now, Event::Conn(0, ConnEvent::Frame(frame)));
         for command in &commands {
-            if *command == Command::Fetch(TrackerCommand::FetchQueue)
+            if *command == Command::Fetch(0, TrackerCommand::FetchQueue)
                 && let Some(snapshot) = queue.take()
             {
                 update(
                     state,
                     now,
-                    Event::Reply(Reply::Tracker {
-                        command: TrackerCommand::FetchQueue,
-                        result: Ok(TrackerInput::Queue(snapshot)),
-                    }),
+                    Event::Reply(
+                        0,
+                        Reply::Tracker {
+                            command: TrackerCommand::FetchQueue,
+                            result: Ok(TrackerInput::Queue(snapshot)),
+                        },
+                    ),
                 );
             }
         }

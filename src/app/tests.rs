@@ -24,11 +24,14 @@ fn key(state: &mut State, code: KeyCode) -> Vec<Command> {
 fn text_frame(json: &str) -> Event {
     let raw = RawFrame::Text(json.to_string());
     let decoded = raw.decode();
-    Event::Conn(ConnEvent::Frame(ReceivedFrame {
-        t: 0.0,
-        raw,
-        decoded,
-    }))
+    Event::Conn(
+        0,
+        ConnEvent::Frame(ReceivedFrame {
+            t: 0.0,
+            raw,
+            decoded,
+        }),
+    )
 }
 
 #[test]
@@ -37,22 +40,28 @@ fn connecting_asks_for_queue_history_and_system_stats() {
     let commands = update(
         &mut state,
         1.0,
-        Event::Conn(ConnEvent::Connected {
-            sid: Some("me".into()),
-            features: None,
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Connected {
+                sid: Some("me".into()),
+                features: None,
+            },
+        ),
     );
     assert_eq!(
         commands,
         vec![
-            Command::Fetch(TrackerCommand::FetchQueue),
-            Command::Fetch(TrackerCommand::FetchHistory {
-                max_items: crate::tracker::HISTORY_FETCH
-            }),
-            Command::FetchSystemStats,
+            Command::Fetch(0, TrackerCommand::FetchQueue),
+            Command::Fetch(
+                0,
+                TrackerCommand::FetchHistory {
+                    max_items: crate::tracker::HISTORY_FETCH
+                }
+            ),
+            Command::FetchSystemStats(0),
         ]
     );
-    assert_eq!(state.server.link, Link::Connected { since: 1.0 });
+    assert_eq!(state.server().link, Link::Connected { since: 1.0 });
     assert!(state.dirty);
 }
 
@@ -67,7 +76,7 @@ fn a_full_run_ends_in_history_with_every_event_logged() {
     assert!(history[0].ours);
     assert!(state.queue_rows().is_empty());
     let log: Vec<&str> = state
-        .server
+        .server()
         .log
         .lines()
         .iter()
@@ -126,7 +135,7 @@ fn an_error_opens_in_the_detail_view_with_a_scrollable_traceback() {
     assert_eq!(state.ui.focus, Panel::History);
     key(&mut state, KeyCode::Enter);
     let detail = state.ui.detail.clone().unwrap();
-    let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
+    let prompt = state.server().tracker.prompt(&detail.prompt_id).unwrap();
     let text = crate::ui::layout::Areas::of_state(&state)
         .detail_text()
         .unwrap();
@@ -159,17 +168,20 @@ fn a_watcher_asks_for_the_queue_on_status_and_never_twice_at_once() {
     update(
         &mut state,
         0.0,
-        Event::Conn(ConnEvent::Connected {
-            sid: None,
-            features: None,
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Connected {
+                sid: None,
+                features: None,
+            },
+        ),
     );
     let mut fetches = 0;
     for frame in transcript(name) {
-        let commands = update(&mut state, frame.t, Event::Conn(ConnEvent::Frame(frame)));
+        let commands = update(&mut state, frame.t, Event::Conn(0, ConnEvent::Frame(frame)));
         fetches += commands
             .iter()
-            .filter(|c| **c == Command::Fetch(TrackerCommand::FetchQueue))
+            .filter(|c| **c == Command::Fetch(0, TrackerCommand::FetchQueue))
             .count();
     }
     // The connect's fetch is still in flight: statuses only mark one more as wanted.
@@ -177,16 +189,22 @@ fn a_watcher_asks_for_the_queue_on_status_and_never_twice_at_once() {
     let commands = update(
         &mut state,
         5.0,
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchQueue,
-            result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
-        }),
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
+            },
+        ),
     );
-    assert_eq!(commands, vec![Command::Fetch(TrackerCommand::FetchQueue)]);
+    assert_eq!(
+        commands,
+        vec![Command::Fetch(0, TrackerCommand::FetchQueue)]
+    );
     // The text frames were broadcast and logged; nothing is running for this watcher.
     assert!(
         state
-            .server
+            .server()
             .log
             .lines()
             .iter()
@@ -201,10 +219,13 @@ fn another_clients_prompt_shows_without_live_detail() {
     update(
         &mut state,
         2.0,
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchQueue,
-            result: Ok(TrackerInput::Queue(snapshot)),
-        }),
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(snapshot)),
+            },
+        ),
     );
     let rows = state.queue_rows();
     assert_eq!(rows.len(), 4);
@@ -222,7 +243,7 @@ fn unknown_message_types_reach_the_log() {
         1.0,
         text_frame(r#"{"type":"crystools.monitor","data":{"cpu_utilization":3.5}}"#),
     );
-    let last = state.server.log.lines().back().unwrap();
+    let last = state.server().log.lines().back().unwrap();
     assert_eq!(last.kind, event_log::LineKind::Unknown);
     assert!(last.text.contains("crystools.monitor"), "{}", last.text);
 }
@@ -239,12 +260,12 @@ fn preview_frames_redraw_only_when_the_log_shows_them() {
     update(
         &mut state,
         1.0,
-        Event::Conn(ConnEvent::Frame(preview.clone())),
+        Event::Conn(0, ConnEvent::Frame(preview.clone())),
     );
     assert!(!state.dirty);
     key(&mut state, KeyCode::Char('l'));
     state.dirty = false;
-    update(&mut state, 1.0, Event::Conn(ConnEvent::Frame(preview)));
+    update(&mut state, 1.0, Event::Conn(0, ConnEvent::Frame(preview)));
     assert!(state.dirty);
 }
 
@@ -257,13 +278,13 @@ fn idle_means_no_timer_but_the_slow_stats_refresh() {
     let commands = update(&mut state, STATS_INTERVAL_IDLE - 1.0, Event::Tick);
     assert!(commands.is_empty());
     let commands = update(&mut state, STATS_INTERVAL_IDLE, Event::Tick);
-    assert_eq!(commands, vec![Command::FetchSystemStats]);
+    assert_eq!(commands, vec![Command::FetchSystemStats(0)]);
     assert_eq!(state.wakeup_at(), None, "one fetch at a time");
     // The same numbers again: nothing to redraw.
     update(
         &mut state,
         STATS_INTERVAL_IDLE + 0.1,
-        Event::Reply(Reply::SystemStats(Ok(system_stats()))),
+        Event::Reply(0, Reply::SystemStats(Ok(system_stats()))),
     );
     assert!(!state.dirty);
 }
@@ -275,7 +296,7 @@ fn stats_pause_while_the_terminal_is_out_of_focus() {
     assert_eq!(state.wakeup_at(), None);
     assert!(update(&mut state, 100.0, Event::Tick).is_empty());
     let commands = update(&mut state, 101.0, Event::Focus(true));
-    assert_eq!(commands, vec![Command::FetchSystemStats]);
+    assert_eq!(commands, vec![Command::FetchSystemStats(0)]);
 }
 
 #[test]
@@ -284,24 +305,30 @@ fn a_reconnect_countdown_ticks_each_second_and_shows_the_last_error() {
     update(
         &mut state,
         10.0,
-        Event::Conn(ConnEvent::Disconnected {
-            reason: "connection refused\u{1b}[2J".into(),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Disconnected {
+                reason: "connection refused\u{1b}[2J".into(),
+            },
+        ),
     );
     assert_eq!(
-        state.server.last_error.as_deref(),
+        state.server().last_error.as_deref(),
         Some("connection refused")
     );
     update(
         &mut state,
         10.5,
-        Event::Conn(ConnEvent::Reconnecting {
-            attempt: 2,
-            delay: Duration::from_millis(2500),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Reconnecting {
+                attempt: 2,
+                delay: Duration::from_millis(2500),
+            },
+        ),
     );
     assert_eq!(
-        state.server.link,
+        state.server().link,
         Link::Waiting {
             attempt: 2,
             retry_at: 13.0
@@ -309,7 +336,7 @@ fn a_reconnect_countdown_ticks_each_second_and_shows_the_last_error() {
     );
     // 2.5 s left reads "3 s" until 2 s are left.
     assert_eq!(state.wakeup_at(), Some(11.0));
-    assert!(!state.server.tracker.is_connected());
+    assert!(!state.server().tracker.is_connected());
 }
 
 #[test]
@@ -352,10 +379,13 @@ fn the_selection_stays_on_its_prompt_while_the_queue_changes() {
     let mut state = connected("watcher", 0.0, History::default());
     let mut snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
     let fetched = |s: QueueSnapshot| {
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchQueue,
-            result: Ok(TrackerInput::Queue(s)),
-        })
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(s)),
+            },
+        )
     };
     update(&mut state, 1.0, fetched(snapshot.clone()));
     key(&mut state, KeyCode::Char('j'));
@@ -377,10 +407,13 @@ fn a_click_selects_the_row_and_focuses_its_panel() {
     update(
         &mut state,
         1.0,
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchQueue,
-            result: Ok(TrackerInput::Queue(snapshot)),
-        }),
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(snapshot)),
+            },
+        ),
     );
     state.ui.focus = Panel::History;
     update(
@@ -410,10 +443,13 @@ fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
     update(
         &mut state,
         0.0,
-        Event::Conn(ConnEvent::Connected {
-            sid: None,
-            features: None,
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Connected {
+                sid: None,
+                features: None,
+            },
+        ),
     );
     // A status while the first fetch is out asks for another after it.
     update(
@@ -424,13 +460,19 @@ fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
     let commands = update(
         &mut state,
         0.2,
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchQueue,
-            result: Err("timed out".into()),
-        }),
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Err("timed out".into()),
+            },
+        ),
     );
-    assert_eq!(commands, vec![Command::Fetch(TrackerCommand::FetchQueue)]);
-    let last = state.server.log.lines().back().unwrap();
+    assert_eq!(
+        commands,
+        vec![Command::Fetch(0, TrackerCommand::FetchQueue)]
+    );
+    let last = state.server().log.lines().back().unwrap();
     assert_eq!(last.text, "GET /queue failed: timed out");
 }
 
@@ -469,10 +511,10 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     update(
         &mut state,
         1.0,
-        Event::Reply(Reply::Submitted(Ok(Box::new(Submitted {
-            request,
-            accepted,
-        })))),
+        Event::Reply(
+            0,
+            Reply::Submitted(Ok(Box::new(Submitted { request, accepted }))),
+        ),
     );
     let rows = state.queue_rows();
     assert_eq!(rows.len(), 1);
@@ -480,16 +522,16 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     assert_eq!(rows[0].number, Some(7.0));
     assert_eq!(rows[0].node_title("1"), Some("SaveImage"));
     assert_eq!(
-        state.server.log.lines().back().unwrap().text,
+        state.server().log.lines().back().unwrap().text,
         "queued p-1 as #7"
     );
     update(
         &mut state,
         2.0,
-        Event::Reply(Reply::Submitted(Err("HTTP 400".into()))),
+        Event::Reply(0, Reply::Submitted(Err("HTTP 400".into()))),
     );
     assert_eq!(
-        state.server.log.lines().back().unwrap().text,
+        state.server().log.lines().back().unwrap().text,
         "POST /prompt failed: HTTP 400"
     );
 }

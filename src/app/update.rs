@@ -12,8 +12,8 @@ use super::StatsSummary;
 use super::event_log::LineKind;
 use super::keys::{Context, KeyAction};
 use super::{
-    ClickTarget, Command, Detail, Event, Link, Overlay, Panel, Reply, STATS_INTERVAL_BUSY,
-    STATS_INTERVAL_IDLE, Selection, State, Submitted, detail, preview,
+    ClickTarget, Command, Detail, Event, FleetView, Link, Overlay, Panel, Reply, Selection,
+    ServerFlag, State, Submitted, detail, preview,
 };
 
 /// Rows the mouse wheel moves in text views.
@@ -33,11 +33,21 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
             state.ui.height = height;
             state.dirty = true;
         }
-        Event::Focus(focused) => state.server.stats.paused = !focused,
+        Event::Focus(focused) => {
+            for server in &mut state.servers {
+                server.stats.paused = !focused;
+            }
+        }
         // A timer: what it is due for is checked below, as after any event.
         Event::Tick => {}
-        Event::Conn(event) => on_connection(state, event, &mut commands),
-        Event::Reply(reply) => on_reply(state, reply, &mut commands),
+        Event::Conn(server, event) if server < state.servers.len() => {
+            on_connection(state, server, event, &mut commands);
+        }
+        Event::Reply(server, reply) if server < state.servers.len() => {
+            on_reply(state, server, reply, &mut commands);
+        }
+        // From a server that is not watched: nothing to do.
+        Event::Conn(..) | Event::Reply(..) => {}
         Event::Preview(results) => preview::on_results(state, results),
         Event::Problem(text) => problem(state, &text),
         Event::Drawn => state.dirty = false,
@@ -51,11 +61,13 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     }
     preview::poll(state);
     preview::fetch_output_on_view(state, &mut commands);
-    if let Some(due) = state.stats_due()
-        && due <= state.now
-    {
-        state.server.stats.in_flight = true;
-        commands.push(Command::FetchSystemStats);
+    for index in 0..state.servers.len() {
+        if let Some(due) = state.stats_due(index)
+            && due <= state.now
+        {
+            state.servers[index].stats.in_flight = true;
+            commands.push(Command::FetchSystemStats(index));
+        }
     }
     if state.redraw_at.is_some_and(|t| t <= state.now) {
         state.dirty = true;
@@ -70,7 +82,8 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
 
 fn problem(state: &mut State, text: &str) {
     let text = crate::text::one_line(text).into_owned();
-    state.server.log.push(state.now, LineKind::Error, text);
+    let now = state.now;
+    state.server_mut().log.push(now, LineKind::Error, text);
     state.dirty = true;
 }
 
@@ -83,9 +96,12 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
-    // While offline any key retries at once; the retry key does only that.
-    if matches!(state.server.link, Link::Waiting { .. } | Link::Offline) {
-        commands.push(Command::Reconnect);
+    // While offline any key retries at once; the retry key does only that. (In the fleet view
+    // a key is about the fleet, not the server shown behind it.)
+    if state.ui.fleet.is_none()
+        && matches!(state.server().link, Link::Waiting { .. } | Link::Offline)
+    {
+        commands.push(Command::Reconnect(state.current));
         if state.ui.overlay.is_none()
             && state.keys.action(Context::Offline, &key) == Some(KeyAction::RetryNow)
         {
@@ -107,9 +123,84 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
             return super::actions::on_control_key(state, control, commands);
         }
         (Context::Help, action) => on_help_key(state, action),
+        (_, KeyAction::ToServer(n)) => switch_to(state, usize::from(n).saturating_sub(1)),
+        (_, KeyAction::NextServer) => switch_by(state, 1),
+        (_, KeyAction::PrevServer) => switch_by(state, -1),
+        (Context::Fleet, action) => on_fleet_key(state, action),
         (_, action) => on_view_key(state, action, commands),
     }
     state.dirty = true;
+}
+
+/// Shows server `index`'s dashboard (leaving the fleet view); a number past the last server
+/// says so.
+fn switch_to(state: &mut State, index: usize) {
+    if index >= state.servers.len() {
+        let text = match state.servers.len() {
+            1 => "only one server is watched".to_string(),
+            n => format!("there are {n} servers: 1 to {n}"),
+        };
+        super::actions::notice(state, super::NoticeKind::Info, text);
+        return;
+    }
+    state.ui.fleet = None;
+    if index == state.current {
+        state.servers[index].flag = None;
+        return;
+    }
+    state.current = index;
+    state.servers[index].flag = None;
+    // What was open is about the other server's prompts.
+    state.ui.detail = None;
+    state.ui.overlay = None;
+    state.ui.queue = Selection::default();
+    state.ui.history = Selection::default();
+    state.ui.progress_scroll = None;
+    state.previews.output_index = 0;
+}
+
+/// The next (`step` 1) or previous (-1) server, round the list; in the fleet view it moves the
+/// cursor instead.
+fn switch_by(state: &mut State, step: isize) {
+    let count = state.servers.len();
+    if let Some(fleet) = &mut state.ui.fleet {
+        fleet.selected = (fleet.selected as isize + step).rem_euclid(count as isize) as usize;
+        return;
+    }
+    let next = (state.current as isize + step).rem_euclid(count as isize) as usize;
+    switch_to(state, next);
+}
+
+/// A key in the fleet view: move along the rows (in their sorted order), open one, sort.
+fn on_fleet_key(state: &mut State, action: KeyAction) {
+    let order = state.fleet_order();
+    let Some(fleet) = &mut state.ui.fleet else {
+        return;
+    };
+    let row = order.iter().position(|&i| i == fleet.selected).unwrap_or(0);
+    let last = order.len().saturating_sub(1);
+    let to_row = |row: usize| order.get(row.min(last)).copied().unwrap_or(0);
+    match action {
+        KeyAction::Up => fleet.selected = to_row(row.saturating_sub(1)),
+        KeyAction::Down => fleet.selected = to_row(row + 1),
+        KeyAction::Top | KeyAction::PageUp => fleet.selected = to_row(0),
+        KeyAction::Bottom | KeyAction::PageDown => fleet.selected = to_row(last),
+        KeyAction::SortFleet => fleet.sort = fleet.sort.next(),
+        // Back to the dashboard it was opened from.
+        KeyAction::Back => {
+            let index = state.current;
+            switch_to(state, index);
+        }
+        KeyAction::Open => {
+            let index = fleet.selected;
+            switch_to(state, index);
+        }
+        KeyAction::Help => {
+            state.ui.overlay = Some(Overlay::Help);
+            state.ui.help_scroll = 0;
+        }
+        _ => {}
+    }
 }
 
 /// The movement a key asks for, if it is one; a page is half the screen.
@@ -163,6 +254,20 @@ fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>
             state.previews.output_index = 0;
         }
         KeyAction::Open => open_detail(state),
+        KeyAction::ShowFleet if state.servers.len() > 1 => {
+            state.ui.fleet = Some(FleetView {
+                selected: state.current,
+                ..FleetView::default()
+            });
+        }
+        KeyAction::ShowFleet => {
+            super::actions::notice(
+                state,
+                super::NoticeKind::Info,
+                "the fleet view shows several servers: name them on the command line, or --all"
+                    .to_string(),
+            );
+        }
         KeyAction::TogglePreview => preview::toggle_pane(state),
         KeyAction::NextOutput => preview::next_output(state),
         KeyAction::FullSizeView => preview::view_full_size(state, commands),
@@ -178,7 +283,11 @@ fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>
         | KeyAction::Yes
         | KeyAction::No
         | KeyAction::RetryNow
-        | KeyAction::CloseFullView => {}
+        | KeyAction::CloseFullView
+        | KeyAction::NextServer
+        | KeyAction::PrevServer
+        | KeyAction::ToServer(_)
+        | KeyAction::SortFleet => {}
     }
 }
 
@@ -203,7 +312,7 @@ fn open_detail(state: &mut State) {
         Panel::History => state
             .selected_history_row()
             .map(|i| state.history_rows()[i].id.clone()),
-        Panel::Progress => state.server.tracker.running().map(|p| p.id.clone()),
+        Panel::Progress => state.server().tracker.running().map(|p| p.id.clone()),
         Panel::Log => None,
     };
     if let Some(prompt_id) = prompt_id {
@@ -235,7 +344,7 @@ fn move_in_panel(state: &mut State, panel: Panel, m: Move) {
             move_selection(&mut state.ui.history, &ids, m);
         }
         Panel::Progress => {
-            let Some(running) = state.server.tracker.running() else {
+            let Some(running) = state.server().tracker.running() else {
                 return;
             };
             let len = running.nodes_in_order().len();
@@ -245,7 +354,7 @@ fn move_in_panel(state: &mut State, panel: Panel, m: Move) {
         }
         Panel::Log => {
             // The log counts up from its newest line.
-            let len = state.server.log.len();
+            let len = state.server().log.len();
             let from_top = len.saturating_sub(1).saturating_sub(state.ui.log_scroll);
             let new = apply(m, from_top, len);
             state.ui.log_scroll = len.saturating_sub(1).saturating_sub(new);
@@ -285,7 +394,7 @@ fn scroll_detail(state: &mut State, m: Move) {
     let Some(detail) = &state.ui.detail else {
         return;
     };
-    let Some(prompt) = state.server.tracker.prompt(&detail.prompt_id) else {
+    let Some(prompt) = state.server().tracker.prompt(&detail.prompt_id) else {
         return;
     };
     let Some(text) = crate::ui::layout::Areas::of_state(state).detail_text() else {
@@ -358,9 +467,10 @@ fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
     state.dirty = true;
 }
 
-fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command>) {
+fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &mut Vec<Command>) {
     let now = state.now;
-    let server = &mut state.server;
+    let shown = index == state.current;
+    let server = &mut state.servers[index];
     match &event {
         ConnEvent::Frame(frame) => {
             server.log.frame(now, frame, &server.tracker);
@@ -369,7 +479,7 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
                 frame.decoded,
                 Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
             );
-            if state.ui.show_log || !is_preview {
+            if shown && (state.ui.show_log || !is_preview) {
                 state.dirty = true;
             }
         }
@@ -389,6 +499,9 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
                     server.stats.due_at = Some(now);
                 }
                 ConnEvent::Disconnected { reason } => {
+                    if !shown {
+                        server.flag = Some(ServerFlag::Failed);
+                    }
                     server.link = Link::Offline;
                     server.last_error = Some(crate::text::one_line(reason).into_owned());
                     server.stats.due_at = None;
@@ -404,25 +517,37 @@ fn on_connection(state: &mut State, event: ConnEvent, commands: &mut Vec<Command
             state.dirty = true;
         }
     }
-    // A preview image goes to the worker, never decoded here.
-    if let ConnEvent::Frame(frame) = &event
+    // A preview image goes to the worker, never decoded here; only the shown server's.
+    if shown
+        && let ConnEvent::Frame(frame) = &event
         && let Decoded::Binary(binary) = &frame.decoded
     {
         preview::on_binary(state, binary, commands);
     }
     if let Some(input) = crate::session::tracker_input(&event) {
-        track(state, input, commands);
+        track(state, index, input, commands);
     }
 }
 
-/// Feeds the tracker and turns the fetches it asks for into commands.
-fn track(state: &mut State, input: TrackerInput, commands: &mut Vec<Command>) {
+/// Feeds server `index`'s tracker and turns the fetches it asks for into commands.
+pub(super) fn track(
+    state: &mut State,
+    index: usize,
+    input: TrackerInput,
+    commands: &mut Vec<Command>,
+) {
     let is_history = matches!(input, TrackerInput::History(_));
-    let fetches = state.server.tracker.handle(state.now, input);
-    commands.extend(fetches.into_iter().map(Command::Fetch));
-    notify_ends(state, commands);
+    let now = state.now;
+    let server = &mut state.servers[index];
+    let fetches = server.tracker.handle(now, input);
+    commands.extend(
+        fetches
+            .into_iter()
+            .map(|fetch| Command::Fetch(index, fetch)),
+    );
+    notify_ends(state, index, commands);
     if is_history {
-        state.server.backlog_read = true;
+        state.servers[index].backlog_read = true;
     }
 }
 
@@ -431,9 +556,12 @@ fn track(state: &mut State, input: TrackerInput, commands: &mut Vec<Command>) {
 /// history already there at the start was read, and never notified before. Whose a prompt is
 /// can be unknown when it ends (its live events came before the queue or history said who
 /// queued it): it waits until that is known.
-fn notify_ends(state: &mut State, commands: &mut Vec<Command>) {
-    let news = state.server.tracker.take_finished_news();
-    if state.notify.mode == NotifyMode::Off || !state.server.backlog_read {
+fn notify_ends(state: &mut State, index: usize, commands: &mut Vec<Command>) {
+    let shown = index == state.current;
+    let notify = state.notify;
+    let server = &mut state.servers[index];
+    let news = server.tracker.take_finished_news();
+    if !server.backlog_read {
         return;
     }
     for item in news {
@@ -442,20 +570,30 @@ fn notify_ends(state: &mut State, commands: &mut Vec<Command>) {
             Outcome::Error(_) => "failed",
             _ => continue,
         };
-        state.notify_waiting.push_back((item.id, ended));
+        if !shown && !item.revised {
+            let flag = if ended == "failed" {
+                ServerFlag::Failed
+            } else {
+                ServerFlag::Finished
+            };
+            server.flag = server.flag.max(Some(flag));
+        }
+        if notify.mode != NotifyMode::Off {
+            server.notify_waiting.push_back((item.id, ended));
+        }
     }
-    let waiting = std::mem::take(&mut state.notify_waiting);
+    let waiting = std::mem::take(&mut server.notify_waiting);
     for (id, ended) in waiting {
-        let Some(record) = state.server.tracker.prompt(&id) else {
+        let Some(record) = server.tracker.prompt(&id) else {
             continue;
         };
-        if record.owner_unknown() && !state.notify.all_prompts {
-            if state.notify_waiting.len() < NOTIFY_WAITING_MAX {
-                state.notify_waiting.push_back((id, ended));
+        if record.owner_unknown() && !notify.all_prompts {
+            if server.notify_waiting.len() < NOTIFY_WAITING_MAX {
+                server.notify_waiting.push_back((id, ended));
             }
             continue;
         }
-        if !(record.ours || state.notify.all_prompts) || !state.notified.first_time(&id) {
+        if !(record.ours || notify.all_prompts) || !server.notified.first_time(&id) {
             continue;
         }
         let took = record
@@ -465,7 +603,7 @@ fn notify_ends(state: &mut State, commands: &mut Vec<Command>) {
         commands.push(Command::Notify(format!(
             "prompt {} {ended} on {}{took}",
             crate::format::short_id(&id),
-            state.server.label
+            server.label
         )));
     }
 }
@@ -473,7 +611,7 @@ fn notify_ends(state: &mut State, commands: &mut Vec<Command>) {
 /// Prompts that ended while who queued them is not known yet, kept at most.
 const NOTIFY_WAITING_MAX: usize = 256;
 
-fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
+fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Command>) {
     let now = state.now;
     match reply {
         Reply::Tracker { command, result } => {
@@ -487,7 +625,7 @@ fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
                             format!("/history/{}", crate::format::short_id(id))
                         }
                     };
-                    state.server.log.push(
+                    state.servers[index].log.push(
                         now,
                         LineKind::Error,
                         format!("GET {what} failed: {}", crate::text::one_line(&error)),
@@ -495,12 +633,12 @@ fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
                     TrackerInput::FetchFailed(command)
                 }
             };
-            track(state, input, commands);
+            track(state, index, input, commands);
             state.dirty = true;
         }
         Reply::Submitted(Ok(submitted)) => {
             let Submitted { request, accepted } = *submitted;
-            state.server.log.push(
+            state.servers[index].log.push(
                 now,
                 LineKind::Connection,
                 format!(
@@ -511,6 +649,7 @@ fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
             );
             track(
                 state,
+                index,
                 TrackerInput::Submitted {
                     prompt_id: accepted.prompt_id,
                     number: accepted.number,
@@ -521,7 +660,7 @@ fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
             state.dirty = true;
         }
         Reply::Submitted(Err(error)) => {
-            state.server.log.push(
+            state.servers[index].log.push(
                 now,
                 LineKind::Error,
                 format!("POST /prompt failed: {}", crate::text::one_line(&error)),
@@ -531,18 +670,15 @@ fn on_reply(state: &mut State, reply: Reply, commands: &mut Vec<Command>) {
         Reply::Output { image, result } => preview::on_output(state, image, result, commands),
         Reply::Saved(result) => preview::on_saved(state, result),
         Reply::Acted { action, result } => {
-            super::actions::on_acted(state, action, result, commands);
+            super::actions::on_acted(state, index, action, result, commands);
         }
         Reply::SystemStats(result) => {
-            let interval = if state.busy() {
-                STATS_INTERVAL_BUSY
-            } else {
-                STATS_INTERVAL_IDLE
-            };
-            let stats = &mut state.server.stats;
+            let interval = state.stats_interval(index);
+            let server = &mut state.servers[index];
+            let connected = matches!(server.link, Link::Connected { .. });
+            let stats = &mut server.stats;
             stats.in_flight = false;
-            stats.due_at =
-                matches!(state.server.link, Link::Connected { .. }).then_some(now + interval);
+            stats.due_at = connected.then_some(now + interval);
             match result {
                 Ok(latest) => {
                     let summary = StatsSummary::of(&latest);

@@ -9,54 +9,84 @@ use crate::control::{node_count, output_classes, output_nodes, owner_label};
 use crate::text::terminal_safe_json;
 
 use super::{Exit, clean, fail};
-use crate::cli::target;
+use crate::cli::targets;
 use crate::config::Config;
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = super::EXIT_STATUS_HELP)]
 pub struct QueueArgs {
-    /// ComfyUI server: a URL, or a name from the config (gpu1 or @gpu1) [default:
-    /// $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
+    /// ComfyUI servers: URLs, names from the config (gpu1 or @gpu1) or groups (@studio)
+    /// [default: $COMFYUI_URL, else the config's default, else http://127.0.0.1:8188]
     #[arg(value_name = "URL|NAME")]
-    pub url: Option<String>,
+    pub urls: Vec<String>,
+
+    /// Every server the config names
+    #[arg(long, conflicts_with = "urls")]
+    pub all: bool,
 
     #[command(flatten)]
     pub connection: crate::cli::ConnectionArgs,
 
-    /// Print JSON: {"running": [...], "pending": [...]}, pending in run order
+    /// Print JSON: {"running": [...], "pending": [...]}, pending in run order; with several
+    /// servers one object per line, each with "server_name" first
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: QueueArgs, config: &Config) -> Exit {
-    let server = match target(args.url.as_deref(), &args.connection, config) {
-        Ok(target) => target.server,
+    let targets = match targets(&args.urls, args.all, &args.connection, config) {
+        Ok(targets) => targets,
         Err(message) => {
             fail(message);
             return Exit::Usage;
         }
     };
-    let snapshot = match ComfyClient::new(server) {
-        Ok(client) => client.queue().await,
-        Err(e) => Err(e),
-    };
-    let snapshot = match snapshot {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            fail(e);
-            return Exit::NotDone;
+    let several = targets.len() > 1;
+    // Every server asked at once: one that is slow or down holds up none of the others.
+    let snapshots = futures_util::future::join_all(targets.iter().map(|target| async move {
+        match ComfyClient::new(target.server.clone()) {
+            Ok(client) => client.queue().await,
+            Err(e) => Err(e),
         }
-    };
-    if args.json {
-        println!("{}", queue_json(&snapshot));
-    } else {
-        print!("{}", queue_table(&snapshot, None));
+    }))
+    .await;
+    let mut exit = Exit::Success;
+    for (target, snapshot) in targets.iter().zip(snapshots) {
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                fail(e);
+                exit = Exit::NotDone;
+                continue;
+            }
+        };
+        let name = server_name(target);
+        match (args.json, several) {
+            (true, false) => println!("{}", queue_json(&snapshot, None)),
+            (true, true) => println!("{}", queue_json(&snapshot, Some(&name))),
+            (false, false) => print!("{}", queue_table(&snapshot, None)),
+            (false, true) => {
+                println!("{}:", clean(&name));
+                print!("{}", queue_table(&snapshot, None));
+            }
+        }
     }
-    Exit::Success
+    exit
+}
+
+/// What a server is called in the output of several: its name in the config, else its
+/// address.
+fn server_name(target: &crate::cli::Target) -> String {
+    target
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::format::server_name(&target.server))
 }
 
 #[derive(Serialize)]
 struct JsonQueue<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_name: Option<&'a str>,
     running: Vec<JsonItem<'a>>,
     pending: Vec<JsonItem<'a>>,
 }
@@ -104,9 +134,11 @@ pub fn number_json(number: f64) -> serde_json::Value {
     }
 }
 
-/// The queue as one JSON object, pending prompts in run order, safe to print raw to a terminal.
-pub fn queue_json(snapshot: &QueueSnapshot) -> String {
+/// The queue as one JSON object, pending prompts in run order, safe to print raw to a terminal;
+/// `server` names it when several are listed.
+pub fn queue_json(snapshot: &QueueSnapshot, server: Option<&str>) -> String {
     let queue = JsonQueue {
+        server_name: server,
         running: snapshot.queue_running.iter().map(JsonItem::new).collect(),
         pending: snapshot
             .pending_in_run_order()
@@ -222,7 +254,10 @@ mod tests {
 
     #[test]
     fn json_has_pending_in_run_order_and_output_classes() {
-        let v: Value = serde_json::from_str(&queue_json(&snapshot())).unwrap();
+        let v: Value = serde_json::from_str(&queue_json(&snapshot(), None)).unwrap();
+        assert!(v.get("server_name").is_none());
+        let named: Value = serde_json::from_str(&queue_json(&snapshot(), Some("gpu1"))).unwrap();
+        assert_eq!(named["server_name"], "gpu1");
         let numbers: Vec<f64> = v["pending"]
             .as_array()
             .unwrap()

@@ -16,10 +16,10 @@ use crossterm::event::{
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::executor::{Executor, ForTheLoop};
+use super::executor::{Executor, ForTheLoop, ServerLink};
 use super::{Beside, DashboardConfig, MAX_FPS, RunSummary};
 use crate::app::{
-    self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, State,
+    self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, ServerState, State,
 };
 use crate::comfy::binary::ImageFormat;
 use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig};
@@ -143,8 +143,8 @@ struct TerminalInput {
 /// What ended one wait of the loop.
 enum Arrived {
     Terminal(Option<std::io::Result<TermEvent>>),
-    Socket(ConnEvent),
-    Reply(Reply),
+    Socket(usize, ConnEvent),
+    Reply(usize, Reply),
     Previews,
     Query(Option<QueryNews>),
     /// The sleep ended; the timer it was for, if any.
@@ -166,14 +166,14 @@ struct Dashboard {
     clock: Clock,
     guard: TerminalGuard,
     executor: Executor,
-    conn_rx: mpsc::Receiver<ConnEvent>,
-    reply_rx: mpsc::UnboundedReceiver<Reply>,
+    conn_rx: mpsc::Receiver<(usize, ConnEvent)>,
+    reply_rx: mpsc::UnboundedReceiver<(usize, Reply)>,
     endings: Endings,
     recording: Recording,
     input: TerminalInput,
     /// Socket events that waited while the full-size view was up; they go through the loop
     /// before anything new.
-    held: VecDeque<ConnEvent>,
+    held: VecDeque<(usize, ConnEvent)>,
     /// Problems the loop itself ran into (a recording that failed), for `update` next.
     problems: VecDeque<String>,
     frames_drawn: u64,
@@ -184,28 +184,46 @@ pub(super) async fn run(
     config: DashboardConfig,
     start_beside: impl FnOnce(Beside) -> Option<tokio::task::JoinHandle<()>>,
 ) -> Result<RunSummary> {
+    let Some(first) = config.servers.first() else {
+        return Err(eyre!("no server to watch"));
+    };
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(eyre!(
             "the dashboard needs a terminal; for plain output use `comfytop watch {}`",
-            config.server
+            first.url
         ));
     }
     // First of all: from here on a signal or the terminal going away ends the dashboard,
     // whatever it is busy with.
     let endings = Endings::watch().wrap_err("cannot watch for signals")?;
     let recording = Recording::open(config.record.as_deref())?;
-    let client_id = config.client_id.clone();
-    let client =
-        ComfyClient::new(config.server.clone()).wrap_err("cannot set up the HTTP client")?;
+    // Every server's socket events come through one channel, marked with the server's index.
     let (conn_tx, conn_rx) = mpsc::channel(1024);
-    let connection = Connection::spawn(
-        ConnectionConfig::new(config.server.clone(), client_id.clone()),
-        conn_tx,
-    );
+    let mut links = Vec::with_capacity(config.servers.len());
+    for (index, server) in config.servers.iter().enumerate() {
+        let client =
+            ComfyClient::new(server.url.clone()).wrap_err("cannot set up the HTTP client")?;
+        let connection = Connection::spawn_tagged(
+            ConnectionConfig::new(server.url.clone(), server.client_id.clone()),
+            index,
+            conn_tx.clone(),
+        );
+        let access = if server.read_only {
+            crate::control::Access::ReadOnly
+        } else {
+            config.access
+        };
+        links.push(ServerLink {
+            client,
+            connection,
+            access,
+        });
+    }
+    drop(conn_tx);
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
     let beside = start_beside(Beside {
-        client: client.clone(),
-        client_id: client_id.clone(),
+        client: links[0].client.clone(),
+        client_id: first.client_id.clone(),
         replies: reply_tx.clone(),
     });
 
@@ -219,12 +237,30 @@ pub(super) async fn run(
         },
         clock.start,
     );
-    let mut state = State::new(config.server.clone(), &client_id, clock.epoch_ms_at_start)
+    let servers = config
+        .servers
+        .iter()
+        .map(|s| ServerState {
+            read_only: s.read_only,
+            ..ServerState::new(s.url.clone(), s.name.clone(), &s.client_id)
+        })
+        .collect();
+    let mut state = State::new(first.url.clone(), &first.client_id, clock.epoch_ms_at_start)
+        .with_servers(servers)
         .with_settings(config.finished_kept, config.access, previews, config.color)
         .with_keys_and_notify(config.keys.clone(), config.notify);
-    if let Some(note) = &config.client_id_note {
+    let notes: Vec<String> = config
+        .servers
+        .iter()
+        .filter_map(|s| {
+            s.client_id_note
+                .as_ref()
+                .map(|note| format!("{}: {note}", s.url))
+        })
+        .collect();
+    if !notes.is_empty() {
         state.ui.notice = Some(app::Notice {
-            text: note.clone(),
+            text: notes.join("; "),
             kind: app::NoticeKind::Info,
         });
     }
@@ -242,16 +278,16 @@ pub(super) async fn run(
     } else {
         None
     };
-    tracing::info!(server = %config.server, %client_id, "dashboard started");
+    for server in &config.servers {
+        tracing::info!(server = %server.url, client_id = %server.client_id, "watching");
+    }
     let mut dashboard = Dashboard {
         state,
         clock,
         guard,
         executor: Executor {
-            client,
-            access: config.access,
+            servers: links,
             replies: reply_tx,
-            connection,
             pipeline,
             notify: config.notify.mode,
             terminal: crate::notify::TerminalKind::from_env(),
@@ -287,7 +323,9 @@ pub(super) async fn run(
     }
     let exit = exit?;
     tracing::info!(?exit, frames_drawn, "dashboard closed");
-    executor.connection.close().await;
+    for link in executor.servers {
+        link.connection.close().await;
+    }
     Ok(RunSummary { frames_drawn })
 }
 
@@ -400,8 +438,8 @@ impl Dashboard {
         if let Some(term_event) = self.input.typed.pop_front() {
             return Ok(self.translate(term_event));
         }
-        if let Some(conn_event) = self.held.pop_front() {
-            return Ok(Woke::Event(self.take_conn_event(conn_event)));
+        if let Some((index, conn_event)) = self.held.pop_front() {
+            return Ok(Woke::Event(self.take_conn_event(index, conn_event)));
         }
         // Wake for a frame held back by the rate cap, or for a timer the state asked for.
         let draw_at = self
@@ -428,8 +466,8 @@ impl Dashboard {
         };
         let arrived = tokio::select! {
             term_event = next_input(self.input.stream.as_mut()) => Arrived::Terminal(term_event),
-            Some(conn_event) = self.conn_rx.recv() => Arrived::Socket(conn_event),
-            Some(reply) = self.reply_rx.recv() => Arrived::Reply(reply),
+            Some((index, conn_event)) = self.conn_rx.recv() => Arrived::Socket(index, conn_event),
+            Some((index, reply)) = self.reply_rx.recv() => Arrived::Reply(index, reply),
             () = previews_ready(self.executor.pipeline.as_ref()) => Arrived::Previews,
             news = next_query_news(self.input.query.as_mut()) => Arrived::Query(news),
             () = sleep => Arrived::Timer(timer_at),
@@ -446,12 +484,17 @@ impl Dashboard {
                 return Err(error).wrap_err("cannot read from the terminal");
             }
             Arrived::Terminal(None) => Woke::Exit(Exit::InputClosed),
-            Arrived::Socket(conn_event) => Woke::Event(self.take_conn_event(conn_event)),
-            Arrived::Reply(reply) => {
-                if let Some(problem) = self.recording.take_reply(&reply) {
+            Arrived::Socket(index, conn_event) => {
+                Woke::Event(self.take_conn_event(index, conn_event))
+            }
+            Arrived::Reply(index, reply) => {
+                // `--record` follows one server (the command line allows it with one only).
+                if index == 0
+                    && let Some(problem) = self.recording.take_reply(&reply)
+                {
                     self.problems.push_back(problem);
                 }
-                Woke::Event(Event::Reply(reply))
+                Woke::Event(Event::Reply(index, reply))
             }
             Arrived::Previews => match &self.executor.pipeline {
                 Some(pipeline) => Woke::Event(Event::Preview(PreviewResults(pipeline.take()))),
@@ -480,11 +523,13 @@ impl Dashboard {
     }
 
     /// A socket event on its way to `update`, through the recording.
-    fn take_conn_event(&mut self, conn_event: ConnEvent) -> Event {
-        if let Some(problem) = self.recording.take(&conn_event) {
+    fn take_conn_event(&mut self, index: usize, conn_event: ConnEvent) -> Event {
+        if index == 0
+            && let Some(problem) = self.recording.take(&conn_event)
+        {
             self.problems.push_back(problem);
         }
-        Event::Conn(conn_event)
+        Event::Conn(index, conn_event)
     }
 
     /// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
@@ -543,15 +588,17 @@ impl Dashboard {
         // among them is shown as it comes.
         let conn_rx = &mut self.conn_rx;
         let held = &mut self.held;
+        let shown_server = self.state.current;
         let mut newer = || {
             let mut newest = None;
-            while let Ok(conn_event) = conn_rx.try_recv() {
-                if let Some(id) = follow
+            while let Ok((index, conn_event)) = conn_rx.try_recv() {
+                if index == shown_server
+                    && let Some(id) = follow
                     && let Some(bytes) = app::preview::preview_of(&conn_event, id)
                 {
                     newest = Some(bytes);
                 }
-                held.push_back(conn_event);
+                held.push_back((index, conn_event));
             }
             newest.and_then(|bytes| decode_full(&bytes).ok().map(|d| d.image))
         };

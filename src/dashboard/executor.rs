@@ -26,12 +26,20 @@ pub(super) enum ForTheLoop {
     Write(Vec<u8>),
 }
 
+/// One watched server: its HTTP client and its WebSocket.
+pub(super) struct ServerLink {
+    pub client: ComfyClient,
+    pub connection: Connection,
+    /// What may be done there: `--read-only`, or the server's config.
+    pub access: Access,
+}
+
 /// Runs commands off the loop.
 pub(super) struct Executor {
-    pub client: ComfyClient,
-    pub access: Access,
-    pub replies: mpsc::UnboundedSender<Reply>,
-    pub connection: Connection,
+    /// In the order of [`crate::app::State::servers`]: a command's index picks its server.
+    pub servers: Vec<ServerLink>,
+    /// Replies, with the index of the server they come from.
+    pub replies: mpsc::UnboundedSender<(usize, Reply)>,
     /// The preview worker, when previews are on.
     pub pipeline: Option<PreviewPipeline>,
     /// How a prompt's end is told, and to what kind of terminal.
@@ -41,8 +49,9 @@ pub(super) struct Executor {
 
 impl Executor {
     pub fn run(&self, command: Command) -> Option<ForTheLoop> {
-        let client = self.client.clone();
         let replies = self.replies.clone();
+        // A command for a server that is not watched does nothing.
+        let link = |index: usize| self.servers.get(index);
         match command {
             Command::Quit => return Some(ForTheLoop::Quit),
             Command::ShowFullSize {
@@ -56,7 +65,11 @@ impl Executor {
                     follow,
                 });
             }
-            Command::Reconnect => self.connection.retry_now(),
+            Command::Reconnect(index) => {
+                if let Some(link) = link(index) {
+                    link.connection.retry_now();
+                }
+            }
             Command::Notify(text) => {
                 let bytes = crate::notify::bytes(self.notify, &self.terminal, "comfytop", &text);
                 return (!bytes.is_empty()).then_some(ForTheLoop::Write(bytes));
@@ -76,7 +89,8 @@ impl Executor {
                     pipeline.refresh();
                 }
             }
-            Command::Fetch(fetch) => {
+            Command::Fetch(index, fetch) => {
+                let client = link(index)?.client.clone();
                 tokio::spawn(async move {
                     let reply = session::run_fetch(&client, fetch.clone()).await;
                     let result = match reply.error {
@@ -87,29 +101,40 @@ impl Executor {
                         }
                     };
                     // The loop may be gone already (quitting): nothing to tell then.
-                    let _ = replies.send(Reply::Tracker {
-                        command: fetch,
-                        result,
-                    });
+                    let _ = replies.send((
+                        index,
+                        Reply::Tracker {
+                            command: fetch,
+                            result,
+                        },
+                    ));
                 });
             }
-            Command::FetchSystemStats => {
+            Command::FetchSystemStats(index) => {
+                let client = link(index)?.client.clone();
                 tokio::spawn(async move {
                     let result = client.system_stats().await.map_err(|e| e.to_string());
-                    let _ = replies.send(Reply::SystemStats(result));
+                    let _ = replies.send((index, Reply::SystemStats(result)));
                 });
             }
-            Command::FetchOutput(image) => {
+            Command::FetchOutput(index, image) => {
+                let client = link(index)?.client.clone();
                 tokio::spawn(async move {
                     let result = client
                         .view(&image)
                         .await
                         .map(|file| file.bytes)
                         .map_err(|e| e.to_string());
-                    let _ = replies.send(Reply::Output { image, result });
+                    let _ = replies.send((index, Reply::Output { image, result }));
                 });
             }
-            Command::SaveOutput { image, data, dir } => {
+            Command::SaveOutput {
+                server: index,
+                image,
+                data,
+                dir,
+            } => {
+                let client = link(index)?.client.clone();
                 tokio::spawn(async move {
                     let bytes = match data {
                         Some(bytes) => Ok(bytes),
@@ -128,14 +153,15 @@ impl Executor {
                         .unwrap_or_else(|e| Err(e.to_string())),
                         Err(error) => Err(error),
                     };
-                    let _ = replies.send(Reply::Saved(result));
+                    let _ = replies.send((index, Reply::Saved(result)));
                 });
             }
-            Command::Act(action) => {
-                let access = self.access;
+            Command::Act(index, action) => {
+                let client = link(index)?.client.clone();
+                let access = link(index)?.access;
                 tokio::spawn(async move {
                     let reply = act(&client, access, action).await;
-                    let _ = replies.send(reply);
+                    let _ = replies.send((index, reply));
                 });
             }
         }

@@ -26,10 +26,25 @@ pub const DEFAULT_PREVIEW_FPS: u32 = 4;
 /// The most frames drawn per second; a burst of events in between is drawn once.
 pub const MAX_FPS: u32 = 20;
 
+/// One server the dashboard watches.
+#[derive(Debug, Clone)]
+pub struct WatchedServer {
+    pub url: ServerUrl,
+    /// Its name in the config, when it was named.
+    pub name: Option<String>,
+    /// The clientId to connect with (see [`crate::identity`]), and why it is not the kept one
+    /// when it is not.
+    pub client_id: String,
+    pub client_id_note: Option<String>,
+    /// `read_only = true` in its config entry.
+    pub read_only: bool,
+}
+
 /// How the dashboard runs.
 #[derive(Debug, Clone)]
 pub struct DashboardConfig {
-    pub server: ServerUrl,
+    /// At least one; the first is shown first.
+    pub servers: Vec<WatchedServer>,
     /// Capture the mouse (clicks select, the wheel scrolls).
     pub mouse: bool,
     /// Append every received frame to this transcript file.
@@ -46,10 +61,6 @@ pub struct DashboardConfig {
     pub finished_kept: usize,
     /// `--color` (and `NO_COLOR`): colours on screen.
     pub color: bool,
-    /// The clientId to connect with (see [`crate::identity`]), and why it is not the kept one
-    /// when it is not.
-    pub client_id: String,
-    pub client_id_note: Option<String>,
     /// The keys, with the config's overrides.
     pub keys: crate::app::keys::KeyTable,
     /// `--notify`, `--notify-all`.
@@ -90,7 +101,8 @@ pub async fn run(config: DashboardConfig) -> Result<RunSummary> {
 pub(crate) struct Beside {
     pub client: ComfyClient,
     pub client_id: String,
-    pub replies: mpsc::UnboundedSender<Reply>,
+    /// Replies for the first server (index 0).
+    pub replies: mpsc::UnboundedSender<(usize, Reply)>,
 }
 
 /// Runs the dashboard with `start_beside` started next to it once its client exists.

@@ -21,7 +21,7 @@ pub fn draw(state: &State, detail: &Detail, frame: &mut Frame, area: Rect) {
     let block = text_panel(title, true);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let Some(prompt) = state.server.tracker.prompt(&detail.prompt_id) else {
+    let Some(prompt) = state.server().tracker.prompt(&detail.prompt_id) else {
         frame.render_widget(
             Paragraph::new("This prompt is no longer known (older ones are forgotten).")
                 .style(theme::dim()),

@@ -17,6 +17,8 @@ pub const LIST_HEAD_ROWS: u16 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
     pub status: Rect,
+    /// One row under the status bar naming every server, when several are watched.
+    pub server_bar: Option<Rect>,
     pub footer: Rect,
     /// Everything between the status bar and the footer (the detail view and dialogs use it).
     pub body: Rect,
@@ -74,12 +76,14 @@ impl Areas {
     /// queue panel grows with it, up to a share of the screen, and gives the rest to history),
     /// and the preview pane if `preview` (and it fits).
     pub fn of(area: Rect, ui: &Ui, queue_len: usize, preview: bool) -> Self {
-        let [status, body, footer] = Layout::vertical([
+        let [status, server_bar, body, footer] = Layout::vertical([
             Constraint::Length(1),
+            Constraint::Length(u16::from(ui.server_bar)),
             Constraint::Min(0),
             Constraint::Length(footer_rows(ui, area)),
         ])
         .areas(area);
+        let server_bar = ui.server_bar.then_some(server_bar);
         let (main, log) = if ui.show_log {
             let [main, log] =
                 Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)])
@@ -126,6 +130,7 @@ impl Areas {
         };
         Self {
             status,
+            server_bar,
             footer,
             body,
             queue,
@@ -253,6 +258,9 @@ pub fn list_rows(area: Rect) -> usize {
 
 /// What is under the terminal cell (`column`, `row`): a list row, or a panel.
 pub fn hit_test(state: &State, column: u16, row: u16) -> Option<ClickTarget> {
+    if state.ui.fleet.is_some() {
+        return None;
+    }
     let areas = Areas::of_state(state);
     let position = Position::new(column, row);
     let (panel, area) = areas.panels().find(|(_, r)| r.contains(position))?;

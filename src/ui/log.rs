@@ -12,7 +12,7 @@ use super::theme;
 use super::widgets::text_panel;
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
-    let log = &state.server.log;
+    let log = &state.server().log;
     let scroll = state.ui.log_scroll.min(log.len().saturating_sub(1));
     let title = if scroll > 0 {
         format!(" Events ({scroll} newer below) ")

@@ -4,6 +4,7 @@
 
 mod confirm;
 mod detail;
+mod fleet;
 mod help;
 mod history;
 pub mod layout;
@@ -29,8 +30,13 @@ pub fn draw(state: &State, frame: &mut Frame) {
     let areas = Areas::for_screen(frame.area(), state);
     status::draw(state, frame, areas.status);
     status::draw_footer(state, frame, areas.footer);
+    if let Some(bar) = areas.server_bar {
+        status::draw_server_bar(state, frame, bar);
+    }
     preview::draw(state, frame, &areas);
-    if let (Some(detail), Some(area)) = (&state.ui.detail, areas.detail) {
+    if state.ui.fleet.is_some() {
+        fleet::draw(state, frame, areas.body);
+    } else if let (Some(detail), Some(area)) = (&state.ui.detail, areas.detail) {
         detail::draw(state, detail, frame, area);
     } else {
         queue::draw(state, frame, areas.queue, state.ui.focus == Panel::Queue);
@@ -47,7 +53,7 @@ pub fn draw(state: &State, frame: &mut Frame) {
             state.ui.focus == Panel::History,
         );
     }
-    if let Some(log_area) = areas.log {
+    if let Some(log_area) = areas.log.filter(|_| state.ui.fleet.is_none()) {
         log::draw(state, frame, log_area, state.ui.focus == Panel::Log);
     }
     match &state.ui.overlay {

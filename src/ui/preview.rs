@@ -43,7 +43,7 @@ pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
                 theme::accent(),
             ));
             let finished = state
-                .server
+                .server()
                 .tracker
                 .prompt(prompt_id)
                 .is_some_and(|p| p.is_finished());
@@ -57,7 +57,7 @@ pub fn draw(state: &State, frame: &mut Frame, areas: &Areas) {
                 .and_then(|s| s.node_id.clone());
             if let Some(node) = node {
                 let title_text = state
-                    .server
+                    .server()
                     .tracker
                     .node_title(prompt_id, &node)
                     .map(|t| crate::text::one_line(t).into_owned())
@@ -172,7 +172,7 @@ mod tests {
         for size in [(80, 24), (120, 40), (160, 48)] {
             let mut state = connected(&client_id(name), 0.0, History::default());
             let frames = submitted(replay(&mut state, name, 0.0, 1.2));
-            assert!(state.server.tracker.running().is_some());
+            assert!(state.server().tracker.running().is_some());
             let last = frames.last().cloned().into_iter().collect();
             let screen = render(&mut state, &mut worker(DecodeLimits::default()), last, size);
             assert!(screen.contains('▀') || screen.contains('▄'), "{screen}");
@@ -187,10 +187,13 @@ mod tests {
         let frames = submitted(update(
             &mut state,
             2.0,
-            Event::Reply(Reply::Output {
-                image,
-                result: Ok(bytes),
-            }),
+            Event::Reply(
+                0,
+                Reply::Output {
+                    image,
+                    result: Ok(bytes),
+                },
+            ),
         ));
         render(&mut state, &mut worker(limits), frames, (120, 40))
     }

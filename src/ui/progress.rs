@@ -22,7 +22,7 @@ pub const OTHER_CLIENT_NOTE: &str = "Live per-step detail exists only for prompt
 queued; this one is followed through /queue, /history and broadcast text.";
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
-    let running = state.server.tracker.running();
+    let running = state.server().tracker.running();
     let title = match running {
         Some(p) => Line::from(vec![
             Span::raw(" Running "),
@@ -40,7 +40,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
 }
 
 fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
-    let server = &state.server;
+    let server = state.server();
     if !matches!(server.link, Link::Connected { .. })
         && let Some(error) = &server.last_error
     {
@@ -60,7 +60,7 @@ fn draw_idle(state: &State, frame: &mut Frame, area: Rect) {
         return;
     }
     let mut lines = vec![Line::from(styled("Nothing running.", theme::dim()))];
-    if let Some(last) = state.server.tracker.finished().next() {
+    if let Some(last) = state.server().tracker.finished().next() {
         let (mark, word) = phase_mark(&last.phase);
         let mut spans = vec![
             styled("Last: ", theme::dim()),

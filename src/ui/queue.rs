@@ -38,7 +38,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     if rows.is_empty() {
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        let text = if state.server.tracker.queue_remaining().is_none() {
+        let text = if state.server().tracker.queue_remaining().is_none() {
             "waiting for the server…"
         } else {
             "queue is empty"

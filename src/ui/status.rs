@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{Link, NoticeKind, State, time};
+use crate::app::{Link, NoticeKind, ServerFlag, ServerState, State, time};
 use crate::control::Access;
 use crate::text::one_line;
 
@@ -38,8 +38,13 @@ impl Segment {
 const SEPARATOR: &str = " │ ";
 
 fn link_segment(state: &State) -> Segment {
-    let server = &state.server;
-    let (mark, text, style) = match &server.link {
+    let (mark, text, style) = link_words(state.server(), state.now);
+    Segment::new(Span::styled(format!("{mark} {text}"), style), 0)
+}
+
+/// A server's connection as a mark, words and a style: for the status bar and the fleet.
+pub(super) fn link_words(server: &ServerState, now: f64) -> (&'static str, String, Style) {
+    match &server.link {
         Link::Starting => ("◌", "starting".to_string(), theme::dim()),
         Link::Connecting { attempt } if *attempt > 1 => (
             "◌",
@@ -59,17 +64,16 @@ fn link_segment(state: &State) -> Segment {
             "◌",
             format!(
                 "reconnecting in {} s (attempt {attempt})",
-                time::countdown(retry_at - state.now)
+                time::countdown(retry_at - now)
             ),
             theme::warn(),
         ),
         Link::Offline => ("○", "offline".to_string(), theme::bad()),
-    };
-    Segment::new(Span::styled(format!("{mark} {text}"), style), 0)
+    }
 }
 
 fn segments(state: &State) -> Vec<Segment> {
-    let server = &state.server;
+    let server = state.server();
     let mut out = vec![
         Segment::new(
             Span::styled(
@@ -122,7 +126,7 @@ fn segments(state: &State) -> Vec<Segment> {
             0,
         ));
     }
-    if state.access == Access::ReadOnly {
+    if state.access() == Access::ReadOnly {
         // Never dropped: every mutating key refuses while it shows.
         out.push(Segment::new(Span::styled("read-only", theme::warn()), 0));
     }
@@ -188,8 +192,39 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
 }
 
 /// Key hints for what is on screen.
+/// The server bar: every server by number and name, the one shown highlighted, its link as a
+/// mark, and a flag on one that finished or failed something while another was shown.
+pub fn draw_server_bar(state: &State, frame: &mut Frame, area: Rect) {
+    let mut spans = vec![Span::raw(" ")];
+    for (index, server) in state.servers.iter().enumerate() {
+        let (mark, _, link_style) = link_words(server, state.now);
+        let shown = index == state.current && state.ui.fleet.is_none();
+        let name_style = if shown {
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        } else {
+            Style::new()
+        };
+        spans.push(Span::styled(format!("{}", index + 1), theme::accent()));
+        spans.push(Span::styled(
+            format!(" {} ", one_line(&server.name)),
+            name_style,
+        ));
+        spans.push(Span::styled(mark, link_style));
+        match server.flag {
+            Some(ServerFlag::Failed) => spans.push(Span::styled("!", theme::bad())),
+            Some(ServerFlag::Finished) => spans.push(Span::styled("✓", theme::good())),
+            None => spans.push(Span::raw(" ")),
+        }
+        spans.push(Span::raw("  "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
 pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
-    let hints = state.keys.hints(state.key_context());
+    let mut hints = state.keys.hints(state.key_context());
+    if !state.ui.server_bar {
+        hints.retain(|(_, what)| *what != "fleet");
+    }
     let mut spans = vec![Span::raw(" ")];
     // The last action's outcome comes first; the hints follow where there is room.
     if let Some(notice) = &state.ui.notice {

@@ -40,10 +40,13 @@ fn key(state: &mut State, code: KeyCode) {
 }
 
 fn queue_reply(snapshot: QueueSnapshot) -> Event {
-    Event::Reply(Reply::Tracker {
-        command: TrackerCommand::FetchQueue,
-        result: Ok(TrackerInput::Queue(snapshot)),
-    })
+    Event::Reply(
+        0,
+        Reply::Tracker {
+            command: TrackerCommand::FetchQueue,
+            result: Ok(TrackerInput::Queue(snapshot)),
+        },
+    )
 }
 
 fn idle() -> State {
@@ -64,17 +67,23 @@ fn reconnecting() -> State {
     update(
         &mut state,
         160.0,
-        Event::Conn(ConnEvent::Disconnected {
-            reason: "connection refused (os error 111)".into(),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Disconnected {
+                reason: "connection refused (os error 111)".into(),
+            },
+        ),
     );
     update(
         &mut state,
         160.0,
-        Event::Conn(ConnEvent::Reconnecting {
-            attempt: 3,
-            delay: Duration::from_secs(4),
-        }),
+        Event::Conn(
+            0,
+            ConnEvent::Reconnecting {
+                attempt: 3,
+                delay: Duration::from_secs(4),
+            },
+        ),
     );
     update(&mut state, 161.2, Event::Tick);
     state
@@ -100,7 +109,7 @@ fn other_client() -> State {
             break;
         }
         let t = 1.0 + frame.t;
-        update(&mut state, t, Event::Conn(ConnEvent::Frame(frame)));
+        update(&mut state, t, Event::Conn(0, ConnEvent::Frame(frame)));
     }
     update(&mut state, 3.0, Event::Tick);
     state
@@ -134,7 +143,7 @@ fn a_wide_character_close_reason_fits_the_status_bar() {
     update(
         &mut state,
         160.0,
-        Event::Conn(ConnEvent::Disconnected { reason }),
+        Event::Conn(0, ConnEvent::Disconnected { reason }),
     );
     for (w, h) in SIZES {
         // Used to loop for ever: the cut counted characters, the bar counts cells.
@@ -320,7 +329,7 @@ fn g_in_the_detail_view_reaches_the_last_line_beside_the_preview_pane() {
     let text = areas.detail_text().unwrap();
     key(&mut state, KeyCode::Char('G'));
     let detail = state.ui.detail.clone().unwrap();
-    let prompt = state.server.tracker.prompt(&detail.prompt_id).unwrap();
+    let prompt = state.server().tracker.prompt(&detail.prompt_id).unwrap();
     let doc = crate::app::detail::lines(&state, prompt, usize::from(text.width));
     let rows = usize::from(text.height);
     assert!(doc.len() > rows, "long enough to scroll");
@@ -351,7 +360,7 @@ fn a_long_save_error_is_shown_whole_in_the_footer() {
         update(
             &mut state,
             6.0,
-            Event::Reply(Reply::Saved(Err(error.into()))),
+            Event::Reply(0, Reply::Saved(Err(error.into()))),
         );
         let screen = render(&mut state, width, height);
         // Compared without spaces: a path is broken where the line ends.
@@ -422,13 +431,16 @@ fn owners_read_apart_and_removed_prompts_are_counted_apart() {
     update(
         &mut state,
         2.0,
-        Event::Reply(Reply::Tracker {
-            command: TrackerCommand::FetchHistoryItem(pending[1].clone()),
-            result: Ok(TrackerInput::HistoryItem {
-                prompt_id: pending[1].clone(),
-                entry: None,
-            }),
-        }),
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchHistoryItem(pending[1].clone()),
+                result: Ok(TrackerInput::HistoryItem {
+                    prompt_id: pending[1].clone(),
+                    entry: None,
+                }),
+            },
+        ),
     );
     let screen = render(&mut state, 120, 40);
     assert!(screen.contains("History 0 · 1 removed"), "{screen}");
@@ -515,7 +527,7 @@ fn a_pending_prompts_wait_counts_from_the_servers_queue_time_or_says_since_seen(
     update(&mut state, 10.0, queue_reply(snapshot));
     update(&mut state, 15.0, Event::Tick);
     let summary = |id: &str| {
-        let prompt = state.server.tracker.prompt(id).unwrap();
+        let prompt = state.server().tracker.prompt(id).unwrap();
         crate::app::detail::summary(&state, prompt)
     };
     assert!(

@@ -68,6 +68,109 @@ pub async fn run(
     }
 }
 
+/// One server for [`run_several`]: what to call it, where it is, our client id there.
+pub struct NamedServer {
+    pub name: String,
+    pub url: ServerUrl,
+    pub client_id: String,
+}
+
+/// Follows several servers at once until Ctrl-C: each has its own connection and tracker, and
+/// each line is marked with the server's name (text: `name │ line`, JSON: a `"server_name"`
+/// field first). One that is down or slow holds up none of the others.
+pub async fn run_several(
+    servers: Vec<NamedServer>,
+    format: LineFormat,
+    finished_kept: usize,
+) -> Result<()> {
+    let width = servers
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let watches = servers.into_iter().map(|server| {
+        let options = WatchOptions {
+            finished_kept,
+            connection: ConnectionConfig::new(server.url, server.client_id),
+            format,
+        };
+        let out = NamedLines::new(&server.name, width, format);
+        watch(options, None, out, shutdown_signal())
+    });
+    for result in futures_util::future::join_all(watches).await {
+        match result {
+            Err(e) if is_broken_pipe(&e) => return Ok(()),
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// A writer that puts the server's name on every line it passes to stdout, whole lines at a
+/// time, so the lines of several servers never mix.
+struct NamedLines {
+    /// Text before each line (human), or the field to add (JSON).
+    prefix: String,
+    format: LineFormat,
+    partial: Vec<u8>,
+}
+
+impl NamedLines {
+    fn new(name: &str, width: usize, format: LineFormat) -> Self {
+        let name = crate::text::one_line(name);
+        let prefix = match format {
+            LineFormat::Human => format!("{name:<width$} │ "),
+            LineFormat::Json => format!(
+                "\"server_name\":{}",
+                crate::text::terminal_safe_json(&serde_json::Value::from(name.as_ref()))
+            ),
+        };
+        Self {
+            prefix,
+            format,
+            partial: Vec::new(),
+        }
+    }
+
+    fn named(&self, line: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + line.len() + 2);
+        match (self.format, line.strip_prefix(b"{")) {
+            (LineFormat::Json, Some(rest)) => {
+                out.push(b'{');
+                out.extend_from_slice(self.prefix.as_bytes());
+                if !rest.starts_with(b"}") {
+                    out.push(b',');
+                }
+                out.extend_from_slice(rest);
+            }
+            (LineFormat::Json, None) => out.extend_from_slice(line),
+            (LineFormat::Human, _) => {
+                out.extend_from_slice(self.prefix.as_bytes());
+                out.extend_from_slice(line);
+            }
+        }
+        out.push(b'\n');
+        out
+    }
+}
+
+impl Write for NamedLines {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let named = self.named(&line[..end]);
+            // One write of the whole line under stdout's lock: lines of servers never mix.
+            io::stdout().lock().write_all(&named)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().lock().flush()
+    }
+}
+
 /// One reply from a fetch task.
 enum Reply {
     Done(TrackerInput),

@@ -148,6 +148,20 @@ pub struct Connection {
 impl Connection {
     /// Starts the task on the current tokio runtime.
     pub fn spawn(config: ConnectionConfig, events: mpsc::Sender<ConnEvent>) -> Self {
+        Self::start(config, Events::Plain(events))
+    }
+
+    /// Like [`Connection::spawn`], for a client of several servers whose events share one
+    /// channel: each is sent with `tag` (the server's index).
+    pub fn spawn_tagged(
+        config: ConnectionConfig,
+        tag: usize,
+        events: mpsc::Sender<(usize, ConnEvent)>,
+    ) -> Self {
+        Self::start(config, Events::Tagged(tag, events))
+    }
+
+    fn start(config: ConnectionConfig, events: Events) -> Self {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (retry, retry_rx) = watch::channel(0);
         let close_timeout = config.close_timeout;
@@ -220,11 +234,17 @@ enum End {
     Stop,
 }
 
+/// Where the task's events go.
+enum Events {
+    Plain(mpsc::Sender<ConnEvent>),
+    Tagged(usize, mpsc::Sender<(usize, ConnEvent)>),
+}
+
 struct Task {
     config: ConnectionConfig,
     /// The server as people should read it, for messages.
     server: String,
-    events: mpsc::Sender<ConnEvent>,
+    events: Events,
     shutdown: Shutdown,
     retry: watch::Receiver<u64>,
 }
@@ -454,10 +474,15 @@ impl Task {
 
     /// Sends one event; waits while the receiver is behind, unless close is asked for.
     async fn emit(&mut self, event: ConnEvent) -> Result<(), Stopped> {
-        match self.shutdown.race(self.events.send(event)).await? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(Stopped),
-        }
+        let sent = match &self.events {
+            Events::Plain(events) => self.shutdown.race(events.send(event)).await?.is_ok(),
+            Events::Tagged(tag, events) => self
+                .shutdown
+                .race(events.send((*tag, event)))
+                .await?
+                .is_ok(),
+        };
+        if sent { Ok(()) } else { Err(Stopped) }
     }
 
     fn lost(&self, error: &WsError) -> String {

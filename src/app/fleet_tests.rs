@@ -1,0 +1,145 @@
+//! Several servers in one state: events reach their own server, keys switch, the fleet view
+//! sorts and the server bar flags what happened out of sight.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::comfy::api::{History, QueueSnapshot};
+use crate::comfy::connection::ConnEvent;
+use crate::tracker::{TrackerCommand, TrackerInput};
+
+use super::testing::{EPOCH_MS, transcript, url};
+use super::{Command, Event, FleetSort, Link, Reply, ServerFlag, ServerState, State, update};
+
+fn three_servers() -> State {
+    let servers = ["http://a:1", "http://b:2", "http://c:3"]
+        .into_iter()
+        .map(|u| ServerState::new(url(u), None, "comfytop-us"))
+        .collect();
+    let mut state = State::new(url("http://a:1"), "comfytop-us", EPOCH_MS).with_servers(servers);
+    state.ui.width = 120;
+    state.ui.height = 40;
+    for index in 0..3 {
+        update(
+            &mut state,
+            1.0,
+            Event::Conn(
+                index,
+                ConnEvent::Connected {
+                    sid: None,
+                    features: None,
+                },
+            ),
+        );
+        for reply in [
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(QueueSnapshot::default())),
+            },
+            Reply::Tracker {
+                command: TrackerCommand::FetchHistory { max_items: 64 },
+                result: Ok(TrackerInput::History(History::default())),
+            },
+        ] {
+            update(&mut state, 1.0, Event::Reply(index, reply));
+        }
+    }
+    state
+}
+
+fn press(state: &mut State, c: char) -> Vec<Command> {
+    update(
+        state,
+        2.0,
+        Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+    )
+}
+
+#[test]
+fn several_servers_open_on_the_fleet_and_keys_switch_between_them() {
+    let mut state = three_servers();
+    assert!(state.ui.fleet.is_some() && state.ui.server_bar);
+    press(&mut state, '2');
+    assert_eq!((state.current, state.ui.fleet), (1, None));
+    press(&mut state, ']');
+    press(&mut state, ']');
+    assert_eq!(state.current, 0, "] goes round");
+    press(&mut state, '[');
+    assert_eq!(state.current, 2);
+    press(&mut state, '9');
+    assert_eq!(state.current, 2, "no server 9");
+    assert!(
+        state
+            .ui
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("1 to 3"))
+    );
+    press(&mut state, '0');
+    assert_eq!(state.ui.fleet.map(|f| f.selected), Some(2));
+    press(&mut state, 'j');
+    assert_eq!(
+        state.ui.fleet.map(|f| f.selected),
+        Some(2),
+        "the last row stays"
+    );
+    press(&mut state, 'k');
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    update(&mut state, 2.0, Event::Key(enter));
+    assert_eq!((state.current, state.ui.fleet), (1, None));
+    // A control key acts on the server shown.
+    let commands = press(&mut state, 'u');
+    assert!(
+        commands
+            .iter()
+            .all(|c| !matches!(c, Command::Act(i, _) if *i != 1)),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn each_server_keeps_its_own_events_and_one_out_of_sight_is_flagged() {
+    let mut state = three_servers();
+    press(&mut state, '1');
+    // A whole recorded run on server 3 while server 1 is shown.
+    let mut fetches = Vec::new();
+    for frame in transcript("c_full_run_legacy_previews") {
+        fetches.extend(update(
+            &mut state,
+            3.0 + frame.t,
+            Event::Conn(2, ConnEvent::Frame(frame)),
+        ));
+    }
+    assert!(
+        fetches
+            .iter()
+            .all(|c| !matches!(c, Command::Fetch(i, _) if *i != 2)),
+        "{fetches:?}"
+    );
+    assert_eq!(state.servers[2].tracker.finished().count(), 1);
+    assert_eq!(state.servers[0].tracker.finished().count(), 0);
+    assert_eq!(state.servers[2].flag, Some(ServerFlag::Finished));
+    assert_eq!(state.servers[0].flag, None);
+    update(
+        &mut state,
+        9.0,
+        Event::Conn(
+            1,
+            ConnEvent::Disconnected {
+                reason: "gone".into(),
+            },
+        ),
+    );
+    assert_eq!(state.servers[1].flag, Some(ServerFlag::Failed));
+    assert_eq!(state.servers[1].link, Link::Offline);
+    assert!(matches!(state.servers[0].link, Link::Connected { .. }));
+    // Looking at it clears the flag.
+    press(&mut state, '3');
+    assert_eq!(state.servers[2].flag, None);
+
+    // The fleet sorts by state: the server in trouble first.
+    press(&mut state, '0');
+    press(&mut state, 's');
+    press(&mut state, 's');
+    assert_eq!(state.ui.fleet.map(|f| f.sort), Some(FleetSort::State));
+    assert_eq!(state.fleet_order(), [1, 0, 2]);
+}
