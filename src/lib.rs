@@ -26,6 +26,7 @@ pub mod describe;
 pub mod format;
 pub mod identity;
 pub mod notify;
+pub mod placement;
 pub mod preview;
 pub mod session;
 pub mod term;

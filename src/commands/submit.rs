@@ -9,13 +9,13 @@ use clap::Args;
 
 use crate::comfy::api::PromptRequest;
 use crate::comfy::http::{ComfyClient, HttpError};
+use crate::comfy::server_url::ServerUrl;
 use crate::control::{Access, ActionError, Done, Located, ServerAction, locate, perform};
 use crate::identity::ClientIdentity;
 use crate::workflow::{Override, class_inputs, parse_api_workflow, randomize_seeds};
 
 use super::follow::{CtrlC, Ending, FollowEnd, Follower, OFFLINE_LIMIT, Terminal, format_secs};
 use super::{Exit, clean, download, fail, not_comfy};
-use crate::cli::target;
 use crate::config::Config;
 
 #[derive(Debug, Clone, Args)]
@@ -60,6 +60,12 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub read_only: bool,
 
+    /// Where to queue it: a server's name, a group of them (@studio) or `auto` (every server
+    /// of the config); with several, the one with the shortest queue among those that have
+    /// every node type the workflow uses
+    #[arg(long, value_name = "auto|NAME", conflicts_with = "url")]
+    pub to: Option<String>,
+
     /// Queue under this clientId instead of the one kept for the server (a comfytop
     /// dashboard on the server then shows the prompt as its own)
     #[arg(long, value_name = "ID")]
@@ -73,12 +79,9 @@ impl SubmitArgs {
 }
 
 pub async fn run(args: SubmitArgs, config: &Config) -> Exit {
-    let (server, read_only) = match target(args.url.as_deref(), &args.connection, config) {
-        Ok(target) => (target.server.clone(), target.read_only()),
-        Err(message) => {
-            fail(message);
-            return Exit::Usage;
-        }
+    let (server, read_only, loaded) = match destination(&args, config).await {
+        Ok(found) => found,
+        Err(exit) => return exit,
     };
     // Following opens a socket, which needs an id of its own; queueing alone uses the kept one,
     // so a dashboard on this machine gets the prompt's live events.
@@ -104,12 +107,15 @@ pub async fn run(args: SubmitArgs, config: &Config) -> Exit {
             return Exit::NotDone;
         }
     };
-    let workflow = match load_workflow(&args, &client).await {
-        Ok(workflow) => workflow,
-        Err(message) => {
-            fail(message);
-            return Exit::NotDone;
-        }
+    let workflow = match loaded {
+        Some(workflow) => workflow,
+        None => match load_workflow(&args, &client).await {
+            Ok(workflow) => workflow,
+            Err(message) => {
+                fail(message);
+                return Exit::NotDone;
+            }
+        },
     };
     let client_id = identity.id.clone();
     let action = ServerAction::submit(PromptRequest {
@@ -136,6 +142,80 @@ pub async fn run(args: SubmitArgs, config: &Config) -> Exit {
         match submission.submit().await {
             Ok(_) => Exit::Success,
             Err(exit) => exit,
+        }
+    }
+}
+
+/// The server to queue on and whether its config makes it read-only: the one named, or with
+/// `--to` over several, the best placed (see [`crate::placement::choose`]), with the workflow
+/// it had to read for that; what was learned of each server goes to stderr.
+async fn destination(
+    args: &SubmitArgs,
+    config: &Config,
+) -> Result<(ServerUrl, bool, Option<serde_json::Value>), Exit> {
+    let named: Vec<String> = match args.to.as_deref() {
+        None => args.url.iter().cloned().collect(),
+        Some("auto") => {
+            if config.servers.is_empty() {
+                fail("--to auto picks among the servers of the config, and it names none");
+                return Err(Exit::Usage);
+            }
+            config
+                .servers
+                .keys()
+                .map(|name| format!("@{name}"))
+                .collect()
+        }
+        Some(to) => vec![to.to_string()],
+    };
+    let mut found = match crate::cli::targets(&named, false, &args.connection, config) {
+        Ok(found) => found,
+        Err(message) => {
+            fail(message);
+            return Err(Exit::Usage);
+        }
+    };
+    if found.len() == 1 {
+        let target = found.remove(0);
+        let read_only = target.read_only();
+        return Ok((target.server, read_only, None));
+    }
+    let mut candidates = Vec::with_capacity(found.len());
+    for target in &found {
+        let client = ComfyClient::new(target.server.clone()).map_err(|e| {
+            fail(e);
+            Exit::NotDone
+        })?;
+        candidates.push(crate::placement::Candidate {
+            name: target
+                .name
+                .clone()
+                .unwrap_or_else(|| crate::format::server_name(&target.server)),
+            client,
+        });
+    }
+    // Read once (stdin cannot be read twice); input names are checked against the first
+    // server's node definitions, and the chosen server validates the rest.
+    let workflow = load_workflow(args, &candidates[0].client)
+        .await
+        .map_err(|message| {
+            fail(message);
+            Exit::NotDone
+        })?;
+    let types = crate::placement::node_types(&workflow);
+    let (chosen, fits) = crate::placement::choose(&candidates, &types).await;
+    for line in crate::placement::report(&candidates, &fits, chosen) {
+        eprintln!("{line}");
+    }
+    match chosen {
+        Some(index) => {
+            let target = found.swap_remove(index);
+            let read_only = target.read_only();
+            Ok((target.server, read_only, Some(workflow)))
+        }
+        None => {
+            fail("no server can take it; nothing was queued");
+            Err(Exit::NotDone)
         }
     }
 }
