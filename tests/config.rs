@@ -185,13 +185,13 @@ fn the_dashboard_takes_its_keys_from_the_config() {
     app.send(b"q");
     app.send(b"h");
     let help = app.wait_for("the help", Duration::from_secs(10), |s| {
-        s.contains("Keys · Esc closes")
+        s.contains("Esc closes ─")
     });
     assert!(help.contains("x ") && help.contains("quit"), "{help}");
     app.send(b"\x1b");
     // Apart, or Esc and x arrive as Alt-x.
     app.wait_for("the help closed", Duration::from_secs(10), |s| {
-        !s.contains("Keys · Esc closes")
+        !s.contains("Esc closes ─")
     });
     app.send(b"x");
     assert_eq!(app.wait_exit(Duration::from_secs(20)), 0);

@@ -228,11 +228,9 @@ fn the_dashboard_draws_and_takes_keys_before_the_terminal_answers_the_graphics_q
     );
     // A key typed while the question is out reaches the dashboard.
     app.send(b"?");
-    app.wait_for("the help", LIMIT, |s| s.contains("Keys · Esc closes"));
+    app.wait_for("the help", LIMIT, |s| s.contains("Esc closes ─"));
     app.send(b"\x1b");
-    app.wait_for("the help to close", LIMIT, |s| {
-        !s.contains("Keys · Esc closes")
-    });
+    app.wait_for("the help to close", LIMIT, |s| !s.contains("Esc closes ─"));
     app.send(b"q");
     assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
     assert!(!app.alternate_screen(), "left the alternate screen");

@@ -271,3 +271,83 @@ async fn submit_to_auto_takes_the_shortest_queue_among_servers_with_every_node_t
     until_finished(&client(&urls[1]), &prompt_id).await;
     sims.shutdown().await;
 }
+
+#[test]
+fn a_history_prompt_is_requeued_on_another_server_with_its_graph_or_refused_for_a_missing_node() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sims = fleet(&runtime);
+    let urls: Vec<String> = sims.iter().map(SimHandle::url).collect();
+    let lacking = runtime.block_on(server_without("SaveImage"));
+    run_prompt(&runtime, &urls[0]);
+    let args = [
+        urls[0].as_str(),
+        urls[1].as_str(),
+        lacking.as_str(),
+        "--image-protocol",
+        "none",
+    ];
+    let mut app = PtyApp::spawn_with(&args, &[], 130, 30, Answers::Status);
+    app.wait_for("the fleet", Duration::from_secs(20), |s| {
+        s.contains("Fleet 3 servers")
+    });
+    // Server 1's history: its one prompt, selected.
+    app.send(b"1");
+    app.wait_for("server 1's history", Duration::from_secs(10), |s| {
+        s.contains("History 1")
+    });
+    app.send(b"\t\t");
+    app.send(b"T");
+    let question = app.wait_for("the question", Duration::from_secs(10), |s| {
+        s.contains("graph on") && s.contains(&host_port(&urls[1]))
+    });
+    assert!(question.contains("[ ] another server"), "{question}");
+    app.send(b"y");
+    // The same graph, on the other server, under our id there.
+    let (source, target) = (client(&urls[0]), client(&urls[1]));
+    let requeued_id = runtime.block_on(support::eventually("the requeued prompt", || async {
+        let history = target.history(Some(10), None).await.ok()?;
+        history.0.into_iter().next().map(|(id, _)| id)
+    }));
+    let original_id = runtime
+        .block_on(source.history(Some(10), None))
+        .unwrap()
+        .0
+        .into_iter()
+        .next()
+        .unwrap()
+        .0;
+    let requeued = runtime
+        .block_on(target.queued_prompt(&requeued_id))
+        .unwrap()
+        .unwrap();
+    let original = runtime
+        .block_on(source.queued_prompt(&original_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(requeued.prompt, original.prompt);
+    assert!(
+        requeued
+            .extra_data
+            .get("client_id")
+            .and_then(|v| v.as_str())
+            .is_some_and(|id| id.starts_with("comfytop-")),
+        "{:?}",
+        requeued.extra_data
+    );
+
+    // To the server without SaveImage: refused, and it says why.
+    app.send(b"T");
+    app.wait_for("the question", Duration::from_secs(10), |s| {
+        s.contains("graph on")
+    });
+    app.send(b"]");
+    app.wait_for("the other target", Duration::from_secs(10), |s| {
+        s.contains(&format!("graph on {}", host_port(&lacking)))
+    });
+    app.send(b"y");
+    app.wait_for("the refusal", Duration::from_secs(10), |s| {
+        s.contains("not requeued") && s.contains("lacks SaveImage")
+    });
+    app.send(b"q");
+    assert_eq!(app.wait_exit(Duration::from_secs(20)), 0);
+}

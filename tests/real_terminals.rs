@@ -108,6 +108,12 @@ fn shot_path(name: &str) -> PathBuf {
 /// Runs `terminal` (its command line, ending with the program to run) on a fresh display and
 /// waits for a preview image in the right half of the screen, where the preview pane is.
 fn preview_shows_an_image(name: &str, terminal: &[&str], env: &[(&str, &str)]) {
+    // One terminal at a time: two X servers, two demos and two terminals at once on a small
+    // machine can starve the one being watched past the deadline.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let needed = ["Xvfb", "import", terminal[0]];
     if let Some(tool) = missing_tool(&needed) {
         eprintln!(

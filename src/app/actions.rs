@@ -30,13 +30,72 @@ pub(super) fn on_control_key(state: &mut State, key: ControlKey, commands: &mut 
             return;
         }
     };
+    if key == ControlKey::RequeueElsewhere {
+        let to = other_server(state, state.current, 1);
+        let question = elsewhere_question(state, &action, to);
+        state.ui.overlay = Some(Overlay::Confirm(Confirm {
+            action,
+            question,
+            to: Some(to),
+        }));
+        return;
+    }
     let ours = state.server().tracker.our_client_id().to_string();
     let question = action.question(|id| owner(state, id, &ours));
     match question {
         Some(question) => {
-            state.ui.overlay = Some(Overlay::Confirm(Confirm { action, question }));
+            state.ui.overlay = Some(Overlay::Confirm(Confirm {
+                action,
+                question,
+                to: None,
+            }));
         }
         None => act(state, action, commands),
+    }
+}
+
+/// The server `step` places from `from` round the list, never the one shown.
+fn other_server(state: &State, from: usize, step: isize) -> usize {
+    let count = state.servers.len() as isize;
+    let mut index = from as isize;
+    for _ in 0..count {
+        index = (index + step).rem_euclid(count);
+        if index as usize != state.current {
+            break;
+        }
+    }
+    index as usize
+}
+
+fn elsewhere_question(state: &State, action: &ServerAction, to: usize) -> String {
+    let from = match action {
+        ServerAction::Requeue { from, .. } => short_id(from),
+        _ => String::new(),
+    };
+    let target = &state.servers[to];
+    let queue = target
+        .tracker
+        .queue_remaining()
+        .map_or_else(String::new, |n| format!(" (queue {n})"));
+    format!(
+        "Queue {from}'s graph on {}{queue}? It is refused there if a node type is missing. [ ] another server",
+        crate::text::one_line(&target.name)
+    )
+}
+
+/// `[`/`]` while a requeue to another server is asked: the question names the next one.
+pub(super) fn choose_other_server(state: &mut State, step: isize) {
+    let Some(Overlay::Confirm(confirm)) = &state.ui.overlay else {
+        return;
+    };
+    let Some(to) = confirm.to else {
+        return;
+    };
+    let to = other_server(state, to, step);
+    let question = elsewhere_question(state, &confirm.action, to);
+    if let Some(Overlay::Confirm(confirm)) = &mut state.ui.overlay {
+        confirm.to = Some(to);
+        confirm.question = question;
     }
 }
 
@@ -46,7 +105,23 @@ pub(super) fn answer(state: &mut State, yes: bool, commands: &mut Vec<Command>) 
     let Some(Overlay::Confirm(confirm)) = state.ui.overlay.take() else {
         return;
     };
-    if yes {
+    if yes && let Some(to) = confirm.to {
+        let what = match &confirm.action {
+            ServerAction::Requeue { from, .. } => short_id(from),
+            _ => String::new(),
+        };
+        let name = crate::text::one_line(&state.servers[to].name).into_owned();
+        notice(
+            state,
+            NoticeKind::Info,
+            format!("requeueing {what} on {name}…"),
+        );
+        commands.push(Command::RequeueTo {
+            from: state.current,
+            to,
+            action: confirm.action,
+        });
+    } else if yes {
         let action = confirm.action;
         match still_applies(state, &action) {
             Ok(()) => act(state, action, commands),
@@ -135,13 +210,14 @@ fn sample(key: ControlKey) -> ServerAction {
         ControlKey::ClearPending => ServerAction::ClearPending {
             prompt_ids: Vec::new(),
         },
-        ControlKey::Requeue | ControlKey::RequeueNewSeeds | ControlKey::RequeueFront => {
-            ServerAction::Requeue {
-                from: String::new(),
-                request: Box::default(),
-                new_seeds: false,
-            }
-        }
+        ControlKey::Requeue
+        | ControlKey::RequeueNewSeeds
+        | ControlKey::RequeueFront
+        | ControlKey::RequeueElsewhere => ServerAction::Requeue {
+            from: String::new(),
+            request: Box::default(),
+            new_seeds: false,
+        },
         ControlKey::Free => ServerAction::Free(FreeRequest::default()),
     }
 }
@@ -192,6 +268,22 @@ fn plan(state: &State, key: ControlKey) -> Result<ServerAction, String> {
                 tracker.our_client_id(),
                 key == ControlKey::RequeueFront,
                 key == ControlKey::RequeueNewSeeds,
+            ))
+        }
+        ControlKey::RequeueElsewhere if state.servers.len() < 2 => Err(
+            "there is no other server to requeue on: name several on the command line, or --all"
+                .to_string(),
+        ),
+        ControlKey::RequeueElsewhere => {
+            let selected = selected(state).ok_or_else(|| {
+                "select a prompt in the queue or history to requeue it elsewhere".to_string()
+            })?;
+            // The graph comes from this server, the client id is set for the other one.
+            Ok(ServerAction::requeue_fetched(
+                selected.id.clone(),
+                "",
+                false,
+                false,
             ))
         }
         ControlKey::Free => Ok(ServerAction::Free(FreeRequest {

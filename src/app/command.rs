@@ -44,6 +44,15 @@ pub enum Command {
     Act(usize, control::ServerAction),
     /// Try the server again now instead of waiting out the backoff.
     Reconnect(usize),
+    /// Queue a prompt of server `from` on server `to`: its graph fetched from `from`, the node
+    /// types checked on `to`; the reply comes back as `to`'s.
+    RequeueTo {
+        from: usize,
+        to: usize,
+        action: control::ServerAction,
+    },
+    /// Subscribe to server `.0`'s log stream and read its backlog.
+    FollowServerLog(usize),
     /// Tell the user a prompt ended (the bell and/or a desktop notification, as `--notify`
     /// says); the text says which and how.
     Notify(String),

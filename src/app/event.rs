@@ -70,6 +70,8 @@ pub enum Reply {
     },
     /// Where `s` saved an output, or why it could not.
     Saved(Result<std::path::PathBuf, String>),
+    /// The server's log backlog after subscribing, or why either failed.
+    ServerLog(Result<crate::comfy::api::RawLogs, String>),
     /// The reply to [`super::Command::Act`]: what was done, or the error as the status line
     /// says it.
     Acted {

@@ -143,3 +143,40 @@ fn each_server_keeps_its_own_events_and_one_out_of_sight_is_flagged() {
     assert_eq!(state.ui.fleet.map(|f| f.sort), Some(FleetSort::State));
     assert_eq!(state.fleet_order(), [1, 0, 2]);
 }
+
+#[test]
+fn t_asks_which_other_server_and_brackets_change_it() {
+    let mut state = three_servers();
+    press(&mut state, '1');
+    let mut t = 0.0;
+    for frame in transcript("c_full_run_legacy_previews") {
+        t = 3.0 + frame.t;
+        update(&mut state, t, Event::Conn(0, ConnEvent::Frame(frame)));
+    }
+    // The history panel, its one prompt selected.
+    let tab = KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE);
+    update(&mut state, t, Event::Key(tab));
+    update(&mut state, t, Event::Key(tab));
+    press(&mut state, 'T');
+    let to = |state: &State| match &state.ui.overlay {
+        Some(super::Overlay::Confirm(confirm)) => confirm.to,
+        _ => None,
+    };
+    assert_eq!(to(&state), Some(1));
+    press(&mut state, ']');
+    assert_eq!(to(&state), Some(2));
+    press(&mut state, ']');
+    assert_eq!(to(&state), Some(1), "never the server shown");
+    let commands = press(&mut state, 'y');
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::RequeueTo { from: 0, to: 1, .. }]
+        ),
+        "{commands:?}"
+    );
+    // With one server there is nowhere else.
+    let mut alone = State::new(url("http://a:1"), "comfytop-us", EPOCH_MS);
+    press(&mut alone, 'T');
+    assert!(alone.ui.overlay.is_none());
+}

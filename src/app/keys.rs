@@ -79,6 +79,12 @@ pub enum KeyAction {
     ToServer(u8),
     /// Sort the fleet view another way.
     SortFleet,
+    /// The server's own log in the log panel, or not.
+    ToggleServerLog,
+    /// Search the server's log.
+    SearchLog,
+    /// The server's memory over time in the log panel, or not.
+    ToggleMemory,
 }
 
 impl KeyAction {
@@ -111,6 +117,10 @@ impl KeyAction {
             Self::Control(ControlKey::RequeueNewSeeds),
         ),
         ("requeue-front", Self::Control(ControlKey::RequeueFront)),
+        (
+            "requeue-elsewhere",
+            Self::Control(ControlKey::RequeueElsewhere),
+        ),
         ("free", Self::Control(ControlKey::Free)),
         ("yes", Self::Yes),
         ("no", Self::No),
@@ -119,6 +129,9 @@ impl KeyAction {
         ("next-server", Self::NextServer),
         ("previous-server", Self::PrevServer),
         ("sort-fleet", Self::SortFleet),
+        ("server-log", Self::ToggleServerLog),
+        ("search-log", Self::SearchLog),
+        ("memory", Self::ToggleMemory),
     ];
 
     /// The action a config file names, or what the names are.
@@ -161,6 +174,8 @@ pub enum ControlKey {
     RequeueFront,
     /// Unload models and free memory.
     Free,
+    /// Queue the selected prompt's graph on another server.
+    RequeueElsewhere,
 }
 
 /// One key as the user presses it, or any key at all.
@@ -334,6 +349,7 @@ const EVERYWHERE: &[Context] = &[Main, Details, Help, Confirm, Fleet];
 const DASHBOARD: &[Context] = &[Main, Details, Help, Fleet];
 const PANELS_AND_DETAILS: &[Context] = &[Main, Details];
 const SERVERS: &[Context] = &[Main, Details, Fleet];
+const SERVERS_AND_CONFIRM: &[Context] = &[Main, Details, Fleet, Confirm];
 
 /// The dashboard's keys. The order is the help's order.
 const BINDINGS: &[Declared] = &[
@@ -422,6 +438,24 @@ const BINDINGS: &[Declared] = &[
         help: "show / hide the event log",
     },
     Declared {
+        action: KeyAction::ToggleServerLog,
+        keys: &[Key::char('L')],
+        contexts: PANELS_AND_DETAILS,
+        help: "show / hide the server's own log",
+    },
+    Declared {
+        action: KeyAction::ToggleMemory,
+        keys: &[Key::char('m')],
+        contexts: PANELS_AND_DETAILS,
+        help: "show / hide RAM and VRAM over time",
+    },
+    Declared {
+        action: KeyAction::SearchLog,
+        keys: &[Key::char('/')],
+        contexts: PANELS_AND_DETAILS,
+        help: "search the server's log",
+    },
+    Declared {
         action: KeyAction::TogglePreview,
         keys: &[Key::char('p')],
         contexts: PANELS_AND_DETAILS,
@@ -480,6 +514,12 @@ const BINDINGS: &[Declared] = &[
         keys: &[Key::char('F')],
         contexts: PANELS_AND_DETAILS,
         help: "requeue / with new seeds / to the front",
+    },
+    Declared {
+        action: KeyAction::Control(ControlKey::RequeueElsewhere),
+        keys: &[Key::char('T')],
+        contexts: PANELS_AND_DETAILS,
+        help: "requeue on another server (several servers)",
     },
     Declared {
         action: KeyAction::Control(ControlKey::Free),
@@ -550,13 +590,13 @@ const BINDINGS: &[Declared] = &[
     Declared {
         action: KeyAction::NextServer,
         keys: &[Key::char(']')],
-        contexts: SERVERS,
+        contexts: SERVERS_AND_CONFIRM,
         help: "next / previous server",
     },
     Declared {
         action: KeyAction::PrevServer,
         keys: &[Key::char('[')],
-        contexts: SERVERS,
+        contexts: SERVERS_AND_CONFIRM,
         help: "next / previous server",
     },
     Declared {

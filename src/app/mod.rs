@@ -21,8 +21,9 @@ pub use event::{ClickTarget, Event, Reply, Submitted};
 pub use event_log::{EventLog, LogLine};
 pub use preview::{PreviewResults, PreviewSettings, Previews};
 pub use state::{
-    Confirm, Detail, FleetSort, FleetView, Link, Notice, NoticeKind, Overlay, Panel,
-    STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE, Selection, ServerFlag, ServerState, State, Stats,
+    Confirm, Detail, FleetSort, FleetView, Link, LogSearch, LogStream, MEMORY_SAMPLES_KEPT,
+    MemorySample, Notice, NoticeKind, Overlay, Panel, STATS_INTERVAL_BUSY, STATS_INTERVAL_IDLE,
+    STATS_INTERVAL_WATCHED, Selection, ServerFlag, ServerLog, ServerState, State, Stats,
     StatsSummary, Ui,
 };
 pub use update::update;

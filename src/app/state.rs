@@ -12,6 +12,8 @@ pub const STATS_INTERVAL_BUSY: f64 = 5.0;
 /// ...and this often while the server is idle (VRAM moves less then: another client's models
 /// loading or being freed).
 pub const STATS_INTERVAL_IDLE: f64 = 15.0;
+/// ...and this often while the memory panel shows its sparklines...
+pub const STATS_INTERVAL_WATCHED: f64 = 2.0;
 /// ...and this often for the servers not shown (what the fleet view and server bar show of
 /// them changes slowly, and with 32 servers every request counts).
 pub const STATS_INTERVAL_OTHERS: f64 = 30.0;
@@ -69,6 +71,70 @@ pub struct ServerState {
     pub flag: Option<ServerFlag>,
     /// The config says to change nothing here, whatever `--read-only` says.
     pub read_only: bool,
+    /// ComfyUI's own log, once asked for (`L`).
+    pub server_log: ServerLog,
+}
+
+/// The server's log as the log panel shows it: the backlog (`/internal/logs/raw`) and the lines
+/// of the `logs` stream since, at most [`SERVER_LOG_KEPT`], oldest first.
+#[derive(Debug, Default)]
+pub struct ServerLog {
+    /// `(time, text)`, the text one line, made safe to print.
+    pub lines: std::collections::VecDeque<(String, String)>,
+    pub stream: LogStream,
+}
+
+/// Lines of the server's log kept (the oldest go first).
+pub const SERVER_LOG_KEPT: usize = 5000;
+
+/// Where the log stream stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogStream {
+    #[default]
+    NotAsked,
+    Asking,
+    Streaming,
+    /// The server said no (an older ComfyUI, or a proxy that blocks `/internal`): why.
+    Refused(String),
+}
+
+impl ServerLog {
+    /// Adds lines of the server's log; `backlog` lines already shown (by their time) are
+    /// skipped, so asking again after a reconnect repeats nothing.
+    pub fn add(&mut self, entries: &[crate::comfy::protocol::LogEntry], backlog: bool) {
+        let newest = self.lines.back().map(|(t, _)| t.clone());
+        for entry in entries {
+            if backlog
+                && newest
+                    .as_ref()
+                    .is_some_and(|t| entry.t.as_str() <= t.as_str())
+            {
+                continue;
+            }
+            let time = crate::text::one_line(&entry.t).into_owned();
+            // ComfyUI flushes whole writes: one entry may hold several lines.
+            for line in entry.m.lines().filter(|l| !l.trim().is_empty()) {
+                let text = crate::text::one_line(line).into_owned();
+                self.lines.push_back((time.clone(), text));
+            }
+        }
+        while self.lines.len() > SERVER_LOG_KEPT {
+            self.lines.pop_front();
+        }
+    }
+
+    /// The lines that contain `query` (any case), or all without one.
+    pub fn matching<'a>(
+        &'a self,
+        query: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        let query = query.filter(|q| !q.is_empty()).map(str::to_lowercase);
+        self.lines.iter().filter(move |(_, text)| {
+            query
+                .as_ref()
+                .is_none_or(|q| text.to_lowercase().contains(q.as_str()))
+        })
+    }
 }
 
 /// Why the server bar flags a server the user is not looking at.
@@ -103,6 +169,7 @@ impl ServerState {
             notify_waiting: std::collections::VecDeque::new(),
             flag: None,
             read_only: false,
+            server_log: ServerLog::default(),
         }
     }
 }
@@ -131,6 +198,8 @@ pub enum Link {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub latest: Option<SystemStats>,
+    /// Memory over the last minutes, oldest first, for the memory panel's sparklines.
+    pub history: std::collections::VecDeque<MemorySample>,
     /// What the status bar shows of it; a reply that shows the same needs no redraw.
     pub summary: Option<StatsSummary>,
     pub error: Option<String>,
@@ -139,6 +208,35 @@ pub struct Stats {
     pub due_at: Option<f64>,
     /// The terminal has focus (or never said otherwise): stats are only fetched while seen.
     pub paused: bool,
+}
+
+/// Memory in use at one `/system_stats` answer: RAM, then each device's VRAM used and what
+/// torch holds reserved, in bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySample {
+    pub at: f64,
+    pub ram_used: u64,
+    pub vram_used: Vec<u64>,
+    pub torch_reserved: Vec<u64>,
+}
+
+/// Samples kept: a few minutes at the memory panel's rate.
+pub const MEMORY_SAMPLES_KEPT: usize = 120;
+
+impl MemorySample {
+    pub fn of(at: f64, stats: &SystemStats) -> Self {
+        let system = &stats.system;
+        Self {
+            at,
+            ram_used: system.ram_total.saturating_sub(system.ram_free),
+            vram_used: stats
+                .devices
+                .iter()
+                .map(|d| d.vram_total.saturating_sub(d.vram_free))
+                .collect(),
+            torch_reserved: stats.devices.iter().map(|d| d.torch_vram_total).collect(),
+        }
+    }
 }
 
 /// The part of `/system_stats` the status bar shows, already formatted and sanitized.
@@ -232,6 +330,8 @@ pub struct Confirm {
     pub action: crate::control::ServerAction,
     /// The question, naming what the action will hit and whose it is.
     pub question: String,
+    /// A requeue to another server: its index (`[`/`]` choose another while asked).
+    pub to: Option<usize>,
 }
 
 /// The outcome of the last action, shown in the footer until the next one.
@@ -277,8 +377,22 @@ pub struct Ui {
     pub color: bool,
     /// The fleet view, while it is up (it is what several servers start with).
     pub fleet: Option<FleetView>,
+    /// The log panel shows the server's log instead of comfytop's events...
+    pub server_log_shown: bool,
+    /// ...or the server's memory over time.
+    pub memory_shown: bool,
+    /// The server log's search (`/`), and whether it is being typed.
+    pub log_search: Option<LogSearch>,
     /// Several servers are watched: the server bar has a row.
     pub server_bar: bool,
+}
+
+/// What the server log is searched for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSearch {
+    pub query: String,
+    /// Keys type into the query until Enter or Esc.
+    pub editing: bool,
 }
 
 /// The fleet view's cursor and order.
@@ -337,6 +451,9 @@ impl Default for Ui {
             color: true,
             fleet: None,
             server_bar: false,
+            server_log_shown: false,
+            memory_shown: false,
+            log_search: None,
         }
     }
 }
@@ -603,8 +720,11 @@ impl State {
 
     /// How long until server `index`'s next `/system_stats`: often for the one shown while it
     /// works, less when it idles, least for the others (the fleet's rows).
-    pub(super) fn stats_interval(&self, index: usize) -> f64 {
+    pub fn stats_interval(&self, index: usize) -> f64 {
         match self.servers.get(index) {
+            Some(_) if index == self.current && self.ui.show_log && self.ui.memory_shown => {
+                STATS_INTERVAL_WATCHED
+            }
             Some(server) if index == self.current && server.busy() => STATS_INTERVAL_BUSY,
             Some(_) if index == self.current => STATS_INTERVAL_IDLE,
             _ => STATS_INTERVAL_OTHERS,

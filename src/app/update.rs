@@ -12,8 +12,8 @@ use super::StatsSummary;
 use super::event_log::LineKind;
 use super::keys::{Context, KeyAction};
 use super::{
-    ClickTarget, Command, Detail, Event, FleetView, Link, Overlay, Panel, Reply, Selection,
-    ServerFlag, State, Submitted, detail, preview,
+    ClickTarget, Command, Detail, Event, FleetView, Link, LogSearch, LogStream, Overlay, Panel,
+    Reply, Selection, ServerFlag, State, Submitted, detail, preview,
 };
 
 /// Rows the mouse wheel moves in text views.
@@ -108,6 +108,9 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
             return;
         }
     }
+    if type_into_search(state, &key) {
+        return;
+    }
     let context = state.key_context();
     let Some(action) = state.keys.action(context, &key) else {
         return;
@@ -123,6 +126,10 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
             return super::actions::on_control_key(state, control, commands);
         }
         (Context::Help, action) => on_help_key(state, action),
+        (Context::Confirm, KeyAction::NextServer) => super::actions::choose_other_server(state, 1),
+        (Context::Confirm, KeyAction::PrevServer) => {
+            super::actions::choose_other_server(state, -1);
+        }
         (_, KeyAction::ToServer(n)) => switch_to(state, usize::from(n).saturating_sub(1)),
         (_, KeyAction::NextServer) => switch_by(state, 1),
         (_, KeyAction::PrevServer) => switch_by(state, -1),
@@ -130,6 +137,44 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         (_, action) => on_view_key(state, action, commands),
     }
     state.dirty = true;
+}
+
+/// While the server log's search is typed, keys go into it (Ctrl-C still quits): true when the
+/// key was taken.
+fn type_into_search(state: &mut State, key: &KeyEvent) -> bool {
+    use crossterm::event::{KeyCode, KeyModifiers};
+    let Some(search) = state.ui.log_search.as_mut().filter(|s| s.editing) else {
+        return false;
+    };
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return false;
+    }
+    match key.code {
+        KeyCode::Char(c) => search.query.push(c),
+        KeyCode::Backspace => {
+            search.query.pop();
+        }
+        KeyCode::Enter => search.editing = false,
+        KeyCode::Esc => state.ui.log_search = None,
+        _ => return true,
+    }
+    state.ui.log_scroll = 0;
+    state.dirty = true;
+    true
+}
+
+/// Shows the server's log in the log panel, asking the server for it the first time.
+fn show_server_log(state: &mut State, commands: &mut Vec<Command>) {
+    state.ui.show_log = true;
+    state.ui.server_log_shown = true;
+    state.ui.memory_shown = false;
+    state.ui.log_scroll = 0;
+    let index = state.current;
+    let log = &mut state.servers[index].server_log;
+    if matches!(log.stream, LogStream::NotAsked | LogStream::Refused(_)) {
+        log.stream = LogStream::Asking;
+        commands.push(Command::FollowServerLog(index));
+    }
 }
 
 /// Shows server `index`'s dashboard (leaving the fleet view); a number past the last server
@@ -239,6 +284,43 @@ fn on_view_key(state: &mut State, action: KeyAction, commands: &mut Vec<Command>
         KeyAction::Help => {
             ui.overlay = Some(Overlay::Help);
             ui.help_scroll = 0;
+        }
+        KeyAction::ToggleMemory if ui.show_log && ui.memory_shown => {
+            ui.show_log = false;
+            ui.memory_shown = false;
+            if ui.focus == Panel::Log {
+                ui.focus = Panel::Queue;
+            }
+        }
+        KeyAction::ToggleMemory => {
+            ui.show_log = true;
+            ui.memory_shown = true;
+            ui.server_log_shown = false;
+            // Sooner than the schedule: the panel starts with a fresh sample.
+            let index = state.current;
+            let stats = &mut state.servers[index].stats;
+            stats.due_at = stats.due_at.map(|due| due.min(state.now));
+        }
+        KeyAction::ToggleServerLog if ui.show_log && ui.server_log_shown => {
+            ui.show_log = false;
+            ui.server_log_shown = false;
+            if ui.focus == Panel::Log {
+                ui.focus = Panel::Queue;
+            }
+        }
+        KeyAction::ToggleServerLog => show_server_log(state, commands),
+        KeyAction::SearchLog => {
+            show_server_log(state, commands);
+            state.ui.log_search = Some(LogSearch {
+                query: String::new(),
+                editing: true,
+            });
+        }
+        // From the server's log, `l` shows the events in its place.
+        KeyAction::ToggleLog if ui.show_log && (ui.server_log_shown || ui.memory_shown) => {
+            ui.server_log_shown = false;
+            ui.memory_shown = false;
+            ui.log_scroll = 0;
         }
         KeyAction::ToggleLog => {
             ui.show_log = !ui.show_log;
@@ -354,7 +436,12 @@ fn move_in_panel(state: &mut State, panel: Panel, m: Move) {
         }
         Panel::Log => {
             // The log counts up from its newest line.
-            let len = state.server().log.len();
+            let len = if state.ui.server_log_shown {
+                let query = state.ui.log_search.as_ref().map(|s| s.query.as_str());
+                state.server().server_log.matching(query).count()
+            } else {
+                state.server().log.len()
+            };
             let from_top = len.saturating_sub(1).saturating_sub(state.ui.log_scroll);
             let new = apply(m, from_top, len);
             state.ui.log_scroll = len.saturating_sub(1).saturating_sub(new);
@@ -474,6 +561,11 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
     match &event {
         ConnEvent::Frame(frame) => {
             server.log.frame(now, frame, &server.tracker);
+            if let Decoded::Message(crate::comfy::protocol::ServerMessage::Logs(logs)) =
+                &frame.decoded
+            {
+                server.server_log.add(&logs.entries, false);
+            }
             // Preview images change nothing on screen yet, unless the log shows them.
             let is_preview = matches!(
                 frame.decoded,
@@ -497,6 +589,10 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
                     server.link = Link::Connected { since: now };
                     server.last_error = None;
                     server.stats.due_at = Some(now);
+                    // A restarted server forgot the subscription; asking again is harmless.
+                    if server.server_log.stream == LogStream::Streaming {
+                        commands.push(Command::FollowServerLog(index));
+                    }
                 }
                 ConnEvent::Disconnected { reason } => {
                     if !shown {
@@ -669,6 +765,19 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
         }
         Reply::Output { image, result } => preview::on_output(state, image, result, commands),
         Reply::Saved(result) => preview::on_saved(state, result),
+        Reply::ServerLog(result) => {
+            let log = &mut state.servers[index].server_log;
+            match result {
+                Ok(backlog) => {
+                    log.stream = LogStream::Streaming;
+                    log.add(&backlog.entries, true);
+                }
+                Err(error) => {
+                    log.stream = LogStream::Refused(crate::text::one_line(&error).into_owned());
+                }
+            }
+            state.dirty = true;
+        }
         Reply::Acted { action, result } => {
             super::actions::on_acted(state, index, action, result, commands);
         }
@@ -681,6 +790,15 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
             stats.due_at = connected.then_some(now + interval);
             match result {
                 Ok(latest) => {
+                    stats
+                        .history
+                        .push_back(super::MemorySample::of(now, &latest));
+                    while stats.history.len() > super::MEMORY_SAMPLES_KEPT {
+                        stats.history.pop_front();
+                    }
+                    if index == state.current && state.ui.memory_shown {
+                        state.dirty = true;
+                    }
                     let summary = StatsSummary::of(&latest);
                     if stats.summary.as_ref() != Some(&summary) || stats.error.is_some() {
                         state.dirty = true;

@@ -215,6 +215,7 @@ pub(super) async fn run(
         };
         links.push(ServerLink {
             client,
+            client_id: server.client_id.clone(),
             connection,
             access,
         });

@@ -29,6 +29,8 @@ pub(super) enum ForTheLoop {
 /// One watched server: its HTTP client and its WebSocket.
 pub(super) struct ServerLink {
     pub client: ComfyClient,
+    /// Our clientId there (the log stream is sent to it).
+    pub client_id: String,
     pub connection: Connection,
     /// What may be done there: `--read-only`, or the server's config.
     pub access: Access,
@@ -63,6 +65,30 @@ impl Executor {
                     data,
                     caption,
                     follow,
+                });
+            }
+            Command::RequeueTo { from, to, action } => {
+                let source = link(from)?.client.clone();
+                let target = link(to)?;
+                let (client, client_id, access) = (
+                    target.client.clone(),
+                    target.client_id.clone(),
+                    target.access,
+                );
+                tokio::spawn(async move {
+                    let reply = requeue_to(&source, &client, &client_id, access, action).await;
+                    let _ = replies.send((to, reply));
+                });
+            }
+            Command::FollowServerLog(index) => {
+                let link = link(index)?;
+                let (client, client_id) = (link.client.clone(), link.client_id.clone());
+                tokio::spawn(async move {
+                    let result = match client.subscribe_logs(&client_id, true).await {
+                        Ok(()) => client.logs_raw().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = replies.send((index, Reply::ServerLog(result)));
                 });
             }
             Command::Reconnect(index) => {
@@ -166,6 +192,64 @@ impl Executor {
             }
         }
         None
+    }
+}
+
+/// A requeue on another server: the graph fetched from `source`, set to come back to our id on
+/// `target`, refused when `target` lacks a node type it uses; then posted as any requeue.
+async fn requeue_to(
+    source: &ComfyClient,
+    target: &ComfyClient,
+    client_id: &str,
+    access: Access,
+    action: ServerAction,
+) -> Reply {
+    let ServerAction::Requeue {
+        from,
+        request,
+        new_seeds,
+    } = &action
+    else {
+        return act(target, access, action).await;
+    };
+    let prepared = async {
+        let item = source
+            .queued_prompt(from)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "not requeued: {} has it neither in its queue nor in its history any more",
+                    source.server()
+                )
+            })?;
+        let mut fetched =
+            crate::workflow::requeue_request(&item.prompt, &item.extra_data, client_id, false);
+        fetched.prompt_id.clone_from(&request.prompt_id);
+        let types = crate::placement::node_types(&fetched.prompt);
+        let missing = crate::placement::missing_node_types(target, &types)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            return Err(format!(
+                "not requeued: {} lacks {}",
+                target.server(),
+                crate::text::one_line(&missing.join(", "))
+            ));
+        }
+        Ok(ServerAction::Requeue {
+            from: from.clone(),
+            request: Box::new(fetched),
+            new_seeds: *new_seeds,
+        })
+    }
+    .await;
+    match prepared {
+        Ok(ready) => act(target, access, ready).await,
+        Err(error) => Reply::Acted {
+            action,
+            result: Err(error),
+        },
     }
 }
 

@@ -225,6 +225,13 @@ pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
     if !state.ui.server_bar {
         hints.retain(|(_, what)| *what != "fleet");
     }
+    if state.ui.log_search.as_ref().is_some_and(|s| s.editing) {
+        // Keys type into the search now; these are the ones that do not.
+        hints = vec![
+            ("Enter".to_string(), "keep the search"),
+            ("Esc".to_string(), "clear it"),
+        ];
+    }
     let mut spans = vec![Span::raw(" ")];
     // The last action's outcome comes first; the hints follow where there is room.
     if let Some(notice) = &state.ui.notice {

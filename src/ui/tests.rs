@@ -610,3 +610,110 @@ fn without_colours_the_screen_keeps_its_text_and_its_emphasis() {
     assert_eq!(plain_coloured, 0, "no colour left");
     assert!(dim > 0, "grey text turns dim");
 }
+
+#[test]
+fn the_server_log_panel_asks_once_shows_lines_and_says_when_refused() {
+    use crate::comfy::api::RawLogs;
+    use crate::comfy::protocol::LogEntry;
+    let mut state = idle();
+    let commands = update(
+        &mut state,
+        6.0,
+        Event::Key(KeyEvent::new(KeyCode::Char('L'), KeyModifiers::NONE)),
+    );
+    assert_eq!(commands, vec![crate::app::Command::FollowServerLog(0)]);
+    assert!(render(&mut state, 100, 30).contains("asking the server for its log"));
+    let entry = |t: &str, m: &str| LogEntry {
+        t: t.into(),
+        m: m.into(),
+    };
+    let backlog = RawLogs {
+        entries: vec![
+            entry("2026-11-29T10:00:01.000", "got prompt\n"),
+            entry(
+                "2026-11-29T10:00:02.000",
+                "Prompt executed in 1.20 seconds\n\x1b]52;c;AAAA\x07x",
+            ),
+        ],
+        size: None,
+    };
+    update(
+        &mut state,
+        6.5,
+        Event::Reply(0, Reply::ServerLog(Ok(backlog.clone()))),
+    );
+    let screen = render(&mut state, 100, 30);
+    assert!(screen.contains("10:00:01 got prompt"), "{screen}");
+    assert!(
+        screen.contains("10:00:02 Prompt executed in 1.20 seconds"),
+        "{screen}"
+    );
+    assert!(!screen.contains("52;c"), "{screen}");
+    // The same backlog after a reconnect adds nothing.
+    update(
+        &mut state,
+        7.0,
+        Event::Reply(0, Reply::ServerLog(Ok(backlog))),
+    );
+    assert_eq!(state.server().server_log.lines.len(), 3);
+    // Searched: only what matches, and the count.
+    for c in "/GOT".chars() {
+        key(&mut state, KeyCode::Char(c));
+    }
+    key(&mut state, KeyCode::Enter);
+    let screen = render(&mut state, 100, 30);
+    assert!(screen.contains("/GOT · 1 of 3 lines"), "{screen}");
+    assert!(!screen.contains("executed"), "{screen}");
+    // A server that says no: the panel says why, and L asks again.
+    update(
+        &mut state,
+        8.0,
+        Event::Reply(
+            0,
+            Reply::ServerLog(Err("GET /internal/logs/raw: 404".into())),
+        ),
+    );
+    key(&mut state, KeyCode::Esc);
+    let screen = render(&mut state, 100, 30);
+    assert!(
+        screen.contains("the server did not give its log: GET /internal/logs/raw: 404"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn the_memory_panel_shows_gauges_and_a_sparkline_and_refreshes_sooner_while_shown() {
+    let mut state = idle();
+    key(&mut state, KeyCode::Char('m'));
+    assert!(state.ui.memory_shown && state.ui.show_log);
+    assert_eq!(state.stats_interval(0), crate::app::STATS_INTERVAL_WATCHED);
+    let mut stats = crate::app::testing::system_stats();
+    for (i, free) in [20u64, 15, 10, 5].into_iter().enumerate() {
+        stats.system.ram_free = free << 30;
+        update(
+            &mut state,
+            10.0 + i as f64,
+            Event::Reply(0, Reply::SystemStats(Ok(stats.clone()))),
+        );
+    }
+    let screen = render(&mut state, 120, 40);
+    let ram = screen
+        .lines()
+        .find(|line| line.starts_with("\"│ RAM "))
+        .unwrap_or_default();
+    assert!(ram.contains('█') && ram.contains('░'), "{screen}");
+    assert_eq!(
+        state.server().stats.history.len(),
+        5,
+        "one sample per answer"
+    );
+    // Rising use rises in the sparkline.
+    let spark: String = ram
+        .chars()
+        .filter(|c| ('▁'..='█').contains(c) && *c != '█')
+        .collect();
+    assert!(!spark.is_empty(), "{ram}");
+    key(&mut state, KeyCode::Char('m'));
+    assert!(!state.ui.show_log);
+    assert_eq!(state.stats_interval(0), crate::app::STATS_INTERVAL_IDLE);
+}

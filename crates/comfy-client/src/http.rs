@@ -307,6 +307,23 @@ impl ComfyClient {
         self.get_json(&["system_stats"], &[]).await
     }
 
+    /// `GET /internal/logs/raw`: the server's recent log lines.
+    pub async fn logs_raw(&self) -> Result<super::api::RawLogs, HttpError> {
+        self.get_json(&["internal", "logs", "raw"], &[]).await
+    }
+
+    /// `PATCH /internal/logs/subscribe`: `logs` messages for `client_id`'s socket from now on
+    /// (or no more).
+    pub async fn subscribe_logs(&self, client_id: &str, enabled: bool) -> Result<(), HttpError> {
+        let path = ["internal", "logs", "subscribe"];
+        let call = self.call_name(&Method::PATCH, &path);
+        let body = serde_json::json!({ "clientId": client_id, "enabled": enabled });
+        let request = self.http.patch(self.endpoint(&path)).json(&body);
+        let response = self.send(&call, request, self.timeouts.request).await?;
+        self.body(&call, response, self.timeouts.request).await?;
+        Ok(())
+    }
+
     /// `GET /object_info` or `GET /object_info/{class}`: node definitions, kept as JSON.
     pub async fn object_info(&self, class: Option<&str>) -> Result<Value, HttpError> {
         match class {

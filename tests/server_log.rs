@@ -1,0 +1,70 @@
+//! The server log panel (`L`) against the simulator's log stream: the backlog, new lines as
+//! they come, and the search (`/`).
+
+mod support;
+
+use std::time::Duration;
+
+use comfy_sim::{SimConfig, SimServer};
+use comfytop::comfy::api::PromptRequest;
+use support::pty::{Answers, PtyApp};
+use support::{client, until_finished, workflow};
+
+#[test]
+fn the_server_log_shows_the_backlog_and_new_lines_and_filters_them() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(SimServer::start(SimConfig {
+            step: Duration::from_millis(5),
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let url = sim.url();
+    let run_prompt = || {
+        let comfy = client(&url);
+        let request = PromptRequest {
+            prompt: workflow("small_save.json"),
+            ..PromptRequest::default()
+        };
+        let accepted = runtime.block_on(comfy.submit(&request)).unwrap();
+        runtime.block_on(until_finished(&comfy, &accepted.prompt_id));
+    };
+    // Before the dashboard: in the backlog.
+    run_prompt();
+    let mut app = PtyApp::spawn_with(
+        &[&url, "--image-protocol", "none"],
+        &[],
+        120,
+        40,
+        Answers::Status,
+    );
+    app.wait_for("connected", Duration::from_secs(20), |s| {
+        s.contains("● connected")
+    });
+    app.send(b"L");
+    app.wait_for("the backlog", Duration::from_secs(10), |s| {
+        s.contains("Server log") && s.contains("got prompt") && s.contains("Prompt executed in")
+    });
+    // While it is shown: from the stream.
+    run_prompt();
+    app.wait_for("a streamed line", Duration::from_secs(10), |s| {
+        s.matches("got prompt").count() >= 2
+    });
+    app.send(b"/execut");
+    app.wait_for("typing the search", Duration::from_secs(10), |s| {
+        s.contains("/execut▏") && s.contains("Enter keep the search")
+    });
+    app.send(b"\r");
+    let screen = app.wait_for("the search kept", Duration::from_secs(10), |s| {
+        s.contains("/execut ·") && !s.contains("got prompt")
+    });
+    assert!(screen.contains("2 of"), "{screen}");
+    assert_eq!(screen.matches("Prompt executed in").count(), 2, "{screen}");
+    // `l` shows comfytop's own events in its place; `L` hides it.
+    app.send(b"l");
+    app.wait_for("the events", Duration::from_secs(10), |s| {
+        s.contains("Events")
+    });
+    app.send(b"q");
+    assert_eq!(app.wait_exit(Duration::from_secs(20)), 0);
+}
