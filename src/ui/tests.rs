@@ -642,6 +642,36 @@ fn full_run_finished() -> State {
     state
 }
 
+/// The History row of prompt `id`: its short id in the prompt column, near the left edge (the
+/// preview pane's title may name it too).
+fn history_row_in(screen: &str, id: &str) -> String {
+    let short = &id[..8];
+    screen
+        .lines()
+        .find(|line| line.find(short).is_some_and(|at| at < 40))
+        .unwrap_or_else(|| panic!("no row for {short}:\n{screen}"))
+        .to_string()
+}
+
+#[test]
+fn history_rows_name_the_slowest_node_within_the_panel() {
+    let mut state = full_run_finished();
+    // Half of 120 columns: no room for a column, so it takes the word "success".
+    let screen = render(&mut state, 120, 40);
+    let row = history_row_in(&screen, FULL_RUN_ID);
+    assert!(row.contains("│✓ Slow S… 100% 647d7248"), "{row}");
+    // Prompts seen only through the history keep their words.
+    assert!(screen.contains("│✓ success      677599a4"), "{screen}");
+    assert!(!screen.contains("slowest"), "{screen}");
+    // The whole width: a column of its own.
+    let screen = render(&mut state, 80, 24);
+    assert!(screen.contains("slowest"), "{screen}");
+    let row = history_row_in(&screen, FULL_RUN_ID);
+    assert!(row.contains("Slow Steps 100%"), "{row}");
+    assert!(row.contains("✓ success"), "{row}");
+    snapshot_sizes("history_slowest_node", state);
+}
+
 #[test]
 fn details_say_where_the_time_went() {
     let mut state = full_run_finished();
