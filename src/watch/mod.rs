@@ -331,6 +331,46 @@ pub fn prompt_outcomes(tracker: &Tracker) -> Vec<String> {
         .collect()
 }
 
+/// Slowest nodes named per prompt in [`time_went`].
+const SLOWEST_NAMED: usize = 3;
+
+/// Where the time went in every prompt that finished with per-node times (followed live from
+/// its start), oldest first, one line each with its slowest nodes:
+/// `647d7248 node 1 "Slow Steps" 1.8 s (99%), node 2 0.1 s (1%)`.
+pub fn time_went(tracker: &Tracker) -> Vec<String> {
+    let mut prompts: Vec<&PromptRecord> = tracker
+        .prompts()
+        .filter(|p| p.slowest_node().is_some())
+        .collect();
+    prompts.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen).then(a.id.cmp(&b.id)));
+    prompts
+        .into_iter()
+        .map(|p| {
+            let nodes: Vec<String> = p
+                .node_timings()
+                .iter()
+                .filter(|t| !t.cached)
+                .take(SLOWEST_NAMED)
+                .map(|t| {
+                    // The title only where the graph says it (a recording with its HTTP
+                    // answers), as `watch` lines name nodes.
+                    let title = p
+                        .node_title(&t.node_id)
+                        .map(|title| format!(" \"{}\"", truncate(&one_line(title), 60)))
+                        .unwrap_or_default();
+                    format!(
+                        "node {}{title} {:.1} s ({})",
+                        one_line(&t.node_id),
+                        t.seconds,
+                        crate::format::percent(t.share_of_total)
+                    )
+                })
+                .collect();
+            format!("{} {}", crate::format::short_id(&p.id), nodes.join(", "))
+        })
+        .collect()
+}
+
 /// `queued by another client`, `failed in node 2 "Raise" (LabRaiseError): ...`.
 pub fn phase_text(p: &PromptRecord) -> String {
     let owner = match (&p.client_id, p.ours) {

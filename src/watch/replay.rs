@@ -20,7 +20,7 @@ use crate::comfy::{Decoded, RawFrame};
 
 use crate::tracker::Tracker;
 
-use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input};
+use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input, time_went};
 
 /// How fast frames are played.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +67,13 @@ impl ReplayReport {
         out.push_str(&format!("prompts: {}\n", prompts.len()));
         for p in &prompts {
             out.push_str(&format!("  {p}\n"));
+        }
+        let timed = time_went(&self.tracker);
+        if !timed.is_empty() {
+            out.push_str("where the time went (slowest nodes):\n");
+            for line in &timed {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         out
     }
