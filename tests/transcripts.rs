@@ -249,6 +249,23 @@ fn replay_summary_names_the_slowest_nodes_with_their_seconds() {
 }
 
 #[test]
+fn replay_across_a_reconnect_gives_no_node_times() {
+    // The second socket's times start at 0 again: what ran between the two is unknown.
+    let replayed = replay_named(
+        &[
+            "h_reconnect_same_client_id__1_before",
+            "h_reconnect_same_client_id__2_after",
+        ],
+        LineFormat::Human,
+    );
+    let p = only_prompt(&replayed.report.tracker);
+    assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+    assert!(p.node_timings().is_empty());
+    let summary = replayed.report.summary();
+    assert!(!summary.contains("where the time went"), "{summary}");
+}
+
+#[test]
 fn metadata_previews_run_succeeds() {
     let replayed = replay_named(&["b_feature_flags_metadata_previews"], LineFormat::Human);
     let p = only_prompt(&replayed.report.tracker);

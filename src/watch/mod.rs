@@ -212,6 +212,12 @@ impl Watcher {
         }
     }
 
+    /// The connection was lost where no line says so (a recording that goes on on a new
+    /// socket): the tracker learns what a live cut tells it.
+    pub fn on_connection_lost(&mut self, now: f64) -> Vec<TrackerCommand> {
+        self.tracker.handle(now, TrackerInput::Disconnected)
+    }
+
     /// The tracker, with everything it learned.
     pub fn into_tracker(self) -> Tracker {
         self.tracker
