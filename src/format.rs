@@ -21,6 +21,17 @@ pub fn speed(steps_per_sec: f64) -> String {
     }
 }
 
+/// A share (0..=1) as a whole percentage: `82%`; one too small to round to 1% but not
+/// nothing, `<1%`.
+pub fn percent(share: f64) -> String {
+    let pct = (share * 100.0).round();
+    if pct < 1.0 && share > 0.0 {
+        "<1%".to_string()
+    } else {
+        format!("{pct:.0}%")
+    }
+}
+
 /// What a server without a name in the config is called where room is short (the server
 /// bar, the fleet, the lines of several servers): `host:port`, and its path prefix if any.
 pub fn server_name(url: &crate::comfy::server_url::ServerUrl) -> String {
@@ -36,6 +47,14 @@ pub fn server_name(url: &crate::comfy::server_url::ServerUrl) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_read_as_whole_percentages_and_a_sliver_is_not_zero() {
+        assert_eq!(percent(0.82), "82%");
+        assert_eq!(percent(0.9996), "100%");
+        assert_eq!(percent(0.001), "<1%");
+        assert_eq!(percent(0.0), "0%");
+    }
 
     #[test]
     fn a_server_is_named_by_host_port_and_prefix_without_credentials() {

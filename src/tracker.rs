@@ -167,6 +167,10 @@ pub struct NodeRecord {
     pub has_progress: bool,
     pub started_at: Option<f64>,
     pub finished_at: Option<f64>,
+    /// Seconds the node ran: from each `executing` that named it to the next transition, summed
+    /// (a node can run more than once, for lazy inputs or expansion). None until one such
+    /// stretch ended.
+    pub run_seconds: Option<f64>,
     /// First and latest (time, value) of the current progress run, for speed and ETA.
     rate_start: Option<(f64, f64)>,
     rate_last: Option<(f64, f64)>,
@@ -181,6 +185,7 @@ impl Default for NodeRecord {
             has_progress: false,
             started_at: None,
             finished_at: None,
+            run_seconds: None,
             rate_start: None,
             rate_last: None,
         }
@@ -222,6 +227,41 @@ impl NodeRecord {
     }
 }
 
+/// Where a prompt's time went, from its `executing` transitions: a node runs from the
+/// `executing` that names it until the next one (another node, or none) or the prompt's end.
+/// `executing` carries no timestamp, so the tracker's `now` is the clock.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NodeClock {
+    /// `execution_start` came before any node ran: no node ran unseen before it.
+    from_start: bool,
+    /// A transition may have been missed (the connection dropped while the prompt ran, or it
+    /// ended without a live end message): per-node times would be guesses, so there are none.
+    gap: bool,
+    /// The node `executing` named last, and since when: its stretch is still running.
+    open: Option<(NodeId, f64)>,
+}
+
+impl NodeClock {
+    /// Every transition of the run was seen.
+    fn whole(&self) -> bool {
+        self.from_start && !self.gap
+    }
+}
+
+/// How long one node of a prompt ran, as [`PromptRecord::node_timings`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTiming {
+    pub node_id: NodeId,
+    /// `_meta.title` or class type; `node {id}` where the graph does not say. As the server
+    /// sent it: sanitize before printing.
+    pub title: String,
+    pub seconds: f64,
+    /// `seconds` over the sum of every node's seconds, 0..=1 (0 when nothing took time).
+    pub share_of_total: f64,
+    /// Taken from the server's cache: it did not run and took no time.
+    pub cached: bool,
+}
+
 /// Everything known about one prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptRecord {
@@ -251,6 +291,7 @@ pub struct PromptRecord {
     pub text: VecDeque<(NodeId, String)>,
     /// Execution events were seen for it (full per-node detail).
     pub live: bool,
+    node_clock: NodeClock,
     /// Local clock (the `now` given to the tracker).
     pub first_seen: f64,
     pub started_at: Option<f64>,
@@ -282,6 +323,7 @@ impl PromptRecord {
             current_node: None,
             text: VecDeque::new(),
             live: false,
+            node_clock: NodeClock::default(),
             first_seen: now,
             started_at: None,
             finished_at: None,
@@ -323,6 +365,97 @@ impl PromptRecord {
             return Some(((b - a) / 1000.0).max(0.0));
         }
         Some((self.finished_at? - self.started_at?).max(0.0))
+    }
+
+    /// Where the time went: every node that ran with the seconds it took, slowest first, then
+    /// the cached nodes (no time), each group in the order the nodes ran. Empty unless every
+    /// `executing` transition of the run was seen live: a prompt known only through `/queue`
+    /// and `/history`, or one that ran while the connection was down, has no per-node times
+    /// rather than made-up ones. The node still running is left out
+    /// ([`PromptRecord::node_timings_at`] counts it).
+    pub fn node_timings(&self) -> Vec<NodeTiming> {
+        self.timings(None)
+    }
+
+    /// [`PromptRecord::node_timings`] as of `now`, the node still running counted until then.
+    pub fn node_timings_at(&self, now: f64) -> Vec<NodeTiming> {
+        self.timings(Some(now))
+    }
+
+    /// The node of a finished prompt that took longest, when per-node times are known and it
+    /// took any measurable time.
+    pub fn slowest_node(&self) -> Option<NodeTiming> {
+        if !self.is_finished() {
+            return None;
+        }
+        let slowest = self.node_timings().into_iter().next()?;
+        (!slowest.cached && slowest.seconds > 0.0).then_some(slowest)
+    }
+
+    /// Per-node times are known and at least one node ran: a cheap test for lists, without
+    /// building them.
+    pub fn has_node_timings(&self) -> bool {
+        self.node_clock.whole()
+            && (self.node_clock.open.is_some()
+                || self.nodes.values().any(|n| n.run_seconds.is_some()))
+    }
+
+    /// Execution events were seen, but not every transition of the run (joined during it, or
+    /// the connection dropped): why a live prompt has no per-node times.
+    pub fn node_timings_missed(&self) -> bool {
+        self.live && self.phase != Phase::Queued && !self.node_clock.whole()
+    }
+
+    fn timings(&self, now: Option<f64>) -> Vec<NodeTiming> {
+        if !self.node_clock.whole() {
+            return Vec::new();
+        }
+        let running = match (&self.node_clock.open, now) {
+            (Some((node, since)), Some(now)) => Some((node.as_str(), (now - since).max(0.0))),
+            _ => None,
+        };
+        let mut timings: Vec<NodeTiming> = Vec::new();
+        // Each node once, in the order it ran or was cached: ties keep that order.
+        for id in &self.execution_order {
+            let Some(record) = self.nodes.get(id) else {
+                continue;
+            };
+            let running_for = running.and_then(|(node, secs)| (node == id).then_some(secs));
+            let cached = record.state == NodeState::Cached;
+            let seconds = match (record.run_seconds, running_for) {
+                (None, None) if cached => 0.0,
+                (None, None) => continue,
+                (ran, now_running) => ran.unwrap_or(0.0) + now_running.unwrap_or(0.0),
+            };
+            timings.push(NodeTiming {
+                node_id: id.clone(),
+                title: self
+                    .node_title(id)
+                    .map_or_else(|| format!("node {id}"), str::to_string),
+                seconds,
+                share_of_total: 0.0,
+                cached,
+            });
+        }
+        let total: f64 = timings.iter().map(|t| t.seconds).sum();
+        if total > 0.0 {
+            for timing in &mut timings {
+                timing.share_of_total = timing.seconds / total;
+            }
+        }
+        // Stable: equal times stay in the order they ran.
+        timings.sort_by(|a, b| (a.cached.cmp(&b.cached)).then(b.seconds.total_cmp(&a.seconds)));
+        timings
+    }
+
+    /// An `executing` transition at `now`: the node running until now stops, `next` (if any)
+    /// starts.
+    fn node_transition(&mut self, now: f64, next: Option<&str>) {
+        if let Some((node, since)) = self.node_clock.open.take() {
+            let record = self.node_mut(&node);
+            record.run_seconds = Some(record.run_seconds.unwrap_or(0.0) + (now - since).max(0.0));
+        }
+        self.node_clock.open = next.map(|node| (node.to_string(), now));
     }
 
     /// Every output image, in node order.
@@ -756,7 +889,17 @@ impl Tracker {
                 self.request_history(&mut commands);
                 self.retry_failed(&mut commands);
             }
-            TrackerInput::Disconnected => self.connected = false,
+            TrackerInput::Disconnected => {
+                self.connected = false;
+                // What ran while the socket was down is never told: the running prompts'
+                // per-node times would be guesses from here on.
+                for id in &self.running {
+                    if let Some(record) = self.prompts.get_mut(id) {
+                        record.node_clock.gap = true;
+                        record.node_clock.open = None;
+                    }
+                }
+            }
             TrackerInput::Message(message) => self.on_message(now, message, &mut commands),
             TrackerInput::Binary(frame) => self.on_binary(frame),
             TrackerInput::Queue(snapshot) => self.on_queue(now, snapshot, &mut commands),
@@ -984,6 +1127,12 @@ impl Tracker {
                 self.start_prompt(now, &m.prompt_id);
                 let record = self.record_mut(now, &m.prompt_id);
                 record.server_started_ms = m.timestamp.or(record.server_started_ms);
+                // No node ran unseen before this: per-node times can cover the whole run.
+                if record.node_clock == NodeClock::default()
+                    && record.nodes.values().all(|n| n.run_seconds.is_none())
+                {
+                    record.node_clock.from_start = true;
+                }
             }
             ServerMessage::ExecutionCached(m) => self.on_cached(now, &m),
             ServerMessage::Executing(m) => {
@@ -999,6 +1148,8 @@ impl Tracker {
             ServerMessage::ProgressState(m) => self.on_progress_state(now, &m),
             ServerMessage::Executed(m) => self.on_executed(now, m),
             ServerMessage::ExecutionSuccess(m) => {
+                self.record_mut(now, &m.prompt_id)
+                    .node_transition(now, None);
                 self.finish(now, &m.prompt_id, Outcome::Success, m.timestamp);
                 self.learn_owner(&m.prompt_id, commands);
             }
@@ -1012,6 +1163,8 @@ impl Tracker {
                     current_inputs: m.current_inputs,
                 });
                 self.mark_failed_node(now, &m.prompt_id, m.node_id.as_deref(), NodeState::Error);
+                self.record_mut(now, &m.prompt_id)
+                    .node_transition(now, None);
                 self.finish(now, &m.prompt_id, outcome, m.timestamp);
                 self.learn_owner(&m.prompt_id, commands);
             }
@@ -1026,6 +1179,8 @@ impl Tracker {
                     m.node_id.as_deref(),
                     NodeState::Interrupted,
                 );
+                self.record_mut(now, &m.prompt_id)
+                    .node_transition(now, None);
                 self.finish(now, &m.prompt_id, outcome, m.timestamp);
             }
             ServerMessage::Logs(logs) => {
@@ -1082,6 +1237,7 @@ impl Tracker {
             }
         }
         record.note_started(&node);
+        record.node_transition(now, Some(&node));
         let n = record.node_mut(&node);
         if n.state == NodeState::Pending {
             n.state = NodeState::Running;
@@ -1095,6 +1251,7 @@ impl Tracker {
     fn on_prompt_done(&mut self, now: f64, prompt_id: &str, commands: &mut Vec<TrackerCommand>) {
         let record = self.record_mut(now, prompt_id);
         record.current_node = None;
+        record.node_transition(now, None);
         if !record.is_finished() {
             self.request_history_item(prompt_id, commands);
         }
@@ -1240,6 +1397,11 @@ impl Tracker {
         record.finished_at = Some(now);
         record.server_finished_ms = server_ms.or(record.server_finished_ms);
         record.current_node = None;
+        // Ended without a live end message (learned from history): when the node running
+        // stopped is not known.
+        if record.node_clock.open.take().is_some() {
+            record.node_clock.gap = true;
+        }
         let success = matches!(record.phase, Phase::Finished(Outcome::Success));
         for node in record.nodes.values_mut() {
             if node.state == NodeState::Running && success {
@@ -1595,18 +1757,187 @@ mod tests {
 
     /// Feeds a transcript's frames to a tracker, as a live connection would.
     fn replay(name: &str, our_id: &str) -> Tracker {
-        let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
         let mut tracker = Tracker::new(our_id);
+        feed(&mut tracker, name, 0.0, 0.0);
+        tracker
+    }
+
+    /// Feeds the frames of a transcript from its time `from` on, at `offset + t`; returns the
+    /// last time fed.
+    fn feed(tracker: &mut Tracker, name: &str, offset: f64, from: f64) -> f64 {
+        let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
+        let mut last = offset;
         for frame in TranscriptReader::open(path.as_ref()).unwrap() {
             let frame = frame.unwrap();
+            if frame.t < from {
+                continue;
+            }
             let input = match frame.raw.decode() {
                 Decoded::Message(m) => TrackerInput::Message(m),
                 Decoded::Binary(b) => TrackerInput::Binary(b),
                 Decoded::Malformed { error } => panic!("{name}: malformed frame: {error}"),
             };
-            tracker.handle(frame.t, input);
+            last = offset + frame.t;
+            tracker.handle(last, input);
         }
-        tracker
+        last
+    }
+
+    fn message(json: &str) -> TrackerInput {
+        TrackerInput::Message(ServerMessage::from_json(json).unwrap())
+    }
+
+    #[test]
+    fn full_run_node_times_add_up_to_the_run_and_the_slow_node_leads() {
+        let tracker = replay("c_full_run_legacy_previews", "lab-c-54413bc8");
+        let p = only_prompt(&tracker);
+        let timings = p.node_timings();
+        let ran: Vec<&NodeTiming> = timings.iter().filter(|t| !t.cached).collect();
+        let ids: Vec<&str> = ran.iter().map(|t| t.node_id.as_str()).collect();
+        assert_eq!(ids[0], "1", "{timings:#?}");
+        let mut rest = ids[1..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, ["2", "3", "4", "6"], "every node that ran, once");
+        // The transcript's clock: the run is execution_start to execution_success.
+        let run = p.finished_at.unwrap() - p.started_at.unwrap();
+        let sum: f64 = ran.iter().map(|t| t.seconds).sum();
+        assert!((sum - run).abs() < 0.01 * run, "sum {sum} run {run}");
+        let shares: f64 = timings.iter().map(|t| t.share_of_total).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+        assert!(
+            ran.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+            "slowest first"
+        );
+        // Cached: listed last, no time.
+        let cached: Vec<&NodeTiming> = timings.iter().filter(|t| t.cached).collect();
+        assert_eq!(cached.len(), 1);
+        assert_eq!(cached[0].node_id, "5");
+        assert_eq!((cached[0].seconds, cached[0].share_of_total), (0.0, 0.0));
+        assert!(timings.last().unwrap().cached);
+        assert_eq!(p.nodes["5"].run_seconds, None);
+
+        let slowest = p.slowest_node().unwrap();
+        assert_eq!(slowest.node_id, "1");
+        // The frames alone carry no graph: no title to give.
+        assert_eq!(slowest.title, "node 1");
+        assert!(slowest.share_of_total > 0.95, "{slowest:?}");
+        // From its `executing` to the next node's.
+        assert!(
+            (slowest.seconds - (1.8159 - 0.0037)).abs() < 1e-6,
+            "{slowest:?}"
+        );
+        assert!(p.has_node_timings() && !p.node_timings_missed());
+    }
+
+    #[test]
+    fn a_running_prompt_counts_its_running_node_until_now() {
+        let mut t = Tracker::new("lab-c-54413bc8");
+        let path = format!("{REFERENCE}/transcripts/c_full_run_legacy_previews.jsonl");
+        for frame in TranscriptReader::open(path.as_ref()).unwrap() {
+            let frame = frame.unwrap();
+            if frame.t > 1.0 {
+                break;
+            }
+            if let Decoded::Message(m) = frame.raw.decode() {
+                t.handle(frame.t, TrackerInput::Message(m));
+            }
+        }
+        let p = t.running().unwrap();
+        assert!(p.has_node_timings());
+        assert!(p.slowest_node().is_none(), "not finished");
+        let so_far = p.node_timings_at(1.5);
+        let running: Vec<&NodeTiming> = so_far.iter().filter(|t| !t.cached).collect();
+        assert_eq!(running.len(), 1, "{so_far:#?}");
+        assert_eq!(running[0].node_id, "1");
+        assert!((running[0].seconds - (1.5 - 0.0037)).abs() < 1e-9);
+        assert_eq!(running[0].share_of_total, 1.0);
+        // Without a clock only what ended counts: nothing yet.
+        assert!(p.node_timings().iter().all(|t| t.cached));
+    }
+
+    #[test]
+    fn cached_nodes_take_no_time_and_a_fully_cached_run_has_no_slowest_node() {
+        let tracker = replay("d_same_prompt_cached", "lab-d");
+        let p = only_prompt(&tracker);
+        let timings = p.node_timings();
+        assert_eq!(timings.len(), 6, "{timings:#?}");
+        assert!(timings.iter().all(|t| t.cached && t.seconds == 0.0));
+        assert!(p.nodes.values().all(|n| n.run_seconds.is_none()));
+        assert_eq!(p.slowest_node(), None);
+        assert!(!p.has_node_timings());
+    }
+
+    #[test]
+    fn a_failed_run_times_the_failing_node_until_the_error() {
+        let tracker = replay("e_execution_error", "lab-e-519deaa7");
+        let p = only_prompt(&tracker);
+        let timings = p.node_timings();
+        let ids: Vec<&str> = timings.iter().map(|t| t.node_id.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert!((timings[0].seconds - (0.6111 - 0.0035)).abs() < 1e-6);
+        assert!((timings[1].seconds - (0.6118 - 0.6111)).abs() < 1e-6);
+        assert_eq!(p.slowest_node().unwrap().node_id, "1");
+    }
+
+    #[test]
+    fn a_connection_lost_during_the_run_leaves_no_per_node_times() {
+        let mut t = Tracker::new("lab-h");
+        let last = feed(&mut t, "h_reconnect_same_client_id__1_before", 0.0, 0.0);
+        t.handle(last, TrackerInput::Disconnected);
+        // The server sends `executing` again for the node running when the socket comes back.
+        feed(
+            &mut t,
+            "h_reconnect_same_client_id__2_after",
+            last + 0.8,
+            0.0,
+        );
+        let p = only_prompt(&t);
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert!(p.live);
+        assert_eq!(p.node_timings(), Vec::new());
+        assert_eq!(p.slowest_node(), None);
+        assert!(p.node_timings_missed());
+    }
+
+    #[test]
+    fn a_prompt_joined_during_its_run_has_no_per_node_times() {
+        let mut t = Tracker::new("lab-c-54413bc8");
+        feed(&mut t, "c_full_run_legacy_previews", 0.0, 0.5);
+        let p = only_prompt(&t);
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert_eq!(p.node_timings(), Vec::new(), "node 1 started unseen");
+        assert!(p.node_timings_missed());
+    }
+
+    #[test]
+    fn a_node_that_runs_twice_adds_both_stretches() {
+        let mut t = Tracker::new("me");
+        let executing = |node: &str| {
+            message(&format!(
+                r#"{{"type":"executing","data":{{"node":{node},"prompt_id":"p"}}}}"#
+            ))
+        };
+        t.handle(
+            0.0,
+            message(r#"{"type":"execution_start","data":{"prompt_id":"p"}}"#),
+        );
+        t.handle(0.0, executing("\"a\""));
+        t.handle(1.0, executing("\"b\""));
+        // Lazy inputs: `a` runs again once `b` gave what it asked for.
+        t.handle(3.0, executing("\"a\""));
+        t.handle(
+            4.5,
+            message(r#"{"type":"execution_success","data":{"prompt_id":"p"}}"#),
+        );
+        t.handle(4.6, executing("null"));
+        let p = t.prompt("p").unwrap();
+        let times: Vec<(String, f64)> = p
+            .node_timings()
+            .into_iter()
+            .map(|t| (t.node_id, t.seconds))
+            .collect();
+        assert_eq!(times, [("a".into(), 2.5), ("b".into(), 2.0)]);
+        assert_eq!(p.slowest_node().unwrap().title, "node a");
     }
 
     fn only_prompt(tracker: &Tracker) -> &PromptRecord {

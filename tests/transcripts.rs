@@ -214,6 +214,58 @@ fn full_run_succeeds_with_the_cached_node_outputs_and_step_maximum() {
 }
 
 #[test]
+fn replay_summary_names_the_slowest_nodes_with_their_seconds() {
+    let replayed = replay_named(&["c_full_run_legacy_previews"], LineFormat::Human);
+    let summary = replayed.report.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "where the time went (slowest nodes):")
+        .unwrap_or_else(|| panic!("{summary}"));
+    // The transcript's clock: the slow node ran from 0.0037 to 1.8159. Its frames carry no
+    // graph, so nodes go by their ids.
+    let line = lines[at + 1];
+    assert!(
+        line.starts_with("  647d7248 node 1 1.8 s (100%), node "),
+        "{summary}"
+    );
+    assert_eq!(
+        line.matches("node ").count(),
+        3,
+        "the three slowest: {line}"
+    );
+    assert!(!line.contains("node 5 "), "cached, no time: {line}");
+
+    // A failed run: what ran before the error counts too.
+    let replayed = replay_named(&["e_execution_error"], LineFormat::Human);
+    assert!(
+        replayed
+            .report
+            .summary()
+            .contains("\n  2fa6e51b node 1 0.6 s (100%), node 2 0.0 s (<1%)\n"),
+        "{}",
+        replayed.report.summary()
+    );
+}
+
+#[test]
+fn replay_across_a_reconnect_gives_no_node_times() {
+    // The second socket's times start at 0 again: what ran between the two is unknown.
+    let replayed = replay_named(
+        &[
+            "h_reconnect_same_client_id__1_before",
+            "h_reconnect_same_client_id__2_after",
+        ],
+        LineFormat::Human,
+    );
+    let p = only_prompt(&replayed.report.tracker);
+    assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+    assert!(p.node_timings().is_empty());
+    let summary = replayed.report.summary();
+    assert!(!summary.contains("where the time went"), "{summary}");
+}
+
+#[test]
 fn metadata_previews_run_succeeds() {
     let replayed = replay_named(&["b_feature_flags_metadata_previews"], LineFormat::Human);
     let p = only_prompt(&replayed.report.tracker);

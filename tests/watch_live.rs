@@ -420,6 +420,87 @@ async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
     assert!(!text.contains("malformed"), "{text}");
 }
 
+#[tokio::test]
+async fn a_recording_of_its_own_prompt_replays_where_the_time_went() {
+    use comfy_sim::{SimConfig, SimServer};
+    use comfytop::comfy::api::PromptRequest;
+    use comfytop::comfy::http::ComfyClient;
+    use comfytop::comfy::transcript::TranscriptReader;
+    use comfytop::watch::replay::{Pace, replay};
+
+    let sim = SimServer::start(SimConfig {
+        step: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let options = options(server.clone(), LineFormat::Human);
+    let client_id = options.connection.client_id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.jsonl");
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(
+        options,
+        Some(Recorder::append(&path).unwrap()),
+        out.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    out.wait_for("the connection", |o| o.contains("-- connected to "))
+        .await;
+
+    // Twenty slow steps against image nodes that take next to nothing.
+    let workflow = format!("{REFERENCE}/workflows/slow_steps_full.json");
+    let mut prompt: Value = serde_json::from_slice(&std::fs::read(workflow).unwrap()).unwrap();
+    prompt["1"]["inputs"]["steps"] = json!(20);
+    let accepted = ComfyClient::new(server)
+        .unwrap()
+        .submit(&PromptRequest {
+            prompt,
+            client_id: Some(client_id),
+            ..PromptRequest::default()
+        })
+        .await
+        .unwrap();
+    let short: String = accepted.prompt_id.chars().take(8).collect();
+    out.wait_for("the end of the run", |o| {
+        o.contains(&format!("executing         prompt {short} done"))
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+
+    let mut replayed = Vec::new();
+    let mut diagnostics = Vec::new();
+    let report = replay(
+        TranscriptReader::open(&path).unwrap(),
+        "own.jsonl",
+        LineFormat::Human,
+        Pace::Max,
+        &mut replayed,
+        &mut diagnostics,
+    )
+    .unwrap();
+    assert!(report.is_clean());
+    // The times come from the frames' `t`; the titles from the recorded `/queue` answer.
+    let summary = report.summary();
+    assert!(
+        summary.contains(&format!(
+            "where the time went (slowest nodes):\n  {short} node 1 \"Slow Steps\" "
+        )),
+        "{summary}"
+    );
+    let p = report.tracker.prompt(&accepted.prompt_id).unwrap();
+    let slowest = p.slowest_node().unwrap();
+    assert_eq!(slowest.node_id, "1");
+    let ran = p.node_timings().iter().filter(|t| !t.cached).count();
+    assert!(ran >= 4, "{:#?}", p.node_timings());
+}
+
 #[cfg(unix)]
 #[test]
 fn the_sim_subcommand_serves_until_ctrl_c() {

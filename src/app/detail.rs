@@ -1,7 +1,10 @@
 //! The detail view's content as plain lines (a view model): built from the state alone, so the
 //! update can bound scrolling by the same lines the screen shows.
 
+use unicode_width::UnicodeWidthStr as _;
+
 use crate::comfy::connection::COMFYTOP_CLIENT_PREFIX;
+use crate::format::percent;
 use crate::text::{one_line, sanitize};
 use crate::tracker::{NodeState, Outcome, Phase, PromptRecord};
 
@@ -309,6 +312,8 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
         Some(Outcome::Success) | None => {}
     }
 
+    out.extend(time_lines(state, prompt, width));
+
     let images: Vec<_> = prompt.images().collect();
     if !images.is_empty() {
         out.push(DocLine::new(Tone::Text, ""));
@@ -385,6 +390,103 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
                 &format!("{}: {}", one_line(node), one_line(text.trim_end())),
                 "  ",
             );
+        }
+    }
+    out
+}
+
+/// Cells of the seconds and percentage columns of a time line.
+const SECONDS_CELLS: usize = 7;
+const SHARE_CELLS: usize = 4;
+/// Narrowest bar drawn; a narrower area cuts the line instead.
+const MIN_BAR: usize = 8;
+/// Widest node label: past it the bar gets the room.
+const MAX_LABEL: usize = 40;
+
+/// "Where the time went": one line per node that ran, slowest first, with a bar for its share
+/// of the total, its seconds and percentage; the cached nodes in one line. Only for a prompt
+/// whose every `executing` transition was seen live; for one followed live with some of them
+/// missed, why there are no times; for any other, nothing.
+fn time_lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine> {
+    let mut out = Vec::new();
+    if prompt.node_timings_missed() {
+        out.push(DocLine::new(Tone::Text, ""));
+        out.push(DocLine::new(Tone::Heading, "Where the time went"));
+        let why = "Not every node's start and end reached comfytop live (it joined during the \
+                   run, the connection dropped, or the server did not send them), so there are \
+                   no per-node times.";
+        for line in wrap(why, width, "  ") {
+            out.push(DocLine::new(Tone::Dim, line));
+        }
+        return out;
+    }
+    let timings = match prompt.phase {
+        // The node running counts until now.
+        Phase::Running => prompt.node_timings_at(state.now),
+        _ => prompt.node_timings(),
+    };
+    if timings.is_empty() {
+        return out;
+    }
+    let (cached, ran): (Vec<_>, Vec<_>) = timings.iter().partition(|t| t.cached);
+    let total: f64 = ran.iter().map(|t| t.seconds).sum();
+    let so_far = if prompt.phase == Phase::Running {
+        " so far"
+    } else {
+        ""
+    };
+    let heading = if ran.is_empty() {
+        "Where the time went".to_string()
+    } else {
+        format!(
+            "Where the time went{so_far} · {} in {} node{}",
+            time::duration(total),
+            ran.len(),
+            if ran.len() == 1 { "" } else { "s" }
+        )
+    };
+    out.push(DocLine::new(Tone::Text, ""));
+    out.push(DocLine::new(Tone::Heading, heading));
+
+    let labels: Vec<String> = ran.iter().map(|t| node_label(prompt, &t.node_id)).collect();
+    // Indent, label, bar, seconds and share with a space between each.
+    let numbers = 2 + 1 + 1 + SECONDS_CELLS + 1 + SHARE_CELLS;
+    let widest = labels.iter().map(|l| l.width()).max().unwrap_or(0);
+    // Labels whole where they fit beside the narrowest bar: a node is named before it is drawn.
+    let label_cells = widest
+        .min(MAX_LABEL)
+        .min(width.saturating_sub(numbers + MIN_BAR))
+        .max(MIN_BAR);
+    let bar_cells = width.saturating_sub(numbers + label_cells).max(MIN_BAR);
+    for (timing, label) in ran.iter().zip(&labels) {
+        let (bar, _) = crate::ui::widgets::bar(timing.share_of_total, bar_cells);
+        out.push(DocLine::new(
+            Tone::Text,
+            format!(
+                "  {} {} {:>SECONDS_CELLS$} {:>SHARE_CELLS$}",
+                crate::ui::widgets::pad(label, label_cells),
+                crate::ui::widgets::pad(&bar, bar_cells),
+                time::duration(timing.seconds),
+                percent(timing.share_of_total),
+            ),
+        ));
+    }
+    if !cached.is_empty() {
+        let names: Vec<String> = cached
+            .iter()
+            .map(|t| node_label(prompt, &t.node_id))
+            .collect();
+        let line = if ran.is_empty() {
+            format!(
+                "◆ every node was cached, none ran ({}): {}",
+                cached.len(),
+                names.join(", ")
+            )
+        } else {
+            format!("◆ {} cached, no time: {}", cached.len(), names.join(", "))
+        };
+        for line in wrap(&line, width, "  ") {
+            out.push(DocLine::new(Tone::Dim, line));
         }
     }
     out

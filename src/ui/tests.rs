@@ -717,3 +717,113 @@ fn the_memory_panel_shows_gauges_and_a_sparkline_and_refreshes_sooner_while_show
     assert!(!state.ui.show_log);
     assert_eq!(state.stats_interval(0), crate::app::STATS_INTERVAL_IDLE);
 }
+
+const FULL_RUN: &str = "c_full_run_legacy_previews";
+const FULL_RUN_ID: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
+
+/// The full run followed live to its end, under the server's other history (without its own
+/// entry, which the recording made after the fact).
+fn full_run_finished() -> State {
+    let history: History = http_body("get_history");
+    let others = History(
+        history
+            .0
+            .into_iter()
+            .filter(|(id, _)| id != FULL_RUN_ID)
+            .collect(),
+    );
+    let mut state = connected(&client_id(FULL_RUN), 0.0, others);
+    replay(&mut state, FULL_RUN, 1.0, f64::INFINITY);
+    update(&mut state, 5.0, Event::Tick);
+    // Selected in the History panel (the others finished later, so it is near the end).
+    let index = state
+        .history_rows()
+        .iter()
+        .position(|p| p.id == FULL_RUN_ID)
+        .unwrap();
+    state.ui.focus = Panel::History;
+    state.ui.history = crate::app::Selection {
+        id: Some(FULL_RUN_ID.to_string()),
+        index,
+    };
+    state
+}
+
+/// The History row of prompt `id`: its short id in the prompt column, near the left edge (the
+/// preview pane's title may name it too).
+fn history_row_in(screen: &str, id: &str) -> String {
+    let short = &id[..8];
+    screen
+        .lines()
+        .find(|line| line.find(short).is_some_and(|at| at < 40))
+        .unwrap_or_else(|| panic!("no row for {short}:\n{screen}"))
+        .to_string()
+}
+
+#[test]
+fn history_rows_name_the_slowest_node_within_the_panel() {
+    let mut state = full_run_finished();
+    // Half of 120 columns: no room for a column, so it takes the word "success".
+    let screen = render(&mut state, 120, 40);
+    let row = history_row_in(&screen, FULL_RUN_ID);
+    assert!(row.contains("│✓ Slow S… 100% 647d7248"), "{row}");
+    // Prompts seen only through the history keep their words.
+    assert!(screen.contains("│✓ success      677599a4"), "{screen}");
+    assert!(!screen.contains("slowest"), "{screen}");
+    // The whole width: a column of its own.
+    let screen = render(&mut state, 80, 24);
+    assert!(screen.contains("slowest"), "{screen}");
+    let row = history_row_in(&screen, FULL_RUN_ID);
+    assert!(row.contains("Slow Steps 100%"), "{row}");
+    assert!(row.contains("✓ success"), "{row}");
+    snapshot_sizes("history_slowest_node", state);
+}
+
+#[test]
+fn details_say_where_the_time_went() {
+    let mut state = full_run_finished();
+    key(&mut state, KeyCode::Enter);
+    let detail = state.ui.detail.clone().expect("the detail view is open");
+    assert_eq!(detail.prompt_id, FULL_RUN_ID);
+    let screen = render(&mut state, 120, 40);
+    assert!(
+        screen.contains("Where the time went · 1.8 s in 5 nodes"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("◆ 1 cached, no time: EmptyImage (5)"),
+        "{screen}"
+    );
+    snapshot_sizes("time_went_detail", state);
+}
+
+#[test]
+fn details_of_a_prompt_without_live_node_events_invent_no_times() {
+    let state = crate::app::testing::detail_with_two_outputs();
+    let detail = state.ui.detail.clone().unwrap();
+    let prompt = state.server().tracker.prompt(&detail.prompt_id).unwrap();
+    assert!(!prompt.live);
+    let doc = crate::app::detail::lines(&state, prompt, 100);
+    assert!(
+        doc.iter().all(|l| !l.text.contains("Where the time went")),
+        "{doc:#?}"
+    );
+}
+
+#[test]
+fn details_of_a_fully_cached_run_say_that_nothing_ran() {
+    let name = "d_same_prompt_cached";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    replay(&mut state, name, 1.0, f64::INFINITY);
+    let prompt = state.server().tracker.finished().next().unwrap();
+    let doc = crate::app::detail::lines(&state, prompt, 100);
+    let text: Vec<&str> = doc.iter().map(|l| l.text.as_str()).collect();
+    let at = text
+        .iter()
+        .position(|l| *l == "Where the time went")
+        .unwrap_or_else(|| panic!("{text:#?}"));
+    assert!(
+        text[at + 1].starts_with("  ◆ every node was cached, none ran (6): "),
+        "{text:#?}"
+    );
+}

@@ -212,6 +212,12 @@ impl Watcher {
         }
     }
 
+    /// The connection was lost where no line says so (a recording that goes on on a new
+    /// socket): the tracker learns what a live cut tells it.
+    pub fn on_connection_lost(&mut self, now: f64) -> Vec<TrackerCommand> {
+        self.tracker.handle(now, TrackerInput::Disconnected)
+    }
+
     /// The tracker, with everything it learned.
     pub fn into_tracker(self) -> Tracker {
         self.tracker
@@ -328,6 +334,46 @@ pub fn prompt_outcomes(tracker: &Tracker) -> Vec<String> {
     prompts
         .into_iter()
         .map(|p| format!("{} {}", one_line(&p.id), phase_text(p)))
+        .collect()
+}
+
+/// Slowest nodes named per prompt in [`time_went`].
+const SLOWEST_NAMED: usize = 3;
+
+/// Where the time went in every prompt that finished with per-node times (followed live from
+/// its start), oldest first, one line each with its slowest nodes:
+/// `647d7248 node 1 "Slow Steps" 1.8 s (99%), node 2 0.1 s (1%)`.
+pub fn time_went(tracker: &Tracker) -> Vec<String> {
+    let mut prompts: Vec<&PromptRecord> = tracker
+        .prompts()
+        .filter(|p| p.slowest_node().is_some())
+        .collect();
+    prompts.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen).then(a.id.cmp(&b.id)));
+    prompts
+        .into_iter()
+        .map(|p| {
+            let nodes: Vec<String> = p
+                .node_timings()
+                .iter()
+                .filter(|t| !t.cached)
+                .take(SLOWEST_NAMED)
+                .map(|t| {
+                    // The title only where the graph says it (a recording with its HTTP
+                    // answers), as `watch` lines name nodes.
+                    let title = p
+                        .node_title(&t.node_id)
+                        .map(|title| format!(" \"{}\"", truncate(&one_line(title), 60)))
+                        .unwrap_or_default();
+                    format!(
+                        "node {}{title} {:.1} s ({})",
+                        one_line(&t.node_id),
+                        t.seconds,
+                        crate::format::percent(t.share_of_total)
+                    )
+                })
+                .collect();
+            format!("{} {}", crate::format::short_id(&p.id), nodes.join(", "))
+        })
         .collect()
 }
 

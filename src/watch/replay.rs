@@ -20,7 +20,7 @@ use crate::comfy::{Decoded, RawFrame};
 
 use crate::tracker::Tracker;
 
-use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input};
+use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input, time_went};
 
 /// How fast frames are played.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +67,13 @@ impl ReplayReport {
         out.push_str(&format!("prompts: {}\n", prompts.len()));
         for p in &prompts {
             out.push_str(&format!("  {p}\n"));
+        }
+        let timed = time_went(&self.tracker);
+        if !timed.is_empty() {
+            out.push_str("where the time went (slowest nodes):\n");
+            for line in &timed {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         out
     }
@@ -115,11 +122,17 @@ pub fn replay<R: BufRead>(
             reason,
         };
         let entry = item.and_then(|entry| {
-            let t = match &entry {
-                TranscriptEntry::Frame(frame) => frame.t,
-                TranscriptEntry::Http(answer) => answer.t,
-            };
-            let ticked = clock.tick(t).map_err(bad)?;
+            let connections = clock.connections;
+            let ticked = match &entry {
+                TranscriptEntry::Frame(frame) => clock.tick(frame.t),
+                TranscriptEntry::Http(answer) => clock.tick_answer(answer.t),
+            }
+            .map_err(bad)?;
+            if clock.connections != connections {
+                // Frames sent between two sockets were never recorded: the tracker must not
+                // take the cut for time a node ran.
+                watcher.on_connection_lost(ticked.0);
+            }
             let input = match &entry {
                 TranscriptEntry::Http(answer) => Some(recorded_input(answer).map_err(bad)?),
                 TranscriptEntry::Frame(_) => None,
@@ -187,6 +200,11 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// reconnect but a broken transcript.
 const RECONNECT_START: f64 = 60.0;
 
+/// HTTP answers are stamped from when the recorder learned of the socket, a moment (up to the
+/// connection's wait for the server's feature flags) after the frames' clock started: an answer
+/// that reads up to this much earlier than the line before it is on the same socket.
+const ANSWER_LAG: f64 = 5.0;
+
 /// How long to wait for a recorded gap of `gap` seconds at `speed`.
 fn pause(gap: f64, speed: f64) -> Duration {
     let secs = gap / speed;
@@ -205,9 +223,22 @@ fn pause(gap: f64, speed: f64) -> Duration {
 struct TranscriptClock {
     offset: f64,
     last: f64,
+    /// New connections seen after the first.
+    connections: u32,
 }
 
 impl TranscriptClock {
+    /// [`TranscriptClock::tick`] for a recorded HTTP answer: one that reads a little earlier than
+    /// the line before it lags on the same socket (see [`ANSWER_LAG`]) and keeps the time where
+    /// it was, rather than starting a new connection whose offset would add the whole old
+    /// connection's length to whatever runs.
+    fn tick_answer(&mut self, t: f64) -> Result<(f64, f64), String> {
+        if t.is_finite() && t >= 0.0 && t < self.last && self.last - t <= ANSWER_LAG {
+            return Ok((self.offset + self.last, 0.0));
+        }
+        self.tick(t)
+    }
+
     /// (monotonic time, seconds since the previous frame), or why `t` cannot follow the
     /// previous time.
     fn tick(&mut self, t: f64) -> Result<(f64, f64), String> {
@@ -226,6 +257,7 @@ impl TranscriptClock {
             }
             // A new connection: its clock starts again at 0.
             self.offset += self.last;
+            self.connections += 1;
             t
         } else {
             t - self.last
@@ -246,6 +278,19 @@ mod tests {
         assert_eq!(clock.tick(2.0), Ok((2.0, 1.5)));
         assert_eq!(clock.tick(0.25), Ok((2.25, 0.25)));
         assert_eq!(clock.tick(1.0), Ok((3.0, 0.75)));
+    }
+
+    #[test]
+    fn an_answer_stamped_a_moment_behind_the_frames_is_on_the_same_socket() {
+        let mut clock = TranscriptClock::default();
+        assert_eq!(clock.tick(300.0), Ok((300.0, 300.0)));
+        assert_eq!(clock.tick_answer(299.9), Ok((300.0, 0.0)));
+        assert_eq!(clock.connections, 0);
+        // Time goes on from where it was: no node gains the old connection's length.
+        assert_eq!(clock.tick(300.5), Ok((300.5, 0.5)));
+        // A frame whose time goes back is a new socket.
+        assert_eq!(clock.tick(0.25), Ok((300.75, 0.25)));
+        assert_eq!(clock.connections, 1);
     }
 
     #[test]
