@@ -9,7 +9,7 @@ use std::time::Duration;
 use comfy_sim::{SimConfig, SimFleet, SimHandle};
 use comfytop::comfy::api::PromptRequest;
 use support::pty::{Answers, PtyApp};
-use support::{client, comfytop, run, text, until_finished, workflow};
+use support::{client, comfytop, run, run_prompt_from_elsewhere, text, until_finished, workflow};
 
 fn fleet(runtime: &tokio::runtime::Runtime) -> Vec<SimHandle> {
     let base = SimConfig {
@@ -24,18 +24,6 @@ fn fleet(runtime: &tokio::runtime::Runtime) -> Vec<SimHandle> {
 
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://").to_string()
-}
-
-/// Queues a small workflow on `url` as a browser tab would, and waits for its end.
-fn run_prompt(runtime: &tokio::runtime::Runtime, url: &str) {
-    let request = PromptRequest {
-        prompt: workflow("small_save.json"),
-        client_id: Some("a-browser-tab".into()),
-        ..PromptRequest::default()
-    };
-    let client = client(url);
-    let accepted = runtime.block_on(client.submit(&request)).unwrap();
-    runtime.block_on(until_finished(&client, &accepted.prompt_id));
 }
 
 #[test]
@@ -80,7 +68,7 @@ fn the_fleet_view_switches_servers_flags_news_and_survives_one_going_down() {
     });
 
     // A prompt that ends on server 3 while server 2 is shown flags it in the server bar.
-    run_prompt(&runtime, &urls[2]);
+    run_prompt_from_elsewhere(&runtime, &urls[2]);
     app.wait_for("server 3 flagged", Duration::from_secs(10), |s| {
         s.lines()
             .nth(1)
@@ -99,7 +87,7 @@ fn the_fleet_view_switches_servers_flags_news_and_survives_one_going_down() {
                     || line.contains("connecting"))
         })
     });
-    run_prompt(&runtime, &urls[2]);
+    run_prompt_from_elsewhere(&runtime, &urls[2]);
     app.wait_for("server 3 still updating", Duration::from_secs(20), |s| {
         s.lines()
             .any(|line| line.contains(names[2].as_str()) && line.contains("✓ success"))
@@ -278,7 +266,7 @@ fn a_history_prompt_is_requeued_on_another_server_with_its_graph_or_refused_for_
     let sims = fleet(&runtime);
     let urls: Vec<String> = sims.iter().map(SimHandle::url).collect();
     let lacking = runtime.block_on(server_without("SaveImage"));
-    run_prompt(&runtime, &urls[0]);
+    run_prompt_from_elsewhere(&runtime, &urls[0]);
     let args = [
         urls[0].as_str(),
         urls[1].as_str(),

@@ -6,37 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use comfy_sim::{SimConfig, SimHandle, SimServer};
-use comfytop::comfy::api::PromptRequest;
 use support::pty::{Answers, PtyApp};
-use support::{client, run, text, until_finished, workflow, workflow_path};
+use support::{fast_simulator, run, run_prompt_from_elsewhere, text, workflow_path};
 
 const OSC_9: &str = "\x1b]9;comfytop: prompt ";
 const OSC_9_IN_TMUX: &str = "\x1bPtmux;\x1b\x1b]9;comfytop: prompt ";
-
-fn simulator() -> (tokio::runtime::Runtime, SimHandle) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sim = runtime
-        .block_on(SimServer::start(SimConfig {
-            step: Duration::from_millis(5),
-            ..SimConfig::default()
-        }))
-        .unwrap();
-    (runtime, sim)
-}
-
-/// Queues a small workflow as another client (a browser tab) would; returns its id.
-fn queue_from_elsewhere(runtime: &tokio::runtime::Runtime, url: &str) -> String {
-    let request = PromptRequest {
-        prompt: workflow("small_save.json"),
-        client_id: Some("a-browser-tab".into()),
-        ..PromptRequest::default()
-    };
-    let client = client(url);
-    let accepted = runtime.block_on(client.submit(&request)).unwrap();
-    runtime.block_on(until_finished(&client, &accepted.prompt_id));
-    accepted.prompt_id
-}
 
 fn dashboard(url: &str, args: &[&str], env: &[(&str, &str)]) -> PtyApp {
     let mut all = vec![url, "--image-protocol", "none"];
@@ -62,7 +36,7 @@ fn count_within(app: &PtyApp, needle: &str, times: usize) -> usize {
 
 #[test]
 fn a_finished_prompt_rings_and_notifies_once_wrapped_for_tmux_when_inside_it() {
-    let (runtime, sim) = simulator();
+    let (runtime, sim) = fast_simulator();
     let url = sim.url();
     for (env, sequence) in [
         (vec![], OSC_9),
@@ -72,12 +46,12 @@ fn a_finished_prompt_rings_and_notifies_once_wrapped_for_tmux_when_inside_it() {
         ),
     ] {
         let mut app = dashboard(&url, &["--notify", "both", "--notify-all"], &env);
-        let id = queue_from_elsewhere(&runtime, &url);
+        let id = run_prompt_from_elsewhere(&runtime, &url);
         let short: String = id.chars().take(8).collect();
         let rung = format!("\x07{sequence}{short} finished on {url}");
         assert_eq!(count_within(&app, &rung, 1), 1, "{:?}", app.output());
         // Later answers about the same prompt (the queue, the history) notify nothing more.
-        queue_from_elsewhere(&runtime, &url);
+        run_prompt_from_elsewhere(&runtime, &url);
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(app.output().matches(&rung).count(), 1);
         assert_eq!(app.output().matches(sequence).count(), 2, "one per prompt");
@@ -88,10 +62,10 @@ fn a_finished_prompt_rings_and_notifies_once_wrapped_for_tmux_when_inside_it() {
 
 #[test]
 fn by_default_only_prompts_this_comfytop_queued_notify() {
-    let (runtime, sim) = simulator();
+    let (runtime, sim) = fast_simulator();
     let url = sim.url();
     let mut app = dashboard(&url, &["--notify", "osc"], &[]);
-    queue_from_elsewhere(&runtime, &url);
+    run_prompt_from_elsewhere(&runtime, &url);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(app.output().matches(OSC_9).count(), 0, "{:?}", app.output());
 

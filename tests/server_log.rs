@@ -5,30 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use comfy_sim::{SimConfig, SimServer};
-use comfytop::comfy::api::PromptRequest;
 use support::pty::{Answers, PtyApp};
-use support::{client, until_finished, workflow};
+use support::{fast_simulator, run_prompt_from_elsewhere};
 
 #[test]
 fn the_server_log_shows_the_backlog_and_new_lines_and_filters_them() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sim = runtime
-        .block_on(SimServer::start(SimConfig {
-            step: Duration::from_millis(5),
-            ..SimConfig::default()
-        }))
-        .unwrap();
+    let (runtime, sim) = fast_simulator();
     let url = sim.url();
-    let run_prompt = || {
-        let comfy = client(&url);
-        let request = PromptRequest {
-            prompt: workflow("small_save.json"),
-            ..PromptRequest::default()
-        };
-        let accepted = runtime.block_on(comfy.submit(&request)).unwrap();
-        runtime.block_on(until_finished(&comfy, &accepted.prompt_id));
-    };
+    let run_prompt = || run_prompt_from_elsewhere(&runtime, &url);
     // Before the dashboard: in the backlog.
     run_prompt();
     let mut app = PtyApp::spawn_with(

@@ -251,3 +251,30 @@ pub async fn watch_until(args: &[&str], wanted: fn(&str) -> bool) -> Vec<String>
     let _ = child.wait();
     lines.await.unwrap()
 }
+
+/// A simulator with 5 ms steps, on a runtime of its own, for tests that drive the binary in a
+/// pseudo-terminal from a plain thread.
+pub fn fast_simulator() -> (tokio::runtime::Runtime, SimHandle) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(SimServer::start(SimConfig {
+            step: Duration::from_millis(5),
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    (runtime, sim)
+}
+
+/// Queues a small workflow on `url` as a browser tab would, waits for its end, and returns its
+/// id.
+pub fn run_prompt_from_elsewhere(runtime: &tokio::runtime::Runtime, url: &str) -> String {
+    let request = comfytop::comfy::api::PromptRequest {
+        prompt: workflow("small_save.json"),
+        client_id: Some("a-browser-tab".into()),
+        ..Default::default()
+    };
+    let client = client(url);
+    let accepted = runtime.block_on(client.submit(&request)).unwrap();
+    runtime.block_on(until_finished(&client, &accepted.prompt_id));
+    accepted.prompt_id
+}
