@@ -35,16 +35,17 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
             }
         })
         .collect();
+    // What matters most keeps its room: the state, what runs, how the last one ended.
     let widths = [
         Constraint::Length(2),
-        Constraint::Min(10),
-        Constraint::Min(24),
-        Constraint::Length(8),
+        Constraint::Min(8),
+        Constraint::Min(18),
+        Constraint::Length(7),
         Constraint::Min(8),
         Constraint::Length(18),
-        Constraint::Length(6),
-        Constraint::Min(12),
-        Constraint::Min(12),
+        Constraint::Length(5),
+        Constraint::Min(16),
+        Constraint::Min(18),
     ];
     let title = Line::from(vec![
         Span::styled(" Fleet ", Style::new().add_modifier(Modifier::BOLD)),
@@ -117,7 +118,7 @@ fn running_words(state: &State, prompt: &crate::tracker::PromptRecord) -> String
         .map(time::clock)
         .unwrap_or_default();
     if !prompt.live {
-        return format!("{elapsed} (not live)");
+        return format!("{elapsed} not live");
     }
     let percent = (prompt.overall_fraction() * 100.0).round();
     let eta = prompt
