@@ -461,9 +461,16 @@ pub fn targets(
     if names.is_empty() {
         return Ok(vec![target(None, connection, config)?]);
     }
+    // `--header` and `$COMFYUI_HEADERS` are for the one server named, or for those named by
+    // URL: a token must not travel to every box of a group, nor replace their own.
+    let several = names.len() > 1;
     let mut targets: Vec<Target> = Vec::new();
     for name in &names {
-        let found = target(Some(name), connection, config)?;
+        let mut found = target(Some(name), connection, config)?;
+        if several && let Some(entry) = &found.entry {
+            let own = entry.server_url(found.name.as_deref().unwrap_or_default())?;
+            found.server = with_tls(own, connection)?;
+        }
         // The same server twice would be two sockets under one id, the second silencing the
         // first.
         if !targets
@@ -524,15 +531,21 @@ pub fn target(
     let url = std::env::var(URL_ENV).ok();
     let env_headers = std::env::var(HEADERS_ENV).ok();
     let mut target = resolve_server(arg, url.as_deref(), config)?;
-    let mut server = with_headers(target.server, &connection.headers, env_headers.as_deref())?;
+    let server = with_headers(target.server, &connection.headers, env_headers.as_deref())?;
+    target.server = with_tls(server, connection)?;
+    Ok(target)
+}
+
+/// `server` with `--ca-cert` and `--insecure`.
+fn with_tls(server: ServerUrl, connection: &ConnectionArgs) -> Result<ServerUrl, String> {
+    let mut server = server;
     if let Some(ca) = &connection.ca_cert {
         server = server.with_ca_cert(ca).map_err(|e| e.to_string())?;
     }
     if connection.insecure {
         server = server.with_insecure(true);
     }
-    target.server = server;
-    Ok(target)
+    Ok(server)
 }
 
 #[cfg(test)]
@@ -780,7 +793,15 @@ mod tests {
             ["http://b:2", "http://c:3", "http://a:1"]
         );
         assert_eq!(urls(&[], true).unwrap(), ["http://a:1", "http://b:2"]);
-        assert!(urls(&[], true).is_ok());
+        // A header given on the command line goes to the one server named, not to a group.
+        let with_token = ConnectionArgs {
+            headers: vec!["X-Token: t".to_string()],
+            ..ConnectionArgs::default()
+        };
+        let group = targets(&["@studio".to_string()], false, &with_token, &config).unwrap();
+        assert!(group.iter().all(|t| t.server.headers().is_empty()));
+        let one = targets(&["@a".to_string()], false, &with_token, &config).unwrap();
+        assert_eq!(one[0].server.headers()["x-token"], "t");
         let none = targets(&[], true, &flags, &Config::default()).unwrap_err();
         assert!(none.contains("names none"), "{none}");
         let bad = Config::parse("[groups]\nx = [\"nope\"]\n", std::path::Path::new("c.toml"))

@@ -135,8 +135,16 @@ impl Config {
     /// Parses `text`, read from `path`. The error names the file, the line and the column.
     pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
         let mut config: Self = toml::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            format!("{}: {}", path.display(), message.trim_end())
+            // Where and what, without the line itself: it may hold a token.
+            let at = e.span().map_or_else(String::new, |span| {
+                let (line, column) = line_and_column(text, span.start);
+                format!(" at line {line}, column {column}")
+            });
+            format!(
+                "{}: TOML parse error{at}: {}",
+                path.display(),
+                crate::text::one_line(e.message().trim_end())
+            )
         })?;
         if let Some(name) = &config.default
             && !config.servers.contains_key(name)
@@ -286,6 +294,14 @@ fn run_for_value(command: &str) -> Result<String, String> {
         Some(line) if !line.is_empty() => Ok(line.to_string()),
         _ => Err(format!("`{command}` printed nothing")),
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
 }
 
 fn expand_home(path: &Path) -> PathBuf {
@@ -472,6 +488,14 @@ mod tests {
 
         let err = parse("[servers.a\nurl = 1\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
+
+        // The line is not repeated: it may hold a token.
+        let err = parse(
+            "[servers.a]\nurl = \"http://box\"\nheaders = { Authorization = \"Bearer tok-9\" \n",
+        )
+        .unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("tok-9"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `Submitted`, so it shows in the queue at once.
 
 use crate::comfy::api::FreeRequest;
-use crate::control::{Done, Owner, ServerAction};
+use crate::control::{Access, Done, Owner, ServerAction};
 use crate::format::short_id;
 use crate::tracker::{Phase, PromptRecord, TrackerInput};
 
@@ -105,7 +105,17 @@ pub(super) fn answer(state: &mut State, yes: bool, commands: &mut Vec<Command>) 
     let Some(Overlay::Confirm(confirm)) = state.ui.overlay.take() else {
         return;
     };
-    if yes && let Some(to) = confirm.to {
+    if yes
+        && let Some(to) = confirm.to
+        && (state.access == Access::ReadOnly || state.servers[to].read_only)
+    {
+        let name = crate::text::one_line(&state.servers[to].name).into_owned();
+        notice(
+            state,
+            NoticeKind::Error,
+            format!("{name} is read-only: nothing was requeued"),
+        );
+    } else if yes && let Some(to) = confirm.to {
         let what = match &confirm.action {
             ServerAction::Requeue { from, .. } => short_id(from),
             _ => String::new(),

@@ -180,3 +180,36 @@ fn t_asks_which_other_server_and_brackets_change_it() {
     press(&mut alone, 'T');
     assert!(alone.ui.overlay.is_none());
 }
+
+#[test]
+fn the_server_log_panel_asks_each_server_it_is_switched_to() {
+    let mut state = three_servers();
+    press(&mut state, '1');
+    assert_eq!(press(&mut state, 'L'), vec![Command::FollowServerLog(0)]);
+    let commands = press(&mut state, ']');
+    assert!(
+        commands.contains(&Command::FollowServerLog(1)),
+        "{commands:?}"
+    );
+    // Once asked, not again.
+    press(&mut state, '[');
+    assert!(!press(&mut state, ']').contains(&Command::FollowServerLog(1)));
+}
+
+#[test]
+fn the_log_backlog_goes_before_lines_the_stream_brought_first() {
+    use crate::comfy::protocol::LogEntry;
+    let entry = |t: &str, m: &str| LogEntry {
+        t: t.into(),
+        m: m.into(),
+    };
+    let mut log = super::ServerLog::default();
+    // The stream's first line can come before the backlog's answer.
+    log.add(&[entry("10:00:05", "streamed")], false);
+    log.add(
+        &[entry("10:00:01", "older"), entry("10:00:05", "streamed")],
+        true,
+    );
+    let texts: Vec<&str> = log.lines.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(texts, ["older", "streamed"]);
+}

@@ -79,6 +79,15 @@ pub struct Previews {
 }
 
 impl Previews {
+    /// The same settings with nothing seen: for another server, whose prompts and outputs are
+    /// not this one's (an output name means nothing across servers).
+    pub fn fresh(&self) -> Self {
+        Self {
+            show: self.show,
+            ..Self::new(self.settings.clone(), self.origin)
+        }
+    }
+
     pub fn new(settings: PreviewSettings, origin: Instant) -> Self {
         Self {
             state: PreviewState::new(settings.enabled, settings.fps),

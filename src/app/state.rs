@@ -99,24 +99,29 @@ pub enum LogStream {
 }
 
 impl ServerLog {
-    /// Adds lines of the server's log; `backlog` lines already shown (by their time) are
-    /// skipped, so asking again after a reconnect repeats nothing.
+    /// Adds lines of the server's log; `backlog` lines go before the streamed ones, and those
+    /// already shown are skipped, so asking again after a reconnect repeats nothing.
     pub fn add(&mut self, entries: &[crate::comfy::protocol::LogEntry], backlog: bool) {
-        let newest = self.lines.back().map(|(t, _)| t.clone());
-        for entry in entries {
-            if backlog
-                && newest
-                    .as_ref()
-                    .is_some_and(|t| entry.t.as_str() <= t.as_str())
-            {
-                continue;
-            }
+        let lines = entries.iter().flat_map(|entry| {
             let time = crate::text::one_line(&entry.t).into_owned();
             // ComfyUI flushes whole writes: one entry may hold several lines.
-            for line in entry.m.lines().filter(|l| !l.trim().is_empty()) {
-                let text = crate::text::one_line(line).into_owned();
-                self.lines.push_back((time.clone(), text));
-            }
+            entry
+                .m
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(move |line| (time.clone(), crate::text::one_line(line).into_owned()))
+        });
+        if backlog {
+            // The backlog goes before what the stream brought meanwhile (it may have come
+            // first), without the lines both have.
+            let shown: std::collections::HashSet<&(String, String)> = self.lines.iter().collect();
+            let mut merged: std::collections::VecDeque<(String, String)> =
+                lines.filter(|line| !shown.contains(line)).collect();
+            drop(shown);
+            merged.append(&mut self.lines);
+            self.lines = merged;
+        } else {
+            self.lines.extend(lines);
         }
         while self.lines.len() > SERVER_LOG_KEPT {
             self.lines.pop_front();
@@ -769,6 +774,27 @@ impl State {
         for prompt in tracker.finished().take(AGED_ROWS) {
             if let Some(ago) = self.finished_ago(prompt) {
                 consider(now + time::ago_changes_in(ago));
+            }
+        }
+        // The fleet's rows: each server's running clock, countdown and last outcome's age.
+        if self.ui.fleet.is_some() {
+            for server in &self.servers {
+                if let Some(elapsed) = server.tracker.running().and_then(|p| self.running_for(p)) {
+                    consider(now + time::clock_changes_in(elapsed));
+                }
+                if let Link::Waiting { retry_at, .. } = server.link
+                    && let Some(dt) = time::countdown_changes_in(retry_at - now)
+                {
+                    consider(now + dt);
+                }
+                if let Some(ago) = server
+                    .tracker
+                    .finished()
+                    .next()
+                    .and_then(|p| self.finished_ago(p))
+                {
+                    consider(now + time::ago_changes_in(ago));
+                }
             }
         }
         next

@@ -61,6 +61,15 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     }
     preview::poll(state);
     preview::fetch_output_on_view(state, &mut commands);
+    // The server log panel stays up across a switch of server: the new one is asked too.
+    if state.ui.show_log && state.ui.server_log_shown {
+        let index = state.current;
+        let log = &mut state.servers[index].server_log;
+        if log.stream == LogStream::NotAsked {
+            log.stream = LogStream::Asking;
+            commands.push(Command::FollowServerLog(index));
+        }
+    }
     for index in 0..state.servers.len() {
         if let Some(due) = state.stats_due(index)
             && due <= state.now
@@ -96,6 +105,9 @@ enum Move {
 }
 
 fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
+    if type_into_search(state, &key) {
+        return;
+    }
     // While offline any key retries at once; the retry key does only that. (In the fleet view
     // a key is about the fleet, not the server shown behind it.)
     if state.ui.fleet.is_none()
@@ -107,9 +119,6 @@ fn on_key(state: &mut State, key: KeyEvent, commands: &mut Vec<Command>) {
         {
             return;
         }
-    }
-    if type_into_search(state, &key) {
-        return;
     }
     let context = state.key_context();
     let Some(action) = state.keys.action(context, &key) else {
@@ -201,15 +210,24 @@ fn switch_to(state: &mut State, index: usize) {
     state.ui.queue = Selection::default();
     state.ui.history = Selection::default();
     state.ui.progress_scroll = None;
-    state.previews.output_index = 0;
+    state.previews = state.previews.fresh();
+    // Its status and memory were read on the slow schedule of the servers not shown.
+    let now = state.now;
+    let stats = &mut state.servers[index].stats;
+    stats.due_at = stats.due_at.map(|due| due.min(now));
 }
 
 /// The next (`step` 1) or previous (-1) server, round the list; in the fleet view it moves the
 /// cursor instead.
 fn switch_by(state: &mut State, step: isize) {
     let count = state.servers.len();
-    if let Some(fleet) = &mut state.ui.fleet {
-        fleet.selected = (fleet.selected as isize + step).rem_euclid(count as isize) as usize;
+    if state.ui.fleet.is_some() {
+        let order = state.fleet_order();
+        if let Some(fleet) = &mut state.ui.fleet {
+            let row = order.iter().position(|&i| i == fleet.selected).unwrap_or(0) as isize;
+            let next = (row + step).rem_euclid(count as isize) as usize;
+            fleet.selected = order.get(next).copied().unwrap_or(0);
+        }
         return;
     }
     let next = (state.current as isize + step).rem_euclid(count as isize) as usize;
@@ -557,6 +575,7 @@ fn on_wheel(state: &mut State, panel: Option<Panel>, down: bool) {
 fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &mut Vec<Command>) {
     let now = state.now;
     let shown = index == state.current;
+    let visible = shown || state.ui.fleet.is_some();
     let server = &mut state.servers[index];
     match &event {
         ConnEvent::Frame(frame) => {
@@ -571,7 +590,7 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
                 frame.decoded,
                 Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
             );
-            if shown && (state.ui.show_log || !is_preview) {
+            if visible && (state.ui.show_log || !is_preview) {
                 state.dirty = true;
             }
         }
@@ -763,7 +782,11 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
             );
             state.dirty = true;
         }
-        Reply::Output { image, result } => preview::on_output(state, image, result, commands),
+        // An output fetched for a server no longer shown is nothing to show.
+        Reply::Output { image, result } if index == state.current => {
+            preview::on_output(state, image, result, commands);
+        }
+        Reply::Output { .. } => {}
         Reply::Saved(result) => preview::on_saved(state, result),
         Reply::ServerLog(result) => {
             let log = &mut state.servers[index].server_log;

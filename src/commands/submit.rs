@@ -180,6 +180,12 @@ async fn destination(
         let read_only = target.read_only();
         return Ok((target.server, read_only, None));
     }
+    // A server the config keeps read-only takes nothing; another may.
+    found.retain(|target| !target.read_only());
+    if found.is_empty() {
+        fail("every server named is read-only in the config; nothing was queued");
+        return Err(Exit::NotDone);
+    }
     let mut candidates = Vec::with_capacity(found.len());
     for target in &found {
         let client = ComfyClient::new(target.server.clone()).map_err(|e| {

@@ -136,9 +136,9 @@ fn last_outcome(state: &State, server: &ServerState) -> Span<'static> {
     let Some(last) = server.tracker.finished().next() else {
         return Span::styled("nothing yet", theme::dim());
     };
-    let ago = last
-        .finished_at
-        .map(|at| format!(" {}", time::ago(state.now - at)))
+    let ago = state
+        .finished_ago(last)
+        .map(|secs| format!(" {}", time::ago(secs)))
         .unwrap_or_default();
     match &last.phase {
         Phase::Finished(Outcome::Success) => Span::styled(format!("✓ success{ago}"), theme::good()),

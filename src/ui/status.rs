@@ -191,7 +191,6 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
     );
 }
 
-/// Key hints for what is on screen.
 /// The server bar: every server by number and name, the one shown highlighted, its link as a
 /// mark, and a flag on one that finished or failed something while another was shown.
 pub fn draw_server_bar(state: &State, frame: &mut Frame, area: Rect) {
@@ -220,6 +219,7 @@ pub fn draw_server_bar(state: &State, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// Key hints for what is on screen.
 pub fn draw_footer(state: &State, frame: &mut Frame, area: Rect) {
     let mut hints = state.keys.hints(state.key_context());
     if !state.ui.server_bar {
