@@ -366,8 +366,9 @@ fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c()
     assert!(text.contains("-- reconnecting in "), "{text}");
 }
 
-#[tokio::test]
-async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
+/// Watches the simulator (recording to `record` when given) while a slow-steps prompt queued
+/// under watch's own client id runs to its end; the watch output and the prompt's id.
+async fn follow_own_run(steps: Option<u64>, record: Option<&std::path::Path>) -> (Shared, String) {
     use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
@@ -383,14 +384,18 @@ async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
     let client_id = options.connection.client_id.clone();
     let out = Shared::default();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(options, None, out.clone(), async {
+    let recorder = record.map(|path| Recorder::append(path).unwrap());
+    let task = tokio::spawn(watch(options, recorder, out.clone(), async {
         let _ = stopped.await;
     }));
     out.wait_for("the connection", |o| o.contains("-- connected to "))
         .await;
 
     let path = format!("{REFERENCE}/workflows/slow_steps_full.json");
-    let prompt: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut prompt: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    if let Some(steps) = steps {
+        prompt["1"]["inputs"]["steps"] = json!(steps);
+    }
     let accepted = ComfyClient::new(server)
         .unwrap()
         .submit(&PromptRequest {
@@ -408,7 +413,13 @@ async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     sim.shutdown().await;
+    (out, accepted.prompt_id)
+}
 
+#[tokio::test]
+async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
+    let (out, prompt_id) = follow_own_run(None, None).await;
+    let short: String = prompt_id.chars().take(8).collect();
     let text = out.text();
     for expected in [
         format!("execution_start   prompt {short}"),
@@ -422,57 +433,14 @@ async fn watch_follows_its_own_prompt_on_the_simulator_to_success() {
 
 #[tokio::test]
 async fn a_recording_of_its_own_prompt_replays_where_the_time_went() {
-    use comfy_sim::{SimConfig, SimServer};
-    use comfytop::comfy::api::PromptRequest;
-    use comfytop::comfy::http::ComfyClient;
     use comfytop::comfy::transcript::TranscriptReader;
     use comfytop::watch::replay::{Pace, replay};
 
-    let sim = SimServer::start(SimConfig {
-        step: Duration::from_millis(5),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let server = ServerUrl::parse(&sim.url()).unwrap();
-    let options = options(server.clone(), LineFormat::Human);
-    let client_id = options.connection.client_id.clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("own.jsonl");
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(
-        options,
-        Some(Recorder::append(&path).unwrap()),
-        out.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    out.wait_for("the connection", |o| o.contains("-- connected to "))
-        .await;
-
     // Twenty slow steps against image nodes that take next to nothing.
-    let workflow = format!("{REFERENCE}/workflows/slow_steps_full.json");
-    let mut prompt: Value = serde_json::from_slice(&std::fs::read(workflow).unwrap()).unwrap();
-    prompt["1"]["inputs"]["steps"] = json!(20);
-    let accepted = ComfyClient::new(server)
-        .unwrap()
-        .submit(&PromptRequest {
-            prompt,
-            client_id: Some(client_id),
-            ..PromptRequest::default()
-        })
-        .await
-        .unwrap();
-    let short: String = accepted.prompt_id.chars().take(8).collect();
-    out.wait_for("the end of the run", |o| {
-        o.contains(&format!("executing         prompt {short} done"))
-    })
-    .await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
-    sim.shutdown().await;
+    let (_, prompt_id) = follow_own_run(Some(20), Some(&path)).await;
+    let short: String = prompt_id.chars().take(8).collect();
 
     let mut replayed = Vec::new();
     let mut diagnostics = Vec::new();
@@ -494,7 +462,7 @@ async fn a_recording_of_its_own_prompt_replays_where_the_time_went() {
         )),
         "{summary}"
     );
-    let p = report.tracker.prompt(&accepted.prompt_id).unwrap();
+    let p = report.tracker.prompt(&prompt_id).unwrap();
     let slowest = p.slowest_node().unwrap();
     assert_eq!(slowest.node_id, "1");
     let ran = p.node_timings().iter().filter(|t| !t.cached).count();
