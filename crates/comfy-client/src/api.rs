@@ -1139,6 +1139,29 @@ pub struct RawLogs {
     pub size: Option<super::protocol::TerminalSize>,
 }
 
+/// The version of the comfytop bridge's wire format this client speaks (see
+/// [`super::protocol::Relayed`] and [`super::binary::RELAYED`]).
+pub const BRIDGE_PROTOCOL: u32 = 1;
+
+/// `GET /comfytop/bridge`: the comfytop bridge, a custom node that relays every prompt's
+/// execution events to the clients that ask (`assets/bridge/` in comfytop's source).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BridgeInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub protocol: u32,
+    /// False when it found this ComfyUI lacking a hook it needs; `reason` says which.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub watchers: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

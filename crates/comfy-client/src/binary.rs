@@ -5,7 +5,11 @@
 //! | 1 | u32 image format (1 JPEG, 2 PNG), then the encoded image |
 //! | 3 | u32 N, N bytes node id (UTF-8), then UTF-8 text |
 //! | 4 | u32 M, M bytes JSON metadata, then the encoded image |
+//! | `0x434D5442` ("CMTB") | u32 N, N bytes owner client id (UTF-8), then a whole frame of the types above |
 //!
+//! The last one never comes from ComfyUI itself: the comfytop bridge (a custom node, see
+//! `assets/bridge/`) relays a copy of a frame the server sent to another client, with that
+//! client's id.
 //! Anything else is kept as [`BinaryFrame::Unknown`]. Parsing never panics: a frame that does not
 //! fit its layout is a [`FrameError`] saying why.
 
@@ -15,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const PREVIEW_IMAGE: u32 = 1;
 pub const TEXT: u32 = 3;
 pub const PREVIEW_IMAGE_WITH_METADATA: u32 = 4;
+/// A frame the comfytop bridge relays from another client's prompt ("CMTB").
+pub const RELAYED: u32 = 0x434D_5442;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum BinaryFrame {
@@ -24,6 +30,11 @@ pub enum BinaryFrame {
     ProgressText { node_id: String, text: String },
     /// Any other event type, payload kept (without the 4 type bytes).
     Unknown { event_type: u32, payload: Bytes },
+    /// A copy of a frame ComfyUI sent to the client `owner`, relayed by the comfytop bridge.
+    Relayed {
+        owner: String,
+        frame: Box<BinaryFrame>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +120,8 @@ pub enum FrameError {
     BadUtf8 { what: &'static str },
     #[error("preview metadata is not valid JSON: {0}")]
     BadMetadata(String),
+    #[error("a relayed frame holds another relayed frame")]
+    NestedRelay,
 }
 
 impl BinaryFrame {
@@ -141,10 +154,29 @@ impl BinaryFrame {
                     data: buf,
                 }))
             }
+            RELAYED => {
+                let owner = take_prefixed(&mut buf, "the owner")?;
+                let owner = utf8(owner, "the owner")?;
+                match Self::parse(buf)? {
+                    Self::Relayed { .. } => Err(FrameError::NestedRelay),
+                    frame => Ok(Self::Relayed {
+                        owner,
+                        frame: Box::new(frame),
+                    }),
+                }
+            }
             event_type => Ok(Self::Unknown {
                 event_type,
                 payload: buf,
             }),
+        }
+    }
+
+    /// The frame itself, and whose prompt it came from when the bridge relayed it.
+    pub fn unrelayed(&self) -> (&BinaryFrame, Option<&str>) {
+        match self {
+            Self::Relayed { owner, frame } => (frame, Some(owner)),
+            frame => (frame, None),
         }
     }
 
@@ -155,6 +187,7 @@ impl BinaryFrame {
             Self::Preview(_) => PREVIEW_IMAGE,
             Self::ProgressText { .. } => TEXT,
             Self::Unknown { event_type, .. } => *event_type,
+            Self::Relayed { .. } => RELAYED,
         }
     }
 
@@ -180,6 +213,11 @@ impl BinaryFrame {
                 out.put_slice(text.as_bytes());
             }
             Self::Unknown { payload, .. } => out.put_slice(payload),
+            Self::Relayed { owner, frame } => {
+                out.put_u32(owner.len() as u32);
+                out.put_slice(owner.as_bytes());
+                out.put_slice(&frame.encode());
+            }
         }
         out.freeze()
     }
@@ -242,6 +280,60 @@ mod tests {
     fn empty_and_short_frames_are_errors() {
         assert!(BinaryFrame::parse(Bytes::new()).is_err());
         assert!(BinaryFrame::parse(Bytes::from_static(&[0, 0, 0, 1, 0])).is_err());
+    }
+
+    #[test]
+    fn relayed_frame_round_trips_and_unwraps() {
+        let inner = BinaryFrame::Preview(PreviewImage {
+            format: ImageFormat::Jpeg,
+            metadata: None,
+            data: Bytes::from_static(b"\xff\xd8jpeg"),
+        });
+        let relayed = BinaryFrame::Relayed {
+            owner: "browser-tab".into(),
+            frame: Box::new(inner.clone()),
+        };
+        let wire = relayed.encode();
+        // The layout the bridge writes: type, owner length, owner, then the frame as sent.
+        assert_eq!(&wire[..4], b"CMTB");
+        assert_eq!(&wire[4..8], &11u32.to_be_bytes());
+        assert_eq!(&wire[8..19], b"browser-tab");
+        assert_eq!(wire.slice(19..), inner.encode());
+        let parsed = BinaryFrame::parse(wire).unwrap();
+        assert_eq!(parsed, relayed);
+        assert_eq!(parsed.unrelayed(), (&inner, Some("browser-tab")));
+        assert_eq!(inner.unrelayed(), (&inner, None));
+    }
+
+    #[test]
+    fn a_relay_inside_a_relay_and_a_short_owner_are_errors() {
+        let once = BinaryFrame::Relayed {
+            owner: "a".into(),
+            frame: Box::new(BinaryFrame::ProgressText {
+                node_id: "1".into(),
+                text: "x".into(),
+            }),
+        };
+        let mut twice = BytesMut::new();
+        twice.put_u32(RELAYED);
+        twice.put_u32(1);
+        twice.put_slice(b"b");
+        twice.put_slice(&once.encode());
+        assert_eq!(
+            BinaryFrame::parse(twice.freeze()),
+            Err(FrameError::NestedRelay)
+        );
+        let mut short = BytesMut::new();
+        short.put_u32(RELAYED);
+        short.put_u32(50);
+        short.put_slice(b"abc");
+        assert!(matches!(
+            BinaryFrame::parse(short.freeze()),
+            Err(FrameError::LengthPastEnd {
+                what: "the owner",
+                ..
+            })
+        ));
     }
 
     #[test]

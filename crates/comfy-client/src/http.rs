@@ -324,6 +324,34 @@ impl ComfyClient {
         Ok(())
     }
 
+    /// `GET /comfytop/bridge`: the comfytop bridge, or `None` when the server has none (404).
+    pub async fn bridge_info(&self) -> Result<Option<super::api::BridgeInfo>, HttpError> {
+        let path = ["comfytop", "bridge"];
+        let call = self.call_name(&Method::GET, &path);
+        let request = self.http.get(self.endpoint(&path));
+        let response = self.send_raw(&call, request, self.timeouts.request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            // Read the body so the connection can be reused.
+            let _ = self.body(&call, response, self.timeouts.request).await;
+            return Ok(None);
+        }
+        let response = self.check_status(&call, response).await?;
+        let body = self.body(&call, response, self.timeouts.request).await?;
+        self.decode(&call, &body).map(Some)
+    }
+
+    /// `POST /comfytop/bridge/watch`: the bridge relays every other client's execution events
+    /// and previews to `client_id`'s socket from now on (or no more). It holds while that
+    /// socket does: ask again after each reconnect.
+    pub async fn watch_through_bridge(
+        &self,
+        client_id: &str,
+        enabled: bool,
+    ) -> Result<(), HttpError> {
+        let body = serde_json::json!({ "clientId": client_id, "enabled": enabled });
+        self.post(&["comfytop", "bridge", "watch"], &body).await
+    }
+
     /// `GET /object_info` or `GET /object_info/{class}`: node definitions, kept as JSON.
     pub async fn object_info(&self, class: Option<&str>) -> Result<Value, HttpError> {
         match class {

@@ -29,6 +29,8 @@ pub enum ServerMessage {
     ExecutionError(ExecutionError),
     ExecutionInterrupted(ExecutionInterrupted),
     Logs(Logs),
+    /// A copy of a message ComfyUI sent to another client, relayed by the comfytop bridge.
+    Relayed(Relayed),
     /// A type this client does not know (custom nodes), kept as it came.
     Unknown {
         kind: String,
@@ -92,6 +94,7 @@ impl ServerMessage {
             "execution_error" => Self::ExecutionError(typed(k, data)?),
             "execution_interrupted" => Self::ExecutionInterrupted(typed(k, data)?),
             "logs" => Self::Logs(typed(k, data)?),
+            RELAYED => Self::Relayed(Relayed::from_data(data)?),
             _ => Self::Unknown { kind, data },
         })
     }
@@ -111,6 +114,7 @@ impl ServerMessage {
             Self::ExecutionError(_) => "execution_error",
             Self::ExecutionInterrupted(_) => "execution_interrupted",
             Self::Logs(_) => "logs",
+            Self::Relayed(_) => RELAYED,
             Self::Unknown { kind, .. } => kind,
         }
     }
@@ -134,6 +138,11 @@ impl ServerMessage {
             Self::ExecutionError(m) => to(m),
             Self::ExecutionInterrupted(m) => to(m),
             Self::Logs(m) => to(m),
+            Self::Relayed(m) => serde_json::json!({
+                "owner": m.owner,
+                "type": m.message.kind(),
+                "data": m.message.data(),
+            }),
             Self::Unknown { data, .. } => data.clone(),
         }
     }
@@ -160,7 +169,56 @@ impl ServerMessage {
             Self::ExecutionSuccess(m) => Some(&m.prompt_id),
             Self::ExecutionError(m) => Some(&m.prompt_id),
             Self::ExecutionInterrupted(m) => Some(&m.prompt_id),
+            Self::Relayed(m) => m.message.prompt_id(),
             Self::Status(_) | Self::FeatureFlags(_) | Self::Logs(_) | Self::Unknown { .. } => None,
+        }
+    }
+}
+
+/// The wire name of a message the comfytop bridge relays (see [`Relayed`]).
+pub const RELAYED: &str = "comfytop_bridge";
+
+/// `comfytop_bridge`: `{"owner": <client id>, "type": <event>, "data": <its data>}`, a copy of
+/// an execution event ComfyUI sent to the client `owner`, relayed by the comfytop bridge (a
+/// custom node, see `assets/bridge/`) to the clients that asked to watch every prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relayed {
+    pub owner: String,
+    pub message: Box<ServerMessage>,
+}
+
+impl Relayed {
+    fn from_data(data: Value) -> Result<Self, MessageError> {
+        let bad = |reason: &str| MessageError::BadData {
+            kind: RELAYED.to_string(),
+            reason: reason.to_string(),
+        };
+        let Value::Object(mut fields) = data else {
+            return Err(bad("data is not an object"));
+        };
+        let Some(Value::String(owner)) = fields.remove("owner") else {
+            return Err(bad("no string \"owner\""));
+        };
+        let Some(Value::String(kind)) = fields.remove("type") else {
+            return Err(bad("no string \"type\""));
+        };
+        if kind == RELAYED {
+            return Err(bad("a relayed message holds another relayed message"));
+        }
+        let inner = fields.remove("data").unwrap_or(Value::Null);
+        Ok(Self {
+            owner,
+            message: Box::new(ServerMessage::from_parts(kind, inner)?),
+        })
+    }
+}
+
+impl ServerMessage {
+    /// The message itself, and whose prompt it is about when the bridge relayed it.
+    pub fn unrelayed(&self) -> (&ServerMessage, Option<&str>) {
+        match self {
+            Self::Relayed(r) => (&r.message, Some(&r.owner)),
+            message => (message, None),
         }
     }
 }
@@ -472,5 +530,46 @@ mod tests {
         assert!(ServerMessage::from_json("[1,2]").is_err());
         assert!(ServerMessage::from_json("{}").is_err());
         assert!(ServerMessage::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn a_relayed_message_decodes_its_inner_message_and_owner() {
+        let text = r#"{"type":"comfytop_bridge","data":{"owner":"tab-1","type":"progress","data":{"value":3,"max":20,"prompt_id":"p1","node":"3"}}}"#;
+        let m = ServerMessage::from_json(text).unwrap();
+        assert_eq!(m.kind(), "comfytop_bridge");
+        assert_eq!(m.prompt_id(), Some("p1"));
+        let (inner, owner) = m.unrelayed();
+        assert_eq!(owner, Some("tab-1"));
+        let ServerMessage::Progress(p) = inner else {
+            panic!("not progress: {inner:?}")
+        };
+        assert_eq!((p.value, p.max), (3.0, 20.0));
+        // Written back the way the bridge writes it.
+        assert_eq!(ServerMessage::from_json(&m.to_json()).unwrap(), m);
+        let plain = ServerMessage::from_json(r#"{"type":"status","data":{}}"#).unwrap();
+        assert_eq!(plain.unrelayed(), (&plain, None));
+    }
+
+    #[test]
+    fn a_relayed_message_without_owner_or_inside_another_is_bad_data() {
+        for text in [
+            r#"{"type":"comfytop_bridge","data":{"type":"progress","data":{}}}"#,
+            r#"{"type":"comfytop_bridge","data":{"owner":"a","data":{}}}"#,
+            r#"{"type":"comfytop_bridge","data":[1]}"#,
+            r#"{"type":"comfytop_bridge","data":{"owner":"a","type":"comfytop_bridge","data":{"owner":"b","type":"status","data":{}}}}"#,
+            r#"{"type":"comfytop_bridge","data":{"owner":"a","type":"progress","data":{"value":"x"}}}"#,
+        ] {
+            let err = ServerMessage::from_json(text);
+            assert!(
+                matches!(err, Err(MessageError::BadData { .. })),
+                "{text}: {err:?}"
+            );
+        }
+        // An unknown relayed type is kept, as it would be unrelayed.
+        let m = ServerMessage::from_json(
+            r#"{"type":"comfytop_bridge","data":{"owner":"a","type":"my.node","data":{"k":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.unrelayed().0.kind(), "my.node");
     }
 }
