@@ -154,6 +154,28 @@ pub enum Command {
         #[arg(value_enum)]
         what: ConfigCommand,
     },
+    /// Install the comfytop bridge into a ComfyUI checkout, so that every prompt on that server
+    /// is seen live, whoever queued it (restart ComfyUI afterwards)
+    InstallBridge(InstallBridgeArgs),
+}
+
+/// `comfytop install-bridge`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Over ssh: comfytop install-bridge --print | ssh gpu-box 'cat > ComfyUI/custom_nodes/comfytop_bridge.py'"
+)]
+pub struct InstallBridgeArgs {
+    /// The ComfyUI folder (the one with main.py and custom_nodes/)
+    #[arg(value_name = "COMFYUI_DIR", required_unless_present = "print")]
+    pub comfyui_dir: Option<std::path::PathBuf>,
+
+    /// Write the bridge to stdout instead, to copy it elsewhere (e.g. over ssh)
+    #[arg(long, conflicts_with_all = ["comfyui_dir", "uninstall"])]
+    pub print: bool,
+
+    /// Remove the bridge from COMFYUI_DIR instead
+    #[arg(long)]
+    pub uninstall: bool,
 }
 
 /// `comfytop config ...`.
@@ -316,6 +338,10 @@ pub struct SimArgs {
     /// Make the last server go down and come back now and then (a flaky network)
     #[arg(long)]
     pub flaky: bool,
+
+    /// Behave as a ComfyUI with the comfytop bridge installed (see `comfytop install-bridge`)
+    #[arg(long)]
+    pub bridge: bool,
 }
 
 fn parse_required_header(text: &str) -> Result<(String, String), String> {

@@ -48,6 +48,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Some(Command::Config { what }) => return config_command(*what, config_path.as_ref()),
+        Some(Command::InstallBridge(args)) => return install_bridge(args),
         _ => {}
     }
     let config = match Config::load(config_path.as_ref()) {
@@ -125,6 +126,62 @@ fn config_command(what: ConfigCommand, path: Option<&ConfigPath>) -> Result<Exit
             "the example config",
         ),
     }
+}
+
+/// `comfytop install-bridge`: into a checkout, out of it, or to stdout.
+fn install_bridge(args: &comfytop::cli::InstallBridgeArgs) -> Result<ExitCode> {
+    use comfytop::bridge::{self, Installed};
+    let Some(dir) = args.comfyui_dir.as_deref().filter(|_| !args.print) else {
+        return printed(
+            std::io::Write::write_all(&mut std::io::stdout(), bridge::SOURCE.as_bytes()),
+            "the bridge",
+        );
+    };
+    let version = bridge::version();
+    // A folder's name is the user's, but it may hold anything: never raw to the terminal.
+    let shown =
+        |path: &std::path::Path| comfytop::text::one_line(&path.display().to_string()).into_owned();
+    let done = if args.uninstall {
+        bridge::uninstall(dir)
+    } else {
+        bridge::install(dir)
+    };
+    let restart = "Restart ComfyUI to load it. Then GET /comfytop/bridge on the server answers \
+        with its version, ComfyUI's log has a line beginning 'comfytop bridge', and comfytop \
+        shows 'bridge' in its status bar.";
+    let said = match done {
+        Err(why) => {
+            eprintln!("comfytop: {}", comfytop::text::one_line(&why));
+            return Ok(Exit::Usage.into());
+        }
+        Ok(Installed::New(path)) => {
+            format!(
+                "Installed the comfytop bridge {version} at {}. {restart}",
+                shown(&path)
+            )
+        }
+        Ok(Installed::Updated { path, from }) => format!(
+            "Updated the comfytop bridge at {} from {} to {version}. {restart}",
+            shown(&path),
+            from.as_deref().unwrap_or("another version")
+        ),
+        Ok(Installed::AlreadyThere(path)) => format!(
+            "The comfytop bridge {version} is already installed at {}; nothing changed.",
+            shown(&path)
+        ),
+        Ok(Installed::Removed(path)) => format!(
+            "Removed the comfytop bridge from {}. Restart ComfyUI to unload it.",
+            shown(&path)
+        ),
+        Ok(Installed::NotThere(path)) => {
+            format!(
+                "There is no comfytop bridge at {}; nothing to remove.",
+                shown(&path)
+            )
+        }
+    };
+    println!("{said}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Success once `what` is on stdout, or its reader stopped reading (`comfytop man | head`).
@@ -288,12 +345,17 @@ fn dashboard(targets: Vec<Target>, keys: KeyTable, cli: &Cli) -> Result<ExitCode
 
 #[cfg(feature = "demo")]
 fn simulator(args: &SimArgs) -> Result<ExitCode> {
+    let base = comfy_sim::SimConfig {
+        listen: args.listen,
+        step: args.step(),
+        demo: args.demo,
+        require_header: args.require_header.clone(),
+        outage: None,
+        bridge: args.bridge,
+    };
     runtime()?.block_on(comfy_sim::run_fleet(
-        args.listen,
+        base,
         usize::from(args.servers),
-        args.step(),
-        args.demo,
-        args.require_header.clone(),
         args.flaky,
     ))?;
     Ok(ExitCode::SUCCESS)

@@ -593,6 +593,7 @@ mod tests {
         let sim = Arc::new(Sim::new(
             Duration::from_millis(1),
             "127.0.0.1:0".parse().unwrap(),
+            false,
         ));
         let worker = runtime.spawn(run_worker(sim.clone()));
         let mut runner = TestRunner::new(Config {

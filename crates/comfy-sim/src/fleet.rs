@@ -96,30 +96,17 @@ fn demo_outage(step: Duration) -> Outage {
     }
 }
 
-/// Runs `servers` simulators until Ctrl-C, on consecutive ports from `listen` (port 0: each
-/// picks a free port), with steps varied from `step` as `SimFleet::configs` does. Prints each
-/// one's URL first, one line each, as `run_standalone` does. With `flaky_one`, the last one
-/// goes down now and then (see `Outage`) and comes back on the same port.
-pub async fn run_fleet(
-    listen: SocketAddr,
-    servers: usize,
-    step: Duration,
-    demo: bool,
-    require_header: Option<(String, String)>,
-    flaky_one: bool,
-) -> color_eyre::Result<()> {
+/// Runs `servers` simulators like `base` until Ctrl-C, on consecutive ports from `base.listen`
+/// (port 0: each picks a free port), with steps varied from `base.step` as `SimFleet::configs`
+/// does. Prints each one's URL first, one line each. With `flaky_one`, the last one goes down
+/// now and then (see `Outage`) and comes back on the same port.
+pub async fn run_fleet(base: SimConfig, servers: usize, flaky_one: bool) -> color_eyre::Result<()> {
     if servers == 0 {
         bail!("a fleet needs at least one server");
     }
+    let listen = base.listen;
     let addrs = consecutive(listen, servers)
         .ok_or_else(|| eyre!("{servers} servers from {listen} run past port 65535"))?;
-    let base = SimConfig {
-        listen,
-        step,
-        demo,
-        require_header,
-        outage: None,
-    };
     let mut configs = SimFleet::configs(&base, servers);
     for (config, addr) in configs.iter_mut().zip(addrs) {
         config.listen = addr;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use serde_json::{Map, Value, json};
 
+use super::bridge;
 use super::images;
 use super::ordered::Ordered;
 use super::pyfmt;
@@ -42,7 +43,9 @@ pub(crate) fn router(sim: Arc<Sim>, required: Option<(String, String)>) -> Route
         .route("/object_info", get(object_info))
         .route("/object_info/{node_class}", get(object_info_one))
         .route("/features", get(features))
-        .route("/embeddings", get(|| async { json_response(&json!([])) }));
+        .route("/embeddings", get(|| async { json_response(&json!([])) }))
+        .route("/comfytop/bridge", get(bridge_info))
+        .route("/comfytop/bridge/watch", axum::routing::post(bridge_watch));
     let internal: Router<Arc<Sim>> = Router::new()
         .route("/internal/logs", get(logs_text))
         .route("/internal/logs/raw", get(logs_raw))
@@ -523,6 +526,50 @@ async fn logs_subscribe(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     sim.logs
         .subscribe(&pyfmt::str(client_id), pyfmt::truthy(enabled));
     empty_ok()
+}
+
+/// The comfytop bridge's routes (see [`super::bridge`]); a server without it has neither.
+async fn bridge_info(State(sim): State<Arc<Sim>>) -> Response {
+    match sim.hub.watchers() {
+        Some(watchers) => json_response(&bridge::info(watchers)),
+        None => not_found().await,
+    }
+}
+
+async fn bridge_watch(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    if sim.hub.watchers().is_none() {
+        return not_found().await;
+    }
+    let refused = |status: StatusCode, error: String| {
+        (status, axum::Json(json!({ "error": error }))).into_response()
+    };
+    let Some(Value::Object(map)) = parse_json(&body) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "the body is not a JSON object".into(),
+        );
+    };
+    let Some(Value::String(client_id)) = map.get("clientId") else {
+        return refused(StatusCode::BAD_REQUEST, "no string \"clientId\"".into());
+    };
+    let enabled = map.get("enabled").is_none_or(pyfmt::truthy);
+    match sim.hub.watch(client_id, enabled) {
+        Ok(()) => json_response(&json!({ "watching": enabled, "version": bridge::VERSION })),
+        Err(bridge::WatchRefused::NotConnected) => refused(
+            StatusCode::CONFLICT,
+            format!(
+                "no WebSocket with clientId {client_id} is connected; open /ws?clientId={client_id} first"
+            ),
+        ),
+        Err(bridge::WatchRefused::TooMany) => refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the bridge relays to {} watchers at most",
+                bridge::MAX_WATCHERS
+            ),
+        ),
+        Err(bridge::WatchRefused::NoBridge) => not_found().await,
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bridge;
 pub mod demo;
 mod exec;
 mod fleet;
@@ -56,6 +57,9 @@ pub struct SimConfig {
     pub require_header: Option<(String, String)>,
     /// Go down now and then: a flaky server (see `Outage`).
     pub outage: Option<Outage>,
+    /// Behave as a ComfyUI with the comfytop bridge installed (see `assets/bridge/`): every
+    /// prompt's execution events and previews relayed to the sockets that ask.
+    pub bridge: bool,
 }
 
 /// A recurring network outage. The server is up for `every - down_for`, then down for
@@ -79,6 +83,7 @@ impl Default for SimConfig {
             demo: false,
             require_header: None,
             outage: None,
+            bridge: false,
         }
     }
 }
@@ -92,7 +97,7 @@ impl SimServer {
     pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let sim = Arc::new(Sim::new(config.step, addr));
+        let sim = Arc::new(Sim::new(config.step, addr, config.bridge));
         sim.log("Starting server");
         sim.log(&format!("To see the GUI go to: http://{addr}"));
 
@@ -167,15 +172,4 @@ impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop_tasks();
     }
-}
-
-/// Runs a simulator until Ctrl-C: prints the URL it listens on first (the CLI's
-/// `comfytop sim --listen ADDR --step-ms N [--demo]`). A fleet of one: see `run_fleet`.
-pub async fn run_standalone(
-    listen: SocketAddr,
-    step: Duration,
-    demo: bool,
-    require_header: Option<(String, String)>,
-) -> color_eyre::Result<()> {
-    run_fleet(listen, 1, step, demo, require_header, false).await
 }

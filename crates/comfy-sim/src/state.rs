@@ -237,10 +237,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sim {
-    pub(crate) fn new(step: Duration, listen: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(step: Duration, listen: std::net::SocketAddr, bridge: bool) -> Self {
         Self {
             pace: Pace { step },
-            hub: Hub::default(),
+            hub: if bridge {
+                Hub::with_bridge()
+            } else {
+                Hub::default()
+            },
             logs: LogBook::default(),
             interrupts: Interrupts::new(),
             work_ready: Notify::new(),
@@ -496,7 +500,11 @@ mod tests {
     use super::*;
 
     fn sim() -> Sim {
-        Sim::new(Duration::from_millis(1), "127.0.0.1:0".parse().unwrap())
+        Sim::new(
+            Duration::from_millis(1),
+            "127.0.0.1:0".parse().unwrap(),
+            false,
+        )
     }
 
     fn submit(sim: &Sim, body: Value) -> Submitted {

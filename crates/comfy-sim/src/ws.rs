@@ -60,11 +60,29 @@ async fn serve(sim: Arc<Sim>, mut socket: WebSocket, sid: String, mut cut: watch
         tokio::select! {
             frame = outgoing.recv(), if registered => match frame {
                 Some(frame) => {
-                    let message = match frame {
-                        Outgoing::Text(t) => Message::Text(t.into()),
-                        Outgoing::Binary(b) => Message::Binary(b),
+                    let (message, backlog) = match frame {
+                        Outgoing::Text(t) => (Message::Text(t.into()), None),
+                        Outgoing::Binary(b) => (Message::Binary(b), None),
+                        Outgoing::RelayedText(t, backlog) => (Message::Text(t.into()), Some(backlog)),
+                        Outgoing::RelayedBinary(b, backlog) => (Message::Binary(b), Some(backlog)),
+                        Outgoing::Close(code, reason) => {
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code,
+                                    reason: reason.into(),
+                                })))
+                                .await;
+                            break;
+                        }
                     };
-                    if socket.send(message).await.is_err() {
+                    if let Some(backlog) = &backlog {
+                        backlog.writing();
+                    }
+                    let sent = socket.send(message).await;
+                    if let Some(backlog) = backlog {
+                        backlog.written();
+                    }
+                    if sent.is_err() {
                         break;
                     }
                 }
