@@ -14,8 +14,11 @@ use crate::dashboard::{Beside, DashboardConfig, RunSummary, run_loop};
 /// Runs the dashboard on a simulated server started in-process on a free loopback port, with
 /// demo work flowing through it, instead of the servers `config` names.
 pub async fn run_demo(mut config: DashboardConfig, fleet: bool) -> Result<RunSummary> {
+    // The simulated browser tabs' prompts are seen live through the bridge; in the fleet, half
+    // the boxes have none, to show how those look.
     let base = SimConfig {
         demo: true,
+        bridge: true,
         ..SimConfig::default()
     };
     let mut configs = if fleet {
@@ -23,6 +26,9 @@ pub async fn run_demo(mut config: DashboardConfig, fleet: bool) -> Result<RunSum
     } else {
         vec![base]
     };
+    for config in configs.iter_mut().skip(1).step_by(2) {
+        config.bridge = false;
+    }
     if fleet && let Some(last) = configs.last_mut() {
         // One box of the fleet drops off the network now and then, as real ones do.
         last.outage = Some(Outage {

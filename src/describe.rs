@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::bridge::BridgeLink;
 use crate::comfy::binary::{BinaryFrame, PreviewImage};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::{
@@ -48,14 +49,34 @@ impl NodeTitles for NoTitles {
 /// The `event` name of a decoded frame: the message type for JSON frames, `preview_image` for
 /// binary types 1 and 4, `progress_text` for type 3, `unknown` for other binary types and
 /// `malformed` for frames that do not decode.
+/// A frame the comfytop bridge relayed from another client's prompt is named as the frame
+/// itself.
 pub fn event_name(decoded: &Decoded) -> &str {
     match decoded {
-        Decoded::Message(m) => m.kind(),
-        Decoded::Binary(BinaryFrame::Preview(_)) => "preview_image",
-        Decoded::Binary(BinaryFrame::ProgressText { .. }) => "progress_text",
-        Decoded::Binary(BinaryFrame::Unknown { .. }) => "unknown",
+        Decoded::Message(m) => m.unrelayed().0.kind(),
+        Decoded::Binary(b) => match b.unrelayed().0 {
+            BinaryFrame::Preview(_) => "preview_image",
+            BinaryFrame::ProgressText { .. } => "progress_text",
+            BinaryFrame::Unknown { .. } | BinaryFrame::Relayed { .. } => "unknown",
+        },
         Decoded::Malformed { .. } => "malformed",
     }
+}
+
+/// Whose prompt a frame the bridge relayed is about.
+fn relayed_owner(decoded: &Decoded) -> Option<&str> {
+    match decoded {
+        Decoded::Message(m) => m.unrelayed().1,
+        Decoded::Binary(b) => b.unrelayed().1,
+        Decoded::Malformed { .. } => None,
+    }
+}
+
+/// " · relayed, queued by <client>" for a frame the bridge relayed.
+fn relayed_suffix(owner: Option<&str>) -> String {
+    owner
+        .map(|owner| format!(" · relayed, queued by {}", truncate(&one_line(owner), 40)))
+        .unwrap_or_default()
 }
 
 /// Characters of untrusted data shown in a line before it is cut.
@@ -107,36 +128,42 @@ pub fn connection_line(event: &ConnEvent, server: &ServerUrl) -> String {
 pub fn frame_json(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
     let mut fields = Map::new();
     match &frame.decoded {
-        Decoded::Message(ServerMessage::Unknown { data, .. }) => {
-            // Arbitrary data is nested so it cannot collide with `t` and `event`.
-            fields.insert("data".into(), data.clone());
-        }
-        Decoded::Message(m) => {
-            if let Value::Object(data) = m.data() {
-                fields = data;
+        Decoded::Message(m) => match m.unrelayed().0 {
+            ServerMessage::Unknown { data, .. } => {
+                // Arbitrary data is nested so it cannot collide with `t` and `event`.
+                fields.insert("data".into(), data.clone());
             }
-            if let Some(title) = message_node(m).and_then(|(p, n)| titles.node_title(p, n)) {
-                fields.insert("node_title".into(), title.into());
+            m => {
+                if let Value::Object(data) = m.data() {
+                    fields = data;
+                }
+                if let Some(title) = message_node(m).and_then(|(p, n)| titles.node_title(p, n)) {
+                    fields.insert("node_title".into(), title.into());
+                }
             }
-        }
-        Decoded::Binary(BinaryFrame::Preview(p)) => preview_fields(&mut fields, p, titles),
-        Decoded::Binary(BinaryFrame::ProgressText { node_id, text }) => {
-            fields.insert("node_id".into(), node_id.as_str().into());
-            fields.insert("text".into(), text.as_str().into());
-            if let Some(title) = titles
-                .running_prompt()
-                .and_then(|p| titles.node_title(p, node_id))
-            {
-                fields.insert("node_title".into(), title.into());
+        },
+        Decoded::Binary(b) => match b.unrelayed().0 {
+            BinaryFrame::Preview(p) => preview_fields(&mut fields, p, titles),
+            BinaryFrame::ProgressText { node_id, text } => {
+                fields.insert("node_id".into(), node_id.as_str().into());
+                fields.insert("text".into(), text.as_str().into());
+                if let Some(title) = titles
+                    .running_prompt()
+                    .and_then(|p| titles.node_title(p, node_id))
+                {
+                    fields.insert("node_title".into(), title.into());
+                }
             }
-        }
-        Decoded::Binary(BinaryFrame::Unknown {
-            event_type,
-            payload,
-        }) => {
-            fields.insert("event_type".into(), (*event_type).into());
-            fields.insert("bytes".into(), payload.len().into());
-        }
+            BinaryFrame::Unknown {
+                event_type,
+                payload,
+            } => {
+                fields.insert("event_type".into(), (*event_type).into());
+                fields.insert("bytes".into(), payload.len().into());
+            }
+            // The parser never nests relays.
+            BinaryFrame::Relayed { .. } => {}
+        },
         Decoded::Malformed { error } => {
             fields.insert("error".into(), error.as_str().into());
             fields.insert("kind".into(), raw_kind_name(&frame.raw).into());
@@ -144,6 +171,9 @@ pub fn frame_json(frame: &ReceivedFrame, titles: &impl NodeTitles) -> String {
                 fields.insert("event_type".into(), event_type.into());
             }
         }
+    }
+    if let Some(owner) = relayed_owner(&frame.decoded) {
+        fields.insert("relayed_owner".into(), owner.into());
     }
     terminal_safe_json(&JsonLine {
         t: Some(round_t(frame.t)),
@@ -190,6 +220,46 @@ pub fn connection_json(event: &ConnEvent, server: &ServerUrl) -> String {
         event: name,
         fields,
     })
+}
+
+/// The line for the comfytop bridge on `server` once asked; none while not known.
+pub fn bridge_line(link: &BridgeLink, server: &ServerUrl) -> Option<String> {
+    let text = match link {
+        BridgeLink::Unknown => return None,
+        BridgeLink::Watching { version } => format!(
+            "comfytop bridge {} on {server}: every prompt's events come here",
+            one_line(version)
+        ),
+        BridgeLink::Absent => format!(
+            "no comfytop bridge on {server}: other clients' prompts show without live detail (see comfytop install-bridge)"
+        ),
+        BridgeLink::Unusable(why) => format!("comfytop bridge on {server}: {}", one_line(why)),
+    };
+    Some(finish(format!("{:>9} {text}", "--")))
+}
+
+/// The JSON line for the comfytop bridge on `server`: `{"event":"bridge","state":..}`.
+pub fn bridge_json(link: &BridgeLink, server: &ServerUrl) -> Option<String> {
+    let mut fields = Map::new();
+    fields.insert("server".into(), server.to_string().into());
+    let state = match link {
+        BridgeLink::Unknown => return None,
+        BridgeLink::Watching { version } => {
+            fields.insert("version".into(), version.as_str().into());
+            "watching"
+        }
+        BridgeLink::Absent => "absent",
+        BridgeLink::Unusable(why) => {
+            fields.insert("reason".into(), why.as_str().into());
+            "unusable"
+        }
+    };
+    fields.insert("state".into(), state.into());
+    Some(terminal_safe_json(&JsonLine {
+        t: None,
+        event: "bridge",
+        fields,
+    }))
 }
 
 #[derive(Serialize)]
@@ -300,6 +370,11 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
             format!("prompt {} interrupted{at}", short_id(&e.prompt_id))
         }
         ServerMessage::Logs(l) => logs_line(l),
+        ServerMessage::Relayed(r) => format!(
+            "{}{}",
+            describe_message(&r.message, titles),
+            relayed_suffix(Some(&r.owner))
+        ),
         ServerMessage::Unknown { data, .. } => format!(
             "(unknown type) {}",
             truncate(&one_line(&data.to_string()), EXCERPT)
@@ -438,6 +513,11 @@ fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
             event_type,
             payload,
         } => format!("binary type {event_type}, {} bytes", payload.len()),
+        BinaryFrame::Relayed { owner, frame } => format!(
+            "{}{}",
+            describe_binary(frame, titles),
+            relayed_suffix(Some(owner))
+        ),
     }
 }
 

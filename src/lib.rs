@@ -15,6 +15,7 @@ pub use comfy_client as comfy;
 pub use comfy_client::{FIXTURES, text};
 
 pub mod app;
+pub mod bridge;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -291,6 +291,8 @@ pub struct PromptRecord {
     pub text: VecDeque<(NodeId, String)>,
     /// Execution events were seen for it (full per-node detail).
     pub live: bool,
+    /// Some of them came through the comfytop bridge: queued by another client, seen live.
+    pub relayed: bool,
     node_clock: NodeClock,
     /// Local clock (the `now` given to the tracker).
     pub first_seen: f64,
@@ -323,6 +325,7 @@ impl PromptRecord {
             current_node: None,
             text: VecDeque::new(),
             live: false,
+            relayed: false,
             node_clock: NodeClock::default(),
             first_seen: now,
             started_at: None,
@@ -1189,6 +1192,20 @@ impl Tracker {
                     self.logs.pop_front();
                 }
             }
+            ServerMessage::Relayed(relayed) => {
+                // The owner gets its own copy straight from the server.
+                if relayed.owner == self.our_client_id {
+                    return;
+                }
+                if let Some(id) = relayed.message.prompt_id() {
+                    let record = self.record_mut(now, id);
+                    record.relayed = true;
+                    if record.client_id.is_none() {
+                        record.client_id = Some(relayed.owner.clone());
+                    }
+                }
+                self.on_message(now, *relayed.message, commands);
+            }
             ServerMessage::Unknown { .. } => {}
         }
     }
@@ -1329,6 +1346,11 @@ impl Tracker {
     }
 
     fn on_binary(&mut self, frame: BinaryFrame) {
+        let frame = match frame {
+            BinaryFrame::Relayed { owner, .. } if owner == self.our_client_id => return,
+            BinaryFrame::Relayed { frame, .. } => *frame,
+            frame => frame,
+        };
         // Progress text carries no prompt id: it belongs to whatever runs.
         if let BinaryFrame::ProgressText { node_id, text } = frame
             && let Some(id) = self.running_id()

@@ -43,8 +43,20 @@ fn metadata(format: ImageFormat) -> impl Strategy<Value = PreviewMetadata> {
         )
 }
 
-/// Every kind of frame the server sends: types 1, 3, 4, and any other type.
+/// Every kind of frame the server sends: types 1, 3, 4, any other type, and any of those
+/// relayed by the comfytop bridge.
 fn well_formed_frame() -> impl Strategy<Value = BinaryFrame> {
+    prop_oneof![
+        3 => server_frame(),
+        1 => (".{0,40}", server_frame()).prop_map(|(owner, frame)| BinaryFrame::Relayed {
+            owner,
+            frame: Box::new(frame)
+        }),
+    ]
+}
+
+/// A frame as ComfyUI itself sends it.
+fn server_frame() -> impl Strategy<Value = BinaryFrame> {
     prop_oneof![
         (image_format(), bytes(512)).prop_map(|(format, data)| {
             BinaryFrame::Preview(PreviewImage {
@@ -65,7 +77,9 @@ fn well_formed_frame() -> impl Strategy<Value = BinaryFrame> {
                 })
             }),
         (
-            any::<u32>().prop_filter("a known type", |t| ![1, 3, 4].contains(t)),
+            any::<u32>().prop_filter("a known type", |t| {
+                ![1, 3, 4, comfytop::comfy::binary::RELAYED].contains(t)
+            }),
             bytes(256)
         )
             .prop_map(|(event_type, payload)| BinaryFrame::Unknown {
@@ -125,6 +139,8 @@ proptest! {
             BinaryFrame::ProgressText { node_id, .. } => 8 + node_id.len(),
             BinaryFrame::Preview(_) => wire.len() - preview_data_len(&frame),
             BinaryFrame::Unknown { .. } => 4,
+            // The owner must be whole; what it wraps is checked as a frame of its own.
+            BinaryFrame::Relayed { owner, .. } => 8 + owner.len() + 4,
         };
         if len < header {
             prop_assert!(parsed.is_err(), "cut at {len} of a {header}-byte header: {parsed:?}");

@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// Subscribe to server `.0`'s log stream and read its backlog.
     FollowServerLog(usize),
+    /// Look for the comfytop bridge on server `.0` and register with it (after each connect).
+    JoinBridge(usize),
     /// Tell the user a prompt ended (the bell and/or a desktop notification, as `--notify`
     /// says); the text says which and how.
     Notify(String),

@@ -86,14 +86,23 @@ impl Origin {
 
 /// Who queued `prompt`, for a list column: "you", "comfytop", or another client's id itself
 /// (whole up to a sensible width: ids often differ only at their end).
+/// A prompt seen live through the comfytop bridge is marked `⇄`.
 pub fn origin_column(prompt: &PromptRecord) -> String {
-    match (Origin::of(prompt), &prompt.client_id) {
+    let origin = match (Origin::of(prompt), &prompt.client_id) {
         // Whole: the column cuts it in the middle to its width, so ids that differ at either
         // end still read apart.
         (Origin::OtherClient, Some(id)) => crate::text::one_line(id).into_owned(),
         (origin, _) => origin.short().to_string(),
+    };
+    if prompt.relayed {
+        format!("{RELAYED_MARK} {origin}")
+    } else {
+        origin
     }
 }
+
+/// Marks a prompt another client queued that is seen live through the comfytop bridge.
+pub const RELAYED_MARK: &str = "⇄";
 
 /// A mark and a word for a node's state.
 pub fn node_mark(state: NodeState) -> (&'static str, &'static str) {
@@ -185,6 +194,9 @@ pub fn summary(state: &State, prompt: &PromptRecord) -> String {
         parts.push(format!("#{n}"));
     }
     parts.push(format!("queued by {}", Origin::of(prompt).words()));
+    if prompt.relayed {
+        parts.push("via bridge".to_string());
+    }
     let (_, phase) = phase_mark(&prompt.phase);
     match &prompt.phase {
         Phase::Queued => {

@@ -72,6 +72,8 @@ pub enum Reply {
     Saved(Result<std::path::PathBuf, String>),
     /// The server's log backlog after subscribing, or why either failed.
     ServerLog(Result<crate::comfy::api::RawLogs, String>),
+    /// What became of [`super::Command::JoinBridge`].
+    Bridge(crate::bridge::BridgeLink),
     /// The reply to [`super::Command::Act`]: what was done, or the error as the status line
     /// says it.
     Acted {

@@ -149,7 +149,7 @@ pub fn key_on_view(state: &State) -> Option<PreviewKey> {
             .server()
             .tracker
             .prompt(id)
-            .is_some_and(|p| p.ours && !p.is_finished());
+            .is_some_and(|p| (p.ours || p.relayed) && !p.is_finished());
         (ours_running || has_frames(&key)).then_some(key)
     };
     if let Some(detail) = &state.ui.detail {
@@ -189,8 +189,9 @@ pub fn pane_wanted(state: &State) -> bool {
 }
 
 /// A binary preview frame from the socket: to the worker, never decoded here.
+/// One the comfytop bridge relayed from another client's prompt is taken the same way.
 pub(super) fn on_binary(state: &mut State, frame: &BinaryFrame, commands: &mut Vec<Command>) {
-    let BinaryFrame::Preview(image) = frame else {
+    let BinaryFrame::Preview(image) = frame.unrelayed().0 else {
         return;
     };
     if !state.previews.settings.enabled {
@@ -353,7 +354,10 @@ pub fn preview_of(event: &ConnEvent, prompt_id: &str) -> Option<Bytes> {
     let ConnEvent::Frame(frame) = event else {
         return None;
     };
-    let crate::comfy::Decoded::Binary(BinaryFrame::Preview(image)) = &frame.decoded else {
+    let crate::comfy::Decoded::Binary(binary) = &frame.decoded else {
+        return None;
+    };
+    let BinaryFrame::Preview(image) = binary.unrelayed().0 else {
         return None;
     };
     let frame = PreviewFrame::live(image, Some(prompt_id), Instant::now())?;

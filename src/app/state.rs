@@ -73,6 +73,8 @@ pub struct ServerState {
     pub read_only: bool,
     /// ComfyUI's own log, once asked for (`L`).
     pub server_log: ServerLog,
+    /// The comfytop bridge there: with it, other clients' prompts are seen live too.
+    pub bridge: crate::bridge::BridgeLink,
 }
 
 /// The server's log as the log panel shows it: the backlog (`/internal/logs/raw`) and the lines
@@ -175,6 +177,7 @@ impl ServerState {
             flag: None,
             read_only: false,
             server_log: ServerLog::default(),
+            bridge: crate::bridge::BridgeLink::default(),
         }
     }
 }

@@ -102,7 +102,7 @@ pub fn system_stats() -> SystemStats {
 }
 
 /// A dashboard for `client_id` whose connection came up at `now`, with the replies to its first
-/// fetches given: an empty queue and `history`, and the recorded `/system_stats`.
+/// fetches given: an empty queue and `history`, the recorded `/system_stats`, and no bridge.
 pub fn connected(client_id: &str, now: f64, history: History) -> State {
     let mut state = State::new(url("http://127.0.0.1:8188"), client_id, EPOCH_MS);
     state.ui.width = 120;
@@ -134,6 +134,8 @@ pub fn connected(client_id: &str, now: f64, history: History) -> State {
                 result: Ok(TrackerInput::History(history.clone())),
             },
             Command::FetchSystemStats(0) => Reply::SystemStats(Ok(system_stats())),
+            // The recorded server had no comfytop bridge.
+            Command::JoinBridge(0) => Reply::Bridge(crate::bridge::BridgeLink::Absent),
             other => panic!("unexpected first command {other:?}"),
         };
         update(&mut state, now, Event::Reply(0, reply));

@@ -35,7 +35,7 @@ fn text_frame(json: &str) -> Event {
 }
 
 #[test]
-fn connecting_asks_for_queue_history_and_system_stats() {
+fn connecting_joins_the_bridge_and_asks_for_queue_history_and_system_stats() {
     let mut state = State::new(url("http://x"), "me", 0.0);
     let commands = update(
         &mut state,
@@ -51,6 +51,7 @@ fn connecting_asks_for_queue_history_and_system_stats() {
     assert_eq!(
         commands,
         vec![
+            Command::JoinBridge(0),
             Command::Fetch(0, TrackerCommand::FetchQueue),
             Command::Fetch(
                 0,

@@ -2,6 +2,7 @@
 
 use crossterm::event::KeyEvent;
 
+use crate::bridge::BridgeLink;
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::connection::ConnEvent;
@@ -587,8 +588,9 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
             }
             // Preview images change nothing on screen yet, unless the log shows them.
             let is_preview = matches!(
-                frame.decoded,
-                Decoded::Binary(BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
+                &frame.decoded,
+                Decoded::Binary(b)
+                    if matches!(b.unrelayed().0, BinaryFrame::Preview(_) | BinaryFrame::Unknown { .. })
             );
             if visible && (state.ui.show_log || !is_preview) {
                 state.dirty = true;
@@ -608,6 +610,9 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
                     server.link = Link::Connected { since: now };
                     server.last_error = None;
                     server.stats.due_at = Some(now);
+                    // A registration with the bridge ends with the socket it was made for.
+                    server.bridge = crate::bridge::BridgeLink::Unknown;
+                    commands.push(Command::JoinBridge(index));
                     // A restarted server forgot the subscription; asking again is harmless.
                     if server.server_log.stream == LogStream::Streaming {
                         commands.push(Command::FollowServerLog(index));
@@ -799,6 +804,22 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
                     log.stream = LogStream::Refused(crate::text::one_line(&error).into_owned());
                 }
             }
+            state.dirty = true;
+        }
+        Reply::Bridge(link) => {
+            let server = &mut state.servers[index];
+            let line = match &link {
+                BridgeLink::Watching { version } => Some((
+                    LineKind::Connection,
+                    format!("comfytop bridge {version}: every prompt is seen live"),
+                )),
+                BridgeLink::Unusable(why) => Some((LineKind::Error, why.clone())),
+                BridgeLink::Absent | BridgeLink::Unknown => None,
+            };
+            if let Some((kind, text)) = line {
+                server.log.push(now, kind, text);
+            }
+            server.bridge = link;
             state.dirty = true;
         }
         Reply::Acted { action, result } => {

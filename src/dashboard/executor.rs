@@ -91,6 +91,14 @@ impl Executor {
                     let _ = replies.send((index, Reply::ServerLog(result)));
                 });
             }
+            Command::JoinBridge(index) => {
+                let link = link(index)?;
+                let (client, client_id) = (link.client.clone(), link.client_id.clone());
+                tokio::spawn(async move {
+                    let joined = crate::bridge::join(&client, &client_id).await;
+                    let _ = replies.send((index, Reply::Bridge(joined)));
+                });
+            }
             Command::Reconnect(index) => {
                 if let Some(link) = link(index) {
                     link.connection.retry_now();

@@ -10,6 +10,7 @@ use ratatui::widgets::Paragraph;
 use crate::app::detail::{node_mark, phase_mark, summary, wrap};
 use crate::app::keys::KeyAction;
 use crate::app::{Link, State, time};
+use crate::bridge::BridgeLink;
 use crate::format::{short_id, speed};
 use crate::text::one_line;
 use crate::tracker::{NodeRecord, NodeState, PromptRecord};
@@ -17,9 +18,27 @@ use crate::tracker::{NodeRecord, NodeState, PromptRecord};
 use super::theme;
 use super::widgets::{bar_spans, fit, list_offset, pad, styled, text_panel};
 
-/// What comfytop can honestly say about a prompt another client queued.
-pub const OTHER_CLIENT_NOTE: &str = "Live per-step detail exists only for prompts comfytop \
-queued; this one is followed through /queue, /history and broadcast text.";
+/// What comfytop can honestly say about a prompt another client queued, with no live events:
+/// why, and what would change it.
+pub fn other_client_note(bridge: &BridgeLink) -> String {
+    const FOLLOWED: &str = "this one is followed through /queue, /history and broadcast text.";
+    match bridge {
+        BridgeLink::Watching { .. } => format!(
+            "No live events came for it through the comfytop bridge (ComfyUI sends none for a \
+             prompt queued without a client id, or it began before comfytop joined); {FOLLOWED}"
+        ),
+        BridgeLink::Unusable(why) => {
+            format!("The comfytop bridge cannot be used: {why}. {FOLLOWED}")
+        }
+        BridgeLink::Absent => "ComfyUI sends live detail only to the client that queued a prompt; \
+            this one is followed through /queue and /history. To see every prompt live: \
+            comfytop install-bridge"
+            .to_string(),
+        BridgeLink::Unknown => {
+            format!("Live per-step detail exists only for prompts comfytop queued; {FOLLOWED}")
+        }
+    }
+}
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     let running = state.server().tracker.running();
@@ -111,7 +130,7 @@ fn draw_running(
         spans.push(Span::raw(label));
         lines.push(Line::from(spans));
     } else {
-        for line in wrap(OTHER_CLIENT_NOTE, width, "") {
+        for line in wrap(&other_client_note(&state.server().bridge), width, "") {
             lines.push(Line::from(styled(line, theme::warn())));
         }
     }

@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::app::{Link, NoticeKind, ServerFlag, ServerState, State, time};
+use crate::bridge::BridgeLink;
 use crate::control::Access;
 use crate::text::one_line;
 
@@ -118,6 +119,18 @@ fn segments(state: &State) -> Vec<Segment> {
             Span::styled(format!("system_stats: {error}"), theme::dim()),
             7,
         ));
+    }
+    match &server.bridge {
+        BridgeLink::Watching { .. } => {
+            out.push(Segment::new(Span::styled("bridge", theme::good()), 5));
+        }
+        BridgeLink::Unusable(_) => {
+            out.push(Segment::new(
+                Span::styled("bridge unusable", theme::warn()),
+                5,
+            ));
+        }
+        BridgeLink::Absent | BridgeLink::Unknown => {}
     }
     if server.url.insecure() {
         // Never dropped: nothing vouches for the server while it shows.

@@ -115,6 +115,50 @@ fn other_client() -> State {
     state
 }
 
+/// The same prompt of another client, on a server with the comfytop bridge: its owner's
+/// messages come relayed, as the bridge sends them.
+fn relayed_client() -> State {
+    use crate::comfy::binary::BinaryFrame;
+    use crate::comfy::protocol::{Relayed, ServerMessage};
+    use crate::comfy::{Decoded, RawFrame};
+    let mut state = connected("5f1c9a2e-comfytop", 0.0, History::default());
+    let watching = crate::bridge::BridgeLink::Watching {
+        version: "1.0.0".into(),
+    };
+    update(&mut state, 0.5, Event::Reply(0, Reply::Bridge(watching)));
+    let snapshot = posted_queue("i_second_client_watching");
+    let owner = snapshot.queue_pending[0].client_id().unwrap().to_string();
+    update(&mut state, 1.0, queue_reply(snapshot));
+    for frame in transcript("i_second_client_watching__owner") {
+        if frame.t > 1.5 {
+            break;
+        }
+        let (raw, decoded) = match frame.decoded {
+            Decoded::Message(m) if m.prompt_id().is_some() => {
+                let relayed = ServerMessage::Relayed(Relayed {
+                    owner: owner.clone(),
+                    message: Box::new(m),
+                });
+                (RawFrame::Text(relayed.to_json()), Decoded::Message(relayed))
+            }
+            Decoded::Binary(b @ BinaryFrame::Preview(_)) => {
+                let relayed = BinaryFrame::Relayed {
+                    owner: owner.clone(),
+                    frame: Box::new(b),
+                };
+                (RawFrame::Binary(relayed.encode()), Decoded::Binary(relayed))
+            }
+            // What the bridge does not relay: every client gets it anyway.
+            _ => continue,
+        };
+        let t = 1.0 + frame.t;
+        let frame = crate::comfy::connection::ReceivedFrame { t, raw, decoded };
+        update(&mut state, t, Event::Conn(0, ConnEvent::Frame(frame)));
+    }
+    update(&mut state, 3.0, Event::Tick);
+    state
+}
+
 fn error_detail() -> State {
     let name = "e_execution_error";
     let mut state = connected(&client_id(name), 0.0, History::default());
@@ -180,11 +224,28 @@ fn running_with_progress() {
 fn another_clients_prompt_says_what_cannot_be_known() {
     let mut state = other_client();
     let screen = render(&mut state, 120, 40);
+    // The recorded server has no bridge: say so, and how to get it.
     assert!(
-        screen.contains("Live per-step detail exists only for prompts comfytop"),
+        screen.contains("ComfyUI sends live detail only to the client that queued a"),
         "{screen}"
     );
+    assert!(screen.contains("comfytop install-bridge"), "{screen}");
     snapshot_sizes("other_client", state);
+}
+
+#[test]
+fn another_clients_prompt_seen_through_the_bridge_is_live() {
+    let mut state = relayed_client();
+    let screen = render(&mut state, 120, 40);
+    assert!(screen.contains("│ bridge │"), "{screen}");
+    assert!(
+        screen.contains("queued by another client · via bridge"),
+        "{screen}"
+    );
+    assert!(screen.contains("⇄ lab-i-owner"), "{screen}");
+    assert!(screen.contains("nodes"), "{screen}");
+    assert!(!screen.contains("install-bridge"), "{screen}");
+    snapshot_sizes("relayed_client", state);
 }
 
 #[test]

@@ -175,6 +175,8 @@ impl Write for NamedLines {
 enum Reply {
     Done(TrackerInput),
     Failed(TrackerCommand, String),
+    /// Whether the comfytop bridge relays every prompt to this socket (asked on each connect).
+    Bridge(crate::bridge::BridgeLink),
 }
 
 /// The watch loop: prints every event's lines to `out` (flushed per event) and records frames,
@@ -188,6 +190,7 @@ pub async fn watch<W: Write>(
     let server = options.connection.server.clone();
     let client = ComfyClient::new(server.clone())
         .wrap_err_with(|| format!("cannot set up HTTP for {server}"))?;
+    let client_id = options.connection.client_id.clone();
     let mut watcher = Watcher::new(&options.connection.client_id, options.format)
         .keeping_finished(options.finished_kept);
     let (events_tx, mut events) = mpsc::channel(256);
@@ -206,6 +209,13 @@ pub async fn watch<W: Write>(
                 let Some(event) = event else { break Ok(()) };
                 if let ConnEvent::Connected { .. } = &event {
                     socket_started = Instant::now();
+                    // A registration with the bridge ends with the socket it was made for.
+                    let (client, client_id) = (client.clone(), client_id.clone());
+                    let replies = replies_tx.clone();
+                    tokio::spawn(async move {
+                        let joined = crate::bridge::join(&client, &client_id).await;
+                        let _ = replies.send(Reply::Bridge(joined)).await;
+                    });
                 }
                 if let (Some(recorder), ConnEvent::Frame(frame)) = (&mut recorder, &event)
                     && let Err(e) = recorder.record(frame.t, &frame.raw)
@@ -229,6 +239,7 @@ pub async fn watch<W: Write>(
                     watcher.on_reply(now(), input)
                 }
                 Reply::Failed(command, error) => watcher.on_fetch_failed(now(), command, &error),
+                Reply::Bridge(link) => watcher.on_bridge(&link, &server),
             },
         };
         let Step { lines, commands } = step;

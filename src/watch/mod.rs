@@ -214,6 +214,18 @@ impl Watcher {
 
     /// The connection was lost where no line says so (a recording that goes on on a new
     /// socket): the tracker learns what a live cut tells it.
+    /// What became of joining the comfytop bridge: one line, nothing to fetch.
+    pub fn on_bridge(&self, link: &crate::bridge::BridgeLink, server: &ServerUrl) -> Step {
+        let line = match self.format {
+            LineFormat::Human => describe::bridge_line(link, server),
+            LineFormat::Json => describe::bridge_json(link, server),
+        };
+        Step {
+            lines: line.into_iter().collect(),
+            commands: Vec::new(),
+        }
+    }
+
     pub fn on_connection_lost(&mut self, now: f64) -> Vec<TrackerCommand> {
         self.tracker.handle(now, TrackerInput::Disconnected)
     }
@@ -315,6 +327,7 @@ fn prompt_fields(p: &PromptRecord) -> Map<String, Value> {
     }
     fields.insert("client_id".into(), p.client_id.clone().into());
     fields.insert("ours".into(), p.ours.into());
+    fields.insert("relayed".into(), p.relayed.into());
     if let Some(d) = p.duration().filter(|_| p.is_finished()) {
         fields.insert("duration_s".into(), d.into());
     }
