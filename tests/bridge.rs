@@ -424,3 +424,109 @@ async fn watch_says_when_a_server_has_no_bridge() {
         "{lines:#?}"
     );
 }
+
+/// The dashboard, in a pseudo-terminal, while a browser tab's prompt runs: live through the
+/// bridge where there is one, with the install hint where there is none.
+#[test]
+fn the_dashboard_shows_a_browser_prompt_live_through_the_bridge_or_says_how_to_get_it() {
+    use support::pty::{Answers, PtyApp};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for bridge in [true, false] {
+        // Nominal speed: the prompt runs for seconds, long enough to be seen running.
+        let sim = runtime
+            .block_on(SimServer::start(SimConfig {
+                bridge,
+                ..SimConfig::default()
+            }))
+            .unwrap();
+        let url = sim.url();
+        let mut app = PtyApp::spawn_with(
+            &[&url, "--image-protocol", "none"],
+            &[],
+            120,
+            40,
+            Answers::Status,
+        );
+        app.wait_for("connected", Duration::from_secs(20), |s| {
+            s.contains("● connected")
+        });
+        let request = PromptRequest {
+            prompt: workflow("slow_steps_full.json"),
+            client_id: Some("a-browser-tab".into()),
+            ..Default::default()
+        };
+        runtime.block_on(client(&url).submit(&request)).unwrap();
+        let screen = if bridge {
+            app.wait_for("a relayed prompt", Duration::from_secs(20), |s| {
+                s.contains("queued by another client · via bridge") && s.contains("/6")
+            })
+        } else {
+            app.wait_for("the install hint", Duration::from_secs(20), |s| {
+                s.contains("see every prompt live: comfytop install-bridge")
+            })
+        };
+        assert_eq!(screen.contains("│ bridge │"), bridge, "{screen}");
+        assert_eq!(screen.contains("⇄ a-browser-tab"), bridge, "{screen}");
+        app.send(b"q");
+        assert_eq!(app.wait_exit(Duration::from_secs(20)), 0);
+        drop(sim);
+    }
+}
+
+#[test]
+fn install_bridge_writes_prints_replaces_and_removes_it() {
+    let output = |args: &[&str]| comfytop(args).output().unwrap();
+    let printed = output(&["install-bridge", "--print"]);
+    assert_eq!(printed.status.code(), Some(0));
+    assert!(support::text(&printed.stdout).contains("NODE_CLASS_MAPPINGS = {}"));
+
+    let comfyui = tempfile::tempdir().unwrap();
+    let dir = comfyui.path().to_str().unwrap();
+    let refused = output(&["install-bridge", dir]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        support::text(&refused.stderr).contains("is not a ComfyUI checkout"),
+        "{}",
+        support::text(&refused.stderr)
+    );
+    for file in ["main.py", "server.py", "execution.py"] {
+        std::fs::write(comfyui.path().join(file), "").unwrap();
+    }
+    std::fs::create_dir(comfyui.path().join("custom_nodes")).unwrap();
+    let installed_at = comfyui.path().join("custom_nodes/comfytop_bridge.py");
+
+    let installed = output(&["install-bridge", dir]);
+    assert_eq!(installed.status.code(), Some(0));
+    let said = support::text(&installed.stdout);
+    assert!(
+        said.contains("Installed the comfytop bridge 1.0.0"),
+        "{said}"
+    );
+    assert!(said.contains("Restart ComfyUI"), "{said}");
+    assert_eq!(std::fs::read(&installed_at).unwrap(), printed.stdout);
+
+    let again = output(&["install-bridge", dir]);
+    assert!(support::text(&again.stdout).contains("already installed"));
+    std::fs::write(&installed_at, "VERSION = \"0.1.0\"\n").unwrap();
+    let updated = output(&["install-bridge", dir]);
+    assert!(
+        support::text(&updated.stdout).contains("from 0.1.0 to 1.0.0"),
+        "{}",
+        support::text(&updated.stdout)
+    );
+    assert_eq!(std::fs::read(&installed_at).unwrap(), printed.stdout);
+
+    let removed = output(&["install-bridge", dir, "--uninstall"]);
+    assert_eq!(removed.status.code(), Some(0));
+    assert!(support::text(&removed.stdout).contains("Removed the comfytop bridge"));
+    assert!(!installed_at.exists());
+
+    let both = output(&["install-bridge", dir, "--print"]);
+    assert_eq!(both.status.code(), Some(2), "--print takes no folder");
+    let neither = output(&["install-bridge"]);
+    assert_eq!(
+        neither.status.code(),
+        Some(2),
+        "a folder or --print is needed"
+    );
+}
