@@ -300,6 +300,7 @@ async fn json_watch_gives_one_object_per_line_with_an_event() {
             "prompt",
             "history",
             "fetch_failed",
+            "bridge",
         ]
         .contains(&event["event"].as_str().unwrap());
         assert_eq!(event["t"].is_number(), is_frame, "{event}");
