@@ -429,7 +429,7 @@ async fn watch_says_when_a_server_has_no_bridge() {
 /// bridge where there is one, with the install hint where there is none.
 #[test]
 fn the_dashboard_shows_a_browser_prompt_live_through_the_bridge_or_says_how_to_get_it() {
-    use support::pty::{Answers, PtyApp};
+    use support::pty::PtyApp;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for bridge in [true, false] {
         // Nominal speed: the prompt runs for seconds, long enough to be seen running.
@@ -440,16 +440,7 @@ fn the_dashboard_shows_a_browser_prompt_live_through_the_bridge_or_says_how_to_g
             }))
             .unwrap();
         let url = sim.url();
-        let mut app = PtyApp::spawn_with(
-            &[&url, "--image-protocol", "none"],
-            &[],
-            120,
-            40,
-            Answers::Status,
-        );
-        app.wait_for("connected", Duration::from_secs(20), |s| {
-            s.contains("● connected")
-        });
+        let mut app = PtyApp::connected_dashboard(&url);
         let request = PromptRequest {
             prompt: workflow("slow_steps_full.json"),
             client_id: Some("a-browser-tab".into()),

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::pty::{Answers, PtyApp};
+use support::pty::PtyApp;
 use support::{fast_simulator, run_prompt_from_elsewhere};
 
 #[test]
@@ -15,16 +15,7 @@ fn the_server_log_shows_the_backlog_and_new_lines_and_filters_them() {
     let run_prompt = || run_prompt_from_elsewhere(&runtime, &url);
     // Before the dashboard: in the backlog.
     run_prompt();
-    let mut app = PtyApp::spawn_with(
-        &[&url, "--image-protocol", "none"],
-        &[],
-        120,
-        40,
-        Answers::Status,
-    );
-    app.wait_for("connected", Duration::from_secs(20), |s| {
-        s.contains("● connected")
-    });
+    let mut app = PtyApp::connected_dashboard(&url);
     app.send(b"L");
     app.wait_for("the backlog", Duration::from_secs(10), |s| {
         s.contains("Server log") && s.contains("got prompt") && s.contains("Prompt executed in")

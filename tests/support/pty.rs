@@ -38,6 +38,15 @@ impl PtyApp {
         Self::spawn_answering(args, cols, rows, Answers::Status)
     }
 
+    /// The dashboard on `url` at 120x40 without images, once it says it is connected.
+    pub fn connected_dashboard(url: &str) -> Self {
+        let app = Self::spawn(&[url, "--image-protocol", "none"], 120, 40);
+        app.wait_for("connected", Duration::from_secs(20), |s| {
+            s.contains("● connected")
+        });
+        app
+    }
+
     /// Like [`PtyApp::spawn`], in a terminal that answers as `answers` says.
     pub fn spawn_answering(args: &[&str], cols: u16, rows: u16, answers: Answers) -> Self {
         Self::spawn_with(args, &[], cols, rows, answers)
