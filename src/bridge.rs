@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::comfy::api::BRIDGE_PROTOCOL;
 use crate::comfy::http::ComfyClient;
+use crate::text::one_line;
 
 /// The bridge's source, as `comfytop install-bridge` writes it.
 pub const SOURCE: &str = include_str!("../assets/bridge/comfytop_bridge.py");
@@ -54,14 +55,19 @@ pub async fn join(client: &ComfyClient, client_id: &str) -> BridgeLink {
     let info = match client.bridge_info().await {
         Ok(Some(info)) => info,
         Ok(None) => return BridgeLink::Absent,
-        Err(error) => return BridgeLink::Unusable(format!("could not ask for it: {error}")),
+        Err(error) => {
+            return BridgeLink::Unusable(format!(
+                "could not ask for it: {}",
+                one_line(&error.to_string())
+            ));
+        }
     };
-    let version = crate::text::one_line(&info.version).into_owned();
+    let version = one_line(&info.version).into_owned();
     if !info.enabled {
         let reason = info.reason.as_deref().unwrap_or("no reason given");
         return BridgeLink::Unusable(format!(
             "bridge {version} is disabled: {}",
-            crate::text::one_line(reason)
+            one_line(reason)
         ));
     }
     if info.protocol != BRIDGE_PROTOCOL {
@@ -72,7 +78,10 @@ pub async fn join(client: &ComfyClient, client_id: &str) -> BridgeLink {
     }
     match client.watch_through_bridge(client_id, true).await {
         Ok(()) => BridgeLink::Watching { version },
-        Err(error) => BridgeLink::Unusable(format!("bridge {version} refused to relay: {error}")),
+        Err(error) => BridgeLink::Unusable(format!(
+            "bridge {version} refused to relay: {}",
+            one_line(&error.to_string())
+        )),
     }
 }
 

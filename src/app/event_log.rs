@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use crate::bridge::BridgeLink;
 use crate::comfy::Decoded;
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::ServerMessage;
@@ -65,6 +66,17 @@ impl EventLog {
             _ => LineKind::Connection,
         };
         self.push(at, kind, connection_line(event, server));
+    }
+
+    /// Logs what became of joining the comfytop bridge, as `watch` prints it.
+    pub fn bridge(&mut self, at: f64, link: &BridgeLink, server: &ServerUrl) {
+        let kind = match link {
+            BridgeLink::Unusable(_) => LineKind::Error,
+            _ => LineKind::Connection,
+        };
+        if let Some(line) = crate::describe::bridge_line(link, server) {
+            self.push(at, kind, line);
+        }
     }
 
     /// Logs one received frame as `watch` prints it; `tracker` names the nodes.

@@ -2,7 +2,6 @@
 
 use crossterm::event::KeyEvent;
 
-use crate::bridge::BridgeLink;
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::connection::ConnEvent;
@@ -808,17 +807,7 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
         }
         Reply::Bridge(link) => {
             let server = &mut state.servers[index];
-            let line = match &link {
-                BridgeLink::Watching { version } => Some((
-                    LineKind::Connection,
-                    format!("comfytop bridge {version}: every prompt is seen live"),
-                )),
-                BridgeLink::Unusable(why) => Some((LineKind::Error, why.clone())),
-                BridgeLink::Absent | BridgeLink::Unknown => None,
-            };
-            if let Some((kind, text)) = line {
-                server.log.push(now, kind, text);
-            }
+            server.log.bridge(now, &link, &server.url);
             server.bridge = link;
             state.dirty = true;
         }
