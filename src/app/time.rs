@@ -20,22 +20,31 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-/// How long ago, coarser as it gets older: `5s ago`, `3m ago`, `2h ago`, `4d ago`.
+/// How long ago, coarser as it gets older: `just now`, `3m ago`, `2h ago`, `4d ago`. Never
+/// finer than a minute, so an idle screen showing it is drawn at most once a minute.
 pub fn ago(secs: f64) -> String {
     let s = secs.max(0.0).floor() as u64;
     match s {
-        0..60 => format!("{s}s ago"),
+        0..60 => "just now".to_string(),
         60..3600 => format!("{}m ago", s / 60),
         3600..86400 => format!("{}h ago", s / 3600),
         _ => format!("{}d ago", s / 86400),
     }
 }
 
-/// Seconds from `secs` ago until [`ago`] reads differently.
+/// [`ago`] in at most 7 cells, for a table column: `<1m ago` for `just now`.
+pub fn ago_in_column(secs: f64) -> String {
+    if secs < 60.0 {
+        "<1m ago".to_string()
+    } else {
+        ago(secs)
+    }
+}
+
+/// Seconds from `secs` ago until [`ago`] (or [`ago_in_column`]) reads differently.
 pub fn ago_changes_in(secs: f64) -> f64 {
     let secs = secs.max(0.0);
     let unit = match secs {
-        s if s < 60.0 => 1.0,
         s if s < 3600.0 => 60.0,
         s if s < 86400.0 => 3600.0,
         _ => 86400.0,
@@ -74,15 +83,19 @@ mod tests {
         assert_eq!(clock(725.0), "12:05");
         assert_eq!(clock(3723.0), "1:02:03");
         assert_eq!(duration(12.34), "12.3 s");
-        assert_eq!(ago(5.5), "5s ago");
+        assert_eq!(ago(5.5), "just now");
+        assert_eq!(ago(59.9), "just now");
+        assert_eq!(ago(60.0), "1m ago");
         assert_eq!(ago(185.0), "3m ago");
         assert_eq!(ago(7300.0), "2h ago");
         assert_eq!(ago(4.0 * 86400.0), "4d ago");
+        assert_eq!(ago_in_column(5.0), "<1m ago");
+        assert_eq!(ago_in_column(3599.0), "59m ago");
     }
 
     #[test]
     fn changes_are_scheduled_at_the_next_label_boundary() {
-        assert!((ago_changes_in(5.25) - 0.75).abs() < 1e-9);
+        assert!((ago_changes_in(5.25) - 54.75).abs() < 1e-9);
         assert!((ago_changes_in(61.0) - 59.0).abs() < 1e-9);
         assert!((clock_changes_in(3.0) - 1.0).abs() < 1e-9);
         assert_eq!(countdown(2.1), 3);

@@ -2,7 +2,7 @@
 //! a capped rate. Pure: no threads, no I/O, a clock passed in.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -64,7 +64,7 @@ impl SlotStatus {
         }
     }
 
-    /// One line: `JPEG 512×512 · 41.2 KB · node 13 · 2 s ago`, `decoding…`, or the reason the
+    /// One line: `JPEG 512×512 · 41.2 KB · node 13 · just now`, `decoding…`, or the reason the
     /// image is not shown.
     pub fn describe(&self, now: Instant) -> String {
         let format = match self.format {
@@ -82,17 +82,10 @@ impl SlotStatus {
         if let Some(node) = &self.node_id {
             parts.push(format!("node {node}"));
         }
-        parts.push(age(now.saturating_duration_since(self.received_at)));
+        // As coarse as every other age on screen: a caption never asks for a redraw of its own.
+        let age = now.saturating_duration_since(self.received_at);
+        parts.push(crate::app::time::ago(age.as_secs_f64()));
         parts.join(" · ")
-    }
-}
-
-fn age(elapsed: Duration) -> String {
-    match elapsed.as_secs() {
-        0 => "just now".to_string(),
-        s @ 1..60 => format!("{s} s ago"),
-        s @ 60..3600 => format!("{} min ago", s / 60),
-        s => format!("{} h ago", s / 3600),
     }
 }
 
@@ -286,19 +279,14 @@ mod tests {
             area: ratatui::layout::Size::new(10, 5),
         }));
         for i in 0..40u64 {
-            state.note_submitted(&frame(&format!("p{i}"), t0 + Duration::from_secs(i)));
+            state.note_submitted(&frame(
+                &format!("p{i}"),
+                t0 + std::time::Duration::from_secs(i),
+            ));
         }
         assert_eq!(state.slots.len(), SLOTS_KEPT);
         assert!(state.slot(&on_view).is_some());
         assert!(state.slot(&PreviewKey::Live("p39".into())).is_some());
         assert!(state.slot(&PreviewKey::Live("p1".into())).is_none());
-    }
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(age(Duration::from_millis(900)), "just now");
-        assert_eq!(age(Duration::from_secs(42)), "42 s ago");
-        assert_eq!(age(Duration::from_secs(125)), "2 min ago");
-        assert_eq!(age(Duration::from_secs(7300)), "2 h ago");
     }
 }

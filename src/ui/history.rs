@@ -109,7 +109,10 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     let table_row = |p: &&PromptRecord| {
         let (mark, word) = phase_mark(&p.phase);
         let style = theme::phase(&p.phase);
-        let when = state.finished_ago(p).map(time::ago).unwrap_or_default();
+        let when = state
+            .finished_ago(p)
+            .map(time::ago_in_column)
+            .unwrap_or_default();
         let took = p.duration().map(time::duration).unwrap_or_default();
         let outputs = p.images().count();
         // A removed prompt never ran: its whole row is dimmed.
