@@ -1372,6 +1372,13 @@ impl Tracker {
             // Once, not on every progress event: the pending list can be long.
             self.pending.retain(|p| p != id);
             self.running.push(id.to_string());
+            // A `/queue` reply on its way was asked for before this prompt showed up: it may
+            // not list it, which must not count as the prompt having ended. The next one will.
+            if self.queue_fetch.in_flight {
+                self.unconfirmed
+                    .insert(id.to_string(), self.queue_fetch.issued + 1);
+                self.queue_fetch.again = true;
+            }
         }
     }
 
@@ -2102,6 +2109,43 @@ mod tests {
         assert_eq!(p.phase, Phase::Finished(Outcome::Success));
         assert!(p.images().count() > 0);
         assert!(p.duration().is_some());
+    }
+
+    #[test]
+    fn a_queue_reply_asked_for_before_a_prompts_first_live_event_does_not_end_it() {
+        let mut t = Tracker::new("me");
+        t.handle(
+            0.0,
+            TrackerInput::Connected {
+                sid: Some("me".into()),
+                features: None,
+            },
+        );
+        // The queue is asked for, then the prompt starts before the reply comes.
+        t.handle(
+            0.1,
+            message(r#"{"type":"status","data":{"status":{"exec_info":{"queue_remaining":1}}}}"#),
+        );
+        t.handle(
+            0.2,
+            message(r#"{"type":"execution_start","data":{"prompt_id":"x","timestamp":1}}"#),
+        );
+        let commands = t.handle(0.3, TrackerInput::Queue(QueueSnapshot::default()));
+        assert_eq!(t.prompt("x").unwrap().phase, Phase::Running);
+        assert!(
+            !commands.contains(&TrackerCommand::FetchHistoryItem("x".into())),
+            "{commands:?}"
+        );
+        // The next reply is asked for after it started: not listed there, it is over.
+        assert!(
+            commands.contains(&TrackerCommand::FetchQueue),
+            "{commands:?}"
+        );
+        let commands = t.handle(0.4, TrackerInput::Queue(QueueSnapshot::default()));
+        assert!(
+            commands.contains(&TrackerCommand::FetchHistoryItem("x".into())),
+            "{commands:?}"
+        );
     }
 
     #[test]
