@@ -558,10 +558,11 @@ fn message_node(m: &ServerMessage) -> Option<(&str, &str)> {
 
 /// `3 "Save Image"` when the title is known, else `3`.
 fn node_label(titles: &impl NodeTitles, prompt: Option<&str>, node: &str) -> String {
-    let node = one_line(node);
-    match prompt.and_then(|p| titles.node_title(p, &node)) {
-        Some(title) => format!("{node} \"{}\"", truncate(&one_line(title), 60)),
-        None => node.into_owned(),
+    // Looked up by the id as the server sent it; only what is shown is made safe.
+    let shown = one_line(node);
+    match prompt.and_then(|p| titles.node_title(p, node)) {
+        Some(title) => format!("{shown} \"{}\"", truncate(&one_line(title), 60)),
+        None => shown.into_owned(),
     }
 }
 
@@ -643,6 +644,25 @@ mod tests {
         assert_eq!(json["node_title"], "Slow");
         assert_eq!(json["event"], "executing");
         assert_eq!(json["t"], 1.5);
+    }
+
+    /// Node `1\x1b[31m` of the running prompt `p1` is titled.
+    struct HostileId;
+
+    impl NodeTitles for HostileId {
+        fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {
+            (prompt_id == "p1" && node_id == "1\u{1b}[31m").then_some("Title")
+        }
+    }
+
+    #[test]
+    fn a_node_id_with_controls_is_looked_up_as_sent_and_shown_made_safe() {
+        let executing =
+            text(r#"{"type":"executing","data":{"node":"1\u001b[31m","prompt_id":"p1"}}"#);
+        assert_eq!(
+            frame_line(&executing, &HostileId),
+            "    1.500 executing         prompt p1 node 1 \"Title\""
+        );
     }
 
     #[test]

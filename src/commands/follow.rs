@@ -25,6 +25,9 @@ pub const OFFLINE_LIMIT: Duration = Duration::from_secs(120);
 /// How often the status line is redrawn while nothing arrives (elapsed time, ETA).
 const TICK: Duration = Duration::from_secs(1);
 const BAR_CELLS: usize = 20;
+/// Characters of one line of an error message printed; a longer line is cut, saying how much
+/// was left out.
+const MESSAGE_LINE_CHARS: usize = 1_000;
 /// Off a terminal, a node's steps get a line at each quarter, and also once this many seconds
 /// passed since its last line when the steps moved, so a long node is never silent for minutes.
 const PLAIN_CADENCE: f64 = 2.0;
@@ -588,7 +591,10 @@ pub fn ending_lines(record: &PromptRecord) -> Vec<String> {
                     .exception_message
                     .lines()
                     .filter(|l| !l.trim().is_empty())
-                    .map(|l| format!("  {}", clean(l))),
+                    .map(|l| {
+                        let line = crate::comfy::api::cut_text(&clean(l), MESSAGE_LINE_CHARS);
+                        format!("  {line}")
+                    }),
             );
             lines
         }

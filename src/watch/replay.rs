@@ -18,6 +18,7 @@ use crate::comfy::transcript::{
 };
 use crate::comfy::{Decoded, RawFrame};
 
+use crate::text::{one_line, truncate};
 use crate::tracker::Tracker;
 
 use super::{LineFormat, Stats, Watcher, prompt_outcomes, recorded_input, time_went};
@@ -59,7 +60,12 @@ impl ReplayReport {
         if self.answers > 0 {
             out.push_str(&format!("http answers: {}\n", self.answers));
         }
-        let events: Vec<String> = s.events.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        // Event names are the server's message types: made safe and cut as the lines cut them.
+        let events: Vec<String> = s
+            .events
+            .iter()
+            .map(|(k, n)| format!("{} {n}", truncate(&one_line(k), 40)))
+            .collect();
         if !events.is_empty() {
             out.push_str(&format!("events: {}\n", events.join(", ")));
         }

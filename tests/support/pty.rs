@@ -269,6 +269,11 @@ impl PtyApp {
     pub fn output(&self) -> String {
         String::from_utf8_lossy(&self.raw.lock().unwrap()).into_owned()
     }
+
+    /// Every byte the program wrote so far, exactly.
+    pub fn raw_output(&self) -> Vec<u8> {
+        self.raw.lock().unwrap().clone()
+    }
 }
 
 impl Drop for PtyApp {

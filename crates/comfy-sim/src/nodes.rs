@@ -8,10 +8,11 @@ use image::RgbImage;
 use serde_json::{Map, Value, json};
 
 use super::exec::{Preview, Reporter};
+use super::hub::Target;
 use super::images::{self, Batch, Scene};
 use super::registry::{NodeKind, NodeType};
 use super::state::FileKey;
-use comfy_client::binary::ImageFormat;
+use comfy_client::binary::{BinaryFrame, ImageFormat};
 use comfy_client::protocol::{ImageRef, NodeOutput};
 
 /// A value flowing along a link.
@@ -342,6 +343,7 @@ pub(crate) async fn run(
                 "raise RuntimeError(message)",
             )],
         )),
+        NodeKind::LabSendText => lab_send_text(inputs, rep),
         NodeKind::EmptyImage => {
             let (w, h, n) = (
                 inputs.size("width")?,
@@ -446,6 +448,77 @@ async fn lab_slow_steps(inputs: &Inputs, rep: &mut Reporter) -> Result<NodeResul
         }
     }
     Ok(image_result(vec![final_image]))
+}
+
+/// Sends `text` as progress text, in one frame or split where `split_at` occurs (an escape
+/// sequence can then straddle two frames), then each group of hex bytes in `raw_frames` as a
+/// progress text frame of exactly those bytes, valid UTF-8 or not. With `raise_error` it raises
+/// with `text`, which the traceback shows too, as the source line of a node that has the text
+/// written into its code.
+fn lab_send_text(inputs: &Inputs, rep: &Reporter) -> Result<NodeResult, NodeFailure> {
+    let text = inputs.string("text")?;
+    let split_at = inputs.string("split_at")?;
+    let pieces: Vec<&str> = if split_at.is_empty() {
+        vec![text.as_str()]
+    } else {
+        text.split(split_at.as_str()).collect()
+    };
+    for piece in pieces {
+        rep.text(piece);
+    }
+    for group in inputs.string("raw_frames")?.split_whitespace() {
+        let bytes = hex_bytes(group).ok_or_else(|| {
+            exception(
+                "ValueError",
+                "non-hexadecimal number found in fromhex() arg",
+                &[],
+            )
+        })?;
+        // A type 3 frame as ComfyUI lays it out: the node id with its length, then the text.
+        let mut payload = Vec::with_capacity(4 + rep.node_id.len() + bytes.len());
+        payload.extend_from_slice(&(rep.node_id.len() as u32).to_be_bytes());
+        payload.extend_from_slice(rep.node_id.as_bytes());
+        payload.extend_from_slice(&bytes);
+        let frame = BinaryFrame::Unknown {
+            event_type: comfy_client::binary::TEXT,
+            payload: payload.into(),
+        };
+        rep.sim.hub.send_binary(Target::All, &frame);
+    }
+    if inputs.boolean("raise_error")? {
+        return Err(exception(
+            "RuntimeError",
+            text.clone(),
+            &[(
+                "custom_nodes/comfy_test_nodes/__init__.py",
+                171,
+                "send_text",
+                &format!("raise RuntimeError(\"{text}\")"),
+            )],
+        ));
+    }
+    Ok(NodeResult {
+        outputs: vec![],
+        ui: None,
+    })
+}
+
+/// `bytes.fromhex` for one group of hex digits without spaces.
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    let digits: Option<Vec<u8>> = hex
+        .chars()
+        .map(|c| c.to_digit(16).map(|d| d as u8))
+        .collect();
+    let digits = digits?;
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    Some(
+        digits
+            .chunks(2)
+            .map(|pair| (pair[0] << 4) | pair[1])
+            .collect(),
+    )
 }
 
 async fn lab_long_run(inputs: &Inputs, rep: &mut Reporter) -> Result<NodeResult, NodeFailure> {
@@ -975,6 +1048,15 @@ mod tests {
         );
         assert!(split_prefix("../escape").is_err());
         assert!(split_prefix("/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn hex_groups_become_bytes() {
+        assert_eq!(hex_bytes("1b5dfffe"), Some(vec![0x1b, 0x5d, 0xff, 0xfe]));
+        assert_eq!(hex_bytes(""), Some(vec![]));
+        assert_eq!(hex_bytes("abc"), None);
+        assert_eq!(hex_bytes("zz"), None);
+        assert_eq!(hex_bytes("+1"), None);
     }
 
     #[test]
