@@ -23,8 +23,9 @@ pub use executor::act;
 /// Preview redraws per second unless `--preview-fps` or the config says otherwise.
 pub const DEFAULT_PREVIEW_FPS: u32 = 4;
 
-/// The most frames drawn per second; a burst of events in between is drawn once.
-pub const MAX_FPS: u32 = 20;
+/// The most frames drawn per second; a burst of events in between is drawn once. Ten is
+/// smooth for gauges and counters, and each frame drawn costs CPU here and bytes on the wire.
+pub const MAX_FPS: u32 = 10;
 
 /// One server the dashboard watches.
 #[derive(Debug, Clone)]

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""What the comfytop dashboard costs as a whole process, against the simulated ComfyUI, in a
+120x40 pseudo-terminal: CPU seconds, peak RSS, frames drawn and bytes written to the terminal.
+
+    cargo build --release && python3 benches/whole_process.py
+
+Scenarios (each on a fresh simulator):
+  idle          60 s idle on a fresh server, then a prompt the dashboard queued itself, then
+                the 60 s right after it finished
+  run           a 200-step run with 512 px images and 256 px previews at 20 previews per second,
+                queued by the dashboard itself (its client id): with half-block previews, then
+                with kitty graphics; and the same run followed by a bare Python client that
+                only parses the frames (benches/floor_client.py), as a floor
+  big           10,000 history entries and a 2,000-item queue (from another client)
+  fleet         8 and 32 idle servers
+
+Environment: BIN (default target/release/comfytop), IDLE_SECS (60), STEPS (200), SCENARIOS
+(default "idle run big fleet"). Needs python3 only (no tmux): the terminal is a pty this script
+owns, so every byte the dashboard writes is counted. Frames are counted from the dashboard's
+debug log (`frame drawn`). CPU comes from /proc/PID/stat, peak RSS from VmHWM.
+"""
+
+import fcntl
+import http.client
+import json
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("BIN", os.path.join(HERE, "..", "target", "release", "comfytop"))
+IDLE_SECS = float(os.environ.get("IDLE_SECS", "60"))
+STEPS = int(os.environ.get("STEPS", "200"))
+SCENARIOS = os.environ.get("SCENARIOS", "idle run big fleet").split()
+WORKFLOWS = os.path.join(HERE, "..", "tests", "fixtures", "comfyui-0.3.64", "workflows")
+TICKS = os.sysconf("SC_CLK_TCK")
+COLS, ROWS = 120, 40
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Simulator:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [BIN, "sim", "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        servers = int(args[args.index("--servers") + 1]) if "--servers" in args else 1
+        self.urls = []
+        while len(self.urls) < servers:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("the simulator ended before saying where it listens")
+            self.urls += re.findall(r"http://127\.0\.0\.1:\d+", line)
+        self.url = self.urls[0]
+
+    def call(self, method, path, body=None):
+        host, port = self.url[len("http://") :].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        data = json.dumps(body) if body is not None else None
+        conn.request(method, path, data, {"Content-Type": "application/json"})
+        reply = conn.getresponse().read()
+        conn.close()
+        return json.loads(reply) if reply else None
+
+    def queue_prompt(self, prompt, client_id):
+        return self.call("POST", "/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
+
+    def wait_done(self, prompt_id):
+        while not self.call("GET", f"/history/{prompt_id}"):
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Dashboard:
+    """The dashboard in a pty of COLS x ROWS; counts the bytes it writes, answers nothing."""
+
+    def __init__(self, urls, *args, log="/tmp/comfytop-bench.log"):
+        self.log = log
+        if os.path.exists(log):
+            os.remove(log)
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        env = dict(os.environ, COMFYTOP_LOG="comfytop=debug", TERM="xterm-256color")
+        env.pop("TMUX", None)
+        self.proc = subprocess.Popen(
+            [BIN, *urls, "--log", log, "--notify", "off", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.master = master
+        self.bytes = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        while True:
+            try:
+                ready, _, _ = select.select([self.master], [], [], 1.0)
+                if ready:
+                    chunk = os.read(self.master, 65536)
+                    if not chunk:
+                        return
+                    with self.lock:
+                        self.bytes += len(chunk)
+            except OSError:
+                return
+
+    def sample(self):
+        """CPU seconds, frames drawn and bytes written so far."""
+        with open(self.log, errors="replace") as f:
+            frames = sum(1 for line in f if "frame drawn" in line)
+        with self.lock:
+            written = self.bytes
+        return cpu_seconds(self.proc.pid), frames, written
+
+    def client_id(self):
+        for _ in range(100):
+            with open(self.log, errors="replace") as f:
+                found = re.search(r"client_id=([\w-]+)", f.read())
+            if found:
+                return found.group(1)
+            time.sleep(0.1)
+        raise SystemExit("the dashboard did not log its client id")
+
+    def peak_mib(self):
+        return status_kib(self.proc.pid, "VmHWM") / 1024
+
+    def stop(self):
+        os.write(self.master, b"q")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self.master)
+
+
+def workflow(steps, delay, size=512, preview=256, seed=4242):
+    with open(os.path.join(WORKFLOWS, "slow_steps_full.json")) as f:
+        prompt = json.load(f)
+    for node in prompt.values():
+        if node["class_type"] == "LabSlowSteps":
+            node["inputs"].update(
+                steps=steps, delay=delay, width=size, height=size, preview_size=preview, seed=seed
+            )
+    return prompt
+
+
+ROWS_OUT = []
+
+
+def report(what, cpu, frames, written, seconds, peak):
+    ROWS_OUT.append((what, cpu, frames, written, seconds, peak))
+    print(
+        f"{what:<44} {cpu:6.2f} CPU-s {frames:6d} frames {written / 1024:9.1f} KiB "
+        f"{written / 1024 / max(seconds, 1e-9):7.1f} KiB/s {seconds:6.1f} s  peak {peak:5.1f} MiB",
+        flush=True,
+    )
+
+
+def measure(dash, what, action):
+    c0, f0, b0 = dash.sample()
+    t0 = time.monotonic()
+    action()
+    seconds = time.monotonic() - t0
+    c1, f1, b1 = dash.sample()
+    report(what, c1 - c0, f1 - f0, b1 - b0, seconds, dash.peak_mib())
+
+
+def idle():
+    sim = Simulator("--step-ms", "100")
+    dash = Dashboard([sim.url], "--image-protocol", "halfblocks")
+    time.sleep(5)
+    measure(dash, f"idle {IDLE_SECS:.0f} s, fresh server", lambda: time.sleep(IDLE_SECS))
+    prompt_id = sim.queue_prompt(workflow(20, 0.05), dash.client_id())
+    sim.wait_done(prompt_id)
+    time.sleep(1)
+    measure(dash, f"idle {IDLE_SECS:.0f} s right after a prompt", lambda: time.sleep(IDLE_SECS))
+    dash.stop()
+    sim.stop()
+
+
+def one_run(protocol):
+    # At the nominal 100 ms step a Lab delay of 0.05 s is 50 ms: 20 steps and previews a second.
+    sim = Simulator("--step-ms", "100")
+    dash = Dashboard([sim.url], "--image-protocol", protocol)
+    time.sleep(5)
+    client_id = dash.client_id()
+
+    def run():
+        prompt_id = sim.queue_prompt(workflow(STEPS, 0.05), client_id)
+        sim.wait_done(prompt_id)
+        time.sleep(1)
+
+    measure(dash, f"{STEPS}-step run, 20 previews/s, {protocol}", run)
+    dash.stop()
+    sim.stop()
+
+
+def floor():
+    """The same run, followed by a bare Python client that only parses it."""
+    sim = Simulator("--step-ms", "100")
+    client = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "floor_client.py"), sim.url, "floor-client"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    c0 = cpu_seconds(client.pid)
+    t0 = time.monotonic()
+    prompt_id = sim.queue_prompt(workflow(STEPS, 0.05), "floor-client")
+    sim.wait_done(prompt_id)
+    time.sleep(1)
+    seconds = time.monotonic() - t0
+    c1 = cpu_seconds(client.pid)
+    peak = status_kib(client.pid, "VmHWM") / 1024
+    client.kill()
+    report(f"{STEPS}-step run, bare Python client (floor)", c1 - c0, 0, 0, seconds, peak)
+    sim.stop()
+
+
+def big():
+    sim = Simulator("--step-ms", "1")
+    small = os.path.join(WORKFLOWS, "small_save.json")
+    with open(small) as f:
+        quick = json.load(f)
+    for node in quick.values():
+        if node["class_type"] == "LabSlowSteps":
+            node["inputs"].update(steps=1, delay=0.0)
+    for i in range(10_000):
+        for node in quick.values():
+            if node["class_type"] == "LabSlowSteps":
+                node["inputs"]["seed"] = i
+        sim.queue_prompt(quick, "a-script")
+    while sim.call("GET", "/prompt")["exec_info"]["queue_remaining"]:
+        time.sleep(0.5)
+    # One long prompt runs; 2,000 wait behind it.
+    sim.queue_prompt(workflow(100_000, 0.05, size=64, preview=32), "a-browser-tab")
+    for i in range(2_000):
+        for node in quick.values():
+            if node["class_type"] == "LabSlowSteps":
+                node["inputs"]["seed"] = 20_000 + i
+        sim.queue_prompt(quick, "a-browser-tab")
+    dash = Dashboard([sim.url], "--image-protocol", "halfblocks")
+    measure(dash, "10,000 history + 2,000 queued, first 30 s", lambda: time.sleep(30))
+    dash.stop()
+    sim.stop()
+
+
+def fleet(n):
+    sim = Simulator("--servers", str(n), "--step-ms", "100")
+    dash = Dashboard(sim.urls, "--image-protocol", "halfblocks")
+    time.sleep(10)
+    measure(dash, f"{n} idle servers, {IDLE_SECS:.0f} s", lambda: time.sleep(IDLE_SECS))
+    dash.stop()
+    sim.stop()
+
+
+def main():
+    print(f"comfytop: {subprocess.run([BIN, '--version'], capture_output=True, text=True).stdout.strip()}")
+    print(f"machine: {os.cpu_count()} cores, {os.uname().release}")
+    if "idle" in SCENARIOS:
+        idle()
+    if "run" in SCENARIOS:
+        one_run("halfblocks")
+        one_run("kitty")
+        floor()
+    if "big" in SCENARIOS:
+        big()
+    if "fleet" in SCENARIOS:
+        fleet(8)
+        fleet(32)
+    print()
+    print("| scenario | CPU-s | frames | bytes to terminal | KiB/s | seconds | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for what, cpu, frames, written, seconds, peak in ROWS_OUT:
+        print(
+            f"| {what} | {cpu:.2f} | {frames} | {written / 1024:.1f} KiB | "
+            f"{written / 1024 / max(seconds, 1e-9):.1f} | {seconds:.1f} | {peak:.1f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
