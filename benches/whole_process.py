@@ -262,7 +262,7 @@ def big():
     while sim.call("GET", "/prompt")["exec_info"]["queue_remaining"]:
         time.sleep(0.5)
     # One long prompt runs; 2,000 wait behind it.
-    sim.queue_prompt(workflow(100_000, 0.05, size=64, preview=32), "a-browser-tab")
+    sim.queue_prompt(workflow(10_000, 1.0, size=64, preview=32), "a-browser-tab")
     for i in range(2_000):
         for node in quick.values():
             if node["class_type"] == "LabSlowSteps":
