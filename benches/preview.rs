@@ -166,6 +166,41 @@ fn preview_frame(c: &mut Criterion) {
             })
         });
     }
+
+    // A live stream as the preview worker runs it: each frame the next sampling step, encoded
+    // against the one before (half-blocks keep the colours that barely moved).
+    let decoded: Vec<_> = steps
+        .iter()
+        .map(|jpeg| decode(jpeg, ImageFormat::Jpeg, DecodeLimits::default(), 1024).unwrap())
+        .collect();
+    for (name, protocol) in PROTOCOLS {
+        let renderer = Renderer::fixed(protocol, FONT);
+        let mut last = None;
+        let mut step = 0;
+        c.bench_function(&format!("resize+encode next step/{name}"), |b| {
+            b.iter(|| {
+                step = (step + 1) % decoded.len();
+                renderer
+                    .encode_next(black_box(&decoded[step].image), PANE, &mut last)
+                    .unwrap()
+            })
+        });
+        let mut last = None;
+        let mut step = 0;
+        c.bench_function(&format!("decode+resize+encode next step/{name}"), |b| {
+            b.iter(|| {
+                step = (step + 1) % steps.len();
+                let image = decode(
+                    black_box(&steps[step]),
+                    ImageFormat::Jpeg,
+                    DecodeLimits::default(),
+                    1024,
+                )
+                .unwrap();
+                renderer.encode_next(&image.image, PANE, &mut last).unwrap()
+            })
+        });
+    }
 }
 
 criterion_group!(benches, preview_frame);
