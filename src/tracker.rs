@@ -1624,9 +1624,10 @@ impl Tracker {
             self.history_fetch.window = asked.saturating_mul(2).min(cap);
             self.history_fetch.again = true;
         } else {
-            // Room for twice what was new this time, so the next one overlaps again.
+            // Room for twice what was new this time, so the next one overlaps again; never more
+            // than the prompts kept, which may be fewer than a poll (`clamp` would panic then).
             let new = u32::try_from(returned - known).unwrap_or(u32::MAX);
-            self.history_fetch.window = new.saturating_mul(2).clamp(HISTORY_POLL, cap.max(1));
+            self.history_fetch.window = new.saturating_mul(2).max(HISTORY_POLL).min(cap.max(1));
             // Prompts that left the queue before this fetch was asked for and are not in it.
             let unanswered: Vec<PromptId> = self
                 .awaiting
