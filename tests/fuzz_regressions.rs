@@ -93,4 +93,3 @@ fn a_float_one_unit_off_after_a_round_trip_is_the_same_message() {
         br#"{"data":{"a_x":{"type":[-3.894726051318714e242]}},"type":"feature_flags"}"#,
     );
 }
-

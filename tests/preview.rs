@@ -588,7 +588,10 @@ fn halfblocks_render_a_known_image_into_the_pane() {
         state
             .status_line(&key, t0 + Duration::from_secs(3))
             .unwrap(),
-        format!("PNG 16×16 · {} B · node 3 · just now", quadrants_png().len())
+        format!(
+            "PNG 16×16 · {} B · node 3 · just now",
+            quadrants_png().len()
+        )
     );
 }
 
