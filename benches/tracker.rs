@@ -2,10 +2,15 @@
 //! told to keep them all). What a `/queue` refresh, a `/history` reply and a progress message
 //! cost while that much is held, and the queries the panels make of it.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
+
+use common::{STEPS, graph, prompt_id};
 
 use comfytop::comfy::api::{History, QueueSnapshot};
 use comfytop::comfy::{Decoded, RawFrame};
@@ -14,16 +19,10 @@ use comfytop::tracker::{Tracker, TrackerInput};
 const CLIENT: &str = "5f1c9a2e-comfytop";
 const PENDING: usize = 2_000;
 const FINISHED: usize = 10_000;
-/// Sampler steps of the running prompt.
-const STEPS: u32 = 30;
 /// Rows of a list panel at 120x40, about.
 const SCREEN_ROWS: usize = 38;
 /// Server clock (ms) when the newest history entry ended.
 const NOW_MS: u64 = 1_795_828_739_000;
-
-fn prompt_id(n: usize) -> String {
-    format!("{:08x}-6d1e-4c3b-9a55-{n:012x}", 0x5eed_0000_u32 ^ n as u32)
-}
 
 /// Who queued prompt `n`: one in three is ours, the rest come from two other clients.
 fn owner(n: usize) -> String {
@@ -32,28 +31,6 @@ fn owner(n: usize) -> String {
         1 => "lab-g-2ba58b69".to_string(),
         _ => "e0c6b8f3-1a2d-4c5e-8f90-7a6b5c4d3e2f".to_string(),
     }
-}
-
-/// ComfyUI's default text-to-image graph: seven nodes.
-fn graph(seed: usize) -> Value {
-    json!({
-        "4": {"class_type": "CheckpointLoaderSimple", "_meta": {"title": "Load Checkpoint"},
-              "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        "6": {"class_type": "CLIPTextEncode", "_meta": {"title": "CLIP Text Encode (Prompt)"},
-              "inputs": {"text": "a lighthouse on a cliff at dusk, volumetric light", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "_meta": {"title": "CLIP Text Encode (Negative)"},
-              "inputs": {"text": "blurry, low quality", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage", "_meta": {"title": "Empty Latent Image"},
-              "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
-        "3": {"class_type": "KSampler", "_meta": {"title": "KSampler"},
-              "inputs": {"seed": seed, "steps": STEPS, "cfg": 7.0, "sampler_name": "euler",
-                         "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
-                         "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "8": {"class_type": "VAEDecode", "_meta": {"title": "VAE Decode"},
-              "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "_meta": {"title": "Save Image"},
-              "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}}
-    })
 }
 
 /// A queue item as `/queue` and `/history` send it: `[number, id, graph, extra, outputs]`.
