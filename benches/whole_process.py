@@ -29,6 +29,7 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -98,10 +99,10 @@ class Simulator:
 class Dashboard:
     """The dashboard in a pty of COLS x ROWS; counts the bytes it writes, answers nothing."""
 
-    def __init__(self, urls, *args, log="/tmp/comfytop-bench.log"):
+    def __init__(self, urls, *args):
+        fd, log = tempfile.mkstemp(prefix="comfytop-bench-", suffix=".log")
+        os.close(fd)
         self.log = log
-        if os.path.exists(log):
-            os.remove(log)
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = dict(os.environ, COMFYTOP_LOG="comfytop=debug", TERM="xterm-256color")
@@ -160,6 +161,7 @@ class Dashboard:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         os.close(self.master)
+        os.remove(self.log)
 
 
 def workflow(steps, delay, size=512, preview=256, seed=4242):
