@@ -22,11 +22,15 @@ pub const FILE_NAME: &str = "comfytop_bridge.py";
 
 /// The bridge's version, as its source sets it.
 pub fn version() -> &'static str {
-    SOURCE
+    version_in(SOURCE).unwrap_or("unknown")
+}
+
+/// The version a bridge's source sets (`VERSION = "..."`), if it says.
+fn version_in(source: &str) -> Option<&str> {
+    source
         .lines()
         .find_map(|line| line.strip_prefix("VERSION = "))
         .map(|v| v.trim().trim_matches('"'))
-        .unwrap_or("unknown")
 }
 
 /// What comfytop knows of the bridge on one server.
@@ -154,10 +158,7 @@ pub fn install(comfyui_dir: &Path) -> Result<Installed, String> {
     Ok(match previous {
         None => Installed::New(path),
         Some(old) => Installed::Updated {
-            from: old
-                .lines()
-                .find_map(|line| line.strip_prefix("VERSION = "))
-                .map(|v| v.trim().trim_matches('"').to_string()),
+            from: version_in(&old).map(str::to_string),
             path,
         },
     })
