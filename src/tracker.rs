@@ -745,6 +745,12 @@ pub struct Tracker {
     /// Prompts deleted from the queue before they ran, oldest first: kept apart from
     /// `finished`, so that list is the server's history.
     removed: VecDeque<PromptId>,
+    /// The connection dropped since the last `/queue` reply taken while connected: the queue
+    /// may have changed unseen, by a server restart as much as by a delete.
+    queue_unseen: bool,
+    /// Pending prompts found gone by the first `/queue` after an outage: with no history
+    /// entry, their end is unknown (lost in a restart, or deleted), not "removed".
+    left_unseen: HashSet<PromptId>,
     /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
     news: VecDeque<FinishedNews>,
 }
@@ -772,6 +778,8 @@ impl Tracker {
             item_backlog: VecDeque::new(),
             item_waiting: HashSet::new(),
             removed: VecDeque::new(),
+            queue_unseen: false,
+            left_unseen: HashSet::new(),
             news: VecDeque::new(),
         }
     }
@@ -894,6 +902,7 @@ impl Tracker {
             }
             TrackerInput::Disconnected => {
                 self.connected = false;
+                self.queue_unseen = true;
                 // What ran while the socket was down is never told: the running prompts'
                 // per-node times would be guesses from here on.
                 for id in &self.running {
@@ -1520,6 +1529,7 @@ impl Tracker {
     fn forget(&mut self, id: &str) {
         self.prompts.remove(id);
         self.awaiting.remove(id);
+        self.left_unseen.remove(id);
         self.running.retain(|r| r != id);
     }
 
@@ -1551,7 +1561,19 @@ impl Tracker {
         // newest history, which the next fetch of it answers for.
         let one_by_one = gone.len() <= HISTORY_ITEMS_IN_FLIGHT / 2;
         let answered_by = self.history_fetch.issued;
+        let unseen = self.queue_unseen;
+        if self.connected {
+            self.queue_unseen = false;
+        }
         for id in &gone {
+            if unseen
+                && self
+                    .prompts
+                    .get(id)
+                    .is_some_and(|p| p.phase == Phase::Queued)
+            {
+                self.left_unseen.insert(id.clone());
+            }
             self.awaiting.insert(id.clone(), answered_by);
             if one_by_one {
                 self.request_history_item(id, commands);
@@ -1654,9 +1676,10 @@ impl Tracker {
         let Some(record) = self.prompts.get(id) else {
             return;
         };
+        let left_unseen = self.left_unseen.remove(id);
         let outcome = match record.phase {
-            Phase::Queued => Outcome::Removed,
-            Phase::Running => Outcome::Unknown,
+            Phase::Queued if !left_unseen => Outcome::Removed,
+            Phase::Queued | Phase::Running => Outcome::Unknown,
             Phase::Finished(_) => {
                 // The server has nothing more to say about it.
                 self.awaiting.remove(id);
@@ -2165,6 +2188,46 @@ mod tests {
         );
         assert_eq!(
             t.prompt(&pending_id).unwrap().phase,
+            Phase::Finished(Outcome::Removed)
+        );
+    }
+
+    /// A server restart empties the queue while the connection is down: the pending prompts
+    /// were lost, not deleted, and nothing can tell the two apart afterwards.
+    #[test]
+    fn a_pending_prompt_gone_during_an_outage_ends_unknown() {
+        let mut t = Tracker::new("me");
+        let connected = TrackerInput::Connected {
+            sid: Some("me".into()),
+            features: None,
+        };
+        t.handle(0.0, connected.clone());
+        let snapshot: QueueSnapshot = http_body("get_queue_running_and_pending");
+        let pending = snapshot.pending_in_run_order();
+        let (lost, removed) = (pending[0].prompt_id.clone(), pending[1].prompt_id.clone());
+        let mut after = snapshot.clone();
+        after.queue_pending.retain(|i| i.prompt_id != removed);
+        t.handle(0.5, TrackerInput::Queue(snapshot));
+        // Deleted while we watch: removed.
+        t.handle(0.8, TrackerInput::Queue(after));
+        t.handle(1.0, TrackerInput::Disconnected);
+        t.handle(2.0, connected);
+        t.handle(2.1, TrackerInput::Queue(QueueSnapshot::default()));
+        for id in [&lost, &removed] {
+            t.handle(
+                2.2,
+                TrackerInput::HistoryItem {
+                    prompt_id: id.clone(),
+                    entry: None,
+                },
+            );
+        }
+        assert_eq!(
+            t.prompt(&lost).unwrap().phase,
+            Phase::Finished(Outcome::Unknown)
+        );
+        assert_eq!(
+            t.prompt(&removed).unwrap().phase,
             Phase::Finished(Outcome::Removed)
         );
     }
