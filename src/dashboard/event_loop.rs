@@ -178,6 +178,8 @@ struct Dashboard {
     problems: VecDeque<String>,
     frames_drawn: u64,
     last_draw: Option<Instant>,
+    longest_update: Duration,
+    longest_draw: Duration,
 }
 
 pub(super) async fn run(
@@ -309,6 +311,8 @@ pub(super) async fn run(
         problems: VecDeque::new(),
         frames_drawn: 0,
         last_draw: None,
+        longest_update: Duration::ZERO,
+        longest_draw: Duration::ZERO,
     };
     dashboard.resize_to_terminal();
     let exit = dashboard.run_until_exit().await;
@@ -316,6 +320,8 @@ pub(super) async fn run(
         guard,
         executor,
         frames_drawn,
+        longest_update,
+        longest_draw,
         ..
     } = dashboard;
     drop(guard);
@@ -323,11 +329,21 @@ pub(super) async fn run(
         task.abort();
     }
     let exit = exit?;
-    tracing::info!(?exit, frames_drawn, "dashboard closed");
+    tracing::info!(
+        ?exit,
+        frames_drawn,
+        longest_update_ms = longest_update.as_secs_f64() * 1000.0,
+        longest_draw_ms = longest_draw.as_secs_f64() * 1000.0,
+        "dashboard closed"
+    );
     for link in executor.servers {
         link.connection.close().await;
     }
-    Ok(RunSummary { frames_drawn })
+    Ok(RunSummary {
+        frames_drawn,
+        longest_update,
+        longest_draw,
+    })
 }
 
 impl Dashboard {
@@ -350,6 +366,7 @@ impl Dashboard {
 
     /// Feeds `event` to `update` and runs what it asks for.
     fn apply(&mut self, event: Event) -> Option<Exit> {
+        let started = Instant::now();
         let commands = app::update(&mut self.state, self.clock.now(), event);
         let mut full_size = None;
         for command in commands {
@@ -369,6 +386,8 @@ impl Dashboard {
                 None => {}
             }
         }
+        // The full-size view below waits for a key by design: it is not counted.
+        self.longest_update = self.longest_update.max(started.elapsed());
         let (data, caption, follow) = full_size?;
         let problem = self.show_full_size(&data, &caption, follow.as_deref());
         self.apply(Event::FullViewClosed { problem })
@@ -382,10 +401,12 @@ impl Dashboard {
         if !self.state.dirty || too_soon {
             return Ok(None);
         }
+        let started = Instant::now();
         self.guard
             .terminal
             .draw(|frame| ui::draw(&self.state, frame))
             .wrap_err("cannot draw to the terminal")?;
+        self.longest_draw = self.longest_draw.max(started.elapsed());
         self.last_draw = Some(Instant::now());
         self.frames_drawn += 1;
         tracing::debug!(

@@ -87,6 +87,10 @@ pub fn log_to_file(path: &Path) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
     pub frames_drawn: u64,
+    /// The longest one event took in `update` and the commands it asked for, and the longest
+    /// one frame took to draw and reach the terminal: how long the screen could not react.
+    pub longest_update: std::time::Duration,
+    pub longest_draw: std::time::Duration,
 }
 
 /// Runs the dashboard until the user quits or a signal ends it. The terminal is restored on
