@@ -13,13 +13,19 @@ Scenarios (each on a fresh simulator):
                 only parses the frames (benches/floor_client.py), as a floor
   big           10,000 history entries and a 2,000-item queue (from another client)
   fleet         8 and 32 idle servers
+  soak          a compressed soak, only when asked for (it takes minutes): 50,000 cheap prompts
+                from another client at a 1 ms step, 1 in 10 failing at once, the server's queue
+                kept topped up; the dashboard's RSS at start, middle and end, then its screen read
+                back (queue 0, the last prompt in History)
 
-Environment: BIN (default target/release/comfytop), IDLE_SECS (60), STEPS (200), SCENARIOS
-(default "idle run big fleet"). Needs python3 only (no tmux): the terminal is a pty this script
-owns, so every byte the dashboard writes is counted. Frames are counted from the dashboard's
-debug log (`frame drawn`). CPU comes from /proc/PID/stat, peak RSS from VmHWM.
+Environment: BIN (default target/release/comfytop), IDLE_SECS (60), STEPS (200), SOAK_PROMPTS
+(50000), SCENARIOS (default "idle run big fleet"; the soak runs with SCENARIOS=soak). Needs
+python3 only (no tmux): the terminal is a pty this script owns, so every byte the dashboard
+writes is counted. Frames are counted from the dashboard's debug log (`frame drawn`). CPU comes
+from /proc/PID/stat, peak RSS from VmHWM.
 """
 
+import codecs
 import fcntl
 import http.client
 import json
@@ -38,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("BIN", os.path.join(HERE, "..", "target", "release", "comfytop"))
 IDLE_SECS = float(os.environ.get("IDLE_SECS", "60"))
 STEPS = int(os.environ.get("STEPS", "200"))
+SOAK_PROMPTS = int(os.environ.get("SOAK_PROMPTS", "50000"))
 SCENARIOS = os.environ.get("SCENARIOS", "idle run big fleet").split()
 WORKFLOWS = os.path.join(HERE, "..", "tests", "fixtures", "comfyui-0.3.64", "workflows")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -96,10 +103,61 @@ class Simulator:
         self.proc.wait()
 
 
-class Dashboard:
-    """The dashboard in a pty of COLS x ROWS; counts the bytes it writes, answers nothing."""
+class Screen:
+    """Just enough of a terminal to read back what the dashboard drew: cursor moves, text and
+    clears; colours and everything else are skipped."""
 
-    def __init__(self, urls, *args):
+    TOKEN = re.compile(
+        r"\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\].*?(?:\x07|\x1b\\)|\x1b_.*?\x1b\\"
+        r"|\x1b[^\[\]_]|[^\x1b\r\n]+|\r|\n",
+        re.S,
+    )
+
+    def __init__(self):
+        self.cells = [[" "] * COLS for _ in range(ROWS)]
+        self.row = self.col = 0
+        self.decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        self.pending = ""
+
+    def feed(self, data):
+        text = self.pending + self.decode(data)
+        pos = 0
+        while pos < len(text):
+            m = self.TOKEN.match(text, pos)
+            if not m:
+                if len(text) - pos < 4096:
+                    break  # an escape sequence cut at the end of the chunk: the rest comes next
+                pos += 1
+                continue
+            token, pos = m.group(), m.end()
+            if m.group(2) in ("H", "f"):
+                row, _, col = m.group(1).partition(";")
+                self.row = min(max(int(row or 1), 1), ROWS) - 1
+                self.col = min(max(int(col or 1), 1), COLS) - 1
+            elif m.group(2) == "J" and m.group(1) in ("2", "3"):
+                self.cells = [[" "] * COLS for _ in range(ROWS)]
+            elif m.group(2) == "K":
+                self.cells[self.row][self.col :] = [" "] * (COLS - self.col)
+            elif token == "\r":
+                self.col = 0
+            elif token == "\n":
+                self.row = min(self.row + 1, ROWS - 1)
+            elif token[0] != "\x1b" and self.col < COLS:
+                shown = token[: COLS - self.col]
+                self.cells[self.row][self.col : self.col + len(shown)] = shown
+                self.col += len(token)
+        self.pending = text[pos:]
+
+    def text(self):
+        return "\n".join("".join(row) for row in self.cells)
+
+
+class Dashboard:
+    """The dashboard in a pty of COLS x ROWS; counts the bytes it writes, answers nothing. With
+    screen=True it also keeps what is on the screen (see Screen), at some CPU cost to this
+    script."""
+
+    def __init__(self, urls, *args, screen=False):
         fd, log = tempfile.mkstemp(prefix="comfytop-bench-", suffix=".log")
         os.close(fd)
         self.log = log
@@ -118,6 +176,7 @@ class Dashboard:
         os.close(slave)
         self.master = master
         self.bytes = 0
+        self.screen = Screen() if screen else None
         self.lock = threading.Lock()
         threading.Thread(target=self.read, daemon=True).start()
 
@@ -131,6 +190,8 @@ class Dashboard:
                         return
                     with self.lock:
                         self.bytes += len(chunk)
+                        if self.screen:
+                            self.screen.feed(chunk)
             except OSError:
                 return
 
@@ -153,6 +214,13 @@ class Dashboard:
 
     def peak_mib(self):
         return status_kib(self.proc.pid, "VmHWM") / 1024
+
+    def rss_mib(self):
+        return status_kib(self.proc.pid, "VmRSS") / 1024
+
+    def screen_text(self):
+        with self.lock:
+            return self.screen.text()
 
     def stop(self):
         os.write(self.master, b"q")
@@ -285,6 +353,65 @@ def fleet(n):
     sim.stop()
 
 
+def soak():
+    """SOAK_PROMPTS cheap prompts from another client (as a browser tab would queue them), never
+    more than 200 waiting, so that the simulator sets the pace; 1 in 10 fails at once."""
+    sim = Simulator("--step-ms", "1")
+    dash = Dashboard([sim.url], "--image-protocol", "halfblocks", screen=True)
+    time.sleep(5)
+    with open(os.path.join(WORKFLOWS, "small_save.json")) as f:
+        succeeds = json.load(f)
+    succeeds["1"]["inputs"].update(steps=1, delay=0.0)
+
+    def prompt(i):
+        if i % 10 == 9:
+            return {"1": {"class_type": "LabRaiseError", "inputs": {"message": f"soak {i}"}}}
+        succeeds["1"]["inputs"]["seed"] = i
+        return succeeds
+
+    rss = [dash.rss_mib()]
+    c0, f0, b0 = dash.sample()
+    t0 = time.monotonic()
+    queued = 0
+    while True:
+        waiting = sim.call("GET", "/prompt")["exec_info"]["queue_remaining"]
+        if len(rss) == 1 and queued - waiting >= SOAK_PROMPTS // 2:
+            rss.append(dash.rss_mib())
+        if queued == SOAK_PROMPTS and not waiting:
+            break
+        for _ in range(min(200 - waiting, SOAK_PROMPTS - queued) if waiting < 100 else 0):
+            last = sim.queue_prompt(prompt(queued), "a-browser-tab")
+            queued += 1
+        time.sleep(0.05)
+    seconds = time.monotonic() - t0
+    time.sleep(3)  # the dashboard's last frame
+    rss.append(dash.rss_mib())
+    c1, f1, b1 = dash.sample()
+    report(
+        f"soak: {SOAK_PROMPTS:,} prompts, {SOAK_PROMPTS / seconds:.0f}/s",
+        c1 - c0, f1 - f0, b1 - b0, seconds, dash.peak_mib(),
+    )
+    sim_peak = status_kib(sim.proc.pid, "VmHWM") / 1024
+    print(
+        f"  dashboard RSS start {rss[0]:.1f}, middle {rss[1]:.1f}, end {rss[2]:.1f} MiB; "
+        f"simulator {cpu_seconds(sim.proc.pid):.1f} CPU-s, peak {sim_peak:.1f} MiB; "
+        f"this script {sum(os.times()[:2]):.1f} CPU-s"
+    )
+    screen = dash.screen_text()
+    lines = screen.split("\n")
+    newest = next((lines[i + 1] for i, line in enumerate(lines) if "│outcome" in line), "")
+    checks = {
+        "dashboard alive": dash.proc.poll() is None,
+        "status bar reads queue 0": "│ queue 0 │" in lines[0],
+        f"last prompt {last[:8]} at the top of History": last[:8] in newest,
+    }
+    print("  " + ", ".join(f"{what}: {'yes' if ok else 'NO'}" for what, ok in checks.items()))
+    if not all(checks.values()):
+        print(screen)
+    dash.stop()
+    sim.stop()
+
+
 def main():
     print(f"comfytop: {subprocess.run([BIN, '--version'], capture_output=True, text=True).stdout.strip()}")
     print(f"machine: {os.cpu_count()} cores, {os.uname().release}")
@@ -299,6 +426,8 @@ def main():
     if "fleet" in SCENARIOS:
         fleet(8)
         fleet(32)
+    if "soak" in SCENARIOS:
+        soak()
     print()
     print("| scenario | CPU-s | frames | bytes to terminal | KiB/s | seconds | peak RSS |")
     print("|---|---|---|---|---|---|---|")
