@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
-use ratatui::layout::Size;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Rect, Size};
 use ratatui_image::FontSize;
 use ratatui_image::picker::cap_parser::{Parser, QueryStdioOptions, Response};
 use ratatui_image::picker::{Capability, Picker, ProtocolType};
@@ -37,6 +38,16 @@ const HALFBLOCK_COLOUR_STEP: u8 = 8;
 /// A half-block pixel keeps its previous colour until a channel moves by more than this.
 const HALFBLOCK_STEADY: u8 = 24;
 
+/// What a stream of kitty previews may send, in bytes on the wire per second. Kitty scales an
+/// image to the cells it is placed in, so a frame is sent small, never larger than this allows
+/// at the preview rate (RGBA, base64: 16 bytes for 3 pixels, before any compression), and the
+/// terminal fills the pane with it. Over ssh a live preview then costs what a link can spare.
+pub const KITTY_BYTES_PER_SECOND: u32 = 128 * 1024;
+/// The most pixels a kitty frame is sent with, at any rate: a 256×256 preview.
+const KITTY_FRAME_PIXELS_MAX: u32 = 256 * 256;
+/// The text in ratatui-image's kitty transmission after which the placement's cells go.
+const KITTY_VIRTUAL_PLACEMENT: &str = "a=T,U=1,";
+
 /// Encodes images for one terminal: the protocol, the size of a cell in pixels, and whether the
 /// output passes through tmux. Cheap to clone and `Send`, so a worker thread can own one.
 #[derive(Debug, Clone)]
@@ -48,6 +59,8 @@ pub struct Renderer {
     /// One kitty image id for the whole run: each new frame replaces the last one in the
     /// terminal instead of piling up in its memory.
     kitty_id: u32,
+    /// The most pixels a kitty frame of a stream is sent with (see [`KITTY_BYTES_PER_SECOND`]).
+    kitty_frame_pixels: u32,
 }
 
 impl Renderer {
@@ -103,7 +116,16 @@ impl Renderer {
                 .capabilities()
                 .contains(&Capability::KittyCompression),
             kitty_id: rand::random::<u32>().max(1),
+            kitty_frame_pixels: KITTY_FRAME_PIXELS_MAX,
         }
+    }
+
+    /// Sizes kitty frames for a stream of `fps` previews a second.
+    #[must_use]
+    pub fn for_preview_rate(mut self, fps: u32) -> Self {
+        let per_frame = KITTY_BYTES_PER_SECOND / fps.max(1);
+        self.kitty_frame_pixels = (per_frame / 16 * 3).min(KITTY_FRAME_PIXELS_MAX);
+        self
     }
 
     /// A renderer that needs no terminal: a given protocol and cell size, no tmux. For tests and
@@ -115,6 +137,7 @@ impl Renderer {
             tmux: false,
             kitty_compress: false,
             kitty_id: 1,
+            kitty_frame_pixels: KITTY_FRAME_PIXELS_MAX,
         }
     }
 
@@ -180,17 +203,34 @@ impl Renderer {
             height = (height.div_ceil(2) * 2).min(box_h);
             width = width.min(box_w);
         }
-        // Downscale to the pane's pixel size before encoding: fewer pixels, fewer bytes.
+        let cells = Size::new(
+            cells_for(width, cell_w, area.width),
+            cells_for(height, cell_h, area.height),
+        );
+        if self.protocol == ProtocolType::Kitty {
+            // Sent no larger than the image, nor than the stream allows; the placement gives
+            // the cells to fill (see `fill_kitty_cells`).
+            (width, height) = fit(
+                image.width(),
+                image.height(),
+                width.min(image.width()),
+                height.min(image.height()),
+            );
+            let pixels = f64::from(width) * f64::from(height);
+            let allowed = f64::from(self.kitty_frame_pixels.max(1));
+            if pixels > allowed {
+                let shrink = (allowed / pixels).sqrt();
+                let side = |v: u32| ((f64::from(v) * shrink).floor() as u32).max(1);
+                (width, height) = (side(width), side(height));
+            }
+        }
+        // Downscaled before encoding: fewer pixels, fewer bytes.
         let filter = if image.width() > width || image.height() > height {
             FilterType::Triangle
         } else {
             FilterType::Nearest
         };
         let scaled = image.resize_exact(width, height, filter);
-        let cells = Size::new(
-            cells_for(width, cell_w, area.width),
-            cells_for(height, cell_h, area.height),
-        );
         let encoded = match self.protocol {
             ProtocolType::Halfblocks => {
                 let pixels = steady_colours(scaled.into_rgb8(), last.as_ref());
@@ -206,6 +246,24 @@ impl Renderer {
         };
         encoded.map_err(|e| format!("cannot encode for {}: {e}", self.name()))
     }
+}
+
+/// Tells kitty the cells a preview fills, so that it scales the image sent (smaller than the
+/// pane: see [`KITTY_BYTES_PER_SECOND`]) to them. ratatui-image's transmission, in the first
+/// cell of `area` where a kitty image was just rendered, names the image's pixel size only, and
+/// kitty would show it at that size. Nothing happens when the cell holds no transmission (the
+/// image was sent before).
+pub fn fill_kitty_cells(buf: &mut Buffer, area: Rect) {
+    let Some(cell) = buf.cell_mut(area.as_position()) else {
+        return;
+    };
+    let symbol = cell.symbol();
+    let Some(at) = symbol.find(KITTY_VIRTUAL_PLACEMENT) else {
+        return;
+    };
+    let (head, tail) = symbol.split_at(at + KITTY_VIRTUAL_PLACEMENT.len());
+    let filled = format!("{head}c={},r={},{tail}", area.width, area.height);
+    cell.set_symbol(&filled);
 }
 
 /// The largest size with the aspect ratio of `width`×`height` that fits `box_w`×`box_h`, scaling
@@ -531,6 +589,7 @@ fn settle(choice: ImageProtocol, answers: Option<&TerminalAnswers>, env: &Termin
         tmux: env.tmux,
         kitty_compress: answers.is_some_and(|a| a.kitty_compression),
         kitty_id: rand::random::<u32>().max(1),
+        kitty_frame_pixels: KITTY_FRAME_PIXELS_MAX,
     }
 }
 
@@ -634,6 +693,49 @@ mod tests {
             let encoded = renderer.encode(&image(64, 64), Size::new(40, 20)).unwrap();
             assert_eq!(encoded.size(), Size::new(40, 20), "{protocol:?}");
         }
+    }
+
+    /// The transmission in the first cell of a kitty image rendered into `area`, after
+    /// [`fill_kitty_cells`].
+    fn kitty_transmission(protocol: &Protocol, area: Rect) -> String {
+        let mut buf = Buffer::empty(area);
+        ratatui::widgets::Widget::render(ratatui_image::Image::new(protocol), area, &mut buf);
+        fill_kitty_cells(&mut buf, area);
+        buf[(0, 0)].symbol().to_string()
+    }
+
+    #[test]
+    fn kitty_streams_send_a_small_image_for_the_terminal_to_scale() {
+        let fps = 4;
+        let renderer =
+            Renderer::fixed(ProtocolType::Kitty, FontSize::new(10, 20)).for_preview_rate(fps);
+        let mut last = None;
+        // A 512² preview in 40×20 cells of 10×20 px: the pane is 400×400 px.
+        let protocol = renderer
+            .encode_next(&image(512, 512), Size::new(40, 20), &mut last)
+            .unwrap();
+        assert_eq!(protocol.size(), Size::new(40, 20));
+        let sent = kitty_transmission(&protocol, Rect::new(0, 0, 40, 20));
+        // 128 KiB/s at 4 fps: 32 KiB of base64 a frame, 6,144 RGBA pixels: 78×78.
+        assert!(sent.contains("a=T,U=1,c=40,r=20,"), "{}", &sent[..80]);
+        assert!(sent.contains("s=78,v=78,"), "{}", &sent[..80]);
+        assert!(
+            sent.len() <= (KITTY_BYTES_PER_SECOND / fps) as usize + 1024,
+            "{} bytes",
+            sent.len()
+        );
+        // A small preview goes as it is, never scaled up: the terminal does that.
+        let protocol = renderer
+            .encode_next(&image(64, 32), Size::new(40, 20), &mut last)
+            .unwrap();
+        assert_eq!(protocol.size(), Size::new(40, 10));
+        let sent = kitty_transmission(&protocol, Rect::new(0, 0, 40, 10));
+        assert!(sent.contains("c=40,r=10,") && sent.contains("s=64,v=32,"));
+        // Drawn again, the image is not sent again and the cell is left alone.
+        let mut buf = Buffer::empty(Rect::new(0, 0, 40, 10));
+        ratatui::widgets::Widget::render(ratatui_image::Image::new(&protocol), buf.area, &mut buf);
+        fill_kitty_cells(&mut buf, Rect::new(0, 0, 40, 10));
+        assert!(!buf[(0, 0)].symbol().contains("a=T"));
     }
 
     #[test]

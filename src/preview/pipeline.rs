@@ -202,8 +202,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: PipelineConfig) -> Self {
+    pub fn new(mut config: PipelineConfig) -> Self {
         let limiter = RedrawLimiter::per_second(config.fps);
+        config.renderer = config.renderer.map(|r| r.for_preview_rate(config.fps));
         Self {
             config,
             known: LatestPerKey::new(KEYS_KEPT),
@@ -222,7 +223,7 @@ impl Worker {
 
     /// Encodes with `renderer` from now on (the terminal answered after the worker started).
     pub fn set_renderer(&mut self, renderer: Renderer) {
-        self.config.renderer = Some(renderer);
+        self.config.renderer = Some(renderer.for_preview_rate(self.config.fps));
         self.last_pixels = None;
     }
 

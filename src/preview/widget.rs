@@ -6,8 +6,10 @@ use ratatui::style::{Color, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 use ratatui_image::Image;
+use ratatui_image::protocol::Protocol;
 
 use super::PreviewKey;
+use super::graphics::fill_kitty_cells;
 use super::state::{Condition, PreviewState};
 
 /// Draws the preview of one key in any `Rect`. Drawing only reads the state: the image was
@@ -72,6 +74,9 @@ impl Widget for PreviewPane<'_> {
                     height: size.height,
                 };
                 Image::new(&rendered.protocol).render(centred, buf);
+                if let Protocol::Kitty(_) = &rendered.protocol {
+                    fill_kitty_cells(buf, centred);
+                }
                 return;
             }
         }
