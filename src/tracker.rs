@@ -751,6 +751,9 @@ pub struct Tracker {
     /// Pending prompts found gone by the first `/queue` after an outage: with no history
     /// entry, their end is unknown (lost in a restart, or deleted), not "removed".
     left_unseen: HashSet<PromptId>,
+    /// Finished prompts whose owner lookup failed (see `learn_owner`): asked again on the next
+    /// connect.
+    owner_lookups_failed: HashSet<PromptId>,
     /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
     news: VecDeque<FinishedNews>,
 }
@@ -780,6 +783,7 @@ impl Tracker {
             removed: VecDeque::new(),
             queue_unseen: false,
             left_unseen: HashSet::new(),
+            owner_lookups_failed: HashSet::new(),
             news: VecDeque::new(),
         }
     }
@@ -937,6 +941,12 @@ impl Tracker {
                     // is unknown until a later fetch says (the next status asks again).
                     if self.awaiting.contains_key(&id) {
                         self.finish(now, &id, Outcome::Unknown, None);
+                    } else if self
+                        .prompts
+                        .get(&id)
+                        .is_some_and(PromptRecord::owner_unknown)
+                    {
+                        self.owner_lookups_failed.insert(id);
                     }
                     self.next_history_items(&mut commands);
                 }
@@ -1121,7 +1131,8 @@ impl Tracker {
             .filter(|id| self.prompts.get(*id).is_some_and(PromptRecord::is_finished))
             .cloned()
             .collect();
-        for id in unresolved {
+        let owners: Vec<PromptId> = self.owner_lookups_failed.drain().collect();
+        for id in unresolved.into_iter().chain(owners) {
             self.request_history_item(&id, commands);
         }
     }
@@ -1194,6 +1205,7 @@ impl Tracker {
                 self.record_mut(now, &m.prompt_id)
                     .node_transition(now, None);
                 self.finish(now, &m.prompt_id, outcome, m.timestamp);
+                self.learn_owner(&m.prompt_id, commands);
             }
             ServerMessage::Logs(logs) => {
                 self.logs.extend(logs.entries);
@@ -1530,6 +1542,7 @@ impl Tracker {
         self.prompts.remove(id);
         self.awaiting.remove(id);
         self.left_unseen.remove(id);
+        self.owner_lookups_failed.remove(id);
         self.running.retain(|r| r != id);
     }
 
@@ -2230,6 +2243,38 @@ mod tests {
             t.prompt(&removed).unwrap().phase,
             Phase::Finished(Outcome::Removed)
         );
+    }
+
+    /// Prompts seen only through their live events (they came and went between two reads of
+    /// the queue) have their owner looked up, however they ended, until a lookup succeeds.
+    #[test]
+    fn the_owner_of_a_prompt_seen_only_live_is_looked_up_until_found() {
+        let connected = TrackerInput::Connected {
+            sid: Some("me".into()),
+            features: None,
+        };
+        let ends = [
+            r#"{"type":"execution_success","data":{"prompt_id":"p","timestamp":2}}"#,
+            r#"{"type":"execution_error","data":{"prompt_id":"p","node_id":"1","node_type":"K","executed":[],"exception_message":"x","exception_type":"E","traceback":[],"current_inputs":{},"current_outputs":{},"timestamp":2}}"#,
+            r#"{"type":"execution_interrupted","data":{"prompt_id":"p","node_id":"1","node_type":"K","executed":[],"timestamp":2}}"#,
+        ];
+        for end in ends {
+            let mut t = Tracker::new("me");
+            t.handle(0.0, connected.clone());
+            t.handle(
+                0.1,
+                message(r#"{"type":"execution_start","data":{"prompt_id":"p","timestamp":1}}"#),
+            );
+            let commands = t.handle(0.2, message(end));
+            let lookup = TrackerCommand::FetchHistoryItem("p".into());
+            assert!(commands.contains(&lookup), "{end}: {commands:?}");
+            assert!(t.prompt("p").unwrap().owner_unknown());
+            // The lookup fails (a cut): it is made again on the next connect.
+            t.handle(0.3, TrackerInput::FetchFailed(lookup.clone()));
+            t.handle(0.4, TrackerInput::Disconnected);
+            let commands = t.handle(0.5, connected.clone());
+            assert!(commands.contains(&lookup), "{end}: {commands:?}");
+        }
     }
 
     #[test]
