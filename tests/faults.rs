@@ -69,6 +69,8 @@ const ROTATION: [Plan; 9] = [
 #[derive(Debug, Clone)]
 struct Queued {
     id: String,
+    /// The client id it was queued under.
+    owner: &'static str,
     plan: Plan,
     /// The final state the server's history gives (`None`: not in it), read once the prompt
     /// has left the queue.
@@ -213,6 +215,7 @@ async fn runs_under_fire(
             let id = submit(&server, prompt, owner).await;
             queued.push(Queued {
                 id,
+                owner,
                 plan,
                 truth: None,
             });
@@ -320,6 +323,7 @@ async fn queue_to_lose(server: &ComfyClient) -> Vec<Queued> {
         let id = submit(server, graph(Plan::LostInRestart, 7), owner).await;
         queued.push(Queued {
             id,
+            owner,
             plan: Plan::LostInRestart,
             truth: None,
         });
@@ -341,6 +345,7 @@ async fn restart(server: SimHandle) -> (SimHandle, Vec<Queued>) {
         let entry = support::until_finished(&new, &id).await;
         queued.push(Queued {
             id,
+            owner,
             plan: Plan::Succeed,
             truth: Some(outcome_in_history(&entry)),
         });
@@ -443,15 +448,27 @@ fn accepted(prompt: &Queued) -> (&'static [&'static str], &'static [char]) {
     }
 }
 
-/// The mark of the History row that shows `id`'s first eight characters, if one does.
-fn history_mark(screen: &str, id: &str) -> Option<char> {
+/// The History row that shows `id`'s first eight characters, if one does.
+fn history_row<'s>(screen: &'s str, id: &str) -> Option<&'s str> {
     let short = &id[..8];
     screen
         .lines()
         .flat_map(|line| line.split('│'))
         .map(str::trim)
         .filter(|cell| cell.contains(short))
-        .find_map(|cell| cell.chars().next().filter(|c| "✓✗■−?".contains(*c)))
+        .find(|cell| cell.starts_with(['✓', '✗', '■', '−', '?']))
+}
+
+fn history_mark(screen: &str, id: &str) -> Option<char> {
+    history_row(screen, id).and_then(|row| row.chars().next())
+}
+
+/// Whether a History row names who queued the prompt, as its "by" column does.
+fn shows_owner(row: &str, prompt: &Queued) -> bool {
+    match prompt.owner {
+        DASHBOARD_ID => row.ends_with(" you"),
+        _ => row.ends_with("a-br…tab"),
+    }
 }
 
 /// `longest_update_ms=1.23` from the dashboard's closing log line.
@@ -564,9 +581,14 @@ fn every_prompt_ends_true_through_cuts_garbage_stalls_and_a_restart() {
         must_show
             .iter()
             .filter_map(|p| {
-                let mark = history_mark(screen, &p.id);
-                let right = mark.is_some_and(|mark| accepted(p).1.contains(&mark));
-                (!right).then(|| format!("{p:?} shown as {mark:?}"))
+                let row = history_row(screen, &p.id);
+                let right = row.is_some_and(|row| {
+                    row.chars()
+                        .next()
+                        .is_some_and(|mark| accepted(p).1.contains(&mark))
+                        && shows_owner(row, p)
+                });
+                (!right).then(|| format!("{p:?} shown as {row:?}"))
             })
             .collect()
     };
