@@ -224,13 +224,13 @@ impl Renderer {
                 (width, height) = (side(width), side(height));
             }
         }
-        // Downscaled before encoding: fewer pixels, fewer bytes.
-        let filter = if image.width() > width || image.height() > height {
-            FilterType::Triangle
+        // Downscaled before encoding: fewer pixels, fewer bytes. Averaging the pixels each
+        // one covers looks as good as a filter when shrinking, at a fraction of the cost.
+        let scaled = if image.width() > width || image.height() > height {
+            image.thumbnail_exact(width, height)
         } else {
-            FilterType::Nearest
+            image.resize_exact(width, height, FilterType::Nearest)
         };
-        let scaled = image.resize_exact(width, height, filter);
         let encoded = match self.protocol {
             ProtocolType::Halfblocks => {
                 let pixels = steady_colours(scaled.into_rgb8(), last.as_ref());
