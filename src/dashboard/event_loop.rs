@@ -1,8 +1,8 @@
 //! The loop itself. Each turn it draws when the state changed (at most [`MAX_FPS`] times a
-//! second), waits for the next thing to happen (a key, a socket event, an HTTP reply, the
-//! preview worker, a timer the state asked for, a signal), feeds it to [`app::update`] and
-//! hands every command that comes out to the [`Executor`]. It changes the state only through
-//! `update`.
+//! second, [`INPUT_FPS`] while the user acts), waits for the next thing to happen (a key, a
+//! socket event, an HTTP reply, the preview worker, a timer the state asked for, a signal),
+//! feeds it to [`app::update`] and hands every command that comes out to the [`Executor`]. It
+//! changes the state only through `update`.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal as _, Write as _};
@@ -17,7 +17,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use super::executor::{Executor, ForTheLoop, ServerLink};
-use super::{Beside, DashboardConfig, MAX_FPS, RunSummary};
+use super::{Beside, DashboardConfig, INPUT_FPS, MAX_FPS, RunSummary};
 use crate::app::{
     self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, ServerState, State,
 };
@@ -33,6 +33,7 @@ use crate::term::{self, Endings, TerminalGuard};
 use crate::ui;
 
 const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / MAX_FPS as u64);
+const MIN_INPUT_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / INPUT_FPS as u64);
 
 /// The full-size view decodes to at most this side: larger than any terminal shows.
 const FULL_VIEW_MAX_SIDE: u32 = 4096;
@@ -178,6 +179,8 @@ struct Dashboard {
     problems: VecDeque<String>,
     frames_drawn: u64,
     last_draw: Option<Instant>,
+    /// The user did something since the last frame: the next one comes sooner.
+    user_acted: bool,
     longest_update: Duration,
     longest_draw: Duration,
 }
@@ -311,6 +314,7 @@ pub(super) async fn run(
         problems: VecDeque::new(),
         frames_drawn: 0,
         last_draw: None,
+        user_acted: false,
         longest_update: Duration::ZERO,
         longest_draw: Duration::ZERO,
     };
@@ -367,6 +371,10 @@ impl Dashboard {
     /// Feeds `event` to `update` and runs what it asks for.
     fn apply(&mut self, event: Event) -> Option<Exit> {
         let started = Instant::now();
+        self.user_acted |= matches!(
+            event,
+            Event::Key(_) | Event::Click(_) | Event::Wheel { .. } | Event::Resize { .. }
+        );
         let commands = app::update(&mut self.state, self.clock.now(), event);
         let mut full_size = None;
         for command in commands {
@@ -397,7 +405,7 @@ impl Dashboard {
     fn draw_when_due(&mut self) -> Result<Option<Exit>> {
         let too_soon = self
             .last_draw
-            .is_some_and(|t| t.elapsed() < MIN_FRAME_INTERVAL);
+            .is_some_and(|t| t.elapsed() < self.frame_interval());
         if !self.state.dirty || too_soon {
             return Ok(None);
         }
@@ -408,6 +416,7 @@ impl Dashboard {
             .wrap_err("cannot draw to the terminal")?;
         self.longest_draw = self.longest_draw.max(started.elapsed());
         self.last_draw = Some(Instant::now());
+        self.user_acted = false;
         self.frames_drawn += 1;
         tracing::debug!(
             frame = self.frames_drawn,
@@ -415,6 +424,15 @@ impl Dashboard {
             "frame drawn"
         );
         Ok(self.apply(Event::Drawn))
+    }
+
+    /// The least time between two frames now.
+    fn frame_interval(&self) -> Duration {
+        if self.user_acted {
+            MIN_INPUT_FRAME_INTERVAL
+        } else {
+            MIN_FRAME_INTERVAL
+        }
     }
 
     /// Starts the graphics query, and puts its outcome in place once it is known.
@@ -467,7 +485,7 @@ impl Dashboard {
         let draw_at = self
             .state
             .dirty
-            .then(|| self.last_draw.map(|t| t + MIN_FRAME_INTERVAL))
+            .then(|| self.last_draw.map(|t| t + self.frame_interval()))
             .flatten();
         let timer_at = [
             self.state.wakeup_at().map(|t| self.clock.instant_at(t)),

@@ -1,7 +1,7 @@
 //! The dashboard's event loop: terminal input, the WebSocket connection and HTTP replies merged
 //! into one stream of [`Event`]s for [`app::update`]; the [`Command`]s it returns run on tokio
 //! tasks whose replies come back as events. The screen is drawn only when the state says it
-//! changed, at most [`MAX_FPS`] times a second, and timers run only when the state asks for one:
+//! changed, at most [`MAX_FPS`] times a second ([`INPUT_FPS`] while the user acts), and timers run only when the state asks for one:
 //! an idle dashboard sleeps.
 
 mod event_loop;
@@ -23,9 +23,14 @@ pub use executor::act;
 /// Preview redraws per second unless `--preview-fps` or the config says otherwise.
 pub const DEFAULT_PREVIEW_FPS: u32 = 4;
 
-/// The most frames drawn per second; a burst of events in between is drawn once. Ten is
-/// smooth for gauges and counters, and each frame drawn costs CPU here and bytes on the wire.
-pub const MAX_FPS: u32 = 10;
+/// The most frames drawn per second for what the server says; a burst of events in between is
+/// drawn once. Five keeps gauges and counters moving, and each frame drawn costs CPU here and
+/// bytes on the wire.
+pub const MAX_FPS: u32 = 5;
+
+/// The most frames drawn per second while the user acts (keys, clicks, resizes): what they do
+/// shows at once.
+pub const INPUT_FPS: u32 = 30;
 
 /// One server the dashboard watches.
 #[derive(Debug, Clone)]
