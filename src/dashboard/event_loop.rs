@@ -136,7 +136,7 @@ struct TerminalInput {
     /// The query's outcome, to be put in place.
     settled: Option<Option<Renderer>>,
     renderer: Option<Renderer>,
-    stream: Option<EventStream>,
+    stream: Option<TerminalEvents>,
     /// Keys the query's reader passed on.
     typed: VecDeque<TermEvent>,
 }
@@ -455,7 +455,7 @@ impl Dashboard {
             pipeline.set_renderer(settled.clone());
         }
         self.input.renderer = settled;
-        self.input.stream = Some(EventStream::new());
+        self.input.stream = Some(TerminalEvents::start());
         // A resize while the query ran went unseen.
         self.resize_to_terminal();
     }
@@ -654,16 +654,47 @@ impl Dashboard {
             Err(problem) => Err(problem.to_string()),
         };
         if had_input {
-            self.input.stream = Some(EventStream::new());
+            self.input.stream = Some(TerminalEvents::start());
         }
         shown.err().map(|error| format!("full-size view: {error}"))
     }
 }
 
-/// The next terminal event, once crossterm reads the terminal; never before.
-async fn next_input(input: Option<&mut EventStream>) -> Option<std::io::Result<TermEvent>> {
+/// crossterm's event stream, read on a task of its own: the stream checks the terminal each time
+/// it is polled, and the loop wakes for every socket event, so polled there it would cost a
+/// system call per event. The task is polled only when the terminal has something.
+struct TerminalEvents {
+    events: mpsc::Receiver<std::io::Result<TermEvent>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TerminalEvents {
+    fn start() -> Self {
+        let (sender, events) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            let mut stream = EventStream::new();
+            while let Some(event) = stream.next().await {
+                if sender.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { events, task }
+    }
+}
+
+impl Drop for TerminalEvents {
+    /// Stops reading the terminal (the full-size view reads it itself meanwhile).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The next terminal event, once crossterm reads the terminal; never before. `None` when the
+/// terminal's input ended.
+async fn next_input(input: Option<&mut TerminalEvents>) -> Option<std::io::Result<TermEvent>> {
     match input {
-        Some(input) => input.next().await,
+        Some(input) => input.events.recv().await,
         None => std::future::pending().await,
     }
 }
