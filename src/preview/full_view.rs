@@ -6,7 +6,7 @@ use std::time::Duration;
 use crossterm::cursor::MoveTo;
 use crossterm::event::{Event, KeyEventKind};
 use crossterm::style::Print;
-use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::terminal::{self, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{execute, queue};
 use image::DynamicImage;
 use ratatui::DefaultTerminal;
@@ -42,8 +42,9 @@ pub fn show_full_size(
     let mut out = io::stdout();
     execute!(out, LeaveAlternateScreen)?;
     let shown = show_and_wait(&mut out, image, caption, config, cell, newer);
-    // Go back whatever happened above.
-    let back = execute!(out, EnterAlternateScreen).and_then(|()| terminal.clear());
+    // Go back whatever happened above, leaving no image on the screen the shell gets back.
+    let back =
+        execute!(out, Clear(ClearType::All), EnterAlternateScreen).and_then(|()| terminal.clear());
     shown.and(back)
 }
 
