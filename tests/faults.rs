@@ -35,8 +35,9 @@ const CUTS: usize = 20;
 const DASHBOARD_ID: &str = "comfytop-under-fire";
 /// Another client: a browser tab.
 const BROWSER_ID: &str = "a-browser-tab";
-/// Tall enough that History shows every prompt of the run at once.
-const ROWS: u16 = 110;
+/// Tall enough that History shows every prompt of the run at once (70–95 of them in the runs
+/// so far; a slow machine makes more).
+const ROWS: u16 = 200;
 
 /// How a prompt is meant to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
