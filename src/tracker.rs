@@ -869,10 +869,30 @@ impl Tracker {
 
     /// Finished prompts, newest first (deleted ones are apart: [`Tracker::removed`]).
     pub fn finished(&self) -> impl Iterator<Item = &PromptRecord> {
+        self.finished_from(0)
+    }
+
+    /// Finished prompts, newest first, from the `skip`th on: the skipped ones are not looked
+    /// up, so a page deep in a long history costs only its own rows.
+    pub fn finished_from(&self, skip: usize) -> impl Iterator<Item = &PromptRecord> {
         self.finished
             .iter()
             .rev()
+            .skip(skip)
             .filter_map(|id| self.prompts.get(id))
+    }
+
+    /// The ids of the finished prompts, newest first, without looking any up.
+    pub fn finished_ids(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.finished.iter().rev().map(String::as_str)
+    }
+
+    pub fn finished_count(&self) -> usize {
+        self.finished.len()
+    }
+
+    pub fn removed_count(&self) -> usize {
+        self.removed.len()
     }
 
     pub fn node_title(&self, prompt_id: &str, node_id: &str) -> Option<&str> {

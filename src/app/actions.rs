@@ -313,7 +313,7 @@ fn selected(state: &State) -> Option<&PromptRecord> {
         Panel::Queue => state.selected_queue_row().map(|i| state.queue_rows()[i]),
         Panel::History => state
             .selected_history_row()
-            .map(|i| state.history_rows()[i]),
+            .and_then(|i| state.history_page(i, 1).first().copied()),
         Panel::Progress => state.server().tracker.running(),
         Panel::Log => None,
     }

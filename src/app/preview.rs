@@ -378,10 +378,9 @@ fn output_to_save(state: &State) -> Result<(ImageRef, usize, usize), String> {
             keys.name(KeyAction::NextPanel)
         ));
     }
-    let rows = state.history_rows();
     let prompt = state
         .selected_history_row()
-        .and_then(|i| rows.get(i))
+        .and_then(|i| state.history_page(i, 1).first().copied())
         .ok_or_else(|| "no finished prompt to save an output of".to_string())?;
     let outputs: Vec<&ImageRef> = prompt.images().map(|(_, image)| image).collect();
     match outputs.first() {

@@ -615,26 +615,27 @@ impl State {
     /// The history panel's rows, newest first: the server's history, with the prompts deleted
     /// before they ran (kept apart by the tracker) placed where they left the queue.
     pub fn history_rows(&self) -> Vec<&PromptRecord> {
+        self.history_merged().collect()
+    }
+
+    /// History's rows in order, newest first: finished prompts and those deleted from the
+    /// queue, merged by when they ended. Lazy: only the rows taken are looked up.
+    fn history_merged(&self) -> impl Iterator<Item = &PromptRecord> {
         let tracker = &self.server().tracker;
         let mut finished = tracker.finished().peekable();
         let mut removed = tracker.removed().peekable();
-        let mut rows = Vec::new();
-        loop {
+        std::iter::from_fn(move || {
             let take_removed = match (finished.peek(), removed.peek()) {
                 (Some(f), Some(r)) => r.finished_at > f.finished_at,
                 (None, Some(_)) => true,
                 (_, None) => false,
             };
-            let next = if take_removed {
+            if take_removed {
                 removed.next()
             } else {
                 finished.next()
-            };
-            match next {
-                Some(prompt) => rows.push(prompt),
-                None => return rows,
             }
-        }
+        })
     }
 
     pub fn selected_queue_row(&self) -> Option<usize> {
@@ -643,8 +644,30 @@ impl State {
     }
 
     pub fn selected_history_row(&self) -> Option<usize> {
+        let tracker = &self.server().tracker;
+        if tracker.removed_count() == 0 {
+            // The ids alone: no prompt is looked up.
+            return self.ui.history.resolve(tracker.finished_ids());
+        }
         let rows = self.history_rows();
         self.ui.history.resolve(rows.iter().map(|p| p.id.as_str()))
+    }
+
+    /// How many rows History has.
+    pub fn history_len(&self) -> usize {
+        let tracker = &self.server().tracker;
+        tracker.finished_count() + tracker.removed_count()
+    }
+
+    /// History's rows from `offset`, at most `len` of them. Only those are looked up, and
+    /// when a prompt deleted from the queue is listed, the rows before them too (to merge the
+    /// two lists in the order they ended).
+    pub fn history_page(&self, offset: usize, len: usize) -> Vec<&PromptRecord> {
+        let tracker = &self.server().tracker;
+        if tracker.removed_count() == 0 {
+            return tracker.finished_from(offset).take(len).collect();
+        }
+        self.history_merged().skip(offset).take(len).collect()
     }
 
     /// The progress panel's cursor row for `prompt_id`: where the user moved it, else the

@@ -536,3 +536,79 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
         "POST /prompt failed: HTTP 400"
     );
 }
+
+/// History is drawn and moved through by page and by index, without listing every row: the
+/// pages and the moves agree with the whole list, with and without prompts deleted from the
+/// queue among the rows (they are merged in by when they ended).
+#[test]
+fn history_pages_and_moves_agree_with_the_whole_list() {
+    let history: History = super::testing::http_body("get_history");
+    let mut state = connected("me", 0.0, history);
+    state.ui.focus = Panel::History;
+    let check = |state: &mut State| {
+        let ids: Vec<String> = state.history_rows().iter().map(|p| p.id.clone()).collect();
+        assert_eq!(state.history_len(), ids.len());
+        for offset in 0..=ids.len() {
+            for len in [1, 2, 10] {
+                let page: Vec<String> = state
+                    .history_page(offset, len)
+                    .iter()
+                    .map(|p| p.id.clone())
+                    .collect();
+                let end = (offset + len).min(ids.len());
+                assert_eq!(page, ids[offset.min(end)..end], "page {offset}+{len}");
+            }
+        }
+        key(state, KeyCode::Home);
+        for (index, id) in ids.iter().enumerate() {
+            assert_eq!(state.selected_history_row(), Some(index));
+            if index > 0 {
+                assert_eq!(state.ui.history.id.as_ref(), Some(id));
+            }
+            key(state, KeyCode::Char('j'));
+        }
+        // Past the end it stays on the last row.
+        assert_eq!(state.selected_history_row(), Some(ids.len() - 1));
+    };
+    check(&mut state);
+
+    // A waiting prompt is deleted: it joins History apart from the server's entries.
+    let queue_reply = |snapshot: QueueSnapshot| {
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(snapshot)),
+            },
+        )
+    };
+    let snapshot: QueueSnapshot = super::testing::http_body("get_queue_running_and_pending");
+    let pending: Vec<String> = snapshot
+        .queue_pending
+        .iter()
+        .map(|item| item.prompt_id.clone())
+        .collect();
+    update(&mut state, 1.0, queue_reply(snapshot.clone()));
+    let mut rest = snapshot;
+    rest.queue_pending
+        .retain(|item| item.prompt_id != pending[1]);
+    update(&mut state, 2.0, queue_reply(rest));
+    for id in &pending[1..2] {
+        update(
+            &mut state,
+            2.0,
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command: TrackerCommand::FetchHistoryItem(id.clone()),
+                    result: Ok(TrackerInput::HistoryItem {
+                        prompt_id: id.clone(),
+                        entry: None,
+                    }),
+                },
+            ),
+        );
+    }
+    assert_eq!(state.server().tracker.removed_count(), 1);
+    check(&mut state);
+}

@@ -411,7 +411,7 @@ fn open_detail(state: &mut State) {
             .map(|i| state.queue_rows()[i].id.clone()),
         Panel::History => state
             .selected_history_row()
-            .map(|i| state.history_rows()[i].id.clone()),
+            .and_then(|i| history_id(state, i)),
         Panel::Progress => state.server().tracker.running().map(|p| p.id.clone()),
         Panel::Log => None,
     };
@@ -440,8 +440,18 @@ fn move_in_panel(state: &mut State, panel: Panel, m: Move) {
             move_selection(&mut state.ui.queue, &ids, m);
         }
         Panel::History => {
-            let ids: Vec<String> = state.history_rows().iter().map(|p| p.id.clone()).collect();
-            move_selection(&mut state.ui.history, &ids, m);
+            // By index: a history of thousands is not listed for a key press.
+            let Some(current) = state.selected_history_row() else {
+                return;
+            };
+            let new = apply(m, current, state.history_len());
+            let id = if new > 0 {
+                history_id(state, new)
+            } else {
+                None
+            };
+            state.ui.history.index = new;
+            state.ui.history.id = id;
         }
         Panel::Progress => {
             let Some(running) = state.server().tracker.running() else {
@@ -479,6 +489,11 @@ fn apply(m: Move, current: usize, len: usize) -> usize {
 
 /// Moves a selection; at the first row it follows the top of the list again (the running
 /// prompt, the newest finished one).
+/// The id of History's row `index`.
+fn history_id(state: &State, index: usize) -> Option<String> {
+    state.history_page(index, 1).first().map(|p| p.id.clone())
+}
+
 fn move_selection(selection: &mut Selection, ids: &[String], m: Move) {
     let Some(current) = selection.resolve(ids.iter().map(String::as_str)) else {
         return;
@@ -533,18 +548,18 @@ fn on_click(state: &mut State, target: ClickTarget) {
         ClickTarget::Panel(panel) => state.ui.focus = panel,
         ClickTarget::Row { panel, index } => {
             state.ui.focus = panel;
-            let ids: Vec<String> = match panel {
-                Panel::Queue => state.queue_rows().iter().map(|p| p.id.clone()).collect(),
-                Panel::History => state.history_rows().iter().map(|p| p.id.clone()).collect(),
-                Panel::Progress | Panel::Log => Vec::new(),
+            let id = match panel {
+                Panel::Queue => state.queue_rows().get(index).map(|p| p.id.clone()),
+                Panel::History => history_id(state, index),
+                Panel::Progress | Panel::Log => None,
             };
-            if let Some(id) = ids.get(index) {
+            if let Some(id) = id {
                 let selection = match panel {
                     Panel::Queue => &mut state.ui.queue,
                     _ => &mut state.ui.history,
                 };
                 selection.index = index;
-                selection.id = (index > 0).then(|| id.clone());
+                selection.id = (index > 0).then_some(id);
             }
         }
     }

@@ -12,8 +12,9 @@ use crate::format::{percent, short_id};
 use crate::text::one_line;
 use crate::tracker::{NodeTiming, Outcome, Phase, PromptRecord};
 
+use super::layout::list_rows;
 use super::theme;
-use super::widgets::{centered_row, fit, fit_middle, list_table, panel};
+use super::widgets::{centered_row, fit, fit_middle, list_offset, list_table, panel};
 
 /// Cells of the frame, the columns other than "by", and the gaps between columns.
 const FIXED_COLUMNS: u16 = 2 + 13 + 8 + 7 + 6 + 3 + 5;
@@ -56,20 +57,20 @@ fn is_removed(prompt: &PromptRecord) -> bool {
 }
 
 pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
-    let rows = state.history_rows();
+    let tracker = &state.server().tracker;
     // The count is the server's history; prompts deleted from the queue are listed too (never
     // ran, so not in it), marked and counted apart.
-    let removed = rows.iter().filter(|p| is_removed(p)).count();
+    let removed = tracker.removed_count();
     let mut title = vec![
         Span::raw(" History "),
-        Span::styled(format!("{} ", rows.len() - removed), theme::dim()),
+        Span::styled(format!("{} ", tracker.finished_count()), theme::dim()),
     ];
     if removed > 0 {
         title.push(Span::styled(format!("· {removed} removed "), theme::dim()));
     }
     let title = Line::from(title);
     let block = panel(title, focused);
-    if rows.is_empty() {
+    if state.history_len() == 0 {
         let inner = block.inner(area);
         frame.render_widget(block, area);
         frame.render_widget(
@@ -80,9 +81,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         );
         return;
     }
-    let selected = state.ui.history.resolve(rows.iter().map(|p| p.id.as_str()));
+    // Only the rows in view are looked up: a long history costs no more than a short one.
+    let selected = state.selected_history_row();
+    let visible = list_rows(area);
+    let offset = list_offset(selected, visible);
+    let rows = state.history_page(offset, visible);
     let room = usize::from(area.width.saturating_sub(FIXED_COLUMNS));
-    // As wide as the widest `Title 82%` needs (within bounds): "by" keeps the rest.
+    // As wide as the widest `Title 82%` in view needs (within bounds): "by" keeps the rest.
     let slowest_wanted = rows
         .iter()
         // The cheap test first: most prompts have no per-node times.
@@ -177,6 +182,6 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
         (Row::new(header), &rows, table_row),
         &widths,
         focused,
-        selected,
+        selected.map(|s| s - offset),
     );
 }

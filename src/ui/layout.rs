@@ -266,7 +266,7 @@ pub fn hit_test(state: &State, column: u16, row: u16) -> Option<ClickTarget> {
     let (panel, area) = areas.panels().find(|(_, r)| r.contains(position))?;
     let (len, selected) = match panel {
         Panel::Queue => (state.queue_rows().len(), state.selected_queue_row()),
-        Panel::History => (state.history_rows().len(), state.selected_history_row()),
+        Panel::History => (state.history_len(), state.selected_history_row()),
         Panel::Progress | Panel::Log => return Some(ClickTarget::Panel(panel)),
     };
     let first_row = area.y + LIST_HEAD_ROWS;
