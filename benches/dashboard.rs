@@ -14,7 +14,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Map, Value, json};
 
-use common::{STEPS, graph, prompt_id};
+use common::{CLIENT, NOW_MS, STEPS, history_json, owner, prompt_id, wire_item};
 
 use comfytop::app::{Command, Event, Panel, Previews, Reply, State, update};
 use comfytop::bridge::BridgeLink;
@@ -31,27 +31,10 @@ use comfytop::ui::draw;
 const REFERENCE: &str = comfytop::FIXTURES;
 const WIDTH: u16 = 120;
 const HEIGHT: u16 = 40;
-const CLIENT: &str = "5f1c9a2e-comfytop";
-/// Wall clock (ms) at dashboard clock 0; the newest history entry ended then.
-const EPOCH_MS: u64 = 1_795_828_739_000;
 /// Queued and finished prompts the server holds: a busy day, a big batch, and the issue's case.
 const SIZES: [(usize, usize); 3] = [(40, 300), (500, 2_500), (2_000, 10_000)];
 /// Seconds between two events on the dashboard clock.
 const TICK: f64 = 0.05;
-
-/// Who queued prompt `n`: one in three is ours, the rest come from two other clients.
-fn owner(n: usize) -> &'static str {
-    match n % 3 {
-        0 => CLIENT,
-        1 => "lab-g-2ba58b69",
-        _ => "e0c6b8f3-1a2d-4c5e-8f90-7a6b5c4d3e2f",
-    }
-}
-
-/// A queue item as `/queue` and `/history` send it: `[number, id, graph, extra, outputs]`.
-fn wire_item(n: usize, owner: &str) -> Value {
-    json!([n, prompt_id(n), graph(n), {"client_id": owner}, ["9"]])
-}
 
 /// `/queue`: our prompt `finished` running, the next `pending` waiting.
 fn queue(finished: usize, pending: usize) -> QueueSnapshot {
@@ -64,43 +47,7 @@ fn queue(finished: usize, pending: usize) -> QueueSnapshot {
 
 /// `/history` with `finished` entries, oldest first, one every 20 s; every 40th failed.
 fn history(finished: usize) -> History {
-    let entries: Vec<String> = (0..finished)
-        .map(|n| {
-            let id = prompt_id(n);
-            let ended = EPOCH_MS - (finished - n) as u64 * 20_000;
-            let started = ended - 18_500;
-            let start = json!(["execution_start", {"prompt_id": id, "timestamp": started}]);
-            let cached =
-                json!(["execution_cached", {"nodes": [], "prompt_id": id, "timestamp": started}]);
-            let entry = if n % 40 == 39 {
-                json!({
-                    "prompt": wire_item(n, owner(n)),
-                    "outputs": {},
-                    "status": {"status_str": "error", "completed": false, "messages": [start, cached,
-                        ["execution_error", {
-                            "prompt_id": id, "node_id": "3", "node_type": "KSampler",
-                            "executed": ["4", "5", "6", "7"],
-                            "exception_message": "Allocation on device 0 would exceed allowed memory.",
-                            "exception_type": "torch.OutOfMemoryError",
-                            "traceback": ["  File \"execution.py\", line 496, in execute\n"],
-                            "current_inputs": {}, "current_outputs": {}, "timestamp": ended}]]},
-                    "meta": {}
-                })
-            } else {
-                json!({
-                    "prompt": wire_item(n, owner(n)),
-                    "outputs": {"9": {"images": [
-                        {"filename": format!("ComfyUI_{n:05}_.png"), "subfolder": "", "type": "output"}]}},
-                    "status": {"status_str": "success", "completed": true, "messages": [start, cached,
-                        ["execution_success", {"prompt_id": id, "timestamp": ended}]]},
-                    "meta": {}
-                })
-            };
-            format!("{}:{entry}", json!(id))
-        })
-        .collect();
-    // From text: a `Value` map would sort the entries by id, and the order is the history's.
-    serde_json::from_str(&format!("{{{}}}", entries.join(","))).unwrap()
+    serde_json::from_str(&history_json(finished)).unwrap()
 }
 
 fn system_stats() -> SystemStats {
@@ -142,7 +89,7 @@ fn connected(
     history: History,
 ) -> State {
     let url = ServerUrl::parse("http://127.0.0.1:8188").unwrap();
-    let mut state = State::new(url, client_id, EPOCH_MS as f64).with_settings(
+    let mut state = State::new(url, client_id, NOW_MS as f64).with_settings(
         kept.max(FINISHED_KEPT),
         Access::ReadWrite,
         Previews::default(),
@@ -234,10 +181,10 @@ impl Busy {
         let running = prompt_id(finished);
         let live = [
             format!(
-                r#"{{"type":"execution_start","data":{{"prompt_id":"{running}","timestamp":{EPOCH_MS}}}}}"#
+                r#"{{"type":"execution_start","data":{{"prompt_id":"{running}","timestamp":{NOW_MS}}}}}"#
             ),
             format!(
-                r#"{{"type":"execution_cached","data":{{"nodes":[],"prompt_id":"{running}","timestamp":{EPOCH_MS}}}}}"#
+                r#"{{"type":"execution_cached","data":{{"nodes":[],"prompt_id":"{running}","timestamp":{NOW_MS}}}}}"#
             ),
             format!(
                 r#"{{"type":"executing","data":{{"node":"3","display_node":"3","prompt_id":"{running}"}}}}"#

@@ -1,27 +1,20 @@
 //! Decode + track throughput: what comfytop spends per frame before anything is drawn.
 
-use std::hint::black_box;
+#[path = "common/mod.rs"]
+mod common;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+use comfytop::comfy::RawFrame;
 use comfytop::comfy::transcript::TranscriptReader;
-use comfytop::comfy::{Decoded, RawFrame};
-use comfytop::tracker::{Tracker, TrackerInput};
+use comfytop::tracker::Tracker;
+
+use common::decode_and_track;
 
 const REFERENCE: &str = comfytop::FIXTURES;
 const PROMPT: &str = "647d7248-af64-42c7-a02f-e276bf58c802";
 const STEPS: u32 = 200;
-
-/// Decodes one frame and feeds it to the tracker, as a live connection does.
-fn decode_and_track(tracker: &mut Tracker, now: f64, raw: &RawFrame) {
-    let input = match raw.decode() {
-        Decoded::Message(m) => TrackerInput::Message(m),
-        Decoded::Binary(b) => TrackerInput::Binary(b),
-        Decoded::Malformed { .. } => return,
-    };
-    black_box(tracker.handle(now, input));
-}
 
 /// A 200-step sampler as an owner sees it: per step a `progress_state`, a `progress`, a
 /// type-1 JPEG preview (1.3 KB, as recorded) and a type-3 progress text.

@@ -10,97 +10,28 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
-use common::{STEPS, graph, prompt_id};
+use common::{CLIENT, NOW_MS, STEPS, decode_and_track, history_json, owner, prompt_id, wire_item};
 
+use comfytop::comfy::RawFrame;
 use comfytop::comfy::api::{History, QueueSnapshot};
-use comfytop::comfy::{Decoded, RawFrame};
 use comfytop::tracker::{Tracker, TrackerInput};
 
-const CLIENT: &str = "5f1c9a2e-comfytop";
 const PENDING: usize = 2_000;
 const FINISHED: usize = 10_000;
 /// Rows of a list panel at 120x40, about.
 const SCREEN_ROWS: usize = 38;
-/// Server clock (ms) when the newest history entry ended.
-const NOW_MS: u64 = 1_795_828_739_000;
-
-/// Who queued prompt `n`: one in three is ours, the rest come from two other clients.
-fn owner(n: usize) -> String {
-    match n % 3 {
-        0 => CLIENT.to_string(),
-        1 => "lab-g-2ba58b69".to_string(),
-        _ => "e0c6b8f3-1a2d-4c5e-8f90-7a6b5c4d3e2f".to_string(),
-    }
-}
-
-/// A queue item as `/queue` and `/history` send it: `[number, id, graph, extra, outputs]`.
-fn wire_item(n: usize) -> Value {
-    json!([n, prompt_id(n), graph(n), {"client_id": owner(n)}, ["9"]])
-}
 
 /// `/queue` with prompt `finished` running and the next `pending` waiting, as JSON text.
 fn queue_json(finished: usize, pending: usize) -> String {
-    let running: Vec<Value> = vec![wire_item(finished)];
-    let waiting: Vec<Value> = (finished + 1..=finished + pending).map(wire_item).collect();
-    json!({"queue_running": running, "queue_pending": waiting}).to_string()
-}
-
-/// One history entry: every 40th failed in the sampler, the rest saved an image.
-fn history_entry(n: usize, finished: usize) -> Value {
-    let id = prompt_id(n);
-    // One prompt every 20 s, the newest ending at `NOW_MS`.
-    let ended = NOW_MS - (finished - n) as u64 * 20_000;
-    let started = ended - 18_500;
-    let start = json!(["execution_start", {"prompt_id": id, "timestamp": started}]);
-    let cached = json!(["execution_cached", {"nodes": [], "prompt_id": id, "timestamp": started}]);
-    if n % 40 == 39 {
-        json!({
-            "prompt": wire_item(n),
-            "outputs": {},
-            "status": {"status_str": "error", "completed": false, "messages": [start, cached,
-                ["execution_error", {
-                    "prompt_id": id, "node_id": "3", "node_type": "KSampler",
-                    "executed": ["4", "5", "6", "7"],
-                    "exception_message": "Allocation on device 0 would exceed allowed memory.",
-                    "exception_type": "torch.OutOfMemoryError",
-                    "traceback": ["  File \"execution.py\", line 496, in execute\n",
-                                  "  File \"nodes.py\", line 1525, in sample\n"],
-                    "current_inputs": {}, "current_outputs": {}, "timestamp": ended}]]},
-            "meta": {}
-        })
-    } else {
-        json!({
-            "prompt": wire_item(n),
-            "outputs": {"9": {"images": [
-                {"filename": format!("ComfyUI_{n:05}_.png"), "subfolder": "", "type": "output"}]}},
-            "status": {"status_str": "success", "completed": true, "messages": [start, cached,
-                ["execution_success", {"prompt_id": id, "timestamp": ended}]]},
-            "meta": {"9": {"node_id": "9", "display_node": "9", "parent_node": null,
-                           "real_node_id": "9"}}
-        })
-    }
-}
-
-/// `/history` with `finished` entries, oldest first, as JSON text (a JSON object keeps its
-/// order on the wire, which the client reads; a `Value` map would sort it by id).
-fn history_json(finished: usize) -> String {
-    let entries: Vec<String> = (0..finished)
-        .map(|n| format!("{}:{}", json!(prompt_id(n)), history_entry(n, finished)))
+    let running: Vec<Value> = vec![wire_item(finished, owner(finished))];
+    let waiting: Vec<Value> = (finished + 1..=finished + pending)
+        .map(|n| wire_item(n, owner(n)))
         .collect();
-    format!("{{{}}}", entries.join(","))
+    json!({"queue_running": running, "queue_pending": waiting}).to_string()
 }
 
 fn frame(text: String) -> RawFrame {
     RawFrame::Text(text)
-}
-
-fn decode_and_track(tracker: &mut Tracker, now: f64, raw: &RawFrame) {
-    let input = match raw.decode() {
-        Decoded::Message(m) => TrackerInput::Message(m),
-        Decoded::Binary(b) => TrackerInput::Binary(b),
-        Decoded::Malformed { .. } => return,
-    };
-    black_box(tracker.handle(now, input));
 }
 
 /// The `progress` message of each step of the running prompt.
