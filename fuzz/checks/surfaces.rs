@@ -15,16 +15,19 @@ use comfy_client::transcript::{
 use comfy_client::{Decoded, RawFrame};
 use serde_json::Value;
 
-/// Binary WebSocket frames: any bytes either parse or are a `FrameError`, never a panic; what
-/// parses encodes to bytes that parse back to the same frame, and frames with a canonical layout
-/// encode back to the very bytes they came from.
-pub fn binary_frame(data: &[u8]) {
-    let wire = Bytes::copy_from_slice(data);
-    let parsed = BinaryFrame::parse(wire.clone());
-    // The connection decodes frames through `RawFrame::decode`: it must agree.
-    let decoded = RawFrame::Binary(wire.clone()).decode();
-    let frame = match parsed {
-        Ok(frame) => frame,
+/// What a parser made of some bytes must be what the connection's `RawFrame::decode` made of
+/// them: the value (as `as_decoded` wraps it), or `Malformed` with the parser's error. The
+/// value, when there is one.
+fn agreeing<T: Clone, E: std::fmt::Display>(
+    parsed: Result<T, E>,
+    decoded: Decoded,
+    as_decoded: fn(T) -> Decoded,
+) -> Option<T> {
+    match parsed {
+        Ok(value) => {
+            assert_eq!(decoded, as_decoded(value.clone()));
+            Some(value)
+        }
         Err(error) => {
             assert_eq!(
                 decoded,
@@ -32,10 +35,23 @@ pub fn binary_frame(data: &[u8]) {
                     error: error.to_string()
                 }
             );
-            return;
+            None
         }
+    }
+}
+
+/// Binary WebSocket frames: any bytes either parse or are a `FrameError`, never a panic; what
+/// parses encodes to bytes that parse back to the same frame, and frames with a canonical layout
+/// encode back to the very bytes they came from.
+pub fn binary_frame(data: &[u8]) {
+    let wire = Bytes::copy_from_slice(data);
+    let Some(frame) = agreeing(
+        BinaryFrame::parse(wire.clone()),
+        RawFrame::Binary(wire.clone()).decode(),
+        Decoded::Binary,
+    ) else {
+        return;
     };
-    assert_eq!(decoded, Decoded::Binary(frame.clone()));
 
     let encoded = frame.encode();
     let again = BinaryFrame::parse(encoded.clone())
@@ -70,21 +86,13 @@ pub fn json_message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let parsed = ServerMessage::from_json(text);
-    let decoded = RawFrame::Text(text.to_string()).decode();
-    let message = match parsed {
-        Ok(message) => message,
-        Err(error) => {
-            assert_eq!(
-                decoded,
-                Decoded::Malformed {
-                    error: error.to_string()
-                }
-            );
-            return;
-        }
+    let Some(message) = agreeing(
+        ServerMessage::from_json(text),
+        RawFrame::Text(text.to_string()).decode(),
+        Decoded::Message,
+    ) else {
+        return;
     };
-    assert_eq!(decoded, Decoded::Message(message.clone()));
 
     let json = message.to_json();
     let again = ServerMessage::from_json(&json)
