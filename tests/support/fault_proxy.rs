@@ -29,7 +29,7 @@ pub enum SocketFault {
 }
 
 /// A small random number generator (xorshift64*): the tests print the seed, so a failing run
-/// can be repeated exactly.
+/// can be repeated with the same fault choices.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
@@ -89,7 +89,6 @@ struct Shared {
     http_held: watch::Sender<u32>,
     cut_points: Mutex<Rng>,
     websockets_opened: AtomicU64,
-    http_connections: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -113,7 +112,6 @@ impl FaultProxy {
             http_held,
             cut_points: Mutex::new(Rng::new(seed)),
             websockets_opened: AtomicU64::new(0),
-            http_connections: AtomicU64::new(0),
         });
         let accepting = shared.clone();
         let task = tokio::spawn(async move {
@@ -173,10 +171,6 @@ impl FaultProxy {
     pub fn websockets_opened(&self) -> u64 {
         self.shared.websockets_opened.load(Ordering::Relaxed)
     }
-
-    pub fn http_connections(&self) -> u64 {
-        self.shared.http_connections.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for FaultProxy {
@@ -208,7 +202,6 @@ async fn relay(client: TcpStream, upstream: &str, number: u64, shared: &Arc<Shar
     };
     let websocket = head.to_ascii_lowercase().contains("upgrade: websocket");
     if !websocket {
-        shared.http_connections.fetch_add(1, Ordering::Relaxed);
         let held = shared.http_held.subscribe();
         // Each request's bytes wait while requests are held; the replies flow.
         let requests = Aborting(tokio::spawn(async move {
