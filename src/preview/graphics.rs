@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
+use fast_image_resize::{FilterType as ResizeFilter, ResizeAlg, ResizeOptions, Resizer};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use ratatui::buffer::Buffer;
@@ -224,10 +225,9 @@ impl Renderer {
                 (width, height) = (side(width), side(height));
             }
         }
-        // Downscaled before encoding: fewer pixels, fewer bytes. Averaging the pixels each
-        // one covers looks as good as a filter when shrinking, at a fraction of the cost.
+        // Downscaled before encoding: fewer pixels, fewer bytes.
         let scaled = if image.width() > width || image.height() > height {
-            image.thumbnail_exact(width, height)
+            shrink(image, width, height)
         } else {
             image.resize_exact(width, height, FilterType::Nearest)
         };
@@ -264,6 +264,18 @@ pub fn fill_kitty_cells(buf: &mut Buffer, area: Rect) {
     let (head, tail) = symbol.split_at(at + KITTY_VIRTUAL_PLACEMENT.len());
     let filled = format!("{head}c={},r={},{tail}", area.width, area.height);
     cell.set_symbol(&filled);
+}
+
+/// `image` shrunk to `width`×`height`, each pixel the average of those it covers: as good as a
+/// filter when shrinking. fast_image_resize does it in SIMD, a tenth of the time `image` takes.
+fn shrink(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+    let mut shrunk = DynamicImage::new(width, height, image.color());
+    let average = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(ResizeFilter::Box));
+    match Resizer::new().resize(image, &mut shrunk, &average) {
+        Ok(()) => shrunk,
+        // A pixel type it does not take (none that a preview decodes to).
+        Err(_) => image.thumbnail_exact(width, height),
+    }
 }
 
 /// The largest size with the aspect ratio of `width`×`height` that fits `box_w`×`box_h`, scaling
