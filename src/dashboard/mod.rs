@@ -1,8 +1,8 @@
 //! The dashboard's event loop: terminal input, the WebSocket connection and HTTP replies merged
 //! into one stream of [`Event`]s for [`app::update`]; the [`Command`]s it returns run on tokio
 //! tasks whose replies come back as events. The screen is drawn only when the state says it
-//! changed, at most [`MAX_FPS`] times a second ([`INPUT_FPS`] while the user acts), and timers run only when the state asks for one:
-//! an idle dashboard sleeps.
+//! changed, at most [`MAX_FPS`] times a second ([`INPUT_FPS`] while the user acts), and timers
+//! run only when the state asks for one: an idle dashboard sleeps.
 
 mod event_loop;
 mod executor;
@@ -24,9 +24,9 @@ pub use executor::act;
 pub const DEFAULT_PREVIEW_FPS: u32 = 4;
 
 /// The most frames drawn per second for what the server says; a burst of events in between is
-/// drawn once. Five keeps gauges and counters moving, and each frame drawn costs CPU here and
-/// bytes on the wire.
-pub const MAX_FPS: u32 = 5;
+/// drawn once. Four keeps gauges and counters moving, as often as a preview changes by default,
+/// and each frame drawn costs CPU here and bytes on the wire.
+pub const MAX_FPS: u32 = 4;
 
 /// The most frames drawn per second while the user acts (keys, clicks, resizes): what they do
 /// shows at once.
