@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::{Context as _, Result, eyre};
@@ -183,6 +184,44 @@ struct Dashboard {
     user_acted: bool,
     longest_update: Duration,
     longest_draw: Duration,
+    alarm: Alarm,
+}
+
+/// The loop's one timer, kept from turn to turn and moved only when its time changes. A new
+/// timer each turn would wake the runtime's worker to take note of it, at every event.
+struct Alarm {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(Self::never())),
+            at: None,
+        }
+    }
+
+    /// A time that does not come: moving a timer later costs nothing.
+    fn never() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
+    }
+
+    fn set(&mut self, at: Option<Instant>) {
+        if at != self.at {
+            self.at = at;
+            let when = at.map_or_else(Self::never, tokio::time::Instant::from_std);
+            self.sleep.as_mut().reset(when);
+        }
+    }
+
+    /// Ends at the time set; never when none is.
+    async fn ring(&mut self) {
+        match self.at {
+            Some(_) => self.sleep.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 pub(super) async fn run(
@@ -317,6 +356,7 @@ pub(super) async fn run(
         user_acted: false,
         longest_update: Duration::ZERO,
         longest_draw: Duration::ZERO,
+        alarm: Alarm::new(),
     };
     dashboard.resize_to_terminal();
     let exit = dashboard.run_until_exit().await;
@@ -494,23 +534,17 @@ impl Dashboard {
         .into_iter()
         .flatten()
         .min();
-        let deadline = match (draw_at, timer_at) {
+        self.alarm.set(match (draw_at, timer_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        });
         let arrived = tokio::select! {
             term_event = next_input(self.input.stream.as_mut()) => Arrived::Terminal(term_event),
             Some((index, conn_event)) = self.conn_rx.recv() => Arrived::Socket(index, conn_event),
             Some((index, reply)) = self.reply_rx.recv() => Arrived::Reply(index, reply),
             () = previews_ready(self.executor.pipeline.as_ref()) => Arrived::Previews,
             news = next_query_news(self.input.query.as_mut()) => Arrived::Query(news),
-            () = sleep => Arrived::Timer(timer_at),
+            () = self.alarm.ring() => Arrived::Timer(timer_at),
             reason = self.endings.next() => Arrived::Ending(reason),
         };
         self.woke_by(arrived)
@@ -714,5 +748,30 @@ async fn previews_ready(pipeline: Option<&PreviewPipeline>) {
     match pipeline {
         Some(pipeline) => pipeline.ready().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_alarm_rings_at_its_time_follows_a_move_and_never_rings_unset() {
+        let mut alarm = Alarm::new();
+        let quiet = tokio::time::timeout(Duration::from_millis(30), alarm.ring()).await;
+        assert!(quiet.is_err(), "an alarm with no time rang");
+
+        let started = Instant::now();
+        alarm.set(Some(started + Duration::from_secs(3600)));
+        // Moved earlier: the old time no longer counts.
+        alarm.set(Some(started + Duration::from_millis(20)));
+        tokio::time::timeout(Duration::from_secs(5), alarm.ring())
+            .await
+            .expect("the alarm did not ring at its new time");
+        assert!(started.elapsed() >= Duration::from_millis(20));
+
+        alarm.set(None);
+        let quiet = tokio::time::timeout(Duration::from_millis(30), alarm.ring()).await;
+        assert!(quiet.is_err(), "an alarm taken off still rang");
     }
 }
