@@ -20,7 +20,49 @@ use ratatui::backend::CrosstermBackend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-pub type Tui = Terminal<CrosstermBackend<Stdout>>;
+pub type Tui = Terminal<CrosstermBackend<FrameWriter>>;
+
+/// The dashboard's way to the terminal: what a frame writes is held until ratatui flushes at
+/// its end, then written at once. `Stdout` alone writes every kilobyte (its buffer is that
+/// small), a dozen writes for a frame full of preview. Unlike `BufWriter` it writes nothing
+/// when dropped: after a panic halfway through a frame, the rest of it would land on the
+/// screen just handed back.
+pub struct FrameWriter<W: Write = Stdout> {
+    pending: Vec<u8>,
+    out: W,
+}
+
+impl FrameWriter {
+    fn new() -> Self {
+        Self::to(io::stdout())
+    }
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn to(out: W) -> Self {
+        Self {
+            pending: Vec::new(),
+            out,
+        }
+    }
+}
+
+impl<W: Write> Write for FrameWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let written = self
+            .out
+            .write_all(&self.pending)
+            .and_then(|()| self.out.flush());
+        // Dropped even when the write failed: a terminal that is gone gets no backlog.
+        self.pending.clear();
+        written
+    }
+}
 
 /// Set while the terminal is in dashboard mode, so teardown runs once and only when needed.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -47,7 +89,7 @@ impl TerminalGuard {
             if mouse {
                 execute!(stdout, EnableMouseButtons)?;
             }
-            let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+            let mut terminal = Terminal::new(CrosstermBackend::new(FrameWriter::new()))?;
             // Not `terminal.clear()`: it asks the terminal where the cursor is and waits for the
             // answer, which costs a round trip over ssh and fails on terminals that never answer.
             terminal.hide_cursor()?;
@@ -305,6 +347,35 @@ fn translate_sequence(sequence: anes::parser::Sequence) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that counts the writes it gets.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for &mut Writes {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_is_written_at_once_on_flush_and_never_on_drop() {
+        let mut terminal = Writes::default();
+        let mut frame = FrameWriter::to(&mut terminal);
+        for _ in 0..3000 {
+            frame.write_all(b"\x1b[1;1Hx").unwrap();
+        }
+        frame.flush().unwrap();
+        frame.write_all(b"half a frame").unwrap();
+        drop(frame);
+        assert_eq!(terminal.0.len(), 1, "one write for the frame, none for what was left");
+        assert_eq!(terminal.0[0].len(), 3000 * 7);
+    }
 
     fn keys(bytes: &[u8]) -> Vec<(KeyCode, KeyModifiers)> {
         typed_events(bytes)

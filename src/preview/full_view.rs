@@ -3,13 +3,13 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use crate::term::Tui;
 use crossterm::cursor::MoveTo;
 use crossterm::event::{Event, KeyEventKind};
 use crossterm::style::Print;
 use crossterm::terminal::{self, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{execute, queue};
 use image::DynamicImage;
-use ratatui::DefaultTerminal;
 use ratatui_image::FontSize;
 use ratatui_image::picker::ProtocolType;
 
@@ -31,7 +31,7 @@ use super::graphics::Renderer;
 /// While it waits, `newer` is asked a few times a second for a newer image of the same thing
 /// (the next preview of a running prompt); the view shows each one it gets.
 pub fn show_full_size(
-    terminal: &mut DefaultTerminal,
+    terminal: &mut Tui,
     image: &DynamicImage,
     caption: &str,
     renderer: Option<&Renderer>,
