@@ -694,17 +694,32 @@ impl State {
 
     /// Seconds since a prompt finished, when that is known: by this dashboard's own clock when
     /// it saw the prompt end (no clock skew), else by the server's timestamp (history fetched
-    /// after a start or reconnect).
+    /// after a start or reconnect). Counted up to [`State::ages_now`], not to this instant.
     pub fn finished_ago(&self, prompt: &PromptRecord) -> Option<f64> {
+        let now = self.ages_now();
         let seen_ending = prompt
             .finished_at
             .filter(|&t| prompt.live || t > prompt.first_seen);
         if let Some(t) = seen_ending {
-            return Some((self.now - t).max(0.0));
+            return Some((now - t).max(0.0));
         }
+        let wall_ms = self.epoch_ms_at_zero + now * 1000.0;
         prompt
             .server_finished_ms
-            .map(|ms| ((self.wall_ms() - ms) / 1000.0).max(0.0))
+            .map(|ms| ((wall_ms - ms) / 1000.0).max(0.0))
+    }
+
+    /// The time "ago" labels are read at: this dashboard's clock at its last whole minute. All
+    /// of them then change at the same instant, so a screen of prompts that ended at different
+    /// times is drawn once a minute, not once for each; a label is at most a minute behind.
+    fn ages_now(&self) -> f64 {
+        (self.now / 60.0).floor() * 60.0
+    }
+
+    /// When the label of something that ended `ago` seconds before [`State::ages_now`] reads
+    /// differently: at one of the following whole minutes.
+    fn next_age_change(&self, ago: f64) -> f64 {
+        self.ages_now() + (time::ago_changes_in(ago) / 60.0).ceil() * 60.0
     }
 
     /// How long a prompt has waited: from the server's own queue time where it sent one, else
@@ -799,7 +814,7 @@ impl State {
         }
         for prompt in tracker.finished().take(AGED_ROWS) {
             if let Some(ago) = self.finished_ago(prompt) {
-                consider(now + time::ago_changes_in(ago));
+                consider(self.next_age_change(ago));
             }
         }
         // The fleet's rows: each server's running clock, countdown and last outcome's age.
@@ -819,7 +834,7 @@ impl State {
                     .next()
                     .and_then(|p| self.finished_ago(p))
                 {
-                    consider(now + time::ago_changes_in(ago));
+                    consider(self.next_age_change(ago));
                 }
             }
         }

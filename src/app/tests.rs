@@ -478,21 +478,36 @@ fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
 }
 
 #[test]
-fn history_ages_are_refreshed_on_label_boundaries_only() {
+fn history_ages_change_together_once_a_minute() {
     let history: History = super::testing::http_body("get_history");
     let mut state = connected("me", 0.0, history);
-    // Half an hour after the recordings every age reads in minutes: the next change is at most
-    // a minute away, at the next minute boundary of one of them.
-    update(&mut state, 1800.0, Event::Tick);
-    let expected = state
-        .history_rows()
-        .iter()
-        .filter_map(|p| state.finished_ago(p))
-        .map(|ago| state.now + time::ago_changes_in(ago))
-        .fold(f64::INFINITY, f64::min);
-    assert!(expected.is_finite());
-    assert_eq!(state.redraw_at, Some(expected));
-    assert!(expected > state.now && expected - state.now <= 60.0);
+    let labels = |state: &State| -> Vec<String> {
+        state
+            .history_rows()
+            .iter()
+            .filter_map(|p| state.finished_ago(p))
+            .map(time::ago_in_column)
+            .collect()
+    };
+    // Half an hour after the recordings every age reads in minutes. The prompts ended at
+    // different seconds, yet their labels all move at the dashboard's next whole minute: one
+    // frame a minute, not one for each prompt.
+    update(&mut state, 1830.0, Event::Tick);
+    let shown = labels(&state);
+    assert!(
+        shown.len() > 1 && shown.iter().all(|l| l.ends_with("m ago")),
+        "{shown:?}"
+    );
+    assert_eq!(state.redraw_at, Some(1860.0));
+    update(&mut state, 1859.5, Event::Tick);
+    assert_eq!(labels(&state), shown);
+    update(&mut state, 1860.0, Event::Tick);
+    let next = labels(&state);
+    assert!(
+        next.iter().zip(&shown).all(|(a, b)| a != b),
+        "{shown:?} then {next:?}"
+    );
+    assert_eq!(state.redraw_at, Some(1920.0));
 }
 
 #[test]
