@@ -373,7 +373,11 @@ mod tests {
         frame.flush().unwrap();
         frame.write_all(b"half a frame").unwrap();
         drop(frame);
-        assert_eq!(terminal.0.len(), 1, "one write for the frame, none for what was left");
+        assert_eq!(
+            terminal.0.len(),
+            1,
+            "one write for the frame, none for what was left"
+        );
         assert_eq!(terminal.0[0].len(), 3000 * 7);
     }
 
