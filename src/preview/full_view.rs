@@ -3,7 +3,6 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::term::Tui;
 use crossterm::cursor::MoveTo;
 use crossterm::event::{Event, KeyEventKind};
 use crossterm::style::Print;
@@ -14,6 +13,7 @@ use ratatui_image::FontSize;
 use ratatui_image::picker::ProtocolType;
 
 use super::graphics::Renderer;
+use crate::term::Tui;
 
 /// Leaves the dashboard's alternate screen, draws `image` with viuer as large as the terminal
 /// allows, with `caption` on the last line, waits for any key, and returns to the dashboard as it
