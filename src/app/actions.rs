@@ -313,7 +313,7 @@ fn selected(state: &State) -> Option<&PromptRecord> {
         Panel::Queue => state.selected_queue_row().map(|i| state.queue_rows()[i]),
         Panel::History => state
             .selected_history_row()
-            .and_then(|i| state.history_page(i, 1).first().copied()),
+            .and_then(|i| state.history_row(i)),
         Panel::Progress => state.server().tracker.running(),
         Panel::Log => None,
     }

@@ -380,7 +380,7 @@ fn output_to_save(state: &State) -> Result<(ImageRef, usize, usize), String> {
     }
     let prompt = state
         .selected_history_row()
-        .and_then(|i| state.history_page(i, 1).first().copied())
+        .and_then(|i| state.history_row(i))
         .ok_or_else(|| "no finished prompt to save an output of".to_string())?;
     let outputs: Vec<&ImageRef> = prompt.images().map(|(_, image)| image).collect();
     match outputs.first() {

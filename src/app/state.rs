@@ -659,6 +659,11 @@ impl State {
         tracker.finished_count() + tracker.removed_count()
     }
 
+    /// History's row `index`, looked up alone (see [`State::history_page`]).
+    pub fn history_row(&self, index: usize) -> Option<&PromptRecord> {
+        self.history_page(index, 1).into_iter().next()
+    }
+
     /// History's rows from `offset`, at most `len` of them. Only those are looked up, and
     /// when a prompt deleted from the queue is listed, the rows before them too (to merge the
     /// two lists in the order they ended).

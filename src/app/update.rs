@@ -487,13 +487,13 @@ fn apply(m: Move, current: usize, len: usize) -> usize {
     }
 }
 
-/// Moves a selection; at the first row it follows the top of the list again (the running
-/// prompt, the newest finished one).
 /// The id of History's row `index`.
 fn history_id(state: &State, index: usize) -> Option<String> {
-    state.history_page(index, 1).first().map(|p| p.id.clone())
+    state.history_row(index).map(|p| p.id.clone())
 }
 
+/// Moves a selection; at the first row it follows the top of the list again (the running
+/// prompt, the newest finished one).
 fn move_selection(selection: &mut Selection, ids: &[String], m: Move) {
     let Some(current) = selection.resolve(ids.iter().map(String::as_str)) else {
         return;
