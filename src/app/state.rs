@@ -694,7 +694,12 @@ impl State {
 
     /// The wall clock now, in ms since the epoch.
     pub fn wall_ms(&self) -> f64 {
-        self.epoch_ms_at_zero + self.now * 1000.0
+        self.wall_ms_at(self.now)
+    }
+
+    /// The wall clock at dashboard time `t`, in ms since the epoch.
+    fn wall_ms_at(&self, t: f64) -> f64 {
+        self.epoch_ms_at_zero + t * 1000.0
     }
 
     /// Seconds since a prompt finished, when that is known: by this dashboard's own clock when
@@ -708,10 +713,9 @@ impl State {
         if let Some(t) = seen_ending {
             return Some((now - t).max(0.0));
         }
-        let wall_ms = self.epoch_ms_at_zero + now * 1000.0;
         prompt
             .server_finished_ms
-            .map(|ms| ((wall_ms - ms) / 1000.0).max(0.0))
+            .map(|ms| ((self.wall_ms_at(now) - ms) / 1000.0).max(0.0))
     }
 
     /// The time "ago" labels are read at: this dashboard's clock at its last whole minute. All
