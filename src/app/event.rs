@@ -33,7 +33,7 @@ pub enum Event {
     Preview(super::preview::PreviewResults),
     /// Something went wrong outside the state (recording, say) that the user should see.
     Problem(String),
-    /// The screen now shows the state.
+    /// The screen now shows the state (and the preview worker is told what the pane shows).
     Drawn,
     /// The full-size view is gone (the problem, when it could not be shown).
     FullViewClosed {

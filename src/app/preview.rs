@@ -628,10 +628,11 @@ mod tests {
         let commands = key(&mut state, 'o');
         let second = selected_output(&state).unwrap();
         assert_eq!(second.0.filename, "ComfyUI_temp_otqca_00001_.png");
-        // Fetched, and the pane told to show it.
-        assert_eq!(commands[0], Command::FetchOutput(0, second.0.clone()));
+        // Fetched, and the worker told once the pane shows it.
+        assert_eq!(commands, [Command::FetchOutput(0, second.0.clone())]);
+        let now = state.now;
         assert!(matches!(
-            &commands[1..],
+            update(&mut state, now, Event::Drawn).as_slice(),
             [Command::SetPreviewView(Some(view))]
                 if view.key == crate::preview::PreviewKey::Output(second.0.clone())
         ));

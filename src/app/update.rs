@@ -24,6 +24,7 @@ const WHEEL_LINES: i64 = 3;
 pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     state.now = now.max(state.now);
     let mut commands = Vec::new();
+    let drawn = matches!(event, Event::Drawn);
     match event {
         Event::Key(key) => on_key(state, key, &mut commands),
         Event::Click(target) => on_click(state, target),
@@ -82,9 +83,13 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
         state.dirty = true;
     }
     state.redraw_at = state.next_redraw();
-    let view = preview::view_for(state, crate::ui::preview_area(state).map(|r| r.as_size()));
-    if state.previews.state.want_view(view.clone()) {
-        commands.push(Command::SetPreviewView(view));
+    // The worker is told what the pane shows once it is on screen. Working the layout out
+    // after each frame, not after each event, spares it for the 20 or so events a frame.
+    if drawn {
+        let view = preview::view_for(state, crate::ui::preview_area(state).map(|r| r.as_size()));
+        if state.previews.state.want_view(view.clone()) {
+            commands.push(Command::SetPreviewView(view));
+        }
     }
     commands
 }
