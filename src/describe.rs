@@ -10,7 +10,8 @@ use crate::bridge::BridgeLink;
 use crate::comfy::binary::{BinaryFrame, PreviewImage};
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::{
-    Executing, ExecutionCached, Logs, NodeOutput, NodeRunState, ProgressState, ServerMessage,
+    Executing, ExecutionCached, Logs, NodeOutput, NodeRunState, Progress, ProgressState,
+    ServerMessage,
 };
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::{Decoded, RawFrame};
@@ -328,20 +329,7 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
             };
             format!("{}node {}: {output}", prompt_prefix(p), node(p, &e.node))
         }
-        ServerMessage::Progress(p) => {
-            let prompt = p.prompt_id.as_deref();
-            let at = p
-                .node
-                .as_deref()
-                .map(|n| format!("node {} ", node(prompt, n)))
-                .unwrap_or_default();
-            format!(
-                "{}{at}{}/{}",
-                prompt_prefix(prompt),
-                number(p.value),
-                number(p.max)
-            )
-        }
+        ServerMessage::Progress(p) => progress_details(p, titles),
         ServerMessage::ProgressState(s) => progress_state_line(s, titles),
         ServerMessage::ExecutionSuccess(s) => {
             format!("prompt {} succeeded", short_id(&s.prompt_id))
@@ -417,41 +405,120 @@ fn executing_line(e: &Executing, titles: &impl NodeTitles) -> String {
 
 /// How many nodes are in each state, and the first running ones with their steps.
 fn progress_state_line(s: &ProgressState, titles: &impl NodeTitles) -> String {
-    let node = |prompt: Option<&str>, node: &str| node_label(titles, prompt, node);
-    let count = |state: NodeRunState| s.nodes.values().filter(|n| n.state == state).count();
-    let mut parts: Vec<String> = [
-        (NodeRunState::Finished, "finished"),
-        (NodeRunState::Error, "error"),
-        (NodeRunState::Pending, "pending"),
-        (NodeRunState::Other, "other"),
-    ]
-    .into_iter()
-    .filter_map(|(state, name)| match count(state) {
-        0 => None,
-        k => Some(format!("{k} {name}")),
-    })
-    .collect();
-    let running: Vec<String> = s
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.state == NodeRunState::Running)
-        .take(3)
-        .map(|(id, n)| {
-            format!(
-                "node {} {}/{}",
-                node(Some(&s.prompt_id), id),
-                number(n.value),
-                number(n.max)
-            )
-        })
-        .collect();
-    if !running.is_empty() {
-        parts.push(format!("running {}", running.join(", ")));
+    ProgressStateSummary::of(s).details(titles)
+}
+
+/// What a `progress_state` line says, worked out without writing it: how many nodes are in each
+/// state and the first few running. Cheap to take at every step; the event log keeps it and
+/// writes the line only when it is shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressStateSummary {
+    prompt_id: String,
+    /// Finished, error, pending, other.
+    counts: [usize; 4],
+    /// Node id, value and max of the first running nodes.
+    running: Vec<(String, f64, f64)>,
+}
+
+impl ProgressStateSummary {
+    /// Running nodes named in a line.
+    const RUNNING_SHOWN: usize = 3;
+
+    pub fn of(s: &ProgressState) -> Self {
+        let mut counts = [0; 4];
+        let mut running = Vec::new();
+        for (id, n) in &s.nodes {
+            match n.state {
+                NodeRunState::Finished => counts[0] += 1,
+                NodeRunState::Error => counts[1] += 1,
+                NodeRunState::Pending => counts[2] += 1,
+                NodeRunState::Other => counts[3] += 1,
+                NodeRunState::Running if running.len() < Self::RUNNING_SHOWN => {
+                    running.push((id.clone(), n.value, n.max));
+                }
+                NodeRunState::Running => {}
+            }
+        }
+        Self {
+            prompt_id: s.prompt_id.clone(),
+            counts,
+            running,
+        }
     }
-    if parts.is_empty() {
-        parts.push("no nodes".to_string());
+
+    /// The line's text after the event name.
+    fn details(&self, titles: &impl NodeTitles) -> String {
+        let mut parts: Vec<String> = ["finished", "error", "pending", "other"]
+            .into_iter()
+            .zip(self.counts)
+            .filter(|(_, k)| *k > 0)
+            .map(|(name, k)| format!("{k} {name}"))
+            .collect();
+        let running: Vec<String> = self
+            .running
+            .iter()
+            .map(|(id, value, max)| {
+                format!(
+                    "node {} {}/{}",
+                    node_label(titles, Some(&self.prompt_id), id),
+                    number(*value),
+                    number(*max)
+                )
+            })
+            .collect();
+        if !running.is_empty() {
+            parts.push(format!("running {}", running.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("no nodes".to_string());
+        }
+        format!("prompt {}: {}", short_id(&self.prompt_id), parts.join(", "))
     }
-    format!("prompt {}: {}", short_id(&s.prompt_id), parts.join(", "))
+}
+
+/// A `progress` or `progress_state` frame as the event log keeps it until its line is shown:
+/// these come at every step, and the log is hidden most of the time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepFrame {
+    Progress(Progress),
+    ProgressState(ProgressStateSummary),
+}
+
+impl StepFrame {
+    /// The frame's step, if it is one (not one the bridge relayed: those are written at once).
+    pub fn of(decoded: &Decoded) -> Option<Self> {
+        match decoded {
+            Decoded::Message(ServerMessage::Progress(p)) => Some(Self::Progress(p.clone())),
+            Decoded::Message(ServerMessage::ProgressState(s)) => {
+                Some(Self::ProgressState(ProgressStateSummary::of(s)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The line [`frame_line`] writes for the frame it was taken from, received at `t`.
+    pub fn line(&self, t: f64, titles: &impl NodeTitles) -> String {
+        let (event, details) = match self {
+            Self::Progress(p) => ("progress", progress_details(p, titles)),
+            Self::ProgressState(s) => ("progress_state", s.details(titles)),
+        };
+        finish(format!("{t:>9.3} {event:<17} {details}"))
+    }
+}
+
+fn progress_details(p: &Progress, titles: &impl NodeTitles) -> String {
+    let prompt = p.prompt_id.as_deref();
+    let at = p
+        .node
+        .as_deref()
+        .map(|n| format!("node {} ", node_label(titles, prompt, n)))
+        .unwrap_or_default();
+    format!(
+        "{}{at}{}/{}",
+        prompt_prefix(prompt),
+        number(p.value),
+        number(p.max)
+    )
 }
 
 fn logs_line(l: &Logs) -> String {

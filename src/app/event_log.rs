@@ -1,5 +1,6 @@
 //! The event log panel: the latest events, one line each, in the `watch` format.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use crate::bridge::BridgeLink;
@@ -7,19 +8,37 @@ use crate::comfy::Decoded;
 use crate::comfy::connection::{ConnEvent, ReceivedFrame};
 use crate::comfy::protocol::ServerMessage;
 use crate::comfy::server_url::ServerUrl;
-use crate::describe::{connection_line, event_name, frame_line};
+use crate::describe::{NodeTitles, StepFrame, connection_line, event_name, frame_line};
 use crate::tracker::Tracker;
 
 /// How many lines the log keeps.
 pub const LOG_KEPT: usize = 1000;
 
-/// One line of the log; `text` is already sanitized.
+/// One line of the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
     /// The dashboard clock when it happened.
     pub at: f64,
     pub kind: LineKind,
-    pub text: String,
+    text: LineText,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum LineText {
+    /// Written and sanitized.
+    Written(String),
+    /// A step's frame received at `t` on the socket's clock, written when shown.
+    Step { t: f64, frame: StepFrame },
+}
+
+impl LogLine {
+    /// The line, safe to print; `titles` names the nodes of a step written now.
+    pub fn text(&self, titles: &impl NodeTitles) -> Cow<'_, str> {
+        match &self.text {
+            LineText::Written(text) => Cow::Borrowed(text),
+            LineText::Step { t, frame } => Cow::Owned(frame.line(*t, titles)),
+        }
+    }
 }
 
 /// What a line is about, for colour.
@@ -39,10 +58,18 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn push(&mut self, at: f64, kind: LineKind, text: String) {
+        self.push_line(LogLine {
+            at,
+            kind,
+            text: LineText::Written(text),
+        });
+    }
+
+    fn push_line(&mut self, line: LogLine) {
         if self.lines.len() == LOG_KEPT {
             self.lines.pop_front();
         }
-        self.lines.push_back(LogLine { at, kind, text });
+        self.lines.push_back(line);
     }
 
     pub fn lines(&self) -> &VecDeque<LogLine> {
@@ -79,8 +106,20 @@ impl EventLog {
         }
     }
 
-    /// Logs one received frame as `watch` prints it; `tracker` names the nodes.
+    /// Logs one received frame as `watch` prints it; `tracker` names the nodes. A step's
+    /// `progress` and `progress_state` are written when shown: most of the frames of a run, in
+    /// a log that is hidden most of the time.
     pub fn frame(&mut self, at: f64, frame: &ReceivedFrame, tracker: &Tracker) {
+        if let Some(step) = StepFrame::of(&frame.decoded) {
+            return self.push_line(LogLine {
+                at,
+                kind: LineKind::Message,
+                text: LineText::Step {
+                    t: frame.t,
+                    frame: step,
+                },
+            });
+        }
         let kind = match &frame.decoded {
             Decoded::Malformed { .. } | Decoded::Message(ServerMessage::ExecutionError(_)) => {
                 LineKind::Error
@@ -97,6 +136,7 @@ impl EventLog {
 mod tests {
     use super::*;
     use crate::comfy::RawFrame;
+    use crate::describe::NoTitles;
 
     fn frame(json: &str) -> ReceivedFrame {
         let raw = RawFrame::Text(json.to_string());
@@ -117,8 +157,39 @@ mod tests {
         );
         let line = log.lines().back().unwrap();
         assert_eq!(line.kind, LineKind::Unknown);
-        assert!(line.text.contains("crystools.monitor"), "{}", line.text);
-        assert!(!line.text.contains('\u{1b}'), "{}", line.text);
+        let text = line.text(&NoTitles);
+        assert!(text.contains("crystools.monitor"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn steps_written_when_shown_read_as_written_at_once() {
+        use crate::app::testing::{client_id, connected, replay, transcript};
+        let name = "b_feature_flags_metadata_previews";
+        let mut state = connected(&client_id(name), 0.0, Default::default());
+        replay(&mut state, name, 1.0, f64::INFINITY);
+        let tracker = &state.server().tracker;
+        let written_at_once: Vec<String> = transcript(name)
+            .iter()
+            .filter(|f| StepFrame::of(&f.decoded).is_some())
+            .map(|f| frame_line(f, tracker))
+            .collect();
+        let kept_as_steps: Vec<String> = state
+            .server()
+            .log
+            .lines()
+            .iter()
+            .filter(|l| matches!(l.text, LineText::Step { .. }))
+            .map(|l| l.text(tracker).into_owned())
+            .collect();
+        assert_eq!(kept_as_steps, written_at_once);
+        // Both kinds of step, with the running node named by its title.
+        assert!(kept_as_steps.iter().any(|l| l.contains(" progress ")));
+        assert!(
+            kept_as_steps.iter().any(|l| l.contains(" progress_state ")
+                && l.contains("running node 1 \"Slow Steps\" 3/6")),
+            "{kept_as_steps:#?}"
+        );
     }
 
     #[test]
@@ -128,6 +199,6 @@ mod tests {
             log.push(i as f64, LineKind::Message, i.to_string());
         }
         assert_eq!(log.len(), LOG_KEPT);
-        assert_eq!(log.lines().front().unwrap().text, "5");
+        assert_eq!(log.lines().front().unwrap().text(&NoTitles), "5");
     }
 }

@@ -735,7 +735,7 @@ mod tests {
             .log
             .lines()
             .iter()
-            .map(|l| l.text.clone())
+            .map(|l| l.text(&crate::describe::NoTitles).into_owned())
             .collect();
         assert!(
             logged

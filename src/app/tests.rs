@@ -10,6 +10,7 @@ use crate::comfy::api::{History, QueueSnapshot};
 use crate::comfy::connection::ConnEvent;
 use crate::comfy::connection::ReceivedFrame;
 use crate::comfy::{Decoded, RawFrame};
+use crate::describe::NoTitles;
 use crate::tracker::{Outcome, Phase, TrackerCommand, TrackerInput};
 
 fn key(state: &mut State, code: KeyCode) -> Vec<Command> {
@@ -76,12 +77,12 @@ fn a_full_run_ends_in_history_with_every_event_logged() {
     assert_eq!(history[0].phase, Phase::Finished(Outcome::Success));
     assert!(history[0].ours);
     assert!(state.queue_rows().is_empty());
-    let log: Vec<&str> = state
+    let log: Vec<String> = state
         .server()
         .log
         .lines()
         .iter()
-        .map(|l| l.text.as_str())
+        .map(|l| l.text(&state.server().tracker).into_owned())
         .collect();
     assert!(
         log.iter()
@@ -209,7 +210,7 @@ fn a_watcher_asks_for_the_queue_on_status_and_never_twice_at_once() {
             .log
             .lines()
             .iter()
-            .any(|l| l.text.contains("progress_text"))
+            .any(|l| l.text(&NoTitles).contains("progress_text"))
     );
 }
 
@@ -246,7 +247,8 @@ fn unknown_message_types_reach_the_log() {
     );
     let last = state.server().log.lines().back().unwrap();
     assert_eq!(last.kind, event_log::LineKind::Unknown);
-    assert!(last.text.contains("crystools.monitor"), "{}", last.text);
+    let text = last.text(&NoTitles);
+    assert!(text.contains("crystools.monitor"), "{text}");
 }
 
 #[test]
@@ -474,7 +476,7 @@ fn a_failed_fetch_is_logged_and_handed_back_to_the_tracker() {
         vec![Command::Fetch(0, TrackerCommand::FetchQueue)]
     );
     let last = state.server().log.lines().back().unwrap();
-    assert_eq!(last.text, "GET /queue failed: timed out");
+    assert_eq!(last.text(&NoTitles), "GET /queue failed: timed out");
 }
 
 #[test]
@@ -538,7 +540,7 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     assert_eq!(rows[0].number, Some(7.0));
     assert_eq!(rows[0].node_title("1"), Some("SaveImage"));
     assert_eq!(
-        state.server().log.lines().back().unwrap().text,
+        state.server().log.lines().back().unwrap().text(&NoTitles),
         "queued p-1 as #7"
     );
     update(
@@ -547,7 +549,7 @@ fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
         Event::Reply(0, Reply::Submitted(Err("HTTP 400".into()))),
     );
     assert_eq!(
-        state.server().log.lines().back().unwrap().text,
+        state.server().log.lines().back().unwrap().text(&NoTitles),
         "POST /prompt failed: HTTP 400"
     );
 }

@@ -18,7 +18,8 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
     if state.ui.server_log_shown {
         return draw_server_log(state, frame, area, focused);
     }
-    let log = &state.server().log;
+    let server = state.server();
+    let log = &server.log;
     let scroll = state.ui.log_scroll.min(log.len().saturating_sub(1));
     let title = if scroll > 0 {
         format!(" Events ({scroll} newer below) ")
@@ -42,7 +43,7 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect, focused: bool) {
                 LineKind::Unknown => theme::warn(),
             };
             // The `watch` line: its time is the frame's, since the socket connected.
-            Line::from(Span::styled(line.text.as_str(), style))
+            Line::from(Span::styled(line.text(&server.tracker), style))
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
