@@ -821,9 +821,16 @@ impl State {
         {
             consider(now + dt);
         }
+        // No age changes before the next whole minute: once a row does then, the rest need
+        // not be looked at (this runs after every event).
+        let soonest_age_change = self.ages_now() + 60.0;
         for prompt in tracker.finished().take(AGED_ROWS) {
             if let Some(ago) = self.finished_ago(prompt) {
-                consider(self.next_age_change(ago));
+                let at = self.next_age_change(ago);
+                consider(at);
+                if at <= soonest_age_change {
+                    break;
+                }
             }
         }
         // The fleet's rows: each server's running clock, countdown and last outcome's age.

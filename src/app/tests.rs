@@ -513,6 +513,28 @@ fn history_ages_change_together_once_a_minute() {
 }
 
 #[test]
+fn hours_old_ages_wake_the_screen_at_the_first_of_their_changes() {
+    let history: History = super::testing::http_body("get_history");
+    let mut state = connected("me", 0.0, history);
+    // Two and a half hours on, every label reads in hours and changes at an hour boundary of
+    // its own, none in the next minute.
+    update(&mut state, 9030.0, Event::Tick);
+    let ages_now = 9000.0;
+    let changes: Vec<f64> = state
+        .history_rows()
+        .iter()
+        .filter_map(|p| state.finished_ago(p))
+        .map(|ago| ages_now + (time::ago_changes_in(ago) / 60.0).ceil() * 60.0)
+        .collect();
+    assert!(
+        changes.len() > 1 && changes.iter().all(|&t| t > ages_now + 60.0),
+        "{changes:?}"
+    );
+    let first = changes.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(state.redraw_at, Some(first));
+}
+
+#[test]
 fn a_prompt_this_comfytop_queued_is_ours_and_pending_at_once() {
     use crate::comfy::api::{PromptAccepted, PromptRequest};
     let mut state = connected("me", 0.0, History::default());
