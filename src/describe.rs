@@ -476,12 +476,18 @@ impl ProgressStateSummary {
     }
 }
 
-/// A `progress` or `progress_state` frame as the event log keeps it until its line is shown:
-/// these come at every step, and the log is hidden most of the time.
+/// A `progress`, `progress_state` or preview image frame as the event log keeps it until its
+/// line is shown: these come at every step, and the log is hidden most of the time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepFrame {
     Progress(Progress),
     ProgressState(ProgressStateSummary),
+    /// The image's format and size, and with metadata whose node it shows (prompt, node).
+    Preview {
+        format: &'static str,
+        bytes: usize,
+        node: Option<(String, String)>,
+    },
 }
 
 impl StepFrame {
@@ -492,6 +498,14 @@ impl StepFrame {
             Decoded::Message(ServerMessage::ProgressState(s)) => {
                 Some(Self::ProgressState(ProgressStateSummary::of(s)))
             }
+            Decoded::Binary(BinaryFrame::Preview(p)) => Some(Self::Preview {
+                format: format_name(p),
+                bytes: p.data.len(),
+                node: p
+                    .metadata
+                    .as_ref()
+                    .map(|m| (m.prompt_id.clone(), m.node_id.clone())),
+            }),
             _ => None,
         }
     }
@@ -501,6 +515,17 @@ impl StepFrame {
         let (event, details) = match self {
             Self::Progress(p) => ("progress", progress_details(p, titles)),
             Self::ProgressState(s) => ("progress_state", s.details(titles)),
+            Self::Preview {
+                format,
+                bytes,
+                node,
+            } => {
+                let node = node.as_ref().map(|(p, n)| (p.as_str(), n.as_str()));
+                (
+                    "preview_image",
+                    preview_details(format, *bytes, node, titles),
+                )
+            }
         };
         finish(format!("{t:>9.3} {event:<17} {details}"))
     }
@@ -561,15 +586,11 @@ fn describe_output(output: &NodeOutput) -> String {
 fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
     match frame {
         BinaryFrame::Preview(p) => {
-            let size = format!("{} {} bytes", format_name(p), p.data.len());
-            match &p.metadata {
-                Some(m) => format!(
-                    "{size}, prompt {} node {}",
-                    short_id(&m.prompt_id),
-                    node_label(titles, Some(&m.prompt_id), &m.node_id)
-                ),
-                None => size,
-            }
+            let node = p
+                .metadata
+                .as_ref()
+                .map(|m| (m.prompt_id.as_str(), m.node_id.as_str()));
+            preview_details(format_name(p), p.data.len(), node, titles)
         }
         BinaryFrame::ProgressText { node_id, text } => format!(
             "node {}: {}",
@@ -585,6 +606,24 @@ fn describe_binary(frame: &BinaryFrame, titles: &impl NodeTitles) -> String {
             describe_binary(frame, titles),
             relayed_suffix(Some(owner))
         ),
+    }
+}
+
+/// "jpeg 5439 bytes", and with metadata ", prompt <id> node <label>".
+fn preview_details(
+    format: &str,
+    bytes: usize,
+    node: Option<(&str, &str)>,
+    titles: &impl NodeTitles,
+) -> String {
+    let size = format!("{format} {bytes} bytes");
+    match node {
+        Some((prompt_id, node_id)) => format!(
+            "{size}, prompt {} node {}",
+            short_id(prompt_id),
+            node_label(titles, Some(prompt_id), node_id)
+        ),
+        None => size,
     }
 }
 

@@ -107,8 +107,8 @@ impl EventLog {
     }
 
     /// Logs one received frame as `watch` prints it; `tracker` names the nodes. A step's
-    /// `progress` and `progress_state` are written when shown: most of the frames of a run, in
-    /// a log that is hidden most of the time.
+    /// `progress`, `progress_state` and preview image are written when shown: most of the
+    /// frames of a run, in a log that is hidden most of the time.
     pub fn frame(&mut self, at: f64, frame: &ReceivedFrame, tracker: &Tracker) {
         if let Some(step) = StepFrame::of(&frame.decoded) {
             return self.push_line(LogLine {
@@ -183,8 +183,13 @@ mod tests {
             .map(|l| l.text(tracker).into_owned())
             .collect();
         assert_eq!(kept_as_steps, written_at_once);
-        // Both kinds of step, with the running node named by its title.
+        // Every kind of step, with the running node named by its title.
         assert!(kept_as_steps.iter().any(|l| l.contains(" progress ")));
+        assert!(
+            kept_as_steps
+                .iter()
+                .any(|l| l.contains(" preview_image ") && l.contains("node 1 \"Slow Steps\""))
+        );
         assert!(
             kept_as_steps.iter().any(|l| l.contains(" progress_state ")
                 && l.contains("running node 1 \"Slow Steps\" 3/6")),
