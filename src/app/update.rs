@@ -84,7 +84,7 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     }
     state.redraw_at = state.next_redraw();
     // The worker is told what the pane shows once it is on screen. Working the layout out
-    // after each frame, not after each event, spares it for the 20 or so events a frame.
+    // after each frame, not after each event, spares it for the 15 or so events between two.
     if drawn {
         let view = preview::view_for(state, crate::ui::preview_area(state).map(|r| r.as_size()));
         if state.previews.state.want_view(view.clone()) {
