@@ -491,22 +491,42 @@ pub enum StepFrame {
 }
 
 impl StepFrame {
+    /// Longest prompt or node id kept: a line with a longer one is written at once, cut, so
+    /// that a thousand kept lines stay small whatever the server sends.
+    const ID_KEPT_MAX: usize = 256;
+
     /// The frame's step, if it is one (not one the bridge relayed: those are written at once).
     pub fn of(decoded: &Decoded) -> Option<Self> {
-        match decoded {
-            Decoded::Message(ServerMessage::Progress(p)) => Some(Self::Progress(p.clone())),
+        let step = match decoded {
+            Decoded::Message(ServerMessage::Progress(p)) => Self::Progress(p.clone()),
             Decoded::Message(ServerMessage::ProgressState(s)) => {
-                Some(Self::ProgressState(ProgressStateSummary::of(s)))
+                Self::ProgressState(ProgressStateSummary::of(s))
             }
-            Decoded::Binary(BinaryFrame::Preview(p)) => Some(Self::Preview {
+            Decoded::Binary(BinaryFrame::Preview(p)) => Self::Preview {
                 format: format_name(p),
                 bytes: p.data.len(),
                 node: p
                     .metadata
                     .as_ref()
                     .map(|m| (m.prompt_id.clone(), m.node_id.clone())),
-            }),
-            _ => None,
+            },
+            _ => return None,
+        };
+        let short = step.ids().all(|id| id.len() <= Self::ID_KEPT_MAX);
+        short.then_some(step)
+    }
+
+    fn ids(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Self::Progress(p) => Box::new(p.prompt_id.iter().chain(&p.node).map(String::as_str)),
+            Self::ProgressState(s) => Box::new(
+                std::iter::once(s.prompt_id.as_str())
+                    .chain(s.running.iter().map(|(id, _, _)| id.as_str())),
+            ),
+            Self::Preview { node, .. } => Box::new(
+                node.iter()
+                    .flat_map(|(prompt, node)| [prompt.as_str(), node.as_str()]),
+            ),
         }
     }
 

@@ -14,6 +14,10 @@ use crate::tracker::Tracker;
 /// How many lines the log keeps.
 pub const LOG_KEPT: usize = 1000;
 
+/// Characters kept of a line: more than any terminal shows, and a thousand lines stay small
+/// whatever the server sends (a node id can be a megabyte).
+const LINE_KEPT_MAX: usize = 1000;
+
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -58,6 +62,10 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn push(&mut self, at: f64, kind: LineKind, text: String) {
+        let text = match crate::text::truncate(&text, LINE_KEPT_MAX) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(cut) => cut,
+        };
         self.push_line(LogLine {
             at,
             kind,
@@ -195,6 +203,22 @@ mod tests {
                 && l.contains("running node 1 \"Slow Steps\" 3/6")),
             "{kept_as_steps:#?}"
         );
+    }
+
+    #[test]
+    fn a_huge_id_is_cut_and_its_step_written_at_once() {
+        let mut log = EventLog::default();
+        let node = "n".repeat(1 << 20);
+        let json = format!(
+            r#"{{"type":"progress","data":{{"value":1,"max":2,"prompt_id":"p1","node":"{node}"}}}}"#
+        );
+        log.frame(0.0, &frame(&json), &Tracker::new("me"));
+        let line = log.lines().back().unwrap();
+        let LineText::Written(text) = &line.text else {
+            panic!("kept as a step: {line:?}");
+        };
+        assert_eq!(text.chars().count(), LINE_KEPT_MAX);
+        assert!(text.ends_with('…'));
     }
 
     #[test]
