@@ -465,10 +465,18 @@ fn history_mark(screen: &str, id: &str) -> Option<char> {
 }
 
 /// Whether a History row names who queued the prompt, as its "by" column does.
+/// The row's "by" column names the prompt's owner: "you", or the client id, whole or cut in the
+/// middle to the column's width (which the other columns' widths in view decide).
 fn shows_owner(row: &str, prompt: &Queued) -> bool {
+    let shown = row.split_whitespace().last().unwrap_or_default();
     match prompt.owner {
-        DASHBOARD_ID => row.ends_with(" you"),
-        _ => row.ends_with("a-br…tab"),
+        DASHBOARD_ID => shown == "you",
+        owner => {
+            shown == owner
+                || shown.split_once('…').is_some_and(|(head, tail)| {
+                    !head.is_empty() && owner.starts_with(head) && owner.ends_with(tail)
+                })
+        }
     }
 }
 
