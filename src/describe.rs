@@ -330,7 +330,8 @@ fn describe_message(m: &ServerMessage, titles: &impl NodeTitles) -> String {
             format!("{}node {}: {output}", prompt_prefix(p), node(p, &e.node))
         }
         ServerMessage::Progress(p) => progress_details(p, titles),
-        ServerMessage::ProgressState(s) => progress_state_line(s, titles),
+        // How many nodes are in each state, and the first running ones with their steps.
+        ServerMessage::ProgressState(s) => ProgressStateSummary::of(s).details(titles),
         ServerMessage::ExecutionSuccess(s) => {
             format!("prompt {} succeeded", short_id(&s.prompt_id))
         }
@@ -401,11 +402,6 @@ fn executing_line(e: &Executing, titles: &impl NodeTitles) -> String {
         (None, Some(n)) => format!("node {} (running; sent on reconnect)", node(None, n)),
         (None, None) => "nothing running".to_string(),
     }
-}
-
-/// How many nodes are in each state, and the first running ones with their steps.
-fn progress_state_line(s: &ProgressState, titles: &impl NodeTitles) -> String {
-    ProgressStateSummary::of(s).details(titles)
 }
 
 /// What a `progress_state` line says, worked out without writing it: how many nodes are in each
@@ -512,22 +508,22 @@ impl StepFrame {
             },
             _ => return None,
         };
-        let short = step.ids().all(|id| id.len() <= Self::ID_KEPT_MAX);
-        short.then_some(step)
+        (step.longest_id() <= Self::ID_KEPT_MAX).then_some(step)
     }
 
-    fn ids(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+    /// The length of its longest prompt or node id.
+    fn longest_id(&self) -> usize {
         match self {
-            Self::Progress(p) => Box::new(p.prompt_id.iter().chain(&p.node).map(String::as_str)),
-            Self::ProgressState(s) => Box::new(
-                std::iter::once(s.prompt_id.as_str())
-                    .chain(s.running.iter().map(|(id, _, _)| id.as_str())),
-            ),
-            Self::Preview { node, .. } => Box::new(
-                node.iter()
-                    .flat_map(|(prompt, node)| [prompt.as_str(), node.as_str()]),
-            ),
+            Self::Progress(p) => p.prompt_id.iter().chain(&p.node).map(String::len).max(),
+            Self::ProgressState(s) => s
+                .running
+                .iter()
+                .map(|(id, _, _)| id.len())
+                .chain([s.prompt_id.len()])
+                .max(),
+            Self::Preview { node, .. } => node.as_ref().map(|(p, n)| p.len().max(n.len())),
         }
+        .unwrap_or(0)
     }
 
     /// The line [`frame_line`] writes for the frame it was taken from, received at `t`.
