@@ -401,15 +401,19 @@ impl PreviewPipeline {
     }
 
     /// Hands a frame to the worker. Never blocks on decoding: a frame still waiting for the
-    /// same key is replaced.
+    /// same key is replaced, and then the worker is not woken: it knows a frame waits there
+    /// (it was woken for the first, or waits for the frame's turn) and takes the newest.
     pub fn submit(&self, frame: PreviewFrame) {
         let mut inbox = lock(&self.shared.inbox);
         inbox.received += 1;
-        if inbox.frames.put(frame.key.clone(), frame).is_some() {
+        let replaced = inbox.frames.put(frame.key.clone(), frame).is_some();
+        if replaced {
             inbox.superseded += 1;
         }
         drop(inbox);
-        self.shared.wake_worker.notify_one();
+        if !replaced {
+            self.shared.wake_worker.notify_one();
+        }
     }
 
     /// Says what the UI shows now (`None`: the pane is hidden).
