@@ -974,6 +974,8 @@ impl Tracker {
                     self.history_fetch.in_flight = false;
                     self.history_fetch.again = false;
                     self.history_fetch.failed = true;
+                    // The next fetch covers what ended while this one was failing.
+                    self.history_fetch.window = self.history_fetch.window.max(HISTORY_FETCH);
                     // Prompts that left the queue are then looked up one by one.
                     let waiting: Vec<PromptId> = self
                         .awaiting
@@ -2526,6 +2528,45 @@ mod truth_tests {
         );
         let commands = t.handle(20.0, status(0));
         assert_eq!(history_asks(&commands), [HISTORY_FETCH], "{commands:?}");
+    }
+
+    #[test]
+    fn after_a_failed_history_fetch_the_next_reaches_back_past_the_failure() {
+        let mut t = Tracker::new("me");
+        let mut server: Vec<String> = vec!["seen".into()];
+        t.handle(0.0, connected());
+        t.handle(
+            0.1,
+            newest(&server, HISTORY_FETCH, "get_history_id_success"),
+        );
+        // A poll fails (the server held it past the client's timeout)...
+        t.handle(
+            17.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistory {
+                max_items: HISTORY_POLL,
+            }),
+        );
+        // ...while ten prompts end unseen, then one that is learned on its own, then seven.
+        server.extend((0..10).map(|i| format!("gap-{i}")));
+        server.push("looked-up".into());
+        t.handle(
+            17.5,
+            TrackerInput::HistoryItem {
+                prompt_id: "looked-up".into(),
+                entry: Some(entry("get_history_id_success", "looked-up")),
+            },
+        );
+        server.extend((0..7).map(|i| format!("after-{i}")));
+        // The next fetch does not stop at the prompt it knows: the ten before it are found.
+        let mut commands = t.handle(20.0, status(0));
+        let mut asked = Vec::new();
+        while let Some(&max_items) = history_asks(&commands).first() {
+            asked.push(max_items);
+            assert!(asked.len() < 10, "{asked:?}");
+            commands = t.handle(20.5, newest(&server, max_items, "get_history_id_success"));
+        }
+        assert_eq!(asked, [HISTORY_FETCH]);
+        assert_eq!(t.finished().count(), server.len());
     }
 
     #[test]
