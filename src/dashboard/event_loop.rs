@@ -3,6 +3,11 @@
 //! socket event, an HTTP reply, the preview worker, a timer the state asked for, a signal),
 //! feeds it to [`app::update`] and hands every command that comes out to the [`Executor`]. It
 //! changes the state only through `update`.
+//!
+//! While a changed state waits for the frame-rate cap, the loop does not wake for socket events:
+//! they wait in their channel and are applied just before the frame, each at the time it came.
+//! Anything else that wakes the loop first has the socket events that came before it applied,
+//! so `update` sees everything in the order it came.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal as _, Write as _};
@@ -23,7 +28,7 @@ use crate::app::{
     self, ClickTarget, Event, PreviewResults, PreviewSettings, Previews, Reply, ServerState, State,
 };
 use crate::comfy::binary::ImageFormat;
-use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig};
+use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, TaggedEvent};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::transcript::Recorder;
 use crate::preview::{
@@ -35,6 +40,10 @@ use crate::ui;
 
 const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / MAX_FPS as u64);
 const MIN_INPUT_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / INPUT_FPS as u64);
+
+/// Socket events that can wait for a frame: as many as their channel holds. Past that, the
+/// socket's worker waits for the loop.
+const SOCKET_CHANNEL: usize = 1024;
 
 /// The full-size view decodes to at most this side: larger than any terminal shows.
 const FULL_VIEW_MAX_SIDE: u32 = 4096;
@@ -68,6 +77,11 @@ impl Clock {
         self.start.elapsed().as_secs_f64()
     }
 
+    /// The dashboard time of `instant`.
+    fn at(&self, instant: Instant) -> f64 {
+        instant.saturating_duration_since(self.start).as_secs_f64()
+    }
+
     fn instant_at(&self, t: f64) -> Instant {
         self.start + Duration::from_secs_f64(t.max(0.0))
     }
@@ -88,11 +102,11 @@ impl Recording {
         })
     }
 
-    /// A socket event on its way to `update`: a new socket restarts the clock, a frame goes
-    /// into the file. The problem, when writing failed.
-    fn take(&mut self, event: &ConnEvent) -> Option<String> {
+    /// A socket event that came `at`, on its way to `update`: a new socket restarts the clock,
+    /// a frame goes into the file. The problem, when writing failed.
+    fn take(&mut self, event: &ConnEvent, at: Instant) -> Option<String> {
         if let ConnEvent::Connected { .. } = event {
-            self.socket_opened = Instant::now();
+            self.socket_opened = at;
         }
         let (Some(file), ConnEvent::Frame(frame)) = (self.file.as_mut(), event) else {
             return None;
@@ -145,7 +159,7 @@ struct TerminalInput {
 /// What ended one wait of the loop.
 enum Arrived {
     Terminal(Option<std::io::Result<TermEvent>>),
-    Socket(usize, ConnEvent),
+    Socket(TaggedEvent),
     Reply(usize, Reply),
     Previews,
     Query(Option<QueryNews>),
@@ -158,6 +172,9 @@ enum Arrived {
 // Made and taken once per turn of the loop: boxing the event would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Woke {
+    /// A socket event, applied at the time it came.
+    Socket(TaggedEvent),
+    Reply(usize, Reply),
     Event(Event),
     Nothing,
     Exit(Exit),
@@ -168,14 +185,14 @@ struct Dashboard {
     clock: Clock,
     guard: TerminalGuard,
     executor: Executor,
-    conn_rx: mpsc::Receiver<(usize, ConnEvent)>,
+    conn_rx: mpsc::Receiver<TaggedEvent>,
     reply_rx: mpsc::UnboundedReceiver<(usize, Reply)>,
     endings: Endings,
     recording: Recording,
     input: TerminalInput,
     /// Socket events that waited while the full-size view was up; they go through the loop
     /// before anything new.
-    held: VecDeque<(usize, ConnEvent)>,
+    held: VecDeque<TaggedEvent>,
     /// Problems the loop itself ran into (a recording that failed), for `update` next.
     problems: VecDeque<String>,
     frames_drawn: u64,
@@ -242,7 +259,7 @@ pub(super) async fn run(
     let endings = Endings::watch().wrap_err("cannot watch for signals")?;
     let recording = Recording::open(config.record.as_deref())?;
     // Every server's socket events come through one channel, marked with the server's index.
-    let (conn_tx, conn_rx) = mpsc::channel(1024);
+    let (conn_tx, conn_rx) = mpsc::channel(SOCKET_CHANNEL);
     let mut links = Vec::with_capacity(config.servers.len());
     for (index, server) in config.servers.iter().enumerate() {
         let client =
@@ -397,25 +414,78 @@ impl Dashboard {
                 return Ok(exit);
             }
             self.settle_graphics_query();
-            let event = match self.next().await? {
-                Woke::Event(event) => event,
+            let exit = match self.next().await? {
+                Woke::Socket(tagged) => self.apply_socket_event(tagged),
+                // The socket events that came before anything else go first.
+                Woke::Reply(index, reply) => match self.take_socket_events() {
+                    Some(exit) => Some(exit),
+                    None => self.apply_reply(index, reply),
+                },
+                Woke::Event(event) => match self.take_socket_events() {
+                    Some(exit) => Some(exit),
+                    None => self.apply(event),
+                },
                 Woke::Nothing => continue,
                 Woke::Exit(exit) => return Ok(exit),
             };
-            if let Some(exit) = self.apply(event) {
+            if let Some(exit) = exit {
                 return Ok(exit);
             }
         }
     }
 
-    /// Feeds `event` to `update` and runs what it asks for.
+    /// Feeds `event` to `update` now and runs what it asks for.
     fn apply(&mut self, event: Event) -> Option<Exit> {
+        self.apply_at(self.clock.now(), event)
+    }
+
+    /// A socket event to `update` at the time it came (never before what was applied already),
+    /// through the recording.
+    fn apply_socket_event(&mut self, tagged: TaggedEvent) -> Option<Exit> {
+        let TaggedEvent { tag, at, event } = tagged;
+        // `--record` follows one server (the command line allows it with one only).
+        if tag == 0
+            && let Some(problem) = self.recording.take(&event, at)
+        {
+            self.problems.push_back(problem);
+        }
+        let now = self.clock.at(at).max(self.state.now);
+        self.apply_at(now, Event::Conn(tag, event))
+    }
+
+    /// An HTTP reply to `update`, through the recording.
+    fn apply_reply(&mut self, index: usize, reply: Reply) -> Option<Exit> {
+        if index == 0
+            && let Some(problem) = self.recording.take_reply(&reply)
+        {
+            self.problems.push_back(problem);
+        }
+        self.apply(Event::Reply(index, reply))
+    }
+
+    /// Applies the socket events that have come: those held by the full-size view first. At
+    /// most a channel's worth, so that a flood cannot hold the loop up.
+    fn take_socket_events(&mut self) -> Option<Exit> {
+        for _ in 0..SOCKET_CHANNEL {
+            let tagged = self
+                .held
+                .pop_front()
+                .or_else(|| self.conn_rx.try_recv().ok())?;
+            if let Some(exit) = self.apply_socket_event(tagged) {
+                return Some(exit);
+            }
+        }
+        None
+    }
+
+    /// Feeds `event` to `update` at dashboard time `now` and runs what it asks for.
+    fn apply_at(&mut self, now: f64, event: Event) -> Option<Exit> {
         let started = Instant::now();
         self.user_acted |= matches!(
             event,
             Event::Key(_) | Event::Click(_) | Event::Wheel { .. } | Event::Resize { .. }
         );
-        let commands = app::update(&mut self.state, self.clock.now(), event);
+        let commands = app::update(&mut self.state, now, event);
         let mut full_size = None;
         for command in commands {
             match self.executor.run(command) {
@@ -448,6 +518,9 @@ impl Dashboard {
             .is_some_and(|t| t.elapsed() < self.frame_interval());
         if !self.state.dirty || too_soon {
             return Ok(None);
+        }
+        if let Some(exit) = self.take_socket_events() {
+            return Ok(Some(exit));
         }
         let started = Instant::now();
         self.guard
@@ -518,8 +591,8 @@ impl Dashboard {
         if let Some(term_event) = self.input.typed.pop_front() {
             return Ok(self.translate(term_event));
         }
-        if let Some((index, conn_event)) = self.held.pop_front() {
-            return Ok(Woke::Event(self.take_conn_event(index, conn_event)));
+        if let Some(tagged) = self.held.pop_front() {
+            return Ok(Woke::Socket(tagged));
         }
         // Wake for a frame held back by the rate cap, or for a timer the state asked for.
         let draw_at = self
@@ -538,9 +611,11 @@ impl Dashboard {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         });
+        // Socket events wait while a frame does.
+        let socket_waits = draw_at.is_some_and(|at| at > Instant::now());
         let arrived = tokio::select! {
             term_event = next_input(self.input.stream.as_mut()) => Arrived::Terminal(term_event),
-            Some((index, conn_event)) = self.conn_rx.recv() => Arrived::Socket(index, conn_event),
+            Some(tagged) = self.conn_rx.recv(), if !socket_waits => Arrived::Socket(tagged),
             Some((index, reply)) = self.reply_rx.recv() => Arrived::Reply(index, reply),
             () = previews_ready(self.executor.pipeline.as_ref()) => Arrived::Previews,
             news = next_query_news(self.input.query.as_mut()) => Arrived::Query(news),
@@ -558,18 +633,8 @@ impl Dashboard {
                 return Err(error).wrap_err("cannot read from the terminal");
             }
             Arrived::Terminal(None) => Woke::Exit(Exit::InputClosed),
-            Arrived::Socket(index, conn_event) => {
-                Woke::Event(self.take_conn_event(index, conn_event))
-            }
-            Arrived::Reply(index, reply) => {
-                // `--record` follows one server (the command line allows it with one only).
-                if index == 0
-                    && let Some(problem) = self.recording.take_reply(&reply)
-                {
-                    self.problems.push_back(problem);
-                }
-                Woke::Event(Event::Reply(index, reply))
-            }
+            Arrived::Socket(tagged) => Woke::Socket(tagged),
+            Arrived::Reply(index, reply) => Woke::Reply(index, reply),
             Arrived::Previews => match &self.executor.pipeline {
                 Some(pipeline) => Woke::Event(Event::Preview(PreviewResults(pipeline.take()))),
                 None => Woke::Nothing,
@@ -594,16 +659,6 @@ impl Dashboard {
             }
             Arrived::Ending(reason) => Woke::Exit(Exit::Signal(reason)),
         })
-    }
-
-    /// A socket event on its way to `update`, through the recording.
-    fn take_conn_event(&mut self, index: usize, conn_event: ConnEvent) -> Event {
-        if index == 0
-            && let Some(problem) = self.recording.take(&conn_event)
-        {
-            self.problems.push_back(problem);
-        }
-        Event::Conn(index, conn_event)
     }
 
     /// Maps a terminal event to a dashboard event (the mouse through the layout's hit test).
@@ -665,14 +720,14 @@ impl Dashboard {
         let shown_server = self.state.current;
         let mut newer = || {
             let mut newest = None;
-            while let Ok((index, conn_event)) = conn_rx.try_recv() {
-                if index == shown_server
+            while let Ok(tagged) = conn_rx.try_recv() {
+                if tagged.tag == shown_server
                     && let Some(id) = follow
-                    && let Some(bytes) = app::preview::preview_of(&conn_event, id)
+                    && let Some(bytes) = app::preview::preview_of(&tagged.event, id)
                 {
                     newest = Some(bytes);
                 }
-                held.push_back((index, conn_event));
+                held.push_back(tagged);
             }
             newest.and_then(|bytes| decode_full(&bytes).ok().map(|d| d.image))
         };

@@ -152,11 +152,12 @@ impl Connection {
     }
 
     /// Like [`Connection::spawn`], for a client of several servers whose events share one
-    /// channel: each is sent with `tag` (the server's index).
+    /// channel: each is sent with `tag` (the server's index) and the time it came, for a
+    /// receiver that may take its events later than they came.
     pub fn spawn_tagged(
         config: ConnectionConfig,
         tag: usize,
-        events: mpsc::Sender<(usize, ConnEvent)>,
+        events: mpsc::Sender<TaggedEvent>,
     ) -> Self {
         Self::start(config, Events::Tagged(tag, events))
     }
@@ -237,7 +238,18 @@ enum End {
 /// Where the task's events go.
 enum Events {
     Plain(mpsc::Sender<ConnEvent>),
-    Tagged(usize, mpsc::Sender<(usize, ConnEvent)>),
+    Tagged(usize, mpsc::Sender<TaggedEvent>),
+}
+
+/// An event of [`Connection::spawn_tagged`].
+#[derive(Debug)]
+pub struct TaggedEvent {
+    /// The tag the connection was given.
+    pub tag: usize,
+    /// When the connection passed it on: for a frame, as soon as it was read (the handshake's
+    /// frames once the handshake is done).
+    pub at: std::time::Instant,
+    pub event: ConnEvent,
 }
 
 struct Task {
@@ -476,11 +488,14 @@ impl Task {
     async fn emit(&mut self, event: ConnEvent) -> Result<(), Stopped> {
         let sent = match &self.events {
             Events::Plain(events) => self.shutdown.race(events.send(event)).await?.is_ok(),
-            Events::Tagged(tag, events) => self
-                .shutdown
-                .race(events.send((*tag, event)))
-                .await?
-                .is_ok(),
+            Events::Tagged(tag, events) => {
+                let tagged = TaggedEvent {
+                    tag: *tag,
+                    at: std::time::Instant::now(),
+                    event,
+                };
+                self.shutdown.race(events.send(tagged)).await?.is_ok()
+            }
         };
         if sent { Ok(()) } else { Err(Stopped) }
     }
