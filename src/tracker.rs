@@ -2456,6 +2456,17 @@ mod truth_tests {
         ))
     }
 
+    /// `t` connected to a server whose history holds `seen` alone, and that history.
+    fn synced(mut t: Tracker, seen: &str) -> (Tracker, Vec<String>) {
+        let server = vec![seen.to_string()];
+        t.handle(0.0, connected());
+        t.handle(
+            0.1,
+            newest(&server, HISTORY_FETCH, "get_history_id_success"),
+        );
+        (t, server)
+    }
+
     fn history_asks(commands: &[TrackerCommand]) -> Vec<u32> {
         commands
             .iter()
@@ -2532,13 +2543,7 @@ mod truth_tests {
 
     #[test]
     fn after_a_failed_history_fetch_the_next_reaches_back_past_the_failure() {
-        let mut t = Tracker::new("me");
-        let mut server: Vec<String> = vec!["seen".into()];
-        t.handle(0.0, connected());
-        t.handle(
-            0.1,
-            newest(&server, HISTORY_FETCH, "get_history_id_success"),
-        );
+        let (mut t, mut server) = synced(Tracker::new("me"), "seen");
         // A poll fails (the server held it past the client's timeout)...
         t.handle(
             17.0,
@@ -2650,13 +2655,7 @@ mod truth_tests {
 
     #[test]
     fn resync_after_a_cut_pages_back_to_the_last_prompt_seen() {
-        let mut t = Tracker::new("me");
-        let mut server: Vec<String> = vec!["seen".into()];
-        t.handle(0.0, connected());
-        t.handle(
-            0.1,
-            newest(&server, HISTORY_FETCH, "get_history_id_success"),
-        );
+        let (mut t, mut server) = synced(Tracker::new("me"), "seen");
         t.handle(1.0, TrackerInput::Disconnected);
         // 200 prompts end during the cut.
         server.extend((0..200).map(|i| format!("cut-{i:03}")));
@@ -2678,13 +2677,7 @@ mod truth_tests {
 
     #[test]
     fn paging_stops_at_the_cap_of_finished_prompts_kept() {
-        let mut t = Tracker::with_finished_kept("me", 100);
-        let mut server: Vec<String> = vec!["seen".into()];
-        t.handle(0.0, connected());
-        t.handle(
-            0.1,
-            newest(&server, HISTORY_FETCH, "get_history_id_success"),
-        );
+        let (mut t, mut server) = synced(Tracker::with_finished_kept("me", 100), "seen");
         server.extend((0..1000).map(|i| format!("cut-{i:04}")));
         let mut commands = t.handle(10.0, connected());
         let mut asked = Vec::new();
