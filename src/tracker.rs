@@ -692,6 +692,15 @@ impl Default for HistoryFetch {
     }
 }
 
+impl HistoryFetch {
+    /// Prompts may have ended unseen (the socket was down, or a fetch failed): the next fetch
+    /// asks for a resync's worth. A prompt learned since then (live, or on its own) may be the
+    /// oldest of a smaller page, and paging would stop there, short of the ones before it.
+    fn after_a_gap(&mut self) {
+        self.window = self.window.max(HISTORY_FETCH);
+    }
+}
+
 /// A prompt that reached its end, as [`Tracker::take_finished_news`] reports it, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedNews {
@@ -920,7 +929,7 @@ impl Tracker {
                 }
                 // Whatever finished while we were away shows up in these two.
                 self.request_queue(&mut commands);
-                self.history_fetch.window = self.history_fetch.window.max(HISTORY_FETCH);
+                self.history_fetch.after_a_gap();
                 self.request_history(&mut commands);
                 self.retry_failed(&mut commands);
             }
@@ -974,8 +983,7 @@ impl Tracker {
                     self.history_fetch.in_flight = false;
                     self.history_fetch.again = false;
                     self.history_fetch.failed = true;
-                    // The next fetch covers what ended while this one was failing.
-                    self.history_fetch.window = self.history_fetch.window.max(HISTORY_FETCH);
+                    self.history_fetch.after_a_gap();
                     // Prompts that left the queue are then looked up one by one.
                     let waiting: Vec<PromptId> = self
                         .awaiting
