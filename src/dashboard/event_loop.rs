@@ -417,14 +417,10 @@ impl Dashboard {
             let exit = match self.next().await? {
                 Woke::Socket(tagged) => self.apply_socket_event(tagged),
                 // The socket events that came before anything else go first.
-                Woke::Reply(index, reply) => match self.take_socket_events() {
-                    Some(exit) => Some(exit),
-                    None => self.apply_reply(index, reply),
-                },
-                Woke::Event(event) => match self.take_socket_events() {
-                    Some(exit) => Some(exit),
-                    None => self.apply(event),
-                },
+                Woke::Reply(index, reply) => self
+                    .take_socket_events()
+                    .or_else(|| self.apply_reply(index, reply)),
+                Woke::Event(event) => self.take_socket_events().or_else(|| self.apply(event)),
                 Woke::Nothing => continue,
                 Woke::Exit(exit) => return Ok(exit),
             };
