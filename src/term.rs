@@ -15,8 +15,9 @@ use crossterm::execute;
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend as _, CrosstermBackend};
+use ratatui::layout::{Position, Rect};
+use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -89,7 +90,17 @@ impl TerminalGuard {
             if mouse {
                 execute!(stdout, EnableMouseButtons)?;
             }
-            let mut terminal = Terminal::new(CrosstermBackend::new(FrameWriter::new()))?;
+            let backend = CrosstermBackend::new(FrameWriter::new());
+            // A fixed viewport, which the loop resizes when the terminal says it was resized: a
+            // full-screen one asks for the size before every frame, and crossterm opens
+            // /dev/tty to answer each time.
+            let area = Rect::from((Position::ORIGIN, backend.size()?));
+            let mut terminal = Terminal::with_options(
+                backend,
+                TerminalOptions {
+                    viewport: Viewport::Fixed(area),
+                },
+            )?;
             // Not `terminal.clear()`: it asks the terminal where the cursor is and waits for the
             // answer, which costs a round trip over ssh and fails on terminals that never answer.
             terminal.hide_cursor()?;

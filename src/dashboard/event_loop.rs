@@ -20,6 +20,7 @@ use crossterm::event::{
     Event as TermEvent, EventStream, KeyEventKind, MouseButton, MouseEventKind,
 };
 use futures_util::StreamExt as _;
+use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
 use super::executor::{Executor, ForTheLoop, ServerLink};
@@ -481,6 +482,9 @@ impl Dashboard {
             event,
             Event::Key(_) | Event::Click(_) | Event::Wheel { .. } | Event::Resize { .. }
         );
+        if let Event::Resize { width, height } = event {
+            self.fit_terminal(width, height);
+        }
         let commands = app::update(&mut self.state, now, event);
         let mut full_size = None;
         for command in commands {
@@ -504,6 +508,8 @@ impl Dashboard {
         self.longest_update = self.longest_update.max(started.elapsed());
         let (data, caption, follow) = full_size?;
         let problem = self.show_full_size(&data, &caption, follow.as_deref());
+        // A resize while the view was up went unseen.
+        self.resize_to_terminal();
         self.apply(Event::FullViewClosed { problem })
     }
 
@@ -569,7 +575,18 @@ impl Dashboard {
         self.resize_to_terminal();
     }
 
-    /// Tells the state the terminal's size, as a resize event would.
+    /// Sizes the terminal's viewport (fixed: see `TerminalGuard`) to a resize it reported.
+    fn fit_terminal(&mut self, width: u16, height: u16) {
+        let area = Rect::new(0, 0, width, height);
+        let terminal = &mut self.guard.terminal;
+        if terminal.get_frame().area() != area
+            && let Err(error) = terminal.resize(area)
+        {
+            tracing::warn!(%error, "cannot resize the terminal's buffers");
+        }
+    }
+
+    /// Tells the state and the viewport the terminal's size, as a resize event would.
     fn resize_to_terminal(&mut self) {
         if let Ok(size) = self.guard.terminal.size() {
             self.apply(Event::Resize {
