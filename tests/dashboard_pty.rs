@@ -94,6 +94,38 @@ fn queue_slow_steps(runtime: &tokio::runtime::Runtime, url: &str, steps: u64) {
     runtime.block_on(client.submit(&request)).unwrap();
 }
 
+/// The key hints are the dashboard's last line: on the screen's last row once it drew for the
+/// screen's size.
+fn hints_on_last_row(screen: &str, rows: usize) -> bool {
+    screen
+        .lines()
+        .nth(rows - 1)
+        .is_some_and(|line| line.contains("q quit"))
+}
+
+#[test]
+fn the_dashboard_redraws_for_the_terminal_resized_smaller_and_larger() {
+    let (_runtime, sim) = simulator();
+    let mut app = PtyApp::spawn(&[&sim.url()], 120, 40);
+    app.wait_for("the connection", LIMIT, |s| {
+        s.contains("● connected") && hints_on_last_row(s, 40)
+    });
+    app.resize(80, 24);
+    let screen = app.wait_for("a frame at 80x24", LIMIT, |s| hints_on_last_row(s, 24));
+    assert!(screen.contains("● connected"), "{screen}");
+    app.resize(130, 45);
+    let screen = app.wait_for("a frame at 130x45", LIMIT, |s| hints_on_last_row(s, 45));
+    assert!(
+        screen
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("● connected")),
+        "{screen}"
+    );
+    app.send(b"q");
+    assert_eq!(app.wait_exit(LIMIT), 0, "{}", app.screen());
+}
+
 #[test]
 fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
     let (runtime, sim) = simulator();

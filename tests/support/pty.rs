@@ -158,6 +158,23 @@ impl PtyApp {
         self.master.take();
     }
 
+    /// Resizes the terminal to `cols`x`rows`, as a user dragging the window does: the program
+    /// gets SIGWINCH, and the emulated screen takes the new size (cut or blank-filled).
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        self.parser.lock().unwrap().set_size(size(rows), size(cols));
+        self.master
+            .as_ref()
+            .expect("the terminal is open")
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+    }
+
     /// Whether the program is gone within `limit`.
     pub fn gone_within(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
