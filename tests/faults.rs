@@ -17,6 +17,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -480,6 +481,46 @@ fn shows_owner(row: &str, prompt: &Queued) -> bool {
     }
 }
 
+/// The prompts of `must_show` that the dashboard's History does not show with their true end
+/// and owner, each with the row it shows instead.
+fn wrong_in_history(screen: &str, must_show: &[&Queued]) -> Vec<String> {
+    must_show
+        .iter()
+        .filter_map(|p| {
+            let row = history_row(screen, &p.id);
+            let right = row.is_some_and(|row| {
+                row.chars()
+                    .next()
+                    .is_some_and(|mark| accepted(p).1.contains(&mark))
+                    && shows_owner(row, p)
+            });
+            (!right).then(|| format!("{p:?} shown as {row:?}"))
+        })
+        .collect()
+}
+
+/// Waits until the dashboard's History shows every prompt of `must_show` rightly; else fails
+/// with what is wrong, the screen and the end of the dashboard's log.
+fn wait_for_history(dashboard: &PtyApp, must_show: &[&Queued], log_path: &Path, when: &str) {
+    let waited = Instant::now();
+    while !wrong_in_history(&dashboard.screen(), must_show).is_empty()
+        && waited.elapsed() < PATIENCE
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let screen = dashboard.screen();
+    let wrong = wrong_in_history(&screen, must_show);
+    if !wrong.is_empty() {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(150)..].join("\n");
+        panic!(
+            "History {when}:\n{}\n{screen}\nthe end of the dashboard's log:\n{tail}",
+            wrong.join("\n")
+        );
+    }
+}
+
 /// `longest_update_ms=1.23` from the dashboard's closing log line.
 fn logged_ms(log: &str, field: &str) -> f64 {
     let line = log
@@ -541,6 +582,15 @@ fn every_prompt_ends_true_through_cuts_garbage_stalls_and_a_restart() {
         Rng::new(seed ^ 0x5eed),
     ));
     let under_fire = started.elapsed();
+    // What ended under fire is in the dashboard's History before the restart, which wipes the
+    // server's own: what the dashboard had not fetched by then, nobody could.
+    let ended_under_fire: Vec<&Queued> = prompts.iter().filter(|p| p.truth.is_some()).collect();
+    wait_for_history(
+        &dashboard,
+        &ended_under_fire,
+        &log_path,
+        "after the faults, before the restart",
+    );
     // The server restarts mid-run, once both have seen the run start.
     let to_lose = runtime.block_on(queue_to_lose(&client(&server.url())));
     let running = &to_lose[0].id;
@@ -586,28 +636,8 @@ fn every_prompt_ends_true_through_cuts_garbage_stalls_and_a_restart() {
         missing.join("\n"),
         watch.tail(60)
     );
-    let wrong_on_screen = |screen: &str| -> Vec<String> {
-        must_show
-            .iter()
-            .filter_map(|p| {
-                let row = history_row(screen, &p.id);
-                let right = row.is_some_and(|row| {
-                    row.chars()
-                        .next()
-                        .is_some_and(|mark| accepted(p).1.contains(&mark))
-                        && shows_owner(row, p)
-                });
-                (!right).then(|| format!("{p:?} shown as {row:?}"))
-            })
-            .collect()
-    };
-    let waited = Instant::now();
-    while !wrong_on_screen(&dashboard.screen()).is_empty() && waited.elapsed() < PATIENCE {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_history(&dashboard, &must_show, &log_path, "after the restart");
     let screen = dashboard.screen();
-    let wrong = wrong_on_screen(&screen);
-    assert!(wrong.is_empty(), "History:\n{}\n{screen}", wrong.join("\n"));
     // Deleted prompts the watchers saw wait are shown as gone, never as anything else.
     for prompt in prompts.iter().filter(|p| p.truth.is_none()) {
         if let Some(mark) = history_mark(&screen, &prompt.id) {
