@@ -117,6 +117,14 @@ async fn run_fetch_once(client: &ComfyClient, command: &TrackerCommand) -> Fetch
     }
 }
 
+/// Ends at `deadline`; never without one (a `select!` branch that waits for an optional timer).
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The transcript `--record` appends to, opened with advice when it cannot be.
 pub fn open_recording(path: Option<&Path>) -> Result<Option<Recorder>> {
     path.map(|path| {

@@ -34,6 +34,10 @@ pub const HISTORY_FETCH: u32 = 64;
 pub const HISTORY_POLL: u32 = 8;
 /// Prompts deleted from the queue, remembered apart from the server's history.
 const REMOVED_KEPT: usize = 100;
+/// Seconds after a fetch failed for good (the session's own retries spent) that it is asked
+/// again, unless a `status` or a reconnect asks sooner: a server gone idle sends neither, and
+/// the prompts that ended during the failure would stay out of History until its next prompt.
+pub const RETRY_FAILED_AFTER: f64 = 5.0;
 /// `/history/{id}` fetches in flight at once; more wait their turn.
 const HISTORY_ITEMS_IN_FLIGHT: usize = 8;
 const TEXT_LINES_KEPT: usize = 100;
@@ -671,7 +675,8 @@ struct HistoryFetch {
     window: u32,
     /// How many fetches were asked for; a reply answers the latest (one at a time).
     issued: u64,
-    /// The last fetch failed (after the session's retries): the next status asks again.
+    /// The last fetch failed (after the session's retries): the next status asks again, or
+    /// the tracker's retry timer ([`Tracker::retry_due_at`]).
     failed: bool,
     /// A fetch has been answered since the tracker started: from then on, a fetch that finds no
     /// prompt already known missed some, so it asks for more.
@@ -763,6 +768,8 @@ pub struct Tracker {
     /// Finished prompts whose owner lookup failed (see `learn_owner`): asked again on the next
     /// connect.
     owner_lookups_failed: HashSet<PromptId>,
+    /// When what failed is asked again if nothing asks sooner (see [`RETRY_FAILED_AFTER`]).
+    retry_at: Option<f64>,
     /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
     news: VecDeque<FinishedNews>,
 }
@@ -793,6 +800,7 @@ impl Tracker {
             queue_unseen: false,
             left_unseen: HashSet::new(),
             owner_lookups_failed: HashSet::new(),
+            retry_at: None,
             news: VecDeque::new(),
         }
     }
@@ -807,6 +815,21 @@ impl Tracker {
     /// Most finished prompts kept.
     pub fn finished_kept(&self) -> usize {
         self.finished_kept
+    }
+
+    /// When a fetch that failed for good is due to be asked again, if one is (and the socket is
+    /// up: a reconnect asks anyway).
+    pub fn retry_due_at(&self) -> Option<f64> {
+        self.retry_at.filter(|_| self.connected)
+    }
+
+    /// Asks again for what failed, if that is due at `now`.
+    pub fn retry_if_due(&mut self, now: f64) -> Vec<TrackerCommand> {
+        let mut commands = Vec::new();
+        if self.retry_due_at().is_some_and(|at| at <= now) {
+            self.retry_failed(&mut commands);
+        }
+        commands
     }
 
     /// Prompts that ended since the last call, oldest first, with their outcome: live ones, and
@@ -966,8 +989,10 @@ impl Tracker {
                 }
                 TrackerCommand::FetchHistoryItem(id) => {
                     self.history_requested.remove(&id);
+                    self.retry_at.get_or_insert(now + RETRY_FAILED_AFTER);
                     // The server no longer lists it, so it is not running; what became of it
-                    // is unknown until a later fetch says (the next status asks again).
+                    // is unknown until a later fetch says (the next status asks again, or the
+                    // retry timer).
                     if self.awaiting.contains_key(&id) {
                         self.finish(now, &id, Outcome::Unknown, None);
                     } else if self
@@ -984,6 +1009,7 @@ impl Tracker {
                     self.history_fetch.again = false;
                     self.history_fetch.failed = true;
                     self.history_fetch.after_a_gap();
+                    self.retry_at.get_or_insert(now + RETRY_FAILED_AFTER);
                     // Prompts that left the queue are then looked up one by one.
                     let waiting: Vec<PromptId> = self
                         .awaiting
@@ -1152,6 +1178,7 @@ impl Tracker {
     /// Asks again for what failed before (each call already went through the session's
     /// retries): the newest history, and the outcome of prompts that left the queue unresolved.
     fn retry_failed(&mut self, commands: &mut Vec<TrackerCommand>) {
+        self.retry_at = None;
         if self.history_fetch.failed {
             self.request_history(commands);
         }
@@ -2547,6 +2574,56 @@ mod truth_tests {
         );
         let commands = t.handle(20.0, status(0));
         assert_eq!(history_asks(&commands), [HISTORY_FETCH], "{commands:?}");
+    }
+
+    #[test]
+    fn a_failed_history_page_is_asked_for_again_after_a_while_when_the_server_is_idle() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        assert_eq!(t.retry_due_at(), None);
+        t.handle(
+            15.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistory {
+                max_items: HISTORY_FETCH,
+            }),
+        );
+        let due = 15.0 + RETRY_FAILED_AFTER;
+        assert_eq!(t.retry_due_at(), Some(due));
+        assert!(t.retry_if_due(due - 0.1).is_empty());
+        assert_eq!(history_asks(&t.retry_if_due(due)), [HISTORY_FETCH]);
+        // Asked: nothing is due until it fails again.
+        assert_eq!(t.retry_due_at(), None);
+        assert!(t.retry_if_due(due + 60.0).is_empty());
+        // Disconnected, the reconnect asks instead.
+        t.handle(
+            70.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistory {
+                max_items: HISTORY_FETCH,
+            }),
+        );
+        t.handle(71.0, TrackerInput::Disconnected);
+        assert_eq!(t.retry_due_at(), None);
+    }
+
+    #[test]
+    fn a_failed_lookup_of_a_prompt_that_left_the_queue_is_asked_for_again_after_a_while() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.5, TrackerInput::Queue(queue(&["p1"], &[])));
+        let commands = t.handle(1.0, TrackerInput::Queue(queue(&[], &[])));
+        assert!(commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())));
+        t.handle(
+            16.0,
+            TrackerInput::FetchFailed(TrackerCommand::FetchHistoryItem("p1".into())),
+        );
+        let due = 16.0 + RETRY_FAILED_AFTER;
+        assert_eq!(t.retry_due_at(), Some(due));
+        let commands = t.retry_if_due(due);
+        assert!(
+            commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())),
+            "{commands:?}"
+        );
+        assert_eq!(t.retry_due_at(), None);
     }
 
     #[test]

@@ -754,13 +754,13 @@ impl State {
 
     /// When the next timer should fire: the screen changes by itself, or a fetch is due.
     pub fn wakeup_at(&self) -> Option<f64> {
-        let stats = (0..self.servers.len())
-            .filter_map(|index| self.stats_due(index))
-            .min_by(f64::total_cmp);
-        match (self.redraw_at, stats) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stats = (0..self.servers.len()).filter_map(|index| self.stats_due(index));
+        let retries = self.servers.iter().filter_map(|s| s.tracker.retry_due_at());
+        self.redraw_at
+            .into_iter()
+            .chain(stats)
+            .chain(retries)
+            .min_by(f64::total_cmp)
     }
 
     /// When `/system_stats` should next be fetched, if it should.

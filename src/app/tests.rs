@@ -651,3 +651,30 @@ fn history_pages_and_moves_agree_with_the_whole_list() {
     assert_eq!(state.server().tracker.removed_count(), 1);
     check(&mut state);
 }
+
+#[test]
+fn a_history_fetch_that_failed_for_good_is_asked_again_by_a_timer_on_an_idle_server() {
+    let mut state = connected("watcher", 0.0, History::default());
+    let failed = TrackerCommand::FetchHistory { max_items: 8 };
+    update(
+        &mut state,
+        15.0,
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: failed,
+                result: Err("no answer within 15 s".into()),
+            },
+        ),
+    );
+    let due = 15.0 + crate::tracker::RETRY_FAILED_AFTER;
+    // The loop is woken for it, with no status to come from the idle server.
+    assert!(state.wakeup_at().is_some_and(|at| at <= due));
+    let asks_history = |commands: &[Command]| {
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::Fetch(0, TrackerCommand::FetchHistory { .. })))
+    };
+    assert!(!asks_history(&update(&mut state, due - 0.5, Event::Tick)));
+    assert!(asks_history(&update(&mut state, due, Event::Tick)));
+}

@@ -78,6 +78,9 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
             state.servers[index].stats.in_flight = true;
             commands.push(Command::FetchSystemStats(index));
         }
+        // A fetch that failed for good is asked again in a while, also from an idle server.
+        let fetches = state.servers[index].tracker.retry_if_due(state.now);
+        commands.extend(fetches.into_iter().map(|f| Command::Fetch(index, f)));
     }
     if state.redraw_at.is_some_and(|t| t <= state.now) {
         state.dirty = true;

@@ -13,7 +13,7 @@ use crate::comfy::api::PromptRequest;
 use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig};
 use crate::comfy::http::ComfyClient;
 use crate::comfy::protocol::{NodeId, PromptId};
-use crate::session::{FetchReply, run_fetch, tracker_input};
+use crate::session::{FetchReply, run_fetch, sleep_until, tracker_input};
 use crate::tracker::{
     NodeState, Outcome, Phase, PromptRecord, Tracker, TrackerCommand, TrackerInput,
 };
@@ -192,6 +192,10 @@ impl Follower {
                 .offline
                 .as_ref()
                 .map(|(since, _)| *since + OFFLINE_LIMIT);
+            let retry_at = self
+                .tracker
+                .retry_due_at()
+                .map(|at| self.started + Duration::from_secs_f64(at.max(0.0)));
             tokio::select! {
                 biased;
                 () = ctrl_c.pressed() => {
@@ -208,6 +212,12 @@ impl Follower {
                 () = sleep_until(offline_deadline) => {
                     let reason = self.offline.take().map(|(_, reason)| reason).unwrap_or_default();
                     return FollowEnd::Lost { reason };
+                }
+                // A lookup that failed for good is asked again in a while, also from an idle
+                // server.
+                () = sleep_until(retry_at) => {
+                    let commands = self.tracker.retry_if_due(self.now());
+                    self.run(commands);
                 }
                 _ = tick.tick(), if terminal.is_tty() => {}
             }
@@ -330,13 +340,6 @@ impl CtrlC {
             // The signal could not be caught: it will never be reported.
             std::future::pending::<()>().await;
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr as _};
 use tokio::sync::mpsc;
@@ -13,7 +14,7 @@ use crate::comfy::connection::{ConnEvent, Connection, ConnectionConfig, new_clie
 use crate::comfy::http::ComfyClient;
 use crate::comfy::server_url::ServerUrl;
 use crate::comfy::transcript::Recorder;
-use crate::session::{FetchReply, run_fetch};
+use crate::session::{FetchReply, run_fetch, sleep_until};
 use crate::tracker::{TrackerCommand, TrackerInput};
 
 use super::{LineFormat, Step, Watcher, record_answer};
@@ -203,8 +204,14 @@ pub async fn watch<W: Write>(
 
     let result: Result<()> = loop {
         let now = || started.elapsed().as_secs_f64();
+        let retry_at = watcher
+            .tracker()
+            .retry_due_at()
+            .map(|at| started + Duration::from_secs_f64(at.max(0.0)));
         let step = tokio::select! {
             () = &mut shutdown => break Ok(()),
+            // A fetch that failed for good is asked again in a while, also from an idle server.
+            () = sleep_until(retry_at) => watcher.on_retry_due(now()),
             event = events.recv() => {
                 let Some(event) = event else { break Ok(()) };
                 if let ConnEvent::Connected { .. } = &event {

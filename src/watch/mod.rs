@@ -194,7 +194,8 @@ impl Watcher {
     }
 
     /// A fetch that failed: one line saying so (`error` names the call and the server); the
-    /// tracker asks again when the next `status` comes.
+    /// tracker asks again when the next `status` comes, or after a while (see
+    /// [`Watcher::on_retry_due`]).
     pub fn on_fetch_failed(&mut self, now: f64, command: TrackerCommand, error: &str) -> Step {
         let request = request_name(&command);
         let line = match self.format {
@@ -214,6 +215,14 @@ impl Watcher {
 
     /// The connection was lost where no line says so (a recording that goes on on a new
     /// socket): the tracker learns what a live cut tells it.
+    /// The time the tracker gave for asking again what failed ([`Tracker::retry_due_at`]) came.
+    pub fn on_retry_due(&mut self, now: f64) -> Step {
+        Step {
+            lines: Vec::new(),
+            commands: self.tracker.retry_if_due(now),
+        }
+    }
+
     /// What became of joining the comfytop bridge: one line, nothing to fetch.
     pub fn on_bridge(&self, link: &crate::bridge::BridgeLink, server: &ServerUrl) -> Step {
         let line = match self.format {
@@ -674,6 +683,34 @@ mod tests {
         assert_eq!(
             step.lines,
             ["       -- GET /queue: cannot reach http://box (refused). Is ComfyUI running?"]
+        );
+    }
+
+    #[test]
+    fn a_history_fetch_that_failed_for_good_is_asked_again_when_its_time_comes() {
+        let mut watcher = Watcher::new("me", LineFormat::Json);
+        let server = ServerUrl::parse("http://box:8188").unwrap();
+        let connected = ConnEvent::Connected {
+            sid: None,
+            features: None,
+        };
+        let history = watcher.on_connection(0.0, connected, &server).commands;
+        let Some(asked @ TrackerCommand::FetchHistory { .. }) = history
+            .into_iter()
+            .find(|c| matches!(c, TrackerCommand::FetchHistory { .. }))
+        else {
+            panic!("a connect asks for the history");
+        };
+        watcher.on_fetch_failed(15.0, asked, "GET /history: no answer within 15 s");
+        let due = watcher.tracker().retry_due_at().unwrap();
+        let step = watcher.on_retry_due(due);
+        assert!(step.lines.is_empty());
+        assert!(
+            step.commands
+                .iter()
+                .any(|c| matches!(c, TrackerCommand::FetchHistory { .. })),
+            "{:?}",
+            step.commands
         );
     }
 }
