@@ -515,6 +515,44 @@ async fn close_sends_a_close_frame_and_ends_the_task() {
 }
 
 #[tokio::test]
+async fn reopen_closes_the_socket_properly_before_the_next_one_opens_under_the_same_id() {
+    let listener = listen().await;
+    let (tx, mut events) = mpsc::channel(64);
+    let connection = Connection::spawn(config(&listener), tx);
+
+    let (mut first, first_uri) = accept(&listener).await;
+    comfy_handshake(&mut first).await;
+    until_connected(&mut events).await;
+    connection.reopen();
+    // The old socket closes with a Close frame, and is gone, before the new one is asked for.
+    let mut seen = Vec::new();
+    while let Some(Ok(message)) = first.next().await {
+        seen.push(message);
+    }
+    assert!(
+        seen.iter().any(|m| matches!(m, Message::Close(_))),
+        "{seen:?}"
+    );
+    let (mut second, second_uri) = accept(&listener).await;
+    comfy_handshake(&mut second).await;
+    let mut reason = None;
+    loop {
+        match next_event(&mut events).await {
+            ConnEvent::Disconnected { reason: r } => reason = Some(r),
+            ConnEvent::Connected { .. } => break,
+            _ => {}
+        }
+    }
+    let reason = reason.expect("no Disconnected between the two sockets");
+    assert!(
+        reason.contains("stopped sending to this client"),
+        "{reason}"
+    );
+    assert_eq!(query_client_id(&first_uri), query_client_id(&second_uri));
+    connection.close().await;
+}
+
+#[tokio::test]
 async fn the_task_ends_and_closes_the_socket_when_nobody_listens() {
     let listener = listen().await;
     let (tx, mut events) = mpsc::channel(64);

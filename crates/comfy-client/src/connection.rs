@@ -141,6 +141,8 @@ pub struct Connection {
     shutdown: watch::Sender<bool>,
     /// Counts retry requests; the task compares it with the count it has seen.
     retry: watch::Sender<u64>,
+    /// Counts reopen requests, the same way.
+    reopen: watch::Sender<u64>,
     task: JoinHandle<()>,
     close_timeout: Duration,
 }
@@ -165,6 +167,7 @@ impl Connection {
     fn start(config: ConnectionConfig, events: Events) -> Self {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (retry, retry_rx) = watch::channel(0);
+        let (reopen, reopen_rx) = watch::channel(0);
         let close_timeout = config.close_timeout;
         let task = Task {
             server: config.server.redacted(),
@@ -172,10 +175,12 @@ impl Connection {
             events,
             shutdown: Shutdown(shutdown_rx),
             retry: retry_rx,
+            reopen: reopen_rx,
         };
         Self {
             shutdown,
             retry,
+            reopen,
             task: tokio::spawn(task.run()),
             close_timeout,
         }
@@ -185,6 +190,15 @@ impl Connection {
     /// it is skipped if the attempt fails; asked for while connected, it is forgotten.
     pub fn retry_now(&self) {
         self.retry
+            .send_modify(|asked| *asked = asked.wrapping_add(1));
+    }
+
+    /// Closes the open socket properly and opens another at once (with the same client id).
+    /// For a socket the server stopped sending to: ComfyUI forgets a client id when any socket
+    /// under it closes, so the close of an earlier socket it only noticed late silences the
+    /// one open now, whose pongs still come. Asked for while not connected, it is forgotten.
+    pub fn reopen(&self) {
+        self.reopen
             .send_modify(|asked| *asked = asked.wrapping_add(1));
     }
 
@@ -231,6 +245,8 @@ enum End {
     ClosedByServer(String),
     /// Silence past the ping timeout.
     Dead(String),
+    /// [`Connection::reopen`] was asked for.
+    Reopen(String),
     /// Close was asked for, or the receiver is gone.
     Stop,
 }
@@ -259,6 +275,7 @@ struct Task {
     events: Events,
     shutdown: Shutdown,
     retry: watch::Receiver<u64>,
+    reopen: watch::Receiver<u64>,
 }
 
 impl Task {
@@ -328,7 +345,7 @@ impl Task {
         // overlapping the old one goes deaf.
         let reason = match end {
             End::Lost(reason) => reason,
-            End::ClosedByServer(reason) | End::Dead(reason) => {
+            End::ClosedByServer(reason) | End::Dead(reason) | End::Reopen(reason) => {
                 close_socket(&mut socket, self.config.close_timeout).await;
                 reason
             }
@@ -376,11 +393,20 @@ impl Task {
         let quiet = tokio::time::sleep_until(last_received + self.config.quiet_after);
         tokio::pin!(quiet);
         let mut reported_quiet = false;
+        // Only what is asked for while this socket is open counts.
+        self.reopen.borrow_and_update();
 
         loop {
             tokio::select! {
                 biased;
                 () = self.shutdown.requested() => return End::Stop,
+                Ok(()) = self.reopen.changed() => {
+                    return End::Reopen(format!(
+                        "{} stopped sending to this client while its socket stayed open (it forgets \
+                         a client id when an earlier socket closes late); reconnecting",
+                        self.server
+                    ));
+                }
                 () = tokio::time::sleep_until(handshake_deadline), if handshake.is_some() => {
                     if self.finish_handshake(handshake).await.is_err() {
                         return End::Stop;
