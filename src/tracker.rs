@@ -11,6 +11,7 @@
 //! so a server-side bridge that forwards other clients' events works unchanged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{Hash as _, Hasher as _};
 
 use serde_json::{Map, Value};
 
@@ -38,6 +39,11 @@ const REMOVED_KEPT: usize = 100;
 /// again, unless a `status` or a reconnect asks sooner: a server gone idle sends neither, and
 /// the prompts that ended during the failure would stay out of History until its next prompt.
 pub const RETRY_FAILED_AFTER: f64 = 5.0;
+/// Seconds between two looks at `/queue` that no `status` asked for, while connected: what
+/// shows that the socket went deaf (see [`Hearing`]), and keeps the queue right meanwhile.
+pub const QUEUE_POLL_EVERY: f64 = 30.0;
+/// Seconds a `status` may come after a `/queue` reply that shows the change it tells of.
+pub const DEAF_AFTER: f64 = 5.0;
 /// `/history/{id}` fetches in flight at once; more wait their turn.
 const HISTORY_ITEMS_IN_FLIGHT: usize = 8;
 const TEXT_LINES_KEPT: usize = 100;
@@ -654,6 +660,99 @@ pub fn node_id_order(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// Whether the socket still hears the server. ComfyUI forgets a client id when any socket under
+/// it closes, so an earlier socket whose close it noticed only late (a cut connection, a dead
+/// tunnel) silences the one open now, whose pongs still come. Every change to the queue, a
+/// prompt's end included, is broadcast as a `status`: a `/queue` or `/history` reply that
+/// differs from the one before it, with no `status` heard since that one was asked for, nor for
+/// a while after, means the socket is deaf.
+#[derive(Debug, Default)]
+struct Hearing {
+    /// `status` messages heard.
+    statuses: u64,
+    /// The prompts `/queue` lists (running, then pending).
+    queue: Fingerprint,
+    /// The newest entry `/history` lists.
+    history: Fingerprint,
+    /// The next look at the queue and history of our own.
+    poll_at: Option<f64>,
+    /// A change no `status` told of: the socket is deaf unless one comes by this time.
+    unheard_change: Option<f64>,
+    /// Found deaf; the socket should be reopened (see [`Tracker::take_reopen`]).
+    deaf: bool,
+}
+
+/// What one kind of reply showed last on this socket.
+#[derive(Debug, Default)]
+struct Fingerprint {
+    /// [`Hearing::statuses`] when the fetch in flight was asked for.
+    statuses_at_ask: u64,
+    /// The last reply's hash, and `statuses` when it was asked for.
+    last: Option<(u64, u64)>,
+}
+
+impl Fingerprint {
+    /// A reply that hashes to `hash`, with `statuses` heard by now; says whether it differs
+    /// from the one before with no `status` heard since that one was asked for.
+    fn reply(&mut self, hash: u64, statuses: u64) -> bool {
+        let unheard = self
+            .last
+            .is_some_and(|(before, heard_then)| before != hash && statuses == heard_then);
+        self.last = Some((hash, self.statuses_at_ask));
+        unheard
+    }
+
+    fn same_as_last(&self, hash: u64) -> bool {
+        self.last.is_some_and(|(before, _)| before == hash)
+    }
+}
+
+impl Hearing {
+    /// A new socket: nothing to compare with yet.
+    fn connected(&mut self, now: f64) {
+        self.queue.last = None;
+        self.history.last = None;
+        self.unheard_change = None;
+        self.poll_at = Some(now + QUEUE_POLL_EVERY);
+    }
+
+    /// A `/queue` reply at `now` whose prompts hash to `listed`.
+    fn queue_reply(&mut self, now: f64, listed: u64) {
+        if self.queue.reply(listed, self.statuses) {
+            self.unheard_change.get_or_insert(now + DEAF_AFTER);
+        }
+        self.poll_at = Some(now + QUEUE_POLL_EVERY);
+    }
+
+    /// A `/history` reply at `now` whose newest entry hashes to `newest`.
+    fn history_reply(&mut self, now: f64, newest: u64) {
+        if self.history.reply(newest, self.statuses) {
+            self.unheard_change.get_or_insert(now + DEAF_AFTER);
+        }
+    }
+
+    fn status(&mut self) {
+        self.statuses += 1;
+        self.unheard_change = None;
+    }
+
+    fn due_at(&self) -> Option<f64> {
+        self.poll_at
+            .into_iter()
+            .chain(self.unheard_change)
+            .min_by(f64::total_cmp)
+    }
+}
+
+/// A hash of what `items` lists, in order.
+fn hash_of<'a>(items: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for item in items {
+        item.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 #[derive(Debug, Default)]
 struct QueueFetch {
     in_flight: bool,
@@ -676,7 +775,7 @@ struct HistoryFetch {
     /// How many fetches were asked for; a reply answers the latest (one at a time).
     issued: u64,
     /// The last fetch failed (after the session's retries): the next status asks again, or
-    /// the tracker's retry timer ([`Tracker::retry_due_at`]).
+    /// the tracker's timer ([`Tracker::timer_due_at`]).
     failed: bool,
     /// A fetch has been answered since the tracker started: from then on, a fetch that finds no
     /// prompt already known missed some, so it asks for more.
@@ -770,6 +869,9 @@ pub struct Tracker {
     owner_lookups_failed: HashSet<PromptId>,
     /// When what failed is asked again if nothing asks sooner (see [`RETRY_FAILED_AFTER`]).
     retry_at: Option<f64>,
+    hearing: Hearing,
+    /// The last step was a `/queue` reply that changed nothing.
+    unchanged: bool,
     /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
     news: VecDeque<FinishedNews>,
 }
@@ -801,6 +903,8 @@ impl Tracker {
             left_unseen: HashSet::new(),
             owner_lookups_failed: HashSet::new(),
             retry_at: None,
+            hearing: Hearing::default(),
+            unchanged: false,
             news: VecDeque::new(),
         }
     }
@@ -817,19 +921,53 @@ impl Tracker {
         self.finished_kept
     }
 
-    /// When a fetch that failed for good is due to be asked again, if one is (and the socket is
-    /// up: a reconnect asks anyway).
-    pub fn retry_due_at(&self) -> Option<f64> {
-        self.retry_at.filter(|_| self.connected)
+    /// When [`Tracker::on_timer`] is next due, if it is (only while connected: a reconnect
+    /// asks anyway): a fetch that failed for good is asked again, the queue is looked at, or
+    /// the socket is found deaf.
+    pub fn timer_due_at(&self) -> Option<f64> {
+        if !self.connected {
+            return None;
+        }
+        self.retry_at
+            .into_iter()
+            .chain(self.hearing.due_at())
+            .min_by(f64::total_cmp)
     }
 
-    /// Asks again for what failed, if that is due at `now`.
-    pub fn retry_if_due(&mut self, now: f64) -> Vec<TrackerCommand> {
+    /// Does what is due at `now` (see [`Tracker::timer_due_at`]) and returns the fetches it
+    /// calls for; [`Tracker::take_reopen`] then says whether the socket should be reopened.
+    pub fn on_timer(&mut self, now: f64) -> Vec<TrackerCommand> {
         let mut commands = Vec::new();
-        if self.retry_due_at().is_some_and(|at| at <= now) {
+        if !self.connected {
+            return commands;
+        }
+        if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_failed(&mut commands);
         }
+        if self.hearing.poll_at.is_some_and(|at| at <= now) {
+            // The history too: a prompt may have come and gone since the last look.
+            self.hearing.poll_at = Some(now + QUEUE_POLL_EVERY);
+            self.request_queue(&mut commands);
+            self.request_history(&mut commands);
+        }
+        if self.hearing.unheard_change.is_some_and(|at| at <= now) {
+            tracing::debug!("the queue changed and no status told of it: the socket is deaf");
+            self.hearing.unheard_change = None;
+            self.hearing.deaf = true;
+        }
         commands
+    }
+
+    /// Whether the socket was found deaf (the server no longer sends to it) since the last
+    /// call: it should be closed and opened again.
+    pub fn take_reopen(&mut self) -> bool {
+        std::mem::take(&mut self.hearing.deaf)
+    }
+
+    /// Whether the last input changed nothing shown: a `/queue` or `/history` reply that listed
+    /// what the one before it did.
+    pub fn last_input_changed_nothing(&self) -> bool {
+        self.unchanged
     }
 
     /// Prompts that ended since the last call, oldest first, with their outcome: live ones, and
@@ -940,10 +1078,12 @@ impl Tracker {
     /// fetches it calls for.
     pub fn handle(&mut self, now: f64, input: TrackerInput) -> Vec<TrackerCommand> {
         self.changes += 1;
+        self.unchanged = false;
         let mut commands = Vec::new();
         match input {
             TrackerInput::Connected { sid, features } => {
                 self.connected = true;
+                self.hearing.connected(now);
                 if sid.is_some() {
                     self.sid = sid;
                 }
@@ -958,6 +1098,7 @@ impl Tracker {
             }
             TrackerInput::Disconnected => {
                 self.connected = false;
+                self.hearing.deaf = false;
                 self.queue_unseen = true;
                 // What ran while the socket was down is never told: the running prompts'
                 // per-node times would be guesses from here on.
@@ -973,6 +1114,7 @@ impl Tracker {
             TrackerInput::Queue(snapshot) => self.on_queue(now, snapshot, &mut commands),
             TrackerInput::History(history) => self.on_history(now, history, &mut commands),
             TrackerInput::HistoryItem { prompt_id, entry } => {
+                tracing::debug!(%prompt_id, found = entry.is_some(), "history item fetched");
                 self.history_requested.remove(&prompt_id);
                 match entry {
                     Some(entry) => self.apply_history_entry(now, prompt_id, &entry),
@@ -1111,6 +1253,7 @@ impl Tracker {
         } else {
             self.queue_fetch.in_flight = true;
             self.queue_fetch.issued += 1;
+            self.hearing.queue.statuses_at_ask = self.hearing.statuses;
             commands.push(TrackerCommand::FetchQueue);
         }
     }
@@ -1170,6 +1313,7 @@ impl Tracker {
         fetch.failed = false;
         fetch.issued += 1;
         fetch.asked = fetch.window;
+        self.hearing.history.statuses_at_ask = self.hearing.statuses;
         commands.push(TrackerCommand::FetchHistory {
             max_items: fetch.asked,
         });
@@ -1290,6 +1434,7 @@ impl Tracker {
 
     /// The queue count changed (or was repeated): what runs and what waits is read again.
     fn on_status(&mut self, status: &Status, commands: &mut Vec<TrackerCommand>) {
+        self.hearing.status();
         if status.sid.is_some() {
             self.sid = status.sid.clone();
         }
@@ -1613,6 +1758,19 @@ impl Tracker {
             .map(|i| i.prompt_id.as_str())
             .collect();
 
+        // Where running ends counts: a prompt that starts changes the queue.
+        let listed_hash = hash_of(
+            running
+                .iter()
+                .map(|i| i.prompt_id.as_str())
+                .chain(["|"])
+                .chain(pending.iter().map(|i| i.prompt_id.as_str())),
+        );
+        let as_before = self.hearing.queue.same_as_last(listed_hash);
+        if self.connected {
+            self.hearing.queue_reply(now, listed_hash);
+        }
+
         // A reply to a fetch asked for before a submission cannot list that prompt yet.
         let reply = self.queue_fetch.issued;
         self.unconfirmed
@@ -1630,6 +1788,13 @@ impl Tracker {
         // A few are looked up one by one; many at once (a burst, a cleared queue) through the
         // newest history, which the next fetch of it answers for.
         let one_by_one = gone.len() <= HISTORY_ITEMS_IN_FLIGHT / 2;
+        if !gone.is_empty() {
+            tracing::debug!(
+                gone = gone.len(),
+                unseen = self.queue_unseen,
+                "left the queue"
+            );
+        }
         let answered_by = self.history_fetch.issued;
         let unseen = self.queue_unseen;
         if self.connected {
@@ -1685,6 +1850,7 @@ impl Tracker {
             self.insert_pending_by_number(id);
         }
         self.queue_remaining = Some((running.len() + pending.len()) as u64);
+        self.unchanged = as_before && gone.is_empty() && self.unconfirmed.is_empty();
         if std::mem::take(&mut self.queue_fetch.again) {
             self.request_queue(commands);
         }
@@ -1698,6 +1864,11 @@ impl Tracker {
         let asked = self.history_fetch.asked;
         self.history_fetch.in_flight = false;
         let returned = history.0.len();
+        let newest = hash_of(history.0.last().map(|(id, _)| id.as_str()));
+        let as_before = self.hearing.history.same_as_last(newest);
+        if self.connected {
+            self.hearing.history_reply(now, newest);
+        }
         let mut known = 0usize;
         let mut reaches_known = false;
         for (index, (id, entry)) in history.0.into_iter().enumerate() {
@@ -1712,6 +1883,17 @@ impl Tracker {
         let first = !std::mem::replace(&mut self.history_fetch.synced, true);
         let whole_history = (returned as u64) < u64::from(asked);
         let cap = u32::try_from(self.finished_kept).unwrap_or(u32::MAX);
+        tracing::debug!(
+            fetch_number,
+            asked,
+            returned,
+            known,
+            reaches_known,
+            first,
+            whole_history,
+            awaiting = self.awaiting.len(),
+            "history fetched"
+        );
         if !reaches_known && !first && !whole_history && asked < cap {
             self.history_fetch.window = asked.saturating_mul(2).min(cap);
             self.history_fetch.again = true;
@@ -1727,6 +1909,7 @@ impl Tracker {
                 .filter(|(_, answered_by)| **answered_by < fetch_number)
                 .map(|(id, _)| id.clone())
                 .collect();
+            self.unchanged = as_before && known == returned && unanswered.is_empty();
             for id in unanswered {
                 if whole_history {
                     // The whole history was listed: the server has no entry for it.
@@ -2580,7 +2763,10 @@ mod truth_tests {
     fn a_failed_history_page_is_asked_for_again_after_a_while_when_the_server_is_idle() {
         let mut t = Tracker::new("me");
         t.handle(0.0, connected());
-        assert_eq!(t.retry_due_at(), None);
+        t.handle(0.5, TrackerInput::Queue(queue(&[], &[])));
+        let poll = 0.5 + QUEUE_POLL_EVERY;
+        // Only the look at the queue is due.
+        assert_eq!(t.timer_due_at(), Some(poll));
         t.handle(
             15.0,
             TrackerInput::FetchFailed(TrackerCommand::FetchHistory {
@@ -2588,12 +2774,12 @@ mod truth_tests {
             }),
         );
         let due = 15.0 + RETRY_FAILED_AFTER;
-        assert_eq!(t.retry_due_at(), Some(due));
-        assert!(t.retry_if_due(due - 0.1).is_empty());
-        assert_eq!(history_asks(&t.retry_if_due(due)), [HISTORY_FETCH]);
-        // Asked: nothing is due until it fails again.
-        assert_eq!(t.retry_due_at(), None);
-        assert!(t.retry_if_due(due + 60.0).is_empty());
+        assert_eq!(t.timer_due_at(), Some(due));
+        assert!(t.on_timer(due - 0.1).is_empty());
+        assert_eq!(history_asks(&t.on_timer(due)), [HISTORY_FETCH]);
+        // Asked: nothing is due until it fails again, but the look at the queue.
+        assert_eq!(t.timer_due_at(), Some(poll));
+        assert_eq!(t.on_timer(poll), [TrackerCommand::FetchQueue]);
         // Disconnected, the reconnect asks instead.
         t.handle(
             70.0,
@@ -2602,7 +2788,8 @@ mod truth_tests {
             }),
         );
         t.handle(71.0, TrackerInput::Disconnected);
-        assert_eq!(t.retry_due_at(), None);
+        assert_eq!(t.timer_due_at(), None);
+        assert!(t.on_timer(100.0).is_empty());
     }
 
     #[test]
@@ -2610,6 +2797,7 @@ mod truth_tests {
         let mut t = Tracker::new("me");
         t.handle(0.0, connected());
         t.handle(0.5, TrackerInput::Queue(queue(&["p1"], &[])));
+        t.handle(0.9, status(0));
         let commands = t.handle(1.0, TrackerInput::Queue(queue(&[], &[])));
         assert!(commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())));
         t.handle(
@@ -2617,13 +2805,129 @@ mod truth_tests {
             TrackerInput::FetchFailed(TrackerCommand::FetchHistoryItem("p1".into())),
         );
         let due = 16.0 + RETRY_FAILED_AFTER;
-        assert_eq!(t.retry_due_at(), Some(due));
-        let commands = t.retry_if_due(due);
+        assert_eq!(t.timer_due_at(), Some(due));
+        let commands = t.on_timer(due);
         assert!(
             commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())),
             "{commands:?}"
         );
-        assert_eq!(t.retry_due_at(), None);
+        // The queue was looked at at 1.0: the next look is all that is due.
+        assert_eq!(t.timer_due_at(), Some(1.0 + QUEUE_POLL_EVERY));
+    }
+
+    /// Connected at 0, the first `/queue` answered with `running` at 0.5, then a `status` at
+    /// 1.0 whose `/queue` lists `p1` running: the socket hears.
+    fn hearing_one_prompt() -> Tracker {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.5, TrackerInput::Queue(queue(&[], &[])));
+        assert_eq!(t.handle(1.0, status(1)), [TrackerCommand::FetchQueue]);
+        t.handle(1.1, TrackerInput::Queue(queue(&["p1"], &[])));
+        assert!(!t.take_reopen());
+        t
+    }
+
+    #[test]
+    fn a_queue_that_changed_with_no_status_told_means_the_socket_is_deaf() {
+        let mut t = hearing_one_prompt();
+        let poll = 1.1 + QUEUE_POLL_EVERY;
+        assert_eq!(t.timer_due_at(), Some(poll));
+        assert!(t.on_timer(poll - 0.1).is_empty());
+        assert_eq!(t.on_timer(poll), [TrackerCommand::FetchQueue]);
+        // p1 ended and p2 runs, and no status said so.
+        let commands = t.handle(poll + 0.1, TrackerInput::Queue(queue(&["p2"], &[])));
+        // Meanwhile the reply itself keeps the queue right: p1's end is looked up.
+        assert!(commands.contains(&TrackerCommand::FetchHistoryItem("p1".into())));
+        assert_eq!(t.running().map(|p| p.id.as_str()), Some("p2"));
+        let deaf_at = poll + 0.1 + DEAF_AFTER;
+        assert_eq!(t.timer_due_at(), Some(deaf_at));
+        t.on_timer(deaf_at - 0.1);
+        assert!(!t.take_reopen());
+        t.on_timer(deaf_at);
+        assert!(t.take_reopen());
+        assert!(!t.take_reopen(), "said once");
+        // The new socket starts afresh: what changed across the reconnect is no sign.
+        t.handle(deaf_at + 1.0, TrackerInput::Disconnected);
+        t.handle(deaf_at + 2.0, connected());
+        t.handle(deaf_at + 2.1, TrackerInput::Queue(queue(&[], &[])));
+        t.on_timer(deaf_at + 10.0);
+        assert!(!t.take_reopen());
+    }
+
+    #[test]
+    fn a_prompt_that_came_and_went_between_two_looks_with_no_status_told_means_deaf_too() {
+        let ids: Vec<String> = vec!["before".into(), "unheard".into()];
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.5, TrackerInput::Queue(queue(&[], &[])));
+        t.handle(
+            0.5,
+            newest(&ids[..1], HISTORY_FETCH, "get_history_id_success"),
+        );
+        let poll = 0.5 + QUEUE_POLL_EVERY;
+        let commands = t.on_timer(poll);
+        assert!(commands.contains(&TrackerCommand::FetchQueue));
+        assert_eq!(history_asks(&commands), [HISTORY_POLL]);
+        // The queue is as it was; the history is one longer.
+        t.handle(poll + 0.1, TrackerInput::Queue(queue(&[], &[])));
+        assert!(t.last_input_changed_nothing());
+        t.handle(
+            poll + 0.1,
+            newest(&ids, HISTORY_POLL, "get_history_id_success"),
+        );
+        assert!(!t.last_input_changed_nothing());
+        assert!(t.finished().any(|p| p.id == "unheard"), "shown at once");
+        t.on_timer(poll + 0.1 + DEAF_AFTER);
+        assert!(t.take_reopen());
+    }
+
+    #[test]
+    fn a_status_soon_after_the_reply_that_shows_its_change_proves_the_socket_hears() {
+        let mut t = hearing_one_prompt();
+        let poll = 1.1 + QUEUE_POLL_EVERY;
+        t.on_timer(poll);
+        // The reply came over HTTP before the status over the socket.
+        t.handle(poll + 0.1, TrackerInput::Queue(queue(&[], &[])));
+        t.handle(poll + 0.3, status(0));
+        t.on_timer(poll + 0.1 + DEAF_AFTER);
+        assert!(!t.take_reopen());
+    }
+
+    #[test]
+    fn a_prompt_that_starts_is_a_change_of_the_queue_too() {
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.5, TrackerInput::Queue(queue(&[], &["p1"])));
+        t.on_timer(0.5 + QUEUE_POLL_EVERY);
+        // The same prompt, now running.
+        t.handle(31.0, TrackerInput::Queue(queue(&["p1"], &[])));
+        assert!(!t.last_input_changed_nothing());
+        t.on_timer(31.0 + DEAF_AFTER);
+        assert!(t.take_reopen());
+    }
+
+    #[test]
+    fn a_look_at_the_queue_that_finds_it_as_it_was_changes_nothing() {
+        let mut t = hearing_one_prompt();
+        assert!(!t.last_input_changed_nothing(), "p1 started");
+        let poll = 1.1 + QUEUE_POLL_EVERY;
+        t.on_timer(poll);
+        t.handle(poll + 0.1, TrackerInput::Queue(queue(&["p1"], &[])));
+        assert!(t.last_input_changed_nothing());
+        t.on_timer(poll + 0.1 + DEAF_AFTER);
+        assert!(!t.take_reopen());
+        // Any other input counts as a change.
+        t.handle(poll + 1.0, status(1));
+        assert!(!t.last_input_changed_nothing());
+    }
+
+    #[test]
+    fn the_queue_is_not_looked_at_while_the_socket_is_down() {
+        let mut t = hearing_one_prompt();
+        t.handle(2.0, TrackerInput::Disconnected);
+        assert_eq!(t.timer_due_at(), None);
+        assert!(t.on_timer(100.0).is_empty());
+        assert!(!t.take_reopen());
     }
 
     #[test]

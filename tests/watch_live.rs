@@ -141,7 +141,13 @@ impl Shared {
 
     /// Waits until the output satisfies `done`; fails after a generous deadline.
     async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) {
-        for _ in 0..1000 {
+        self.wait_for_within(what, Duration::from_secs(10), done)
+            .await;
+    }
+
+    async fn wait_for_within(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
             if done(&self.text()) {
                 return;
             }
@@ -649,5 +655,92 @@ fn a_paced_replay_of_a_far_future_time_ends_and_names_the_line() {
     assert!(
         stderr.contains("far.jsonl: line 2: \"t\" is 1e308,"),
         "{stderr}"
+    );
+}
+
+/// ComfyUI forgets a client id when any socket under it closes, so an earlier socket whose
+/// close it notices late silences the one open now, whose pongs still come. Here a second
+/// socket under watch's id closes: watch's own hears nothing more. A look at the queue finds a
+/// prompt running that no status told of; watch tells its end, and opens a socket that hears.
+#[tokio::test]
+async fn a_socket_silenced_by_a_late_close_under_its_id_is_found_deaf_and_reopened() {
+    use comfy_sim::{SimConfig, SimServer};
+    use comfytop::comfy::api::PromptRequest;
+    use comfytop::comfy::http::ComfyClient;
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite;
+
+    let sim = SimServer::start(SimConfig {
+        step: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let options = options(server.clone(), LineFormat::Human);
+    let client_id = options.connection.client_id.clone();
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(options, None, out.clone(), async {
+        let _ = stopped.await;
+    }));
+    out.wait_for("the connection", |o| o.contains("-- connected to "))
+        .await;
+
+    let (mut other, _) = tokio_tungstenite::connect_async(server.websocket(&client_id).as_str())
+        .await
+        .unwrap();
+    other.close(None).await.unwrap();
+    while let Some(Ok(frame)) = other.next().await {
+        if matches!(frame, tungstenite::Message::Close(_)) {
+            break;
+        }
+    }
+    drop(other);
+
+    // A prompt runs for about 2 s (100 steps) from a client with no id, whose events go to
+    // every socket that the server still knows.
+    let path = format!("{REFERENCE}/workflows/slow_steps_full.json");
+    let mut prompt: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    prompt["1"]["inputs"]["steps"] = json!(100);
+    let client = ComfyClient::new(server.clone()).unwrap();
+    let mut request = PromptRequest {
+        prompt,
+        client_id: None,
+        ..PromptRequest::default()
+    };
+    let unheard = client.submit(&request).await.unwrap().prompt_id;
+    let unheard_short: String = unheard.chars().take(8).collect();
+    let started = tokio::time::Instant::now();
+    out.wait_for_within("the deaf socket reopened", Duration::from_secs(60), |o| {
+        o.contains("stopped sending to this client")
+    })
+    .await;
+    let found_after = started.elapsed();
+    out.wait_for_within("the unheard prompt's end", Duration::from_secs(30), |o| {
+        o.contains(&format!("prompt {unheard_short} succeeded"))
+    })
+    .await;
+    let text = out.text();
+    assert!(
+        !text.contains(&format!("progress          prompt {unheard_short}")),
+        "the silenced socket heard it:\n{text}"
+    );
+
+    // The new socket hears: the next run's progress comes live (a run of its own, not the
+    // cache's).
+    request.prompt["1"]["inputs"]["steps"] = json!(50);
+    let heard = client.submit(&request).await.unwrap().prompt_id;
+    let heard_short: String = heard.chars().take(8).collect();
+    out.wait_for_within("the next run, live", Duration::from_secs(30), |o| {
+        o.contains(&format!("progress          prompt {heard_short}"))
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+    eprintln!(
+        "found deaf {:.1} s after the prompt was queued",
+        found_after.as_secs_f64()
     );
 }

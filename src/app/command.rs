@@ -44,6 +44,8 @@ pub enum Command {
     Act(usize, control::ServerAction),
     /// Try the server again now instead of waiting out the backoff.
     Reconnect(usize),
+    /// Close server `index`'s socket, which the server no longer sends to, and open another.
+    Reopen(usize),
     /// Queue a prompt of server `from` on server `to`: its graph fetched from `from`, the node
     /// types checked on `to`; the reply comes back as `to`'s.
     RequeueTo {

@@ -755,11 +755,11 @@ impl State {
     /// When the next timer should fire: the screen changes by itself, or a fetch is due.
     pub fn wakeup_at(&self) -> Option<f64> {
         let stats = (0..self.servers.len()).filter_map(|index| self.stats_due(index));
-        let retries = self.servers.iter().filter_map(|s| s.tracker.retry_due_at());
+        let trackers = self.servers.iter().filter_map(|s| s.tracker.timer_due_at());
         self.redraw_at
             .into_iter()
             .chain(stats)
-            .chain(retries)
+            .chain(trackers)
             .min_by(f64::total_cmp)
     }
 

@@ -11,7 +11,9 @@ use crate::comfy::connection::ConnEvent;
 use crate::comfy::connection::ReceivedFrame;
 use crate::comfy::{Decoded, RawFrame};
 use crate::describe::NoTitles;
-use crate::tracker::{Outcome, Phase, TrackerCommand, TrackerInput};
+use crate::tracker::{
+    DEAF_AFTER, HISTORY_POLL, Outcome, Phase, QUEUE_POLL_EVERY, TrackerCommand, TrackerInput,
+};
 
 fn key(state: &mut State, code: KeyCode) -> Vec<Command> {
     let now = state.now;
@@ -273,7 +275,7 @@ fn preview_frames_redraw_only_when_the_log_shows_them() {
 }
 
 #[test]
-fn idle_means_no_timer_but_the_slow_stats_refresh() {
+fn idle_means_no_timer_but_the_slow_stats_refresh_and_looks_at_the_queue() {
     let mut state = connected("me", 0.0, History::default());
     assert_eq!(state.redraw_at, None, "nothing on screen moves by itself");
     assert_eq!(state.wakeup_at(), Some(STATS_INTERVAL_IDLE));
@@ -282,7 +284,8 @@ fn idle_means_no_timer_but_the_slow_stats_refresh() {
     assert!(commands.is_empty());
     let commands = update(&mut state, STATS_INTERVAL_IDLE, Event::Tick);
     assert_eq!(commands, vec![Command::FetchSystemStats(0)]);
-    assert_eq!(state.wakeup_at(), None, "one fetch at a time");
+    // One stats fetch at a time: the look at the queue is next.
+    assert_eq!(state.wakeup_at(), Some(QUEUE_POLL_EVERY));
     // The same numbers again: nothing to redraw.
     update(
         &mut state,
@@ -290,16 +293,84 @@ fn idle_means_no_timer_but_the_slow_stats_refresh() {
         Event::Reply(0, Reply::SystemStats(Ok(system_stats()))),
     );
     assert!(!state.dirty);
+    let commands = update(&mut state, QUEUE_POLL_EVERY, Event::Tick);
+    let history = TrackerCommand::FetchHistory {
+        max_items: HISTORY_POLL,
+    };
+    assert_eq!(
+        commands,
+        vec![
+            Command::Fetch(0, TrackerCommand::FetchQueue),
+            Command::Fetch(0, history.clone())
+        ]
+    );
+    // The same queue and history again: nothing to redraw either.
+    for (command, input) in [
+        (
+            TrackerCommand::FetchQueue,
+            TrackerInput::Queue(QueueSnapshot::default()),
+        ),
+        (history, TrackerInput::History(History::default())),
+    ] {
+        update(
+            &mut state,
+            QUEUE_POLL_EVERY + 0.1,
+            Event::Reply(
+                0,
+                Reply::Tracker {
+                    command,
+                    result: Ok(input),
+                },
+            ),
+        );
+        assert!(!state.dirty);
+    }
 }
 
 #[test]
 fn stats_pause_while_the_terminal_is_out_of_focus() {
     let mut state = connected("me", 0.0, History::default());
     update(&mut state, 1.0, Event::Focus(false));
-    assert_eq!(state.wakeup_at(), None);
-    assert!(update(&mut state, 100.0, Event::Tick).is_empty());
+    // Only the look at the queue goes on: what ends meanwhile is still told.
+    assert_eq!(state.wakeup_at(), Some(QUEUE_POLL_EVERY));
+    let commands = update(&mut state, 100.0, Event::Tick);
+    assert!(
+        commands.contains(&Command::Fetch(0, TrackerCommand::FetchQueue)),
+        "{commands:?}"
+    );
+    assert!(!commands.contains(&Command::FetchSystemStats(0)));
     let commands = update(&mut state, 101.0, Event::Focus(true));
     assert_eq!(commands, vec![Command::FetchSystemStats(0)]);
+}
+
+#[test]
+fn a_socket_found_deaf_is_reopened() {
+    let mut state = connected("me", 0.0, History::default());
+    update(&mut state, QUEUE_POLL_EVERY, Event::Tick);
+    // A prompt runs that no status told of.
+    let running: QueueSnapshot = serde_json::from_value(serde_json::json!({
+        "queue_running": [[1, "p1", {}, {}, []]],
+        "queue_pending": [],
+    }))
+    .unwrap();
+    update(
+        &mut state,
+        QUEUE_POLL_EVERY + 0.1,
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: TrackerCommand::FetchQueue,
+                result: Ok(TrackerInput::Queue(running)),
+            },
+        ),
+    );
+    assert!(state.dirty, "the queue shows it at once");
+    let deaf_at = QUEUE_POLL_EVERY + 0.1 + DEAF_AFTER;
+    assert_eq!(state.server().tracker.timer_due_at(), Some(deaf_at));
+    let commands = update(&mut state, deaf_at - 0.1, Event::Tick);
+    assert!(!commands.contains(&Command::Reopen(0)), "{commands:?}");
+    let commands = update(&mut state, deaf_at, Event::Tick);
+    assert!(commands.contains(&Command::Reopen(0)), "{commands:?}");
 }
 
 #[test]

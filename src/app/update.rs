@@ -78,9 +78,14 @@ pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
             state.servers[index].stats.in_flight = true;
             commands.push(Command::FetchSystemStats(index));
         }
-        // A fetch that failed for good is asked again in a while, also from an idle server.
-        let fetches = state.servers[index].tracker.retry_if_due(state.now);
+        // A fetch that failed for good is asked again in a while, also from an idle server;
+        // the queue is looked at now and then, which shows a socket gone deaf.
+        let tracker = &mut state.servers[index].tracker;
+        let fetches = tracker.on_timer(state.now);
         commands.extend(fetches.into_iter().map(|f| Command::Fetch(index, f)));
+        if tracker.take_reopen() {
+            commands.push(Command::Reopen(index));
+        }
     }
     if state.redraw_at.is_some_and(|t| t <= state.now) {
         state.dirty = true;
@@ -776,7 +781,9 @@ fn on_reply(state: &mut State, index: usize, reply: Reply, commands: &mut Vec<Co
                 }
             };
             track(state, index, input, commands);
-            state.dirty = true;
+            // A look at the queue that found it as it was (most of them, while idle) changes
+            // nothing on screen.
+            state.dirty |= !state.servers[index].tracker.last_input_changed_nothing();
         }
         Reply::Submitted(Ok(submitted)) => {
             let Submitted { request, accepted } = *submitted;

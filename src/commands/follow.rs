@@ -192,9 +192,9 @@ impl Follower {
                 .offline
                 .as_ref()
                 .map(|(since, _)| *since + OFFLINE_LIMIT);
-            let retry_at = self
+            let timer_at = self
                 .tracker
-                .retry_due_at()
+                .timer_due_at()
                 .map(|at| self.started + Duration::from_secs_f64(at.max(0.0)));
             tokio::select! {
                 biased;
@@ -214,10 +214,13 @@ impl Follower {
                     return FollowEnd::Lost { reason };
                 }
                 // A lookup that failed for good is asked again in a while, also from an idle
-                // server.
-                () = sleep_until(retry_at) => {
-                    let commands = self.tracker.retry_if_due(self.now());
+                // server; the queue is looked at now and then, which shows a socket gone deaf.
+                () = sleep_until(timer_at) => {
+                    let commands = self.tracker.on_timer(self.now());
                     self.run(commands);
+                    if self.tracker.take_reopen() {
+                        self.connection.reopen();
+                    }
                 }
                 _ = tick.tick(), if terminal.is_tty() => {}
             }

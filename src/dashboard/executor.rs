@@ -104,6 +104,11 @@ impl Executor {
                     link.connection.retry_now();
                 }
             }
+            Command::Reopen(index) => {
+                if let Some(link) = link(index) {
+                    link.connection.reopen();
+                }
+            }
             Command::Notify(text) => {
                 let bytes = crate::notify::bytes(self.notify, &self.terminal, "comfytop", &text);
                 return (!bytes.is_empty()).then_some(ForTheLoop::Write(bytes));
@@ -130,7 +135,7 @@ impl Executor {
                     let result = match reply.error {
                         None => Ok(reply.input),
                         Some(error) => {
-                            tracing::warn!(%error, "fetch failed");
+                            tracing::warn!(%error, ?fetch, "fetch failed");
                             Err(error.to_string())
                         }
                     };

@@ -204,14 +204,21 @@ pub async fn watch<W: Write>(
 
     let result: Result<()> = loop {
         let now = || started.elapsed().as_secs_f64();
-        let retry_at = watcher
+        let timer_at = watcher
             .tracker()
-            .retry_due_at()
+            .timer_due_at()
             .map(|at| started + Duration::from_secs_f64(at.max(0.0)));
         let step = tokio::select! {
             () = &mut shutdown => break Ok(()),
-            // A fetch that failed for good is asked again in a while, also from an idle server.
-            () = sleep_until(retry_at) => watcher.on_retry_due(now()),
+            // A fetch that failed for good is asked again in a while, also from an idle server;
+            // the queue is looked at now and then, which shows a socket gone deaf.
+            () = sleep_until(timer_at) => {
+                let step = watcher.on_timer(now());
+                if watcher.take_reopen() {
+                    connection.reopen();
+                }
+                step
+            }
             event = events.recv() => {
                 let Some(event) = event else { break Ok(()) };
                 if let ConnEvent::Connected { .. } = &event {

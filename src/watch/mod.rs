@@ -195,7 +195,7 @@ impl Watcher {
 
     /// A fetch that failed: one line saying so (`error` names the call and the server); the
     /// tracker asks again when the next `status` comes, or after a while (see
-    /// [`Watcher::on_retry_due`]).
+    /// [`Watcher::on_timer`]).
     pub fn on_fetch_failed(&mut self, now: f64, command: TrackerCommand, error: &str) -> Step {
         let request = request_name(&command);
         let line = match self.format {
@@ -215,12 +215,19 @@ impl Watcher {
 
     /// The connection was lost where no line says so (a recording that goes on on a new
     /// socket): the tracker learns what a live cut tells it.
-    /// The time the tracker gave for asking again what failed ([`Tracker::retry_due_at`]) came.
-    pub fn on_retry_due(&mut self, now: f64) -> Step {
+    /// The time the tracker gave ([`Tracker::timer_due_at`]) came: a failed fetch is asked
+    /// again, or the queue looked at; then [`Watcher::take_reopen`] says whether the socket
+    /// went deaf.
+    pub fn on_timer(&mut self, now: f64) -> Step {
         Step {
             lines: Vec::new(),
-            commands: self.tracker.retry_if_due(now),
+            commands: self.tracker.on_timer(now),
         }
+    }
+
+    /// Whether the socket should be reopened: the server no longer sends to it.
+    pub fn take_reopen(&mut self) -> bool {
+        self.tracker.take_reopen()
     }
 
     /// What became of joining the comfytop bridge: one line, nothing to fetch.
@@ -702,8 +709,8 @@ mod tests {
             panic!("a connect asks for the history");
         };
         watcher.on_fetch_failed(15.0, asked, "GET /history: no answer within 15 s");
-        let due = watcher.tracker().retry_due_at().unwrap();
-        let step = watcher.on_retry_due(due);
+        let due = watcher.tracker().timer_due_at().unwrap();
+        let step = watcher.on_timer(due);
         assert!(step.lines.is_empty());
         assert!(
             step.commands
