@@ -724,9 +724,10 @@ impl Hearing {
         self.poll_at = Some(now + QUEUE_POLL_EVERY);
     }
 
-    /// A `/history` reply at `now` whose newest entry hashes to `newest`.
-    fn history_reply(&mut self, now: f64, newest: u64) {
-        if self.history.reply(newest, self.statuses) {
+    /// A `/history` reply at `now` whose newest entry hashes to `newest`; `added` if that
+    /// entry was not known before (else entries were deleted, which no `status` tells).
+    fn history_reply(&mut self, now: f64, newest: u64, added: bool) {
+        if self.history.reply(newest, self.statuses) && added {
             self.unheard_change.get_or_insert(now + DEAF_AFTER);
         }
     }
@@ -1864,10 +1865,15 @@ impl Tracker {
         let asked = self.history_fetch.asked;
         self.history_fetch.in_flight = false;
         let returned = history.0.len();
-        let newest = hash_of(history.0.last().map(|(id, _)| id.as_str()));
+        let newest_id = history.0.last().map(|(id, _)| id.as_str());
+        let newest = hash_of(newest_id);
         let as_before = self.hearing.history.same_as_last(newest);
         if self.connected {
-            self.hearing.history_reply(now, newest);
+            let added = newest_id.is_some_and(|id| {
+                self.awaiting.contains_key(id)
+                    || !self.prompts.get(id).is_some_and(PromptRecord::is_finished)
+            });
+            self.hearing.history_reply(now, newest, added);
         }
         let mut known = 0usize;
         let mut reaches_known = false;
@@ -2879,6 +2885,25 @@ mod truth_tests {
         assert!(t.finished().any(|p| p.id == "unheard"), "shown at once");
         t.on_timer(poll + 0.1 + DEAF_AFTER);
         assert!(t.take_reopen());
+    }
+
+    #[test]
+    fn history_deleted_by_someone_is_no_sign_of_a_deaf_socket() {
+        let ids: Vec<String> = vec!["older".into(), "newer".into()];
+        let mut t = Tracker::new("me");
+        t.handle(0.0, connected());
+        t.handle(0.5, TrackerInput::Queue(queue(&[], &[])));
+        t.handle(0.5, newest(&ids, HISTORY_FETCH, "get_history_id_success"));
+        let poll = 0.5 + QUEUE_POLL_EVERY;
+        t.on_timer(poll);
+        // The newest entry was deleted (no status tells that): the newest is an older one.
+        t.handle(poll + 0.1, TrackerInput::Queue(queue(&[], &[])));
+        t.handle(
+            poll + 0.1,
+            newest(&ids[..1], HISTORY_POLL, "get_history_id_success"),
+        );
+        t.on_timer(poll + 0.1 + DEAF_AFTER);
+        assert!(!t.take_reopen());
     }
 
     #[test]
