@@ -167,6 +167,16 @@ fn a_running_prompt_shows_its_nodes_and_progress_then_q_quits() {
     assert_eq!(first["kind"], "text");
     assert_eq!(first["data"]["type"], "status");
     assert!(transcript.lines().count() > 10, "{transcript}");
+    // The answers the tracker used, but none that changed nothing: no `/queue` answer is the
+    // one before it again.
+    let queues: Vec<serde_json::Value> = transcript
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["kind"] == "http" && entry["request"] == "GET /queue")
+        .map(|entry| entry["body"].clone())
+        .collect();
+    assert!(!queues.is_empty(), "{transcript}");
+    assert!(queues.windows(2).all(|w| w[0] != w[1]), "{queues:?}");
     drop(sim);
 }
 

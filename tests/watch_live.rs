@@ -744,3 +744,44 @@ async fn a_socket_silenced_by_a_late_close_under_its_id_is_found_deaf_and_reopen
         found_after.as_secs_f64()
     );
 }
+
+/// An answer that changed nothing is not written: on connecting, the `status` that comes after
+/// the first look at the queue and history asks again, and finds the same.
+#[tokio::test]
+async fn a_recording_keeps_only_the_answers_that_taught_something() {
+    use comfy_sim::{SimConfig, SimServer};
+    use comfytop::comfy::transcript::TranscriptEntry;
+
+    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idle.jsonl");
+    let out = Shared::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watch(
+        options(server, LineFormat::Json),
+        Some(Recorder::append(&path).unwrap()),
+        out.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    out.wait_for("the connection", |o| o.contains("\"connected\""))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+
+    let requests: Vec<String> = TranscriptReader::open(&path)
+        .unwrap()
+        .entries()
+        .filter_map(|e| match e {
+            Ok(TranscriptEntry::Http(answer)) => Some(answer.request),
+            _ => None,
+        })
+        .collect();
+    let count = |prefix: &str| requests.iter().filter(|r| r.starts_with(prefix)).count();
+    assert_eq!(count("GET /queue"), 1, "{requests:?}");
+    assert_eq!(count("GET /history"), 1, "{requests:?}");
+}

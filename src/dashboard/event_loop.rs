@@ -37,6 +37,7 @@ use crate::preview::{
     show_full_size,
 };
 use crate::term::{self, Endings, TerminalGuard};
+use crate::tracker::TrackerInput;
 use crate::ui;
 
 const MIN_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / MAX_FPS as u64);
@@ -116,18 +117,23 @@ impl Recording {
         self.stop_on_error(written)
     }
 
+    /// The answer in `reply` if it is one to record (see [`Recording::take_answer`]).
+    fn answer_in(&self, reply: &Reply) -> Option<TrackerInput> {
+        match (&self.file, reply) {
+            (
+                Some(_),
+                Reply::Tracker {
+                    result: Ok(input), ..
+                },
+            ) => Some(input.clone()),
+            _ => None,
+        }
+    }
+
     /// The answers the tracker used go into the transcript too, so a replay shows other
     /// clients' prompts as this view did.
-    fn take_reply(&mut self, reply: &Reply) -> Option<String> {
-        let (
-            Some(file),
-            Reply::Tracker {
-                result: Ok(input), ..
-            },
-        ) = (self.file.as_mut(), reply)
-        else {
-            return None;
-        };
+    fn take_answer(&mut self, input: &TrackerInput) -> Option<String> {
+        let file = self.file.as_mut()?;
         let t = self.socket_opened.elapsed().as_secs_f64();
         let written = crate::watch::record_answer(file, t, input);
         self.stop_on_error(written)
@@ -450,14 +456,21 @@ impl Dashboard {
         self.apply_at(now, Event::Conn(tag, event))
     }
 
-    /// An HTTP reply to `update`, through the recording.
+    /// An HTTP reply to `update`, through the recording. An answer is written once the tracker
+    /// has seen it: a look at the queue or history that changed nothing (most of those the
+    /// timer asks for) teaches a replay nothing either.
     fn apply_reply(&mut self, index: usize, reply: Reply) -> Option<Exit> {
-        if index == 0
-            && let Some(problem) = self.recording.take_reply(&reply)
+        let answer = (index == 0)
+            .then(|| self.recording.answer_in(&reply))
+            .flatten();
+        let exit = self.apply(Event::Reply(index, reply));
+        if let Some(answer) = answer
+            && !self.state.servers[0].tracker.last_input_changed_nothing()
+            && let Some(problem) = self.recording.take_answer(&answer)
         {
             self.problems.push_back(problem);
         }
-        self.apply(Event::Reply(index, reply))
+        exit
     }
 
     /// Applies the socket events that have come: those held by the full-size view first. At

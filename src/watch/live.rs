@@ -240,17 +240,23 @@ pub async fn watch<W: Write>(
             }
             Some(reply) = replies.recv() => match reply {
                 Reply::Done(input) => {
-                    if let Some(recorder) = &mut recorder
+                    // Written once the tracker has seen it: a look at the queue or history that
+                    // changed nothing (most of those the timer asks for) teaches a replay
+                    // nothing either.
+                    let answer = recorder.is_some().then(|| input.clone());
+                    let step = watcher.on_reply(now(), input);
+                    if let (Some(recorder), Some(answer)) = (&mut recorder, answer)
+                        && !watcher.tracker().last_input_changed_nothing()
                         && let Err(e) = record_answer(
                             recorder,
                             socket_started.elapsed().as_secs_f64(),
-                            &input,
+                            &answer,
                         )
                     {
                         break Err(e)
                             .wrap_err("recording failed; stopped so no answer goes missing");
                     }
-                    watcher.on_reply(now(), input)
+                    step
                 }
                 Reply::Failed(command, error) => watcher.on_fetch_failed(now(), command, &error),
                 Reply::Bridge(link) => watcher.on_bridge(&link, &server),
