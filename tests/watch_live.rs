@@ -165,28 +165,59 @@ fn options(server: ServerUrl, format: LineFormat) -> WatchOptions {
     options
 }
 
+/// `watch` running as a task, printing into a buffer the test reads.
+struct RunningWatch {
+    out: Shared,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<color_eyre::Result<()>>,
+}
+
+impl RunningWatch {
+    fn start(options: WatchOptions, recorder: Option<Recorder>) -> Self {
+        let out = Shared::default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(watch(options, recorder, out.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self { out, stop, task }
+    }
+
+    /// Stops it as Ctrl-C does, and waits for its end.
+    async fn stop(self) -> Shared {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        self.out
+    }
+}
+
+/// The simulated ComfyUI with sampler steps of `step`.
+async fn simulator(step: Duration) -> (comfy_sim::SimHandle, ServerUrl) {
+    let sim = comfy_sim::SimServer::start(comfy_sim::SimConfig {
+        step,
+        ..comfy_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = ServerUrl::parse(&sim.url()).unwrap();
+    (sim, url)
+}
+
 #[tokio::test]
 async fn watch_follows_a_drop_and_another_clients_prompt_records_and_closes_cleanly() {
     let (fake, server) = start_fake().await;
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("run.jsonl");
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(
+    let running = RunningWatch::start(
         options(server.clone(), LineFormat::Human),
         Some(Recorder::append(&record).unwrap()),
-        out.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-
-    out.wait_for("the prompt's end", |o| {
-        o.contains("-- prompt 647d7248 succeeded")
-    })
-    .await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    );
+    running
+        .out
+        .wait_for("the prompt's end", |o| {
+            o.contains("-- prompt 647d7248 succeeded")
+        })
+        .await;
+    let out = running.stop().await;
     assert!(
         fake.closed_cleanly.load(Ordering::SeqCst),
         "no Close frame on shutdown"
@@ -259,20 +290,12 @@ async fn watch_follows_a_drop_and_another_clients_prompt_records_and_closes_clea
 #[tokio::test]
 async fn json_watch_gives_one_object_per_line_with_an_event() {
     let (_fake, server) = start_fake().await;
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(
-        options(server, LineFormat::Json),
-        None,
-        out.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    out.wait_for("the prompt's end", |o| o.contains(r#""outcome":"success""#))
+    let running = RunningWatch::start(options(server, LineFormat::Json), None);
+    running
+        .out
+        .wait_for("the prompt's end", |o| o.contains(r#""outcome":"success""#))
         .await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    let out = running.stop().await;
 
     let events: Vec<Value> = out
         .text()
@@ -376,26 +399,17 @@ fn the_binary_keeps_retrying_an_unreachable_server_and_stops_cleanly_on_ctrl_c()
 /// Watches the simulator (recording to `record` when given) while a slow-steps prompt queued
 /// under watch's own client id runs to its end; the watch output and the prompt's id.
 async fn follow_own_run(steps: Option<u64>, record: Option<&std::path::Path>) -> (Shared, String) {
-    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
 
-    let sim = SimServer::start(SimConfig {
-        step: Duration::from_millis(5),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let (sim, server) = simulator(Duration::from_millis(5)).await;
     let options = options(server.clone(), LineFormat::Human);
     let client_id = options.connection.client_id.clone();
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
     let recorder = record.map(|path| Recorder::append(path).unwrap());
-    let task = tokio::spawn(watch(options, recorder, out.clone(), async {
-        let _ = stopped.await;
-    }));
-    out.wait_for("the connection", |o| o.contains("-- connected to "))
+    let running = RunningWatch::start(options, recorder);
+    running
+        .out
+        .wait_for("the connection", |o| o.contains("-- connected to "))
         .await;
 
     let path = format!("{REFERENCE}/workflows/slow_steps_full.json");
@@ -413,12 +427,13 @@ async fn follow_own_run(steps: Option<u64>, record: Option<&std::path::Path>) ->
         .await
         .unwrap();
     let short: String = accepted.prompt_id.chars().take(8).collect();
-    out.wait_for("the end of the run", |o| {
-        o.contains(&format!("executing         prompt {short} done"))
-    })
-    .await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    running
+        .out
+        .wait_for("the end of the run", |o| {
+            o.contains(&format!("executing         prompt {short} done"))
+        })
+        .await;
+    let out = running.stop().await;
     sim.shutdown().await;
     (out, accepted.prompt_id)
 }
@@ -512,32 +527,21 @@ fn the_sim_subcommand_serves_until_ctrl_c() {
 
 #[tokio::test]
 async fn a_recording_replays_what_watch_showed_of_another_clients_prompt() {
-    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
     use comfytop::comfy::transcript::{TranscriptEntry, TranscriptReader};
     use comfytop::watch::replay::{Pace, replay};
 
-    let sim = SimServer::start(SimConfig {
-        step: Duration::from_millis(5),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let (sim, server) = simulator(Duration::from_millis(5)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(
+    let running = RunningWatch::start(
         options(server.clone(), LineFormat::Human),
         Some(Recorder::append(&path).unwrap()),
-        out.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    out.wait_for("the connection", |o| o.contains("-- connected to "))
+    );
+    running
+        .out
+        .wait_for("the connection", |o| o.contains("-- connected to "))
         .await;
 
     // Another client's prompt, failing in a node with a title: watch learns all of it over
@@ -557,9 +561,11 @@ async fn a_recording_replays_what_watch_showed_of_another_clients_prompt() {
     let short: String = accepted.prompt_id.chars().take(8).collect();
     let failed =
         format!("-- prompt {short} failed in node 2 \"Deliberate Failure\" (LabRaiseError)");
-    out.wait_for("the failure", |o| o.contains(&failed)).await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    running
+        .out
+        .wait_for("the failure", |o| o.contains(&failed))
+        .await;
+    let out = running.stop().await;
     sim.shutdown().await;
 
     let answers = TranscriptReader::open(&path)
@@ -664,26 +670,16 @@ fn a_paced_replay_of_a_far_future_time_ends_and_names_the_line() {
 /// prompt running that no status told of; watch tells its end, and opens a socket that hears.
 #[tokio::test]
 async fn a_socket_silenced_by_a_late_close_under_its_id_is_found_deaf_and_reopened() {
-    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::api::PromptRequest;
     use comfytop::comfy::http::ComfyClient;
     use futures_util::StreamExt as _;
     use tokio_tungstenite::tungstenite;
 
-    let sim = SimServer::start(SimConfig {
-        step: Duration::from_millis(20),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let (sim, server) = simulator(Duration::from_millis(20)).await;
     let options = options(server.clone(), LineFormat::Human);
     let client_id = options.connection.client_id.clone();
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(options, None, out.clone(), async {
-        let _ = stopped.await;
-    }));
+    let running = RunningWatch::start(options, None);
+    let out = &running.out;
     out.wait_for("the connection", |o| o.contains("-- connected to "))
         .await;
 
@@ -736,8 +732,7 @@ async fn a_socket_silenced_by_a_late_close_under_its_id_is_found_deaf_and_reopen
         o.contains(&format!("progress          prompt {heard_short}"))
     })
     .await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    running.stop().await;
     sim.shutdown().await;
     eprintln!(
         "found deaf {:.1} s after the prompt was queued",
@@ -749,28 +744,21 @@ async fn a_socket_silenced_by_a_late_close_under_its_id_is_found_deaf_and_reopen
 /// the first look at the queue and history asks again, and finds the same.
 #[tokio::test]
 async fn a_recording_keeps_only_the_answers_that_taught_something() {
-    use comfy_sim::{SimConfig, SimServer};
     use comfytop::comfy::transcript::TranscriptEntry;
 
-    let sim = SimServer::start(SimConfig::default()).await.unwrap();
-    let server = ServerUrl::parse(&sim.url()).unwrap();
+    let (sim, server) = simulator(Duration::from_millis(5)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idle.jsonl");
-    let out = Shared::default();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watch(
+    let running = RunningWatch::start(
         options(server, LineFormat::Json),
         Some(Recorder::append(&path).unwrap()),
-        out.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    out.wait_for("the connection", |o| o.contains("\"connected\""))
+    );
+    running
+        .out
+        .wait_for("the connection", |o| o.contains("\"connected\""))
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    running.stop().await;
     sim.shutdown().await;
 
     let requests: Vec<String> = TranscriptReader::open(&path)
