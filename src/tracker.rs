@@ -39,10 +39,12 @@ const REMOVED_KEPT: usize = 100;
 /// again, unless a `status` or a reconnect asks sooner: a server gone idle sends neither, and
 /// the prompts that ended during the failure would stay out of History until its next prompt.
 pub const RETRY_FAILED_AFTER: f64 = 5.0;
-/// Seconds between two looks at `/queue` that no `status` asked for, while connected: what
-/// shows that the socket went deaf (see [`Hearing`]), and keeps the queue right meanwhile.
+/// Seconds between two looks at `/queue` and the newest `/history` that no `status` asked for,
+/// while connected: what shows that the socket went deaf (see [`Tracker::take_reopen`]), and keeps the
+/// queue and History right meanwhile.
 pub const QUEUE_POLL_EVERY: f64 = 30.0;
-/// Seconds a `status` may come after a `/queue` reply that shows the change it tells of.
+/// Seconds a `status` may come after a `/queue` or `/history` reply that shows the change it
+/// tells of.
 pub const DEAF_AFTER: f64 = 5.0;
 /// `/history/{id}` fetches in flight at once; more wait their turn.
 const HISTORY_ITEMS_IN_FLIGHT: usize = 8;
@@ -871,7 +873,7 @@ pub struct Tracker {
     /// When what failed is asked again if nothing asks sooner (see [`RETRY_FAILED_AFTER`]).
     retry_at: Option<f64>,
     hearing: Hearing,
-    /// The last step was a `/queue` reply that changed nothing.
+    /// The last step was a `/queue` or `/history` reply that changed nothing.
     unchanged: bool,
     /// Prompts that ended since the last [`Tracker::take_finished_news`], oldest first.
     news: VecDeque<FinishedNews>,
