@@ -40,8 +40,8 @@ const REMOVED_KEPT: usize = 100;
 /// the prompts that ended during the failure would stay out of History until its next prompt.
 pub const RETRY_FAILED_AFTER: f64 = 5.0;
 /// Seconds between two looks at `/queue` and the newest `/history` that no `status` asked for,
-/// while connected: what shows that the socket went deaf (see [`Tracker::take_reopen`]), and keeps the
-/// queue and History right meanwhile.
+/// while connected: what shows that the socket went deaf (see [`Tracker::take_reopen`]), and
+/// keeps the queue and History right meanwhile.
 pub const QUEUE_POLL_EVERY: f64 = 30.0;
 /// Seconds a `status` may come after a `/queue` or `/history` reply that shows the change it
 /// tells of.
