@@ -213,8 +213,6 @@ impl Watcher {
         }
     }
 
-    /// The connection was lost where no line says so (a recording that goes on on a new
-    /// socket): the tracker learns what a live cut tells it.
     /// The time the tracker gave ([`Tracker::timer_due_at`]) came: a failed fetch is asked
     /// again, or the queue looked at; then [`Watcher::take_reopen`] says whether the socket
     /// went deaf.
@@ -242,6 +240,8 @@ impl Watcher {
         }
     }
 
+    /// The connection was lost where no line says so (a recording that goes on on a new
+    /// socket): the tracker learns what a live cut tells it.
     pub fn on_connection_lost(&mut self, now: f64) -> Vec<TrackerCommand> {
         self.tracker.handle(now, TrackerInput::Disconnected)
     }
