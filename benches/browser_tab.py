@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """What watching a real ComfyUI costs, side by side: ComfyUI's own web frontend in a headless
 Chromium tab (what comfytop replaces), the comfytop dashboard in a 120x40 pseudo-terminal, and
-a bare Python client that only parses the frames (benches/floor_client.py), as a floor.
+a bare Python client that only parses the frames (benches/floor_client.py), as a floor, and,
+when websocket-client is at hand, the client of ComfyUI's own websocket example doing the same
+(benches/example_client.py), as a second floor.
 
     cp benches/comfyui_paced_sampler.py ~/ComfyUI/custom_nodes/
     cd ~/ComfyUI && python main.py --cpu --listen 127.0.0.1 --port 8188 &
@@ -14,7 +16,7 @@ All three clients stay connected for the whole run. The measured windows:
                 model-free node that reports progress and a 256 px JPEG preview per step, 20
                 steps a second, through the same call as a sampler's latent preview) into a
                 PreviewImage, queued once under each client's id in turn: the tab's, comfytop's,
-                the floor's
+                the floor's (and the example client's)
 ComfyUI sends a prompt's progress, progress_state and preview frames only to the client id that
 queued it, so each client's headline is the run it owns; in the others' runs it gets the
 status broadcasts only (comfytop more, if the comfytop bridge is installed on the server: it
@@ -32,7 +34,9 @@ the processes sharing them) is given for all three; both sampled once a second. 
 also frames drawn (`frame drawn` in its debug log) and bytes written to its terminal.
 
 Environment: COMFYUI_URL (default http://127.0.0.1:8188), BIN (default
-target/release/comfytop), CHROMIUM (default /usr/bin/chromium), IDLE_SECS (60), STEPS (200).
+target/release/comfytop), CHROMIUM (default /usr/bin/chromium), IDLE_SECS (60), STEPS (200),
+EXAMPLE_PYTHON (a Python with websocket-client for the second floor; default this one, and the
+second floor is left out when it cannot import websocket-client).
 Needs python3 only (the DevTools protocol is spoken over a small WebSocket client here); Chromium
 runs headless with --no-sandbox, so it can run as root.
 """
@@ -67,6 +71,8 @@ STEP_SECONDS = 0.05
 TICKS = os.sysconf("SC_CLK_TCK")
 COMFYTOP_ID = "comfytop-bench"
 FLOOR_ID = "floor-bench"
+EXAMPLE_ID = "example-bench"
+EXAMPLE_PYTHON = os.environ.get("EXAMPLE_PYTHON", sys.executable)
 whole_process.BIN = BIN
 
 
@@ -421,16 +427,22 @@ def measure_all(started, bridge_text, stats):
     tab.tab.evaluate(COUNT_EVENTS_JS)
     dash = whole_process.Dashboard([URL], "--client-id", COMFYTOP_ID, screen=True)
     started.append(dash.stop)
-    floor = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "floor_client.py"), URL, FLOOR_ID], stdout=subprocess.DEVNULL
-    )
-    started.append(lambda: (floor.kill(), floor.wait()))
+    floors = {"floor": (sys.executable, "floor_client.py", FLOOR_ID)}
+    if subprocess.run([EXAMPLE_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0:
+        floors["example"] = (EXAMPLE_PYTHON, "example_client.py", EXAMPLE_ID)
+    else:
+        print(f"no websocket-client for {EXAMPLE_PYTHON}: the example client's floor is left out")
+    procs = {}
+    for name, (python, script, client_id) in floors.items():
+        proc = subprocess.Popen([python, os.path.join(HERE, script), URL, client_id], stdout=subprocess.DEVNULL)
+        procs[name] = proc
+        started.append(lambda proc=proc: (proc.kill(), proc.wait()))
     pss_of = lambda pid: (rss_kib(pid), pss_kib(pid))  # noqa: E731
     peaks = Peaks(
         {
             "tab": lambda: tab.memory_kib()[:2],
             "comfytop": lambda: pss_of(dash.proc.pid),
-            "floor": lambda: pss_of(floor.pid),
+            **{name: lambda proc=proc: pss_of(proc.pid) for name, proc in procs.items()},
         }
     )
     peaks.start()
@@ -438,7 +450,11 @@ def measure_all(started, bridge_text, stats):
 
     print(f"ComfyUI {stats['comfyui_version']} at {URL}, python {stats['python_version'].split()[0]}, comfytop bridge {bridge_text}")
     print(f"{comfytop_version}; {tab.version}; {os.cpu_count()} cores, {os.uname().release}")
-    print(f"client ids: tab {tab_id}, comfytop {COMFYTOP_ID}, floor {FLOOR_ID}", flush=True)
+    print(
+        f"client ids: tab {tab_id}, comfytop {COMFYTOP_ID}, "
+        + ", ".join(f"{name} {client_id}" for name, (_, _, client_id) in floors.items()),
+        flush=True,
+    )
 
     # A short prompt nobody watches: the server's first run, off the clock.
     run_prompt(workflow(10, int(time.time())), "comfytop-bench-warmup")
@@ -447,8 +463,8 @@ def measure_all(started, bridge_text, stats):
 
     def sample():
         cpu, frames, written = dash.sample()
-        return {"tab": tab.cpu(), "comfytop": cpu, "floor": whole_process.cpu_seconds(floor.pid),
-                "frames": frames, "bytes": written}
+        return {"tab": tab.cpu(), "comfytop": cpu, "frames": frames, "bytes": written,
+                **{name: whole_process.cpu_seconds(proc.pid) for name, proc in procs.items()}}
 
     windows = []  # (name, owner, seconds, {client: CPU-s}, frames, bytes, tab events)
 
@@ -458,12 +474,13 @@ def measure_all(started, bridge_text, stats):
         action()
         seconds = time.monotonic() - t0
         s1 = sample()
-        cpu = {c: s1[c] - s0[c] for c in ("tab", "comfytop", "floor")}
+        cpu = {c: s1[c] - s0[c] for c in ("tab", "comfytop", *procs)}
         seen = tab.tab.evaluate(TAKE_COUNTS_JS) or {}
         windows.append((name, owner, seconds, cpu, s1["frames"] - s0["frames"], s1["bytes"] - s0["bytes"], seen))
         print(
             f"{name:<24} {seconds:6.1f} s  CPU-s: tab {cpu['tab']:6.2f}  comfytop {cpu['comfytop']:5.2f}  "
-            f"floor {cpu['floor']:5.2f}  comfytop {s1['frames'] - s0['frames']} frames "
+            + "".join(f"{c} {cpu[c]:5.2f}  " for c in procs)
+            + f"comfytop {s1['frames'] - s0['frames']} frames "
             f"{(s1['bytes'] - s0['bytes']) / 1024:.0f} KiB",
             flush=True,
         )
@@ -477,7 +494,7 @@ def measure_all(started, bridge_text, stats):
     for owner, client_id, look in (
         ("tab", tab_id, lambda: midway.update(tab=tab.tab.evaluate("document.title"))),
         ("comfytop", COMFYTOP_ID, lambda: midway.update(comfytop=dash.screen_text())),
-        ("floor", FLOOR_ID, None),
+        *((name, client_id, None) for name, (_, _, client_id) in floors.items()),
     ):
         time.sleep(3)
         seed += 1
@@ -490,7 +507,7 @@ def measure_all(started, bridge_text, stats):
         log = f.read()
     peaks.stop()
     peak_rss = {"tab": peaks.rss["tab"] / 1024, "comfytop": dash.peak_mib(),
-                "floor": whole_process.status_kib(floor.pid, "VmHWM") / 1024}
+                **{name: whole_process.status_kib(proc.pid, "VmHWM") / 1024 for name, proc in procs.items()}}
     alive = dash.proc.poll() is None
     return windows, midway, page, log, alive, peak_rss, peaks.pss, tab.memory_kib()[2]
 
@@ -519,8 +536,9 @@ def report(windows, midway, page, log, alive, peak_rss, peak_pss, tab_processes,
     )
     print("|---|---|---|---|---|---|---|")
     names = {"tab": f"ComfyUI frontend, headless Chromium ({tab_processes} processes)",
-             "comfytop": "comfytop dashboard, 120x40", "floor": "bare Python client (floor)"}
-    for client in ("tab", "comfytop", "floor"):
+             "comfytop": "comfytop dashboard, 120x40", "floor": "bare Python client (floor)",
+             "example": "ComfyUI example's client, websocket-client (second floor)"}
+    for client in runs:
         own = runs[client]
         others = ", ".join(f"{runs[o][3][client]:.2f} ({o}'s)" for o in runs if o != client)
         if client == "comfytop":
@@ -538,7 +556,7 @@ def report(windows, midway, page, log, alive, peak_rss, peak_pss, tab_processes,
     print()
     print(
         "Own run: the run queued under that client's id, the only one ComfyUI sends its progress and "
-        "previews to. Others' runs: the same client during the other two runs, when it gets status "
+        "previews to. Others' runs: the same client during the other runs, when it gets status "
         "broadcasts only"
         + (", except comfytop, which watches every prompt through the comfytop bridge installed on this server."
            if bridge_text.startswith("installed") else ".")

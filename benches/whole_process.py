@@ -10,7 +10,9 @@ Scenarios (each on a fresh simulator):
   run           a 200-step run with 512 px images and 256 px previews at 20 previews per second,
                 queued by the dashboard itself (its client id): with half-block previews, then
                 with kitty graphics; and the same run followed by a bare Python client that
-                only parses the frames (benches/floor_client.py), as a floor
+                only parses the frames (benches/floor_client.py), as a floor, and, when
+                websocket-client is at hand, by the client of ComfyUI's own websocket example
+                doing the same (benches/example_client.py), as a second floor
   big           10,000 history entries and a 2,000-item queue (from another client)
   fleet         8 and 32 idle servers
   soak          a compressed soak, only when asked for (it takes minutes): 50,000 cheap prompts
@@ -19,7 +21,8 @@ Scenarios (each on a fresh simulator):
                 back (queue 0, the last prompt in History)
 
 Environment: BIN (default target/release/comfytop), IDLE_SECS (60), STEPS (200), SOAK_PROMPTS
-(50000), SCENARIOS (default "idle run big fleet"; the soak runs with SCENARIOS=soak). Needs
+(50000), SCENARIOS (default "idle run big fleet"; the soak runs with SCENARIOS=soak),
+EXAMPLE_PYTHON (a Python with websocket-client for the second floor; default this one). Needs
 python3 only (no tmux): the terminal is a pty this script owns, so every byte the dashboard
 writes is counted. Frames are counted from the dashboard's debug log (`frame drawn`). CPU comes
 from /proc/PID/stat, peak RSS from VmHWM.
@@ -46,6 +49,7 @@ IDLE_SECS = float(os.environ.get("IDLE_SECS", "60"))
 STEPS = int(os.environ.get("STEPS", "200"))
 SOAK_PROMPTS = int(os.environ.get("SOAK_PROMPTS", "50000"))
 SCENARIOS = os.environ.get("SCENARIOS", "idle run big fleet").split()
+EXAMPLE_PYTHON = os.environ.get("EXAMPLE_PYTHON", sys.executable)
 WORKFLOWS = os.path.join(HERE, "..", "tests", "fixtures", "comfyui-0.3.64", "workflows")
 TICKS = os.sysconf("SC_CLK_TCK")
 COLS, ROWS = 120, 40
@@ -294,11 +298,11 @@ def one_run(protocol):
     sim.stop()
 
 
-def floor():
-    """The same run, followed by a bare Python client that only parses it."""
+def floor(what="bare Python client (floor)", python=sys.executable, script="floor_client.py"):
+    """The same run, followed by a Python client that only parses it."""
     sim = Simulator("--step-ms", "100")
     client = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "floor_client.py"), sim.url, "floor-client"],
+        [python, os.path.join(HERE, script), sim.url, "floor-client"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -312,7 +316,7 @@ def floor():
     c1 = cpu_seconds(client.pid)
     peak = status_kib(client.pid, "VmHWM") / 1024
     client.kill()
-    report(f"{STEPS}-step run, bare Python client (floor)", c1 - c0, 0, 0, seconds, peak)
+    report(f"{STEPS}-step run, {what}", c1 - c0, 0, 0, seconds, peak)
     sim.stop()
 
 
@@ -421,6 +425,10 @@ def main():
         one_run("halfblocks")
         one_run("kitty")
         floor()
+        if subprocess.run([EXAMPLE_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0:
+            floor("ComfyUI example's client (second floor)", EXAMPLE_PYTHON, "example_client.py")
+        else:
+            print(f"no websocket-client for {EXAMPLE_PYTHON}: the example client's floor is left out")
     if "big" in SCENARIOS:
         big()
     if "fleet" in SCENARIOS:
