@@ -10,7 +10,7 @@ when websocket-client is at hand, the client of ComfyUI's own websocket example 
     apt-get install chromium          # or point CHROMIUM at a Chrome/Chromium binary
     cargo build --release && python3 benches/browser_tab.py
 
-All three clients stay connected for the whole run. The measured windows:
+All the clients stay connected for the whole run. The measured windows:
   idle          IDLE_SECS with nothing running (after the tab has loaded and a warm-up prompt)
   3 runs        a STEPS-step run of ComfytopPacedSampler (benches/comfyui_paced_sampler.py: a
                 model-free node that reports progress and a 256 px JPEG preview per step, 20
@@ -28,9 +28,9 @@ background tab is throttled).
 CPU is utime+stime from /proc/PID/stat at each window's start and end; for Chromium, summed over
 its whole process tree, plus cutime+cstime so that children that ended and were reaped inside
 the tree still count (a process that starts and ends between two samples without being reaped
-inside the tree is missed). Peak RSS is VmHWM for comfytop and the floor; for Chromium it is the
+inside the tree is missed). Peak RSS is VmHWM for comfytop and the floors; for Chromium it is the
 largest sum of VmRSS over its tree, and PSS (/proc/PID/smaps_rollup, shared pages split among
-the processes sharing them) is given for all three; both sampled once a second. For comfytop
+the processes sharing them) is given for all of them; both sampled once a second. For comfytop
 also frames drawn (`frame drawn` in its debug log) and bytes written to its terminal.
 
 Environment: COMFYUI_URL (default http://127.0.0.1:8188), BIN (default
@@ -72,7 +72,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 COMFYTOP_ID = "comfytop-bench"
 FLOOR_ID = "floor-bench"
 EXAMPLE_ID = "example-bench"
-EXAMPLE_PYTHON = os.environ.get("EXAMPLE_PYTHON", sys.executable)
 whole_process.BIN = BIN
 
 
@@ -428,10 +427,8 @@ def measure_all(started, bridge_text, stats):
     dash = whole_process.Dashboard([URL], "--client-id", COMFYTOP_ID, screen=True)
     started.append(dash.stop)
     floors = {"floor": (sys.executable, "floor_client.py", FLOOR_ID)}
-    if subprocess.run([EXAMPLE_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0:
-        floors["example"] = (EXAMPLE_PYTHON, "example_client.py", EXAMPLE_ID)
-    else:
-        print(f"no websocket-client for {EXAMPLE_PYTHON}: the example client's floor is left out")
+    if whole_process.example_client_at_hand():
+        floors["example"] = (whole_process.EXAMPLE_PYTHON, "example_client.py", EXAMPLE_ID)
     procs = {}
     for name, (python, script, client_id) in floors.items():
         proc = subprocess.Popen([python, os.path.join(HERE, script), URL, client_id], stdout=subprocess.DEVNULL)

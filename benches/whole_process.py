@@ -298,6 +298,14 @@ def one_run(protocol):
     sim.stop()
 
 
+def example_client_at_hand():
+    """Whether EXAMPLE_PYTHON can run benches/example_client.py (it needs websocket-client)."""
+    found = subprocess.run([EXAMPLE_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0
+    if not found:
+        print(f"no websocket-client for {EXAMPLE_PYTHON}: the example client's floor is left out")
+    return found
+
+
 def floor(what="bare Python client (floor)", python=sys.executable, script="floor_client.py"):
     """The same run, followed by a Python client that only parses it."""
     sim = Simulator("--step-ms", "100")
@@ -425,10 +433,8 @@ def main():
         one_run("halfblocks")
         one_run("kitty")
         floor()
-        if subprocess.run([EXAMPLE_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0:
+        if example_client_at_hand():
             floor("ComfyUI example's client (second floor)", EXAMPLE_PYTHON, "example_client.py")
-        else:
-            print(f"no websocket-client for {EXAMPLE_PYTHON}: the example client's floor is left out")
     if "big" in SCENARIOS:
         big()
     if "fleet" in SCENARIOS:
