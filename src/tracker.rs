@@ -780,9 +780,15 @@ struct HistoryFetch {
     /// The last fetch failed (after the session's retries): the next status asks again, or
     /// the tracker's timer ([`Tracker::timer_due_at`]).
     failed: bool,
-    /// A fetch has been answered since the tracker started: from then on, a fetch that finds no
-    /// prompt already known missed some, so it asks for more.
+    /// A fetch has been answered since the tracker started: from then on, a fetch must reach
+    /// back to [`HistoryFetch::newest_listed`], or it missed some and asks for more.
     synced: bool,
+    /// The newest entry of the last listing that reached back to the one before it (`None`:
+    /// the server's history was empty). The server appends entries as prompts end, so a
+    /// listing that holds it holds every entry since. A prompt already known from elsewhere
+    /// (followed live, or looked up on its own) proves nothing: other clients' prompts that
+    /// ended before it may never have been seen.
+    newest_listed: Option<PromptId>,
 }
 
 impl Default for HistoryFetch {
@@ -795,14 +801,14 @@ impl Default for HistoryFetch {
             issued: 0,
             failed: false,
             synced: false,
+            newest_listed: None,
         }
     }
 }
 
 impl HistoryFetch {
     /// Prompts may have ended unseen (the socket was down, or a fetch failed): the next fetch
-    /// asks for a resync's worth. A prompt learned since then (live, or on its own) may be the
-    /// oldest of a smaller page, and paging would stop there, short of the ones before it.
+    /// asks for a resync's worth at once, rather than paging back up from a poll's.
     fn after_a_gap(&mut self) {
         self.window = self.window.max(HISTORY_FETCH);
     }
@@ -1860,8 +1866,9 @@ impl Tracker {
     }
 
     /// A reply to `/history?max_items=`: the newest entries, oldest first. Adds what is new; when
-    /// even the oldest of them was not known, more came and went than it asked for, so it asks
-    /// for more (up to the number of finished prompts kept, which bounds what one reply holds).
+    /// it does not reach back to the newest entry of the last listing, more came and went than
+    /// it asked for, so it asks for more (up to the number of finished prompts kept, which
+    /// bounds what one reply holds).
     fn on_history(&mut self, now: f64, history: History, commands: &mut Vec<TrackerCommand>) {
         let fetch_number = self.history_fetch.issued;
         let asked = self.history_fetch.asked;
@@ -1877,38 +1884,45 @@ impl Tracker {
             });
             self.hearing.history_reply(now, newest, added);
         }
+        // Entries after the last listing's newest: all of them when it is not in this one.
+        let listed_before = self
+            .history_fetch
+            .newest_listed
+            .as_ref()
+            .and_then(|newest| history.0.iter().position(|(id, _)| id == newest));
+        let after_listed = listed_before.map_or(returned, |at| returned - at - 1);
+        let newest_listed = history.0.last().map(|(id, _)| id.clone());
         let mut known = 0usize;
-        let mut reaches_known = false;
-        for (index, (id, entry)) in history.0.into_iter().enumerate() {
+        for (id, entry) in history.0 {
             let seen_finished = !self.awaiting.contains_key(&id)
                 && self.prompts.get(&id).is_some_and(PromptRecord::is_finished);
-            if seen_finished {
-                known += 1;
-                reaches_known |= index == 0;
-            }
+            known += usize::from(seen_finished);
             self.apply_history_entry(now, id, &entry);
         }
         let first = !std::mem::replace(&mut self.history_fetch.synced, true);
         let whole_history = (returned as u64) < u64::from(asked);
+        let reaches_listed = listed_before.is_some();
         let cap = u32::try_from(self.finished_kept).unwrap_or(u32::MAX);
         tracing::debug!(
             fetch_number,
             asked,
             returned,
             known,
-            reaches_known,
+            reaches_listed,
             first,
             whole_history,
             awaiting = self.awaiting.len(),
             "history fetched"
         );
-        if !reaches_known && !first && !whole_history && asked < cap {
-            self.history_fetch.window = asked.saturating_mul(2).min(cap);
-            self.history_fetch.again = true;
+        if !reaches_listed && !first && !whole_history && asked < cap {
+            let fetch = &mut self.history_fetch;
+            fetch.window = fetch.window.max(asked.saturating_mul(2)).min(cap);
+            fetch.again = true;
         } else {
+            self.history_fetch.newest_listed = newest_listed;
             // Room for twice what was new this time, so the next one overlaps again; never more
             // than the prompts kept, which may be fewer than a poll (`clamp` would panic then).
-            let new = u32::try_from(returned - known).unwrap_or(u32::MAX);
+            let new = u32::try_from(after_listed).unwrap_or(u32::MAX);
             self.history_fetch.window = new.saturating_mul(2).max(HISTORY_POLL).min(cap.max(1));
             // Prompts that left the queue before this fetch was asked for and are not in it.
             let unanswered: Vec<PromptId> = self
@@ -2987,6 +3001,40 @@ mod truth_tests {
             commands = t.handle(20.5, newest(&server, max_items, "get_history_id_success"));
         }
         assert_eq!(asked, [HISTORY_FETCH]);
+        assert_eq!(t.finished().count(), server.len());
+    }
+
+    #[test]
+    fn a_poll_reaches_back_to_the_last_listing_not_to_a_prompt_known_otherwise() {
+        let (mut t, mut server) = synced(Tracker::new("me"), "seen");
+        // Between two polls, with the socket up: ten of another client's prompts end (what
+        // runs them is told to that client alone), then one looked up on its own, then seven.
+        server.extend((0..10).map(|i| format!("other-{i}")));
+        server.push("looked-up".into());
+        t.handle(
+            1.0,
+            TrackerInput::HistoryItem {
+                prompt_id: "looked-up".into(),
+                entry: Some(entry("get_history_id_success", "looked-up")),
+            },
+        );
+        server.extend((0..7).map(|i| format!("after-{i}")));
+        // A page whose oldest entry is known does not prove the ten before it were seen.
+        let mut commands = t.handle(2.0, status(0));
+        let mut asked = Vec::new();
+        while let Some(&max_items) = history_asks(&commands).first() {
+            asked.push(max_items);
+            assert!(asked.len() < 10, "{asked:?}");
+            commands = t.handle(2.5, newest(&server, max_items, "get_history_id_success"));
+        }
+        assert_eq!(asked, [HISTORY_POLL, 2 * HISTORY_POLL, 4 * HISTORY_POLL]);
+        assert_eq!(t.finished().count(), server.len());
+        // The next poll overlaps the last listing again: one page is enough.
+        server.push("next".into());
+        let asked = history_asks(&t.handle(3.0, status(1)));
+        assert_eq!(asked.len(), 1);
+        let commands = t.handle(3.5, newest(&server, asked[0], "get_history_id_success"));
+        assert!(history_asks(&commands).is_empty(), "{commands:?}");
         assert_eq!(t.finished().count(), server.len());
     }
 
