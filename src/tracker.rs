@@ -781,14 +781,15 @@ struct HistoryFetch {
     /// the tracker's timer ([`Tracker::timer_due_at`]).
     failed: bool,
     /// A fetch has been answered since the tracker started: from then on, a fetch must reach
-    /// back to [`HistoryFetch::newest_listed`], or it missed some and asks for more.
+    /// back to an entry of [`HistoryFetch::listed`], or it missed some and asks for more.
     synced: bool,
-    /// The newest entry of the last listing that reached back to the one before it (`None`:
-    /// the server's history was empty). The server appends entries as prompts end, so a
-    /// listing that holds it holds every entry since. A prompt already known from elsewhere
-    /// (followed live, or looked up on its own) proves nothing: other clients' prompts that
-    /// ended before it may never have been seen.
-    newest_listed: Option<PromptId>,
+    /// The entries of the last listing that reached back to the one before it (empty: the
+    /// server's history was). The server appends entries as prompts end, so a listing that
+    /// holds one of them holds every entry since; any one will do, as another client may
+    /// delete the newest. A prompt already known from elsewhere (followed live, or looked up
+    /// on its own) proves nothing: other clients' prompts that ended before it may never have
+    /// been seen.
+    listed: HashSet<PromptId>,
 }
 
 impl Default for HistoryFetch {
@@ -801,7 +802,7 @@ impl Default for HistoryFetch {
             issued: 0,
             failed: false,
             synced: false,
-            newest_listed: None,
+            listed: HashSet::new(),
         }
     }
 }
@@ -1884,14 +1885,13 @@ impl Tracker {
             });
             self.hearing.history_reply(now, newest, added);
         }
-        // Entries after the last listing's newest: all of them when it is not in this one.
-        let listed_before = self
-            .history_fetch
-            .newest_listed
-            .as_ref()
-            .and_then(|newest| history.0.iter().position(|(id, _)| id == newest));
+        // Entries after the newest one listed before: all of them when none is in this one.
+        let listed_before = history
+            .0
+            .iter()
+            .rposition(|(id, _)| self.history_fetch.listed.contains(id));
         let after_listed = listed_before.map_or(returned, |at| returned - at - 1);
-        let newest_listed = history.0.last().map(|(id, _)| id.clone());
+        let listed: HashSet<PromptId> = history.0.iter().map(|(id, _)| id.clone()).collect();
         let mut known = 0usize;
         for (id, entry) in history.0 {
             let seen_finished = !self.awaiting.contains_key(&id)
@@ -1919,7 +1919,7 @@ impl Tracker {
             fetch.window = fetch.window.max(asked.saturating_mul(2)).min(cap);
             fetch.again = true;
         } else {
-            self.history_fetch.newest_listed = newest_listed;
+            self.history_fetch.listed = listed;
             // Room for twice what was new this time, so the next one overlaps again; never more
             // than the prompts kept, which may be fewer than a poll (`clamp` would panic then).
             let new = u32::try_from(after_listed).unwrap_or(u32::MAX);
@@ -2717,6 +2717,23 @@ mod truth_tests {
             .collect()
     }
 
+    /// Pages through `/history` answers from `server` until the tracker asks no more; the sizes
+    /// it asked for.
+    fn page_through(
+        t: &mut Tracker,
+        now: f64,
+        server: &[String],
+        mut commands: Vec<TrackerCommand>,
+    ) -> Vec<u32> {
+        let mut asked = Vec::new();
+        while let Some(&max_items) = history_asks(&commands).first() {
+            asked.push(max_items);
+            assert!(asked.len() < 10, "{asked:?}");
+            commands = t.handle(now, newest(server, max_items, "get_history_id_success"));
+        }
+        asked
+    }
+
     #[test]
     fn a_prompt_that_left_the_queue_is_not_running_while_its_history_cannot_be_fetched() {
         let mut t = Tracker::new("me");
@@ -2993,13 +3010,8 @@ mod truth_tests {
         );
         server.extend((0..7).map(|i| format!("after-{i}")));
         // The next fetch does not stop at the prompt it knows: the ten before it are found.
-        let mut commands = t.handle(20.0, status(0));
-        let mut asked = Vec::new();
-        while let Some(&max_items) = history_asks(&commands).first() {
-            asked.push(max_items);
-            assert!(asked.len() < 10, "{asked:?}");
-            commands = t.handle(20.5, newest(&server, max_items, "get_history_id_success"));
-        }
+        let commands = t.handle(20.0, status(0));
+        let asked = page_through(&mut t, 20.5, &server, commands);
         assert_eq!(asked, [HISTORY_FETCH]);
         assert_eq!(t.finished().count(), server.len());
     }
@@ -3020,22 +3032,28 @@ mod truth_tests {
         );
         server.extend((0..7).map(|i| format!("after-{i}")));
         // A page whose oldest entry is known does not prove the ten before it were seen.
-        let mut commands = t.handle(2.0, status(0));
-        let mut asked = Vec::new();
-        while let Some(&max_items) = history_asks(&commands).first() {
-            asked.push(max_items);
-            assert!(asked.len() < 10, "{asked:?}");
-            commands = t.handle(2.5, newest(&server, max_items, "get_history_id_success"));
-        }
+        let commands = t.handle(2.0, status(0));
+        let asked = page_through(&mut t, 2.5, &server, commands);
         assert_eq!(asked, [HISTORY_POLL, 2 * HISTORY_POLL, 4 * HISTORY_POLL]);
         assert_eq!(t.finished().count(), server.len());
-        // The next poll overlaps the last listing again: one page is enough.
+    }
+
+    #[test]
+    fn a_poll_reaches_the_last_listing_with_its_newest_entry_deleted() {
+        let (mut t, mut server) = synced(Tracker::new("me"), "seen");
+        server.extend((0..100).map(|i| format!("old-{i:03}")));
+        let commands = t.handle(1.0, status(1));
+        page_through(&mut t, 1.5, &server, commands);
+        server.push("last".into());
+        let commands = t.handle(2.0, status(0));
+        page_through(&mut t, 2.5, &server, commands);
+        // Another client deletes the newest entry; one more prompt ends. The rest of the last
+        // listing is still there to overlap: one page is enough.
+        server.pop();
         server.push("next".into());
-        let asked = history_asks(&t.handle(3.0, status(1)));
-        assert_eq!(asked.len(), 1);
-        let commands = t.handle(3.5, newest(&server, asked[0], "get_history_id_success"));
-        assert!(history_asks(&commands).is_empty(), "{commands:?}");
-        assert_eq!(t.finished().count(), server.len());
+        let commands = t.handle(3.0, status(1));
+        assert_eq!(page_through(&mut t, 3.5, &server, commands), [HISTORY_POLL]);
+        assert!(t.prompt("next").is_some_and(PromptRecord::is_finished));
     }
 
     #[test]
@@ -3123,13 +3141,8 @@ mod truth_tests {
         t.handle(1.0, TrackerInput::Disconnected);
         // 200 prompts end during the cut.
         server.extend((0..200).map(|i| format!("cut-{i:03}")));
-        let mut commands = t.handle(10.0, connected());
-        let mut asked = Vec::new();
-        while let Some(&max_items) = history_asks(&commands).first() {
-            asked.push(max_items);
-            assert!(asked.len() < 10, "{asked:?}");
-            commands = t.handle(10.5, newest(&server, max_items, "get_history_id_success"));
-        }
+        let commands = t.handle(10.0, connected());
+        let asked = page_through(&mut t, 10.5, &server, commands);
         assert_eq!(asked, [64, 128, 256]);
         assert_eq!(t.finished().count(), 201);
         let recovered = t.take_finished_news();
@@ -3143,13 +3156,8 @@ mod truth_tests {
     fn paging_stops_at_the_cap_of_finished_prompts_kept() {
         let (mut t, mut server) = synced(Tracker::with_finished_kept("me", 100), "seen");
         server.extend((0..1000).map(|i| format!("cut-{i:04}")));
-        let mut commands = t.handle(10.0, connected());
-        let mut asked = Vec::new();
-        while let Some(&max_items) = history_asks(&commands).first() {
-            asked.push(max_items);
-            assert!(asked.len() < 10, "{asked:?}");
-            commands = t.handle(10.5, newest(&server, max_items, "get_history_id_success"));
-        }
+        let commands = t.handle(10.0, connected());
+        let asked = page_through(&mut t, 10.5, &server, commands);
         assert_eq!(asked, [64, 100]);
         assert_eq!(t.finished().count(), 100);
         assert!(t.prompts().count() <= 100);
