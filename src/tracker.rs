@@ -30,9 +30,13 @@ pub const FINISHED_KEPT: usize = 500;
 /// How many history entries are asked for after each (re)connect.
 pub const HISTORY_FETCH: u32 = 64;
 /// How many of the newest history entries are asked for when the queue count changes: enough for
-/// the prompts that came and went between two fetches; the window grows when none of them was
-/// known yet.
+/// the prompts that came and went between two fetches; the window grows while a reply does not
+/// reach back to the last listing.
 pub const HISTORY_POLL: u32 = 8;
+/// Per-node times are taken as the events arrive: below this, the time is the network's, not
+/// the node's (a prompt's events that come in one burst, after a stall, are microseconds apart),
+/// so no node is named the slowest.
+pub const MEASURABLE_NODE_SECONDS: f64 = 0.05;
 /// Prompts deleted from the queue, remembered apart from the server's history.
 const REMOVED_KEPT: usize = 100;
 /// Seconds after a fetch failed for good (the session's own retries spent) that it is asked
@@ -398,13 +402,13 @@ impl PromptRecord {
     }
 
     /// The node of a finished prompt that took longest, when per-node times are known and it
-    /// took any measurable time.
+    /// took a measurable time ([`MEASURABLE_NODE_SECONDS`]).
     pub fn slowest_node(&self) -> Option<NodeTiming> {
         if !self.is_finished() {
             return None;
         }
         let slowest = self.node_timings().into_iter().next()?;
-        (!slowest.cached && slowest.seconds > 0.0).then_some(slowest)
+        (!slowest.cached && slowest.seconds >= MEASURABLE_NODE_SECONDS).then_some(slowest)
     }
 
     /// Per-node times are known and at least one node ran: a cheap test for lists, without
@@ -2093,22 +2097,32 @@ mod tests {
     /// Feeds the frames of a transcript from its time `from` on, at `offset + t`; returns the
     /// last time fed.
     fn feed(tracker: &mut Tracker, name: &str, offset: f64, from: f64) -> f64 {
-        let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
         let mut last = offset;
-        for frame in TranscriptReader::open(path.as_ref()).unwrap() {
-            let frame = frame.unwrap();
-            if frame.t < from {
+        for (t, input) in transcript_inputs(name) {
+            if t < from {
                 continue;
             }
-            let input = match frame.raw.decode() {
-                Decoded::Message(m) => TrackerInput::Message(m),
-                Decoded::Binary(b) => TrackerInput::Binary(b),
-                Decoded::Malformed { error } => panic!("{name}: malformed frame: {error}"),
-            };
-            last = offset + frame.t;
+            last = offset + t;
             tracker.handle(last, input);
         }
         last
+    }
+
+    /// The frames of a transcript as tracker inputs, each with its time.
+    fn transcript_inputs(name: &str) -> Vec<(f64, TrackerInput)> {
+        let path = format!("{REFERENCE}/transcripts/{name}.jsonl");
+        TranscriptReader::open(path.as_ref())
+            .unwrap()
+            .map(|frame| {
+                let frame = frame.unwrap();
+                let input = match frame.raw.decode() {
+                    Decoded::Message(m) => TrackerInput::Message(m),
+                    Decoded::Binary(b) => TrackerInput::Binary(b),
+                    Decoded::Malformed { error } => panic!("{name}: malformed frame: {error}"),
+                };
+                (frame.t, input)
+            })
+            .collect()
     }
 
     fn message(json: &str) -> TrackerInput {
@@ -2193,6 +2207,21 @@ mod tests {
         assert!(p.nodes.values().all(|n| n.run_seconds.is_none()));
         assert_eq!(p.slowest_node(), None);
         assert!(!p.has_node_timings());
+    }
+
+    #[test]
+    fn a_run_whose_events_came_in_one_burst_names_no_slowest_node() {
+        // A whole run's events held back (a stalled link, a stopped process) and handled a
+        // microsecond apart: their arrival times say nothing of the nodes.
+        let mut t = Tracker::new("lab-c-54413bc8");
+        let inputs = transcript_inputs("c_full_run_legacy_previews");
+        for (i, (_, input)) in inputs.into_iter().enumerate() {
+            t.handle(5.0 + i as f64 * 1e-6, input);
+        }
+        let p = only_prompt(&t);
+        assert_eq!(p.phase, Phase::Finished(Outcome::Success));
+        assert!(p.has_node_timings());
+        assert_eq!(p.slowest_node(), None);
     }
 
     #[test]
