@@ -1871,9 +1871,9 @@ impl Tracker {
     }
 
     /// A reply to `/history?max_items=`: the newest entries, oldest first. Adds what is new; when
-    /// it does not reach back to the newest entry of the last listing, more came and went than
-    /// it asked for, so it asks for more (up to the number of finished prompts kept, which
-    /// bounds what one reply holds).
+    /// it does not reach back to an entry of the last listing, more came and went than it asked
+    /// for, so it asks for more (up to the number of finished prompts kept, which bounds what
+    /// one reply holds).
     fn on_history(&mut self, now: f64, history: History, commands: &mut Vec<TrackerCommand>) {
         let fetch_number = self.history_fetch.issued;
         let asked = self.history_fetch.asked;
