@@ -3017,6 +3017,21 @@ mod truth_tests {
         assert!(!t.take_reopen());
     }
 
+    /// Ten prompts end unseen on `server`, then one that `t` looks up on its own (at `now`),
+    /// then seven more.
+    fn ten_unseen_one_looked_up_seven_more(t: &mut Tracker, server: &mut Vec<String>, now: f64) {
+        server.extend((0..10).map(|i| format!("unseen-{i}")));
+        server.push("looked-up".into());
+        t.handle(
+            now,
+            TrackerInput::HistoryItem {
+                prompt_id: "looked-up".into(),
+                entry: Some(entry("get_history_id_success", "looked-up")),
+            },
+        );
+        server.extend((0..7).map(|i| format!("after-{i}")));
+    }
+
     #[test]
     fn after_a_failed_history_fetch_the_next_reaches_back_past_the_failure() {
         let (mut t, mut server) = synced(Tracker::new("me"), "seen");
@@ -3028,16 +3043,7 @@ mod truth_tests {
             }),
         );
         // ...while ten prompts end unseen, then one that is learned on its own, then seven.
-        server.extend((0..10).map(|i| format!("gap-{i}")));
-        server.push("looked-up".into());
-        t.handle(
-            17.5,
-            TrackerInput::HistoryItem {
-                prompt_id: "looked-up".into(),
-                entry: Some(entry("get_history_id_success", "looked-up")),
-            },
-        );
-        server.extend((0..7).map(|i| format!("after-{i}")));
+        ten_unseen_one_looked_up_seven_more(&mut t, &mut server, 17.5);
         // The next fetch does not stop at the prompt it knows: the ten before it are found.
         let commands = t.handle(20.0, status(0));
         let asked = page_through(&mut t, 20.5, &server, commands);
@@ -3050,16 +3056,7 @@ mod truth_tests {
         let (mut t, mut server) = synced(Tracker::new("me"), "seen");
         // Between two polls, with the socket up: ten of another client's prompts end (what
         // runs them is told to that client alone), then one looked up on its own, then seven.
-        server.extend((0..10).map(|i| format!("other-{i}")));
-        server.push("looked-up".into());
-        t.handle(
-            1.0,
-            TrackerInput::HistoryItem {
-                prompt_id: "looked-up".into(),
-                entry: Some(entry("get_history_id_success", "looked-up")),
-            },
-        );
-        server.extend((0..7).map(|i| format!("after-{i}")));
+        ten_unseen_one_looked_up_seven_more(&mut t, &mut server, 1.0);
         // A page whose oldest entry is known does not prove the ten before it were seen.
         let commands = t.handle(2.0, status(0));
         let asked = page_through(&mut t, 2.5, &server, commands);
