@@ -6,7 +6,7 @@ use unicode_width::UnicodeWidthStr as _;
 use crate::comfy::connection::COMFYTOP_CLIENT_PREFIX;
 use crate::format::percent;
 use crate::text::{one_line, sanitize};
-use crate::tracker::{NodeState, Outcome, Phase, PromptRecord};
+use crate::tracker::{MEASURABLE_NODE_SECONDS, NodeState, Outcome, Phase, PromptRecord};
 
 use super::State;
 use super::time;
@@ -442,6 +442,16 @@ fn time_lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine
     }
     let (cached, ran): (Vec<_>, Vec<_>) = timings.iter().partition(|t| t.cached);
     let total: f64 = ran.iter().map(|t| t.seconds).sum();
+    if prompt.is_finished() && !ran.is_empty() && total < MEASURABLE_NODE_SECONDS {
+        out.push(DocLine::new(Tone::Text, ""));
+        out.push(DocLine::new(Tone::Heading, "Where the time went"));
+        let why = "The nodes' events arrived within 50 ms of each other (a quick run, or events \
+                   held up on the way and delivered together): too close to time each node.";
+        for line in wrap(why, width, "  ") {
+            out.push(DocLine::new(Tone::Dim, line));
+        }
+        return out;
+    }
     let so_far = if prompt.phase == Phase::Running {
         " so far"
     } else {

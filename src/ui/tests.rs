@@ -872,6 +872,32 @@ fn details_of_a_prompt_without_live_node_events_invent_no_times() {
 }
 
 #[test]
+fn details_of_a_run_whose_events_came_together_time_no_node() {
+    // The full run's events held up on the way and handled a microsecond apart.
+    let mut state = connected(&client_id(FULL_RUN), 0.0, History::default());
+    for (i, frame) in transcript(FULL_RUN).into_iter().enumerate() {
+        update(
+            &mut state,
+            5.0 + i as f64 * 1e-6,
+            Event::Conn(0, ConnEvent::Frame(frame)),
+        );
+    }
+    let prompt = state.server().tracker.prompt(FULL_RUN_ID).unwrap();
+    assert!(prompt.is_finished() && prompt.has_node_timings());
+    let doc = crate::app::detail::lines(&state, prompt, 100);
+    let text: Vec<&str> = doc.iter().map(|l| l.text.as_str()).collect();
+    let at = text
+        .iter()
+        .position(|l| *l == "Where the time went")
+        .unwrap_or_else(|| panic!("{text:#?}"));
+    assert!(
+        text[at + 1].starts_with("  The nodes' events arrived within 50 ms"),
+        "{text:#?}"
+    );
+    assert!(!text.iter().any(|l| l.contains('%')), "{text:#?}");
+}
+
+#[test]
 fn details_of_a_fully_cached_run_say_that_nothing_ran() {
     let name = "d_same_prompt_cached";
     let mut state = connected(&client_id(name), 0.0, History::default());
