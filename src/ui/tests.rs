@@ -871,6 +871,17 @@ fn details_of_a_prompt_without_live_node_events_invent_no_times() {
     );
 }
 
+/// The lines of `prompt`'s details at 100 columns, and where "Where the time went" is.
+fn details_text(state: &State, prompt: &crate::tracker::PromptRecord) -> (Vec<String>, usize) {
+    let doc = crate::app::detail::lines(state, prompt, 100);
+    let text: Vec<String> = doc.into_iter().map(|l| l.text).collect();
+    let at = text
+        .iter()
+        .position(|l| l == "Where the time went")
+        .unwrap_or_else(|| panic!("{text:#?}"));
+    (text, at)
+}
+
 #[test]
 fn details_of_a_run_whose_events_came_together_time_no_node() {
     // The full run's events held up on the way and handled a microsecond apart.
@@ -884,12 +895,7 @@ fn details_of_a_run_whose_events_came_together_time_no_node() {
     }
     let prompt = state.server().tracker.prompt(FULL_RUN_ID).unwrap();
     assert!(prompt.is_finished() && prompt.has_node_timings());
-    let doc = crate::app::detail::lines(&state, prompt, 100);
-    let text: Vec<&str> = doc.iter().map(|l| l.text.as_str()).collect();
-    let at = text
-        .iter()
-        .position(|l| *l == "Where the time went")
-        .unwrap_or_else(|| panic!("{text:#?}"));
+    let (text, at) = details_text(&state, prompt);
     assert!(
         text[at + 1].starts_with("  The nodes' events arrived within 50 ms"),
         "{text:#?}"
@@ -903,12 +909,7 @@ fn details_of_a_fully_cached_run_say_that_nothing_ran() {
     let mut state = connected(&client_id(name), 0.0, History::default());
     replay(&mut state, name, 1.0, f64::INFINITY);
     let prompt = state.server().tracker.finished().next().unwrap();
-    let doc = crate::app::detail::lines(&state, prompt, 100);
-    let text: Vec<&str> = doc.iter().map(|l| l.text.as_str()).collect();
-    let at = text
-        .iter()
-        .position(|l| *l == "Where the time went")
-        .unwrap_or_else(|| panic!("{text:#?}"));
+    let (text, at) = details_text(&state, prompt);
     assert!(
         text[at + 1].starts_with("  ◆ every node was cached, none ran (6): "),
         "{text:#?}"
