@@ -407,6 +407,20 @@ pub fn lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine>
     out
 }
 
+/// "Where the time went" with why there are no per-node times instead.
+fn no_times(why: &str, width: usize) -> Vec<DocLine> {
+    let mut out = vec![
+        DocLine::new(Tone::Text, ""),
+        DocLine::new(Tone::Heading, "Where the time went"),
+    ];
+    out.extend(
+        wrap(why, width, "  ")
+            .into_iter()
+            .map(|line| DocLine::new(Tone::Dim, line)),
+    );
+    out
+}
+
 /// Cells of the seconds and percentage columns of a time line.
 const SECONDS_CELLS: usize = 7;
 const SHARE_CELLS: usize = 4;
@@ -418,20 +432,16 @@ const MAX_LABEL: usize = 40;
 /// "Where the time went": one line per node that ran, slowest first, with a bar for its share
 /// of the total, its seconds and percentage; the cached nodes in one line. Only for a prompt
 /// whose every `executing` transition was seen live; for one followed live with some of them
-/// missed, why there are no times; for any other, nothing.
+/// missed, or whose nodes' events came too close together to time, why there are no times;
+/// for any other, nothing.
 fn time_lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine> {
-    let mut out = Vec::new();
     if prompt.node_timings_missed() {
-        out.push(DocLine::new(Tone::Text, ""));
-        out.push(DocLine::new(Tone::Heading, "Where the time went"));
         let why = "Not every node's start and end reached comfytop live (it joined during the \
                    run, the connection dropped, or the server did not send them), so there are \
                    no per-node times.";
-        for line in wrap(why, width, "  ") {
-            out.push(DocLine::new(Tone::Dim, line));
-        }
-        return out;
+        return no_times(why, width);
     }
+    let mut out = Vec::new();
     let timings = match prompt.phase {
         // The node running counts until now.
         Phase::Running => prompt.node_timings_at(state.now),
@@ -443,14 +453,12 @@ fn time_lines(state: &State, prompt: &PromptRecord, width: usize) -> Vec<DocLine
     let (cached, ran): (Vec<_>, Vec<_>) = timings.iter().partition(|t| t.cached);
     let total: f64 = ran.iter().map(|t| t.seconds).sum();
     if prompt.is_finished() && !ran.is_empty() && total < MEASURABLE_NODE_SECONDS {
-        out.push(DocLine::new(Tone::Text, ""));
-        out.push(DocLine::new(Tone::Heading, "Where the time went"));
-        let why = "The nodes' events arrived within 50 ms of each other (a quick run, or events \
-                   held up on the way and delivered together): too close to time each node.";
-        for line in wrap(why, width, "  ") {
-            out.push(DocLine::new(Tone::Dim, line));
-        }
-        return out;
+        let why = format!(
+            "The nodes' events arrived within {:.0} ms of each other (a quick run, or events \
+             held up on the way and delivered together): too close to time each node.",
+            MEASURABLE_NODE_SECONDS * 1000.0
+        );
+        return no_times(&why, width);
     }
     let so_far = if prompt.phase == Phase::Running {
         " so far"
