@@ -644,3 +644,107 @@ async fn answer_http_raw(listener: &TcpListener, response: &str) {
     stream.write_all(response.as_bytes()).await.unwrap();
     stream.shutdown().await.unwrap();
 }
+
+/// Frames gathered in the kernel (`ConnectionConfig::gather`), which Linux alone does.
+#[cfg(target_os = "linux")]
+mod gathering {
+    use super::*;
+
+    /// Sends each batch of messages to the client when the test says so.
+    type Cue = mpsc::UnboundedSender<Vec<Message>>;
+
+    /// A connection that gathers frames for `window`, to a server that plays the handshake and then
+    /// sends on cue; returned once the handshake's two frames have come.
+    async fn gathering_for(
+        window: Duration,
+    ) -> (
+        Connection,
+        mpsc::Receiver<ConnEvent>,
+        Cue,
+        tokio::task::JoinHandle<ServerSocket>,
+    ) {
+        let listener = listen().await;
+        let (tx, mut events) = mpsc::channel(64);
+        let mut config = config(&listener);
+        config.gather = Some(window);
+        let connection = Connection::spawn(config, tx);
+        let (cue, mut cues) = mpsc::unbounded_channel::<Vec<Message>>();
+        let server = tokio::spawn(async move {
+            let (mut ws, _) = accept(&listener).await;
+            comfy_handshake(&mut ws).await;
+            while let Some(batch) = cues.recv().await {
+                for message in batch {
+                    ws.send(message).await.unwrap();
+                }
+            }
+            ws
+        });
+        until_connected(&mut events).await;
+        for kind in ["status", "feature_flags"] {
+            assert_eq!(message_kind(&next_frame(&mut events).await), kind);
+        }
+        (connection, events, cue, server)
+    }
+
+    #[tokio::test]
+    async fn a_frame_after_a_pause_comes_at_once_and_the_frames_behind_it_gather_for_the_window() {
+        let window = Duration::from_secs(1);
+        let (connection, mut events, cue, _server) = gathering_for(window).await;
+        // The handshake's last frame opened a window; let it pass.
+        tokio::time::sleep(window + window / 2).await;
+
+        let sent = std::time::Instant::now();
+        cue.send(vec![Message::text(status_json(1, None))]).unwrap();
+        let first = next_frame(&mut events).await;
+        assert!(
+            sent.elapsed() < window,
+            "a frame after a quiet spell waited {:?}",
+            sent.elapsed()
+        );
+        cue.send(vec![Message::text(status_json(2, None))]).unwrap();
+        let behind = next_frame(&mut events).await;
+        let held = Duration::from_secs_f64(behind.t - first.t);
+        assert!(
+            held >= window / 2,
+            "the frame behind the first was read after {held:?}, not gathered"
+        );
+        let Decoded::Message(ServerMessage::Status(status)) = &behind.decoded else {
+            panic!("expected the second status, got {:?}", behind.decoded);
+        };
+        assert_eq!(status.queue_remaining(), 2);
+        connection.close().await;
+    }
+
+    /// Far longer than the hang guard: anything held for the whole window fails the test.
+    const WINDOW_PAST_THE_GUARD: Duration = Duration::from_secs(120);
+
+    #[tokio::test]
+    async fn a_burst_past_what_may_gather_is_read_long_before_the_window_ends() {
+        // The handshake's last frame opened a window. The kernel holds no more than 64 KiB of
+        // what follows: of 8 frames of 32 KiB, only the last 64 KiB may wait for the window.
+        let (connection, mut events, cue, _server) = gathering_for(WINDOW_PAST_THE_GUARD).await;
+        let frame = vec![0x5a_u8; 32 * 1024];
+        cue.send(vec![Message::binary(frame.clone()); 8]).unwrap();
+        for _ in 0..6 {
+            let got = next_frame(&mut events).await;
+            assert_eq!(got.raw, RawFrame::Binary(Bytes::from(frame.clone())));
+        }
+        connection.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_goes_away_while_frames_gather_is_noticed_at_once() {
+        // The handshake's last frame opened a window; the server drops the socket inside it.
+        let (connection, mut events, cue, server) = gathering_for(WINDOW_PAST_THE_GUARD).await;
+        drop(cue);
+        drop(server.await.unwrap());
+        loop {
+            match next_event(&mut events).await {
+                ConnEvent::Disconnected { .. } => break,
+                ConnEvent::Frame(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        connection.close().await;
+    }
+}
