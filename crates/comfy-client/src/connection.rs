@@ -101,10 +101,10 @@ pub struct ConnectionConfig {
     pub handshake_wait: Duration,
     /// How long a close handshake may take before the socket is dropped anyway.
     pub close_timeout: Duration,
-    /// After a frame, how long the frames behind it may gather in the kernel before they are
-    /// read, all in one wake-up (see [`gather`](super::gather)); `None` reads each as it comes.
-    /// For a reader that shows a few frames a second: it costs that much latency and saves
-    /// most of a stream's wake-ups.
+    /// After a frame, how long the frames behind it may gather in the kernel (up to 64 KiB)
+    /// before they are read, all in one wake-up; `None` reads each as it comes. For a reader
+    /// that shows a few frames a second: it costs that much latency and saves most of a
+    /// stream's wake-ups. Linux only; elsewhere frames are read as they come.
     pub gather: Option<Duration>,
 }
 

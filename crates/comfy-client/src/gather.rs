@@ -61,7 +61,9 @@ impl Gathering {
         self.until
     }
 
-    /// Ends the window: the kernel signals what gathered, and the reader takes it all.
+    /// Ends the window: the kernel signals what gathered, and the reader takes it all. TCP
+    /// takes any mark, so setting one fails only for a descriptor that is gone, whose socket's
+    /// next read fails as well: nothing is left waiting behind a mark that stayed up.
     pub(crate) fn release(&mut self) {
         if self.until.take().is_some()
             && let Some(mark) = &self.mark

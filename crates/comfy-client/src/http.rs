@@ -232,8 +232,8 @@ impl ComfyClient {
         &self.server
     }
 
-    /// `GET /queue`.
-    /// `GET /queue`, spaced after the previous read (see [`QueuePace`]).
+    /// `GET /queue`, spaced after the previous read: after a read that took `d`, the next waits
+    /// until `d` has passed, at most 2 s.
     pub async fn queue(&self) -> Result<QueueSnapshot, HttpError> {
         let next_read_at = self.pace().next_read_at();
         if let Some(at) = next_read_at {
