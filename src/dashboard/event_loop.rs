@@ -47,11 +47,6 @@ const MIN_INPUT_FRAME_INTERVAL: Duration = Duration::from_millis(1000 / INPUT_FP
 /// socket's worker waits for the loop.
 const SOCKET_CHANNEL: usize = 1024;
 
-/// How long a socket's frames may gather before they are read together: less than half of the
-/// time between two frames drawn, so what is drawn is hardly older, for a fraction of the
-/// wake-ups while a prompt streams its steps.
-const SOCKET_GATHER: Duration = Duration::from_millis(100);
-
 /// The full-size view decodes to at most this side: larger than any terminal shows.
 const FULL_VIEW_MAX_SIDE: u32 = 4096;
 
@@ -277,10 +272,7 @@ pub(super) async fn run(
         let client =
             ComfyClient::new(server.url.clone()).wrap_err("cannot set up the HTTP client")?;
         let connection = Connection::spawn_tagged(
-            ConnectionConfig {
-                gather: Some(SOCKET_GATHER),
-                ..ConnectionConfig::new(server.url.clone(), server.client_id.clone())
-            },
+            ConnectionConfig::new(server.url.clone(), server.client_id.clone()),
             index,
             conn_tx.clone(),
         );

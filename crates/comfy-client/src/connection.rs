@@ -27,7 +27,6 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::gather::Gathering;
 use super::http::looks_like_html;
 use super::protocol::{FeatureFlags, ServerMessage, client_feature_flags};
 use super::server_url::ServerUrl;
@@ -101,11 +100,6 @@ pub struct ConnectionConfig {
     pub handshake_wait: Duration,
     /// How long a close handshake may take before the socket is dropped anyway.
     pub close_timeout: Duration,
-    /// After a frame, how long the frames behind it may gather in the kernel (up to 64 KiB)
-    /// before they are read, all in one wake-up; `None` reads each as it comes. For a reader
-    /// that shows a few frames a second: it costs that much latency and saves most of a
-    /// stream's wake-ups. Linux only; elsewhere frames are read as they come.
-    pub gather: Option<Duration>,
 }
 
 impl ConnectionConfig {
@@ -127,7 +121,6 @@ impl ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_wait: Duration::from_secs(1),
             close_timeout: Duration::from_secs(1),
-            gather: None,
         }
     }
 }
@@ -400,7 +393,6 @@ impl Task {
         let quiet = tokio::time::sleep_until(last_received + self.config.quiet_after);
         tokio::pin!(quiet);
         let mut reported_quiet = false;
-        let mut gathering = Gathering::new(socket, self.config.gather);
         // Only what is asked for while this socket is open counts.
         self.reopen.borrow_and_update();
 
@@ -415,8 +407,6 @@ impl Task {
                         self.server
                     ));
                 }
-                () = tokio::time::sleep_until(gathering.due().unwrap_or(opened)),
-                    if gathering.due().is_some() => gathering.release(),
                 () = tokio::time::sleep_until(handshake_deadline), if handshake.is_some() => {
                     if self.finish_handshake(handshake).await.is_err() {
                         return End::Stop;
@@ -469,9 +459,6 @@ impl Task {
                     }
                     // Taken after delivery: time spent waiting on a slow receiver is not silence.
                     last_received = Instant::now();
-                    if handshake.is_none() {
-                        gathering.frame_read(last_received);
-                    }
                 }
                 _ = ping.tick() => {
                     let ping = Message::Ping(bytes::Bytes::new());

@@ -5,7 +5,6 @@
 pub mod api;
 pub mod binary;
 pub mod connection;
-mod gather;
 pub mod http;
 pub mod protocol;
 pub mod server_url;
