@@ -36,7 +36,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "5"))
 STEPS = browser_tab.STEPS
 
 
-def cpu_ns(pid):
+def cpu_seconds_of_threads(pid):
     """Time on the CPU of all the process's threads, in seconds, to the nanosecond."""
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -76,9 +76,9 @@ def main():
             turn = round_ % len(names)
             for name in names[turn:] + names[:turn]:
                 pid, client_id = clients[name]
-                before, frames = cpu_ns(pid), dash.sample()[1]
+                before, frames = cpu_seconds_of_threads(pid), dash.sample()[1]
                 browser_tab.run_prompt(browser_tab.workflow(STEPS, random.randrange(1 << 40)), client_id)
-                runs[name].append(cpu_ns(pid) - before)
+                runs[name].append(cpu_seconds_of_threads(pid) - before)
                 drawn = f", {dash.sample()[1] - frames} frames" if name == "comfytop" else ""
                 print(f"round {round_ + 1}: {name:<15} {runs[name][-1]:.3f} CPU-s{drawn}", flush=True)
                 time.sleep(2)
