@@ -61,8 +61,8 @@ pub struct ServerState {
     pub quiet_for: Option<std::time::Duration>,
     pub stats: Stats,
     pub log: EventLog,
-    /// The history that was there when the dashboard connected has been read: prompts that end
-    /// from then on are news (and may notify).
+    /// The history that was there when the dashboard connected has been read: prompts it
+    /// recovers from then on are news (and may notify), as are those seen ending live.
     pub backlog_read: bool,
     /// Prompts already notified, and those that ended before it was known who queued them.
     pub notified: crate::notify::Notified,

@@ -749,3 +749,68 @@ fn a_history_fetch_that_failed_for_good_is_asked_again_by_a_timer_on_an_idle_ser
     assert!(!asks_history(&update(&mut state, due - 0.5, Event::Tick)));
     assert!(asks_history(&update(&mut state, due, Event::Tick)));
 }
+
+/// The notifications among `commands`.
+fn notifications(commands: &[Command]) -> Vec<&str> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Notify(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_prompt_ending_live_before_the_first_history_reply_notifies_and_the_backlog_does_not() {
+    let name = "c_full_run_legacy_previews";
+    let notify = crate::notify::NotifyFor {
+        mode: crate::notify::NotifyMode::Both,
+        all_prompts: true,
+    };
+    let mut state = State::new(url("http://127.0.0.1:8188"), &client_id(name), 0.0)
+        .with_keys_and_notify(keys::KeyTable::default(), notify);
+    let connecting = update(
+        &mut state,
+        0.0,
+        Event::Conn(
+            0,
+            ConnEvent::Connected {
+                sid: Some(client_id(name)),
+                features: None,
+            },
+        ),
+    );
+    let history_fetch = connecting
+        .into_iter()
+        .find_map(|c| match c {
+            Command::Fetch(0, fetch @ TrackerCommand::FetchHistory { .. }) => Some(fetch),
+            _ => None,
+        })
+        .unwrap();
+
+    // The whole run comes and goes while the first `/history` is on its way.
+    let live = replay(&mut state, name, 1.0, f64::INFINITY);
+    assert_eq!(
+        notifications(&live),
+        vec!["prompt 647d7248 finished on http://127.0.0.1:8188 after 1.8 s"]
+    );
+
+    // The reply holds that prompt and nine older ones: none of them is news.
+    let history: History = super::testing::http_body("get_history");
+    assert!(history.0.iter().any(|(id, _)| id.starts_with("647d7248")));
+    let read = update(
+        &mut state,
+        20.0,
+        Event::Reply(
+            0,
+            Reply::Tracker {
+                command: history_fetch,
+                result: Ok(TrackerInput::History(history)),
+            },
+        ),
+    );
+    assert_eq!(notifications(&read), Vec::<&str>::new());
+    assert!(state.server().backlog_read);
+    assert!(state.history_rows().len() >= 10);
+}

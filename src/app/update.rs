@@ -699,19 +699,21 @@ pub(super) fn track(
 }
 
 /// A notification for each prompt that finished or failed since the last step, if it is one
-/// the user cares about: queued by this comfytop (or any, with `--notify-all`), ended after the
-/// history already there at the start was read, and never notified before. Whose a prompt is
-/// can be unknown when it ends (its live events came before the queue or history said who
-/// queued it): it waits until that is known.
+/// the user cares about: queued by this comfytop (or any, with `--notify-all`), not part of the
+/// history already there at the start, and never notified before. Whose a prompt is can be
+/// unknown when it ends (its live events came before the queue or history said who queued
+/// it): it waits until that is known.
 fn notify_ends(state: &mut State, index: usize, commands: &mut Vec<Command>) {
     let shown = index == state.current;
     let notify = state.notify;
     let server = &mut state.servers[index];
     let news = server.tracker.take_finished_news();
-    if !server.backlog_read {
-        return;
-    }
     for item in news {
+        // Until the first `/history` reply is read, what it recovers is the backlog, over
+        // before comfytop came; a prompt seen ending live in that time is news all the same.
+        if !server.backlog_read && item.recovered {
+            continue;
+        }
         let ended = match item.outcome {
             Outcome::Success => "finished",
             Outcome::Error(_) => "failed",
