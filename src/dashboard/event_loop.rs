@@ -4,10 +4,11 @@
 //! feeds it to [`app::update`] and hands every command that comes out to the [`Executor`]. It
 //! changes the state only through `update`.
 //!
-//! While a changed state waits for the frame-rate cap, the loop does not wake for socket events:
-//! they wait in their channel and are applied just before the frame, each at the time it came.
-//! Anything else that wakes the loop first has the socket events that came before it applied,
-//! so `update` sees everything in the order it came.
+//! Until the frame-rate cap allows the next frame, the loop does not wake for socket events or
+//! the preview worker's results: they wait in their channel and outbox and are applied just
+//! before the frame, each socket event at the time it came. Anything else that wakes the loop
+//! first has the socket events that came before it applied, so `update` sees everything in the
+//! order it came.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal as _, Write as _};
@@ -488,6 +489,15 @@ impl Dashboard {
         None
     }
 
+    /// Applies what the preview worker has finished, if anything.
+    fn take_previews(&mut self) -> Option<Exit> {
+        let batch = self.executor.pipeline.as_ref()?.take();
+        if batch.is_empty() {
+            return None;
+        }
+        self.apply(Event::Preview(PreviewResults(batch)))
+    }
+
     /// Feeds `event` to `update` at dashboard time `now` and runs what it asks for.
     fn apply_at(&mut self, now: f64, event: Event) -> Option<Exit> {
         let started = Instant::now();
@@ -534,7 +544,7 @@ impl Dashboard {
         if !self.state.dirty || too_soon {
             return Ok(None);
         }
-        if let Some(exit) = self.take_socket_events() {
+        if let Some(exit) = self.take_socket_events().or_else(|| self.take_previews()) {
             return Ok(Some(exit));
         }
         let started = Instant::now();
@@ -620,12 +630,14 @@ impl Dashboard {
         if let Some(tagged) = self.held.pop_front() {
             return Ok(Woke::Socket(tagged));
         }
-        // Wake for a frame held back by the rate cap, or for a timer the state asked for.
-        let draw_at = self
-            .state
-            .dirty
-            .then(|| self.last_draw.map(|t| t + self.frame_interval()))
-            .flatten();
+        // Until the rate cap allows the next frame, socket events and the preview worker's
+        // results wait: they are taken just before it. A busy server then wakes the loop once a
+        // frame, at the frame's time, and not for each event.
+        let now = Instant::now();
+        let next_frame = self
+            .last_draw
+            .map(|t| t + self.frame_interval())
+            .filter(|at| *at > now);
         let timer_at = [
             self.state.wakeup_at().map(|t| self.clock.instant_at(t)),
             self.state.previews.wake_at,
@@ -633,17 +645,18 @@ impl Dashboard {
         .into_iter()
         .flatten()
         .min();
-        self.alarm.set(match (draw_at, timer_at) {
+        self.alarm.set(match (next_frame, timer_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         });
-        // Socket events wait while a frame does.
-        let socket_waits = draw_at.is_some_and(|at| at > Instant::now());
+        let news_waits = next_frame.is_some();
         let arrived = tokio::select! {
             term_event = next_input(self.input.stream.as_mut()) => Arrived::Terminal(term_event),
-            Some(tagged) = self.conn_rx.recv(), if !socket_waits => Arrived::Socket(tagged),
+            Some(tagged) = self.conn_rx.recv(), if !news_waits => Arrived::Socket(tagged),
             Some((index, reply)) = self.reply_rx.recv() => Arrived::Reply(index, reply),
-            () = previews_ready(self.executor.pipeline.as_ref()) => Arrived::Previews,
+            () = previews_ready(self.executor.pipeline.as_ref()), if !news_waits => {
+                Arrived::Previews
+            }
             news = next_query_news(self.input.query.as_mut()) => Arrived::Query(news),
             () = self.alarm.ring() => Arrived::Timer(timer_at),
             reason = self.endings.next() => Arrived::Ending(reason),
