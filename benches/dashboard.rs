@@ -26,7 +26,7 @@ use comfytop::comfy::server_url::ServerUrl;
 use comfytop::comfy::transcript::TranscriptReader;
 use comfytop::control::Access;
 use comfytop::tracker::{FINISHED_KEPT, TrackerCommand, TrackerInput};
-use comfytop::ui::draw;
+use comfytop::ui::{Memo, draw_with};
 
 const REFERENCE: &str = comfytop::FIXTURES;
 const WIDTH: u16 = 120;
@@ -208,21 +208,29 @@ impl Busy {
     }
 }
 
-fn terminal() -> Terminal<TestBackend> {
-    Terminal::new(TestBackend::new(WIDTH, HEIGHT)).unwrap()
+/// A test terminal and what drawing keeps from frame to frame, as the dashboard's loop has.
+struct Screen {
+    terminal: Terminal<TestBackend>,
+    memo: Memo,
 }
 
-fn draw_once(terminal: &mut Terminal<TestBackend>, state: &State) {
-    terminal.draw(|frame| draw(state, frame)).unwrap();
+fn terminal() -> Screen {
+    Screen {
+        terminal: Terminal::new(TestBackend::new(WIDTH, HEIGHT)).unwrap(),
+        memo: Memo::default(),
+    }
+}
+
+fn draw_once(screen: &mut Screen, state: &State) {
+    let memo = &mut screen.memo;
+    screen
+        .terminal
+        .draw(|frame| draw_with(state, memo, frame))
+        .unwrap();
 }
 
 /// `update`, then the draw and `Drawn` the loop follows it with when the state changed.
-fn update_and_draw(
-    terminal: &mut Terminal<TestBackend>,
-    state: &mut State,
-    now: f64,
-    event: Event,
-) {
+fn update_and_draw(terminal: &mut Screen, state: &mut State, now: f64, event: Event) {
     black_box(update(state, now, event));
     if state.dirty {
         draw_once(terminal, state);
@@ -243,7 +251,7 @@ fn progress_frame(c: &mut Criterion) {
         let name = label(pending, finished);
 
         draw_once(&mut terminal, &busy.state);
-        let screen = terminal.backend().to_string();
+        let screen = terminal.terminal.backend().to_string();
         assert!(screen.contains(&format!("{pending} pending")), "{screen}");
         assert!(screen.contains(&format!("History {finished}")), "{screen}");
 
@@ -375,7 +383,7 @@ fn transcript(c: &mut Criterion) {
         );
         (state, frames.clone(), Some(posted.clone()))
     };
-    let replay = |terminal: Option<&mut Terminal<TestBackend>>,
+    let replay = |terminal: Option<&mut Screen>,
                   (mut state, frames, mut queue): (
         State,
         Vec<(f64, Event)>,

@@ -35,6 +35,10 @@ pub struct State {
     pub previews: super::preview::Previews,
     /// Something on screen changed since the last draw.
     pub dirty: bool,
+    /// Counts the events that may change what History shows: all but a running prompt's
+    /// steps and previews, and a frame drawn. While it stands still (through most of a run),
+    /// drawing keeps History from the frame before (see [`State::history_version`]).
+    pub history_changes: u64,
     /// When the screen next changes by itself (a clock ticking), on the dashboard clock.
     pub(super) redraw_at: Option<f64>,
     /// What each key does where.
@@ -495,6 +499,7 @@ impl State {
             ui: Ui::default(),
             previews: super::preview::Previews::default(),
             dirty: true,
+            history_changes: 0,
             redraw_at: None,
             keys: super::keys::KeyTable::default(),
             access: Access::ReadWrite,
@@ -716,6 +721,12 @@ impl State {
         prompt
             .server_finished_ms
             .map(|ms| ((self.wall_ms_at(now) - ms) / 1000.0).max(0.0))
+    }
+
+    /// What History is drawn from changes only when this does: the events that may change it,
+    /// and the minute its ages are read at.
+    pub fn history_version(&self) -> (u64, i64) {
+        (self.history_changes, (self.ages_now() / 60.0) as i64)
     }
 
     /// The time "ago" labels are read at: this dashboard's clock at its last whole minute. All

@@ -5,6 +5,7 @@ use crossterm::event::KeyEvent;
 use crate::comfy::Decoded;
 use crate::comfy::binary::BinaryFrame;
 use crate::comfy::connection::ConnEvent;
+use crate::comfy::protocol::ServerMessage;
 use crate::notify::NotifyMode;
 use crate::tracker::{Outcome, TrackerCommand, TrackerInput};
 
@@ -23,6 +24,9 @@ const WHEEL_LINES: i64 = 3;
 /// for. Sets `state.dirty` when what is on screen changed.
 pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     state.now = now.max(state.now);
+    if may_change_history(&event) {
+        state.history_changes += 1;
+    }
     let mut commands = Vec::new();
     let drawn = matches!(event, Event::Drawn);
     match event {
@@ -608,9 +612,7 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
     match &event {
         ConnEvent::Frame(frame) => {
             server.log.frame(now, frame, &server.tracker);
-            if let Decoded::Message(crate::comfy::protocol::ServerMessage::Logs(logs)) =
-                &frame.decoded
-            {
+            if let Decoded::Message(ServerMessage::Logs(logs)) = &frame.decoded {
                 server.server_log.add(&logs.entries, false);
             }
             // Preview images change nothing on screen yet, unless the log shows them.
@@ -673,6 +675,22 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
     }
     if let Some(input) = crate::session::tracker_input(&event) {
         track(state, index, input, commands);
+    }
+}
+
+/// Whether `event` may change what History shows. A running prompt's steps and previews, most
+/// of what a busy server sends, do not: the prompt is not in History until it ends. Nor do the
+/// preview worker's images, or a timer (the ages it may change are read in whole minutes; see
+/// [`State::history_version`]).
+fn may_change_history(event: &Event) -> bool {
+    match event {
+        Event::Drawn | Event::Preview(_) | Event::Tick => false,
+        Event::Conn(_, ConnEvent::Frame(frame)) => !matches!(
+            &frame.decoded,
+            Decoded::Binary(_)
+                | Decoded::Message(ServerMessage::Progress(_) | ServerMessage::ProgressState(_))
+        ),
+        _ => true,
     }
 }
 

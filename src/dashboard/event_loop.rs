@@ -192,6 +192,8 @@ struct Dashboard {
     state: State,
     clock: Clock,
     guard: TerminalGuard,
+    /// What drawing keeps from frame to frame.
+    drawn: ui::Memo,
     executor: Executor,
     conn_rx: mpsc::Receiver<TaggedEvent>,
     reply_rx: mpsc::UnboundedReceiver<(usize, Reply)>,
@@ -382,6 +384,7 @@ pub(super) async fn run(
         longest_update: Duration::ZERO,
         longest_draw: Duration::ZERO,
         alarm: Alarm::new(),
+        drawn: ui::Memo::default(),
     };
     dashboard.resize_to_terminal();
     let exit = dashboard.run_until_exit().await;
@@ -550,7 +553,7 @@ impl Dashboard {
         let started = Instant::now();
         self.guard
             .terminal
-            .draw(|frame| ui::draw(&self.state, frame))
+            .draw(|frame| ui::draw_with(&self.state, &mut self.drawn, frame))
             .wrap_err("cannot draw to the terminal")?;
         self.longest_draw = self.longest_draw.max(started.elapsed());
         self.last_draw = Some(Instant::now());

@@ -25,8 +25,20 @@ use crate::app::{Overlay, Panel, State};
 pub use layout::{Areas, hit_test};
 pub use preview::image_area as preview_area;
 
-/// Draws the whole dashboard.
+/// What drawing keeps from one frame to the next so as not to redo it: History, the largest
+/// panel, which stands still through a run. It changes what a frame costs, never what it shows.
+#[derive(Debug, Default)]
+pub struct Memo {
+    history: widgets::PanelMemo<(u64, i64)>,
+}
+
+/// Draws the whole dashboard, from nothing.
 pub fn draw(state: &State, frame: &mut Frame) {
+    draw_with(state, &mut Memo::default(), frame);
+}
+
+/// Draws the whole dashboard, taking from `memo` what has not changed since it was drawn.
+pub fn draw_with(state: &State, memo: &mut Memo, frame: &mut Frame) {
     let areas = Areas::for_screen(frame.area(), state);
     status::draw(state, frame, areas.status);
     status::draw_footer(state, frame, areas.footer);
@@ -46,12 +58,11 @@ pub fn draw(state: &State, frame: &mut Frame) {
             areas.progress,
             state.ui.focus == Panel::Progress,
         );
-        history::draw(
-            state,
-            frame,
-            areas.history,
-            state.ui.focus == Panel::History,
-        );
+        let area = areas.history;
+        memo.history
+            .draw(frame, area, state.history_version(), |frame| {
+                history::draw(state, frame, area, state.ui.focus == Panel::History);
+            });
     }
     if let Some(log_area) = areas.log.filter(|_| state.ui.fleet.is_none()) {
         log::draw(state, frame, log_area, state.ui.focus == Panel::Log);

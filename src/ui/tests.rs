@@ -915,3 +915,105 @@ fn details_of_a_fully_cached_run_say_that_nothing_ran() {
         "{text:#?}"
     );
 }
+
+/// Drawn with what earlier frames kept and drawn from nothing, the screen is the same after
+/// every step: prompts queued, run and finished, the selection moved in both lists, the focus
+/// moved, the terminal resized, and a step of a run read minutes later, when ages change.
+#[test]
+fn drawing_with_what_earlier_frames_kept_shows_what_drawing_from_nothing_does() {
+    let name = "g_queue_and_delete";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    let mut memo = super::Memo::default();
+    let (mut kept, mut fresh) = (
+        Terminal::new(TestBackend::new(120, 40)).unwrap(),
+        Terminal::new(TestBackend::new(120, 40)).unwrap(),
+    );
+    let mut compare = |state: &State, step: &str| {
+        let area = ratatui::layout::Rect::new(0, 0, state.ui.width, state.ui.height);
+        for terminal in [&mut kept, &mut fresh] {
+            terminal.resize(area).unwrap();
+        }
+        kept.draw(|frame| super::draw_with(state, &mut memo, frame))
+            .unwrap();
+        fresh.draw(|frame| draw(state, frame)).unwrap();
+        assert_eq!(
+            kept.backend().buffer(),
+            fresh.backend().buffer(),
+            "after {step}"
+        );
+    };
+    update(
+        &mut state,
+        0.0,
+        Event::Resize {
+            width: 120,
+            height: 40,
+        },
+    );
+    compare(&state, "the start");
+
+    // Another client's prompts, one running and three waiting: a row down in the queue.
+    let waiting: QueueSnapshot = http_body("get_queue_running_and_pending");
+    update(&mut state, 0.5, queue_reply(waiting));
+    compare(&state, "another client's queue");
+    assert!(state.queue_rows().len() >= 3);
+    key(&mut state, KeyCode::Char('j'));
+    compare(&state, "j in the queue");
+
+    let mut queue = Some(posted_queue(name));
+    let mut last_step = None;
+    for frame in transcript(name) {
+        let now = 1.0 + frame.t;
+        let step = format!("the frame at {:.3}", frame.t);
+        if matches!(
+            frame.decoded,
+            crate::comfy::Decoded::Message(crate::comfy::protocol::ServerMessage::Progress(_))
+        ) {
+            last_step = Some(frame.clone());
+        }
+        for command in update(&mut state, now, Event::Conn(0, ConnEvent::Frame(frame))) {
+            if command == crate::app::Command::Fetch(0, TrackerCommand::FetchQueue)
+                && let Some(snapshot) = queue.take()
+            {
+                let reply = Reply::Tracker {
+                    command: TrackerCommand::FetchQueue,
+                    result: Ok(TrackerInput::Queue(snapshot)),
+                };
+                update(&mut state, now, Event::Reply(0, reply));
+            }
+        }
+        compare(&state, &step);
+    }
+    assert!(state.history_len() >= 3, "prompts ended");
+
+    // The queue, the progress, History.
+    for (code, step) in [
+        (KeyCode::Tab, "Tab"),
+        (KeyCode::Tab, "Tab again"),
+        (KeyCode::Char('j'), "j in History"),
+        (KeyCode::Char('j'), "j again"),
+        (KeyCode::Char('k'), "k"),
+    ] {
+        key(&mut state, code);
+        compare(&state, step);
+    }
+    let now = state.now;
+    update(
+        &mut state,
+        now,
+        Event::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    compare(&state, "a resize");
+    let step = last_step.expect("the run has steps");
+    update(
+        &mut state,
+        now + 121.0,
+        Event::Conn(0, ConnEvent::Frame(step)),
+    );
+    compare(&state, "a step two minutes later");
+    update(&mut state, now + 240.0, Event::Tick);
+    compare(&state, "four minutes later");
+}

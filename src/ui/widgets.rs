@@ -1,6 +1,7 @@
 //! Small drawing helpers shared by the panels.
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -168,6 +169,56 @@ pub fn list_table<'a, T>(
         .row_highlight_style(theme::selected(focused));
     let mut table_state = TableState::new().with_selected(selected.map(|s| s - offset));
     frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// A panel's last drawing, kept from frame to frame: drawn again only when what it is drawn
+/// from (its version, `V`) or its area changed, and otherwise copied from here.
+#[derive(Debug)]
+pub struct PanelMemo<V> {
+    drawn: Option<(V, Rect)>,
+    cells: Buffer,
+}
+
+impl<V> Default for PanelMemo<V> {
+    fn default() -> Self {
+        Self {
+            drawn: None,
+            cells: Buffer::default(),
+        }
+    }
+}
+
+impl<V: PartialEq> PanelMemo<V> {
+    /// Puts the panel in `area` of `frame`: what `draw` drew there for the same `version`, or
+    /// what it draws now. The area must be one nothing else draws in before it.
+    pub fn draw(
+        &mut self,
+        frame: &mut Frame,
+        area: Rect,
+        version: V,
+        draw: impl FnOnce(&mut Frame),
+    ) {
+        let drawn = Some((version, area));
+        if self.drawn == drawn {
+            copy_cells(&self.cells, frame.buffer_mut());
+            return;
+        }
+        draw(frame);
+        self.cells = Buffer::empty(area);
+        copy_cells(frame.buffer_mut(), &mut self.cells);
+        self.drawn = drawn;
+    }
+}
+
+/// Puts `from`'s cells in `to` where their areas meet, a row at a time.
+fn copy_cells(from: &Buffer, to: &mut Buffer) {
+    let area = from.area.intersection(to.area);
+    let width = usize::from(area.width);
+    for y in area.top()..area.bottom() {
+        let source = from.index_of(area.x, y);
+        let target = to.index_of(area.x, y);
+        to.content[target..target + width].clone_from_slice(&from.content[source..source + width]);
+    }
 }
 
 /// A line of text centred vertically in `area`, for empty panels.
