@@ -814,3 +814,65 @@ fn a_prompt_ending_live_before_the_first_history_reply_notifies_and_the_backlog_
     assert!(state.server().backlog_read);
     assert!(state.history_rows().len() >= 10);
 }
+
+#[test]
+fn only_events_that_may_change_history_move_its_version() {
+    let name = "c_full_run_legacy_previews";
+    let mut state = connected(&client_id(name), 0.0, History::default());
+    let mut moved = Vec::new();
+    let mut last_step = None;
+    let mut queue = Some(super::testing::posted_queue(name));
+    for frame in transcript(name) {
+        let kind = match &frame.decoded {
+            Decoded::Message(m) => m.kind().to_string(),
+            Decoded::Binary(_) => "binary".to_string(),
+            Decoded::Malformed { .. } => "malformed".to_string(),
+        };
+        let before = state.history_version();
+        let step = frame.clone();
+        for command in update(
+            &mut state,
+            1.0 + frame.t,
+            Event::Conn(0, ConnEvent::Frame(frame)),
+        ) {
+            if command == Command::Fetch(0, TrackerCommand::FetchQueue)
+                && let Some(snapshot) = queue.take()
+            {
+                let reply = Reply::Tracker {
+                    command: TrackerCommand::FetchQueue,
+                    result: Ok(TrackerInput::Queue(snapshot)),
+                };
+                update(&mut state, 1.0 + step.t, Event::Reply(0, reply));
+            }
+        }
+        if state.history_version() != before {
+            moved.push(kind.clone());
+        }
+        if kind == "progress" {
+            // The same step again, after the prompt ended, would touch a prompt in History.
+            last_step = Some(step);
+        }
+    }
+    assert!(
+        moved.contains(&"execution_success".to_string()),
+        "{moved:?}"
+    );
+    assert!(
+        !moved
+            .iter()
+            .any(|k| k == "progress" || k == "progress_state" || k == "binary"),
+        "{moved:?}"
+    );
+    let before = state.history_version();
+    let now = state.now;
+    update(&mut state, now, Event::Tick);
+    update(&mut state, now, Event::Drawn);
+    assert_eq!(state.history_version(), before, "a timer and a frame drawn");
+    let late = last_step.unwrap();
+    update(&mut state, now, Event::Conn(0, ConnEvent::Frame(late)));
+    assert_ne!(
+        state.history_version(),
+        before,
+        "a step of a prompt that ended"
+    );
+}

@@ -24,7 +24,7 @@ const WHEEL_LINES: i64 = 3;
 /// for. Sets `state.dirty` when what is on screen changed.
 pub fn update(state: &mut State, now: f64, event: Event) -> Vec<Command> {
     state.now = now.max(state.now);
-    if may_change_history(&event) {
+    if may_change_history(state, &event) {
         state.history_changes += 1;
     }
     let mut commands = Vec::new();
@@ -682,14 +682,26 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
 /// of what a busy server sends, do not: the prompt is not in History until it ends. Nor do the
 /// preview worker's images, or a timer (the ages it may change are read in whole minutes; see
 /// [`State::history_version`]).
-fn may_change_history(event: &Event) -> bool {
+fn may_change_history(state: &State, event: &Event) -> bool {
     match event {
         Event::Drawn | Event::Preview(_) | Event::Tick => false,
-        Event::Conn(_, ConnEvent::Frame(frame)) => !matches!(
-            &frame.decoded,
-            Decoded::Binary(_)
-                | Decoded::Message(ServerMessage::Progress(_) | ServerMessage::ProgressState(_))
-        ),
+        Event::Conn(server, ConnEvent::Frame(frame)) => {
+            let step_of = match &frame.decoded {
+                Decoded::Binary(_) => return false,
+                Decoded::Message(ServerMessage::Progress(m)) => m.prompt_id.as_deref(),
+                Decoded::Message(ServerMessage::ProgressState(m)) => Some(m.prompt_id.as_str()),
+                _ => return true,
+            };
+            // ComfyUI sends no step after a prompt's end; if a custom node did, it would touch
+            // a prompt in History.
+            step_of.is_some_and(|id| {
+                state
+                    .servers
+                    .get(*server)
+                    .and_then(|s| s.tracker.prompt(id))
+                    .is_some_and(|p| p.is_finished())
+            })
+        }
         _ => true,
     }
 }
