@@ -146,6 +146,18 @@ pub fn connected(client_id: &str, now: f64, history: History) -> State {
 /// Feeds a transcript's frames at `start + t` up to `until` (transcript clock), answering the
 /// first `/queue` fetch with the scenario's posted prompts. Returns the commands asked for.
 pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Command> {
+    replay_each(state, name, start, until, |_, _| {})
+}
+
+/// [`replay`], calling `after` with the state and each frame once the frame (and the reply it
+/// drew) is applied.
+pub fn replay_each(
+    state: &mut State,
+    name: &str,
+    start: f64,
+    until: f64,
+    mut after: impl FnMut(&mut State, &ReceivedFrame),
+) -> Vec<Command> {
     let mut queue = Some(posted_queue(name));
     let mut all = Vec::new();
     for frame in transcript(name) {
@@ -153,6 +165,7 @@ pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Comm
             break;
         }
         let now = start + frame.t;
+        let applied = frame.clone();
         let commands = update(state, now, Event::Conn(0, ConnEvent::Frame(frame)));
         for command in &commands {
             if *command == Command::Fetch(0, TrackerCommand::FetchQueue)
@@ -171,6 +184,7 @@ pub fn replay(state: &mut State, name: &str, start: f64, until: f64) -> Vec<Comm
                 );
             }
         }
+        after(state, &applied);
         all.extend(commands);
     }
     all

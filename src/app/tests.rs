@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::testing::{client_id, connected, replay, system_stats, transcript, url};
+use super::testing::{client_id, connected, replay, replay_each, system_stats, transcript, url};
 use super::*;
 use crate::comfy::api::{History, QueueSnapshot};
 use crate::comfy::connection::ConnEvent;
@@ -821,38 +821,22 @@ fn only_events_that_may_change_history_move_its_version() {
     let mut state = connected(&client_id(name), 0.0, History::default());
     let mut moved = Vec::new();
     let mut last_step = None;
-    let mut queue = Some(super::testing::posted_queue(name));
-    for frame in transcript(name) {
+    let mut before = state.history_version();
+    replay_each(&mut state, name, 1.0, f64::INFINITY, |state, frame| {
         let kind = match &frame.decoded {
             Decoded::Message(m) => m.kind().to_string(),
             Decoded::Binary(_) => "binary".to_string(),
             Decoded::Malformed { .. } => "malformed".to_string(),
         };
-        let before = state.history_version();
-        let step = frame.clone();
-        for command in update(
-            &mut state,
-            1.0 + frame.t,
-            Event::Conn(0, ConnEvent::Frame(frame)),
-        ) {
-            if command == Command::Fetch(0, TrackerCommand::FetchQueue)
-                && let Some(snapshot) = queue.take()
-            {
-                let reply = Reply::Tracker {
-                    command: TrackerCommand::FetchQueue,
-                    result: Ok(TrackerInput::Queue(snapshot)),
-                };
-                update(&mut state, 1.0 + step.t, Event::Reply(0, reply));
-            }
-        }
         if state.history_version() != before {
             moved.push(kind.clone());
         }
+        before = state.history_version();
         if kind == "progress" {
             // The same step again, after the prompt ended, would touch a prompt in History.
-            last_step = Some(step);
+            last_step = Some(frame.clone());
         }
-    }
+    });
     assert!(
         moved.contains(&"execution_success".to_string()),
         "{moved:?}"

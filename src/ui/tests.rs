@@ -6,7 +6,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use crate::app::testing::{client_id, connected, http_body, posted_queue, replay, transcript};
+use crate::app::testing::{
+    client_id, connected, http_body, posted_queue, replay, replay_each, transcript,
+};
 use crate::app::{ClickTarget, Event, Panel, Reply, State, update};
 use crate::comfy::api::{History, QueueSnapshot};
 use crate::comfy::connection::ConnEvent;
@@ -960,30 +962,16 @@ fn drawing_with_what_earlier_frames_kept_shows_what_drawing_from_nothing_does() 
     key(&mut state, KeyCode::Char('j'));
     compare(&state, "j in the queue");
 
-    let mut queue = Some(posted_queue(name));
     let mut last_step = None;
-    for frame in transcript(name) {
-        let now = 1.0 + frame.t;
-        let step = format!("the frame at {:.3}", frame.t);
+    replay_each(&mut state, name, 1.0, f64::INFINITY, |state, frame| {
         if matches!(
             frame.decoded,
             crate::comfy::Decoded::Message(crate::comfy::protocol::ServerMessage::Progress(_))
         ) {
             last_step = Some(frame.clone());
         }
-        for command in update(&mut state, now, Event::Conn(0, ConnEvent::Frame(frame))) {
-            if command == crate::app::Command::Fetch(0, TrackerCommand::FetchQueue)
-                && let Some(snapshot) = queue.take()
-            {
-                let reply = Reply::Tracker {
-                    command: TrackerCommand::FetchQueue,
-                    result: Ok(TrackerInput::Queue(snapshot)),
-                };
-                update(&mut state, now, Event::Reply(0, reply));
-            }
-        }
-        compare(&state, &step);
-    }
+        compare(state, &format!("the frame at {:.3}", frame.t));
+    });
     assert!(state.history_len() >= 3, "prompts ended");
 
     // The queue, the progress, History.
