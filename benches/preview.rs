@@ -11,14 +11,17 @@ use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, Rgb, RgbImage};
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Rect, Size};
+use ratatui::widgets::Widget;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use ratatui_image::FontSize;
 use ratatui_image::picker::ProtocolType;
 
 use comfytop::comfy::binary::ImageFormat;
 use comfytop::preview::{DecodeLimits, Renderer, decode};
+use comfytop::term::ScreenBackend;
 
 const PANE: Size = Size::new(48, 24);
 const FONT: FontSize = FontSize::new(10, 20);
@@ -67,7 +70,7 @@ impl Write for ByteCounter {
 fn bytes_per_frame(renderer: &Renderer, frames: &[Vec<u8>]) -> usize {
     let counted = Arc::new(AtomicUsize::new(0));
     let mut terminal = Terminal::with_options(
-        CrosstermBackend::new(ByteCounter(Arc::clone(&counted))),
+        ScreenBackend::new(ByteCounter(Arc::clone(&counted))),
         TerminalOptions {
             viewport: Viewport::Fixed(Rect::new(0, 0, PANE.width, PANE.height)),
         },
@@ -203,5 +206,49 @@ fn preview_frame(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, preview_frame);
+/// Writing one frame of a half-block pane in which every cell changed (two sampling steps
+/// apart), with ratatui's crossterm backend and with the dashboard's.
+fn writing_a_changed_pane(c: &mut Criterion) {
+    let renderer = Renderer::fixed(ProtocolType::Halfblocks, FONT);
+    let area = Rect::new(0, 0, PANE.width, PANE.height);
+    let [before, after] = [0.0, 0.6].map(|phase| {
+        let image = decode(
+            &jpeg_512(phase),
+            ImageFormat::Jpeg,
+            DecodeLimits::default(),
+            1024,
+        )
+        .unwrap();
+        let protocol = renderer.encode(&image.image, PANE).unwrap();
+        let mut buffer = Buffer::empty(area);
+        ratatui_image::Image::new(&protocol).render(area, &mut buffer);
+        buffer
+    });
+    let changed = before.diff(&after).len();
+    eprintln!(
+        "half-block pane {}×{}: {changed} cells changed",
+        PANE.width, PANE.height
+    );
+    let mut sink = Vec::with_capacity(1 << 20);
+    c.bench_function("write a changed half-block pane/crossterm backend", |b| {
+        b.iter(|| {
+            sink.clear();
+            let mut backend = CrosstermBackend::new(&mut sink);
+            backend
+                .draw(before.diff(black_box(&after)).into_iter())
+                .unwrap();
+        })
+    });
+    c.bench_function("write a changed half-block pane/comfytop backend", |b| {
+        b.iter(|| {
+            sink.clear();
+            let mut backend = ScreenBackend::new(&mut sink);
+            backend
+                .draw(before.diff(black_box(&after)).into_iter())
+                .unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, preview_frame, writing_a_changed_pane);
 criterion_main!(benches);

@@ -15,13 +15,17 @@ use crossterm::execute;
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use ratatui::backend::{Backend as _, CrosstermBackend};
+use ratatui::backend::Backend as _;
 use ratatui::layout::{Position, Rect};
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-pub type Tui = Terminal<CrosstermBackend<FrameWriter>>;
+mod backend;
+
+pub use backend::ScreenBackend;
+
+pub type Tui = Terminal<ScreenBackend<FrameWriter>>;
 
 /// The dashboard's way to the terminal: what a frame writes is held until ratatui flushes at
 /// its end, then written at once. `Stdout` alone writes every kilobyte (its buffer is that
@@ -90,7 +94,7 @@ impl TerminalGuard {
             if mouse {
                 execute!(stdout, EnableMouseButtons)?;
             }
-            let backend = CrosstermBackend::new(FrameWriter::new());
+            let backend = ScreenBackend::new(FrameWriter::new());
             // A fixed viewport, which the loop resizes when the terminal says it was resized: a
             // full-screen one asks for the size before every frame, and crossterm opens
             // /dev/tty to answer each time.
