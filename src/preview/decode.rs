@@ -4,7 +4,7 @@
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
 
 use crate::comfy::binary::ImageFormat;
 
@@ -74,14 +74,33 @@ pub fn probe(
     declared: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<Probe, DecodeProblem> {
+    let (reader, format) = sized_reader(data, declared, limits)?;
+    let (width, height) = reader.into_dimensions().map_err(unreadable)?;
+    checked(format, width, height, limits)
+}
+
+/// A reader for `data` when its size is within `limits`.
+fn sized_reader(
+    data: &[u8],
+    declared: ImageFormat,
+    limits: DecodeLimits,
+) -> Result<(SliceReader<'_>, ImageFormat), DecodeProblem> {
     if data.len() > limits.max_bytes {
         return Err(DecodeProblem::TooManyBytes {
             bytes: data.len(),
             limit: limits.max_bytes,
         });
     }
-    let (reader, format) = reader(data, declared)?;
-    let (width, height) = reader.into_dimensions().map_err(unreadable)?;
+    reader(data, declared)
+}
+
+/// The header's dimensions, if `limits` allow them.
+fn checked(
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+    limits: DecodeLimits,
+) -> Result<Probe, DecodeProblem> {
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(DecodeProblem::TooManyPixels {
             width,
@@ -101,7 +120,7 @@ pub fn probe(
     })
 }
 
-/// Decodes `data` after [`probe`] accepted it, and downscales the result to fit in
+/// Decodes `data` (checking it as [`probe`] does), and downscales the result to fit in
 /// `max_side`×`max_side` so that what is kept stays small whatever arrived.
 pub fn decode(
     data: &[u8],
@@ -109,13 +128,16 @@ pub fn decode(
     limits: DecodeLimits,
     max_side: u32,
 ) -> Result<DecodedImage, DecodeProblem> {
-    let probe = probe(data, declared, limits)?;
-    let (mut reader, _) = reader(data, declared)?;
-    // The header was checked; this also bounds what a lying decoder may allocate.
+    let (mut reader, format) = sized_reader(data, declared, limits)?;
+    // Bounds what a decoder whose header lied may allocate.
     let mut decode_limits = Limits::default();
     decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     reader.limits(decode_limits);
-    let mut image = reader.decode().map_err(unreadable)?;
+    // One decoder reads the header and then the pixels: the header is parsed once.
+    let decoder = reader.into_decoder().map_err(unreadable)?;
+    let (width, height) = decoder.dimensions();
+    let probe = checked(format, width, height, limits)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(unreadable)?;
     let max_side = max_side.max(1);
     if image.width() > max_side || image.height() > max_side {
         image = image.thumbnail(max_side, max_side);
