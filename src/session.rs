@@ -14,16 +14,13 @@ use crate::tracker::{TrackerCommand, TrackerInput};
 
 /// What the tracker makes of a connection event, if anything (connecting and backoff notices
 /// only matter to the user; malformed frames carry nothing to track).
-pub fn tracker_input(event: &ConnEvent) -> Option<TrackerInput> {
+pub fn tracker_input(event: ConnEvent) -> Option<TrackerInput> {
     match event {
-        ConnEvent::Connected { sid, features } => Some(TrackerInput::Connected {
-            sid: sid.clone(),
-            features: features.clone(),
-        }),
+        ConnEvent::Connected { sid, features } => Some(TrackerInput::Connected { sid, features }),
         ConnEvent::Disconnected { .. } => Some(TrackerInput::Disconnected),
-        ConnEvent::Frame(frame) => match &frame.decoded {
-            Decoded::Message(m) => Some(TrackerInput::Message(m.clone())),
-            Decoded::Binary(b) => Some(TrackerInput::Binary(b.clone())),
+        ConnEvent::Frame(frame) => match frame.decoded {
+            Decoded::Message(m) => Some(TrackerInput::Message(m)),
+            Decoded::Binary(b) => Some(TrackerInput::Binary(b)),
             Decoded::Malformed { .. } => None,
         },
         ConnEvent::Connecting { .. }

@@ -153,7 +153,7 @@ impl Watcher {
                 .await
                 .expect("timed out")
                 .expect("the connection ended");
-            if let Some(input) = comfytop::session::tracker_input(&event) {
+            if let Some(input) = comfytop::session::tracker_input(event.clone()) {
                 self.tracker.handle(0.0, input);
             }
             if let ConnEvent::Frame(frame) = &event {

@@ -93,7 +93,7 @@ impl LiveClient {
                     if matches!(event, comfytop::comfy::connection::ConnEvent::Reconnecting { .. }) {
                         self.reconnects += 1;
                     }
-                    if let Some(input) = tracker_input(&event) {
+                    if let Some(input) = tracker_input(event) {
                         self.feed(input);
                     }
                 }
@@ -305,7 +305,7 @@ async fn fast_prompts_of_another_client_appear_though_no_queue_fetch_listed_them
         while tokio::time::Instant::now() < pause {
             tokio::select! {
                 Some(event) = live.events.recv() => {
-                    if let Some(input) = tracker_input(&event) {
+                    if let Some(input) = tracker_input(event) {
                         live.feed(input);
                     }
                 }

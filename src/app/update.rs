@@ -673,7 +673,7 @@ fn on_connection(state: &mut State, index: usize, event: ConnEvent, commands: &m
     {
         preview::on_binary(state, binary, commands);
     }
-    if let Some(input) = crate::session::tracker_input(&event) {
+    if let Some(input) = crate::session::tracker_input(event) {
         track(state, index, input, commands);
     }
 }

@@ -121,10 +121,10 @@ impl Follower {
                     return Err(reason);
                 }
                 ConnEvent::Connected { .. } => {
-                    follower.feed_event(&event, terminal);
+                    follower.feed_event(event, terminal);
                     return Ok(follower);
                 }
-                _ => follower.feed_event(&event, terminal),
+                _ => follower.feed_event(event, terminal),
             }
         }
     }
@@ -206,7 +206,7 @@ impl Follower {
                     let Some(event) = event else {
                         return FollowEnd::Lost { reason: "the connection task ended".into() };
                     };
-                    self.feed_event(&event, terminal);
+                    self.feed_event(event, terminal);
                 }
                 Some(reply) = self.fetch_rx.recv() => self.feed_reply(reply, terminal),
                 () = sleep_until(offline_deadline) => {
@@ -243,9 +243,9 @@ impl Follower {
         Some(position + usize::from(running))
     }
 
-    fn feed_event(&mut self, event: &ConnEvent, terminal: &mut Terminal) {
+    fn feed_event(&mut self, event: ConnEvent, terminal: &mut Terminal) {
         // Said when the connection drops or the reason changes, not at every retry.
-        match event {
+        match &event {
             ConnEvent::Disconnected { reason } => {
                 let since = self
                     .offline

@@ -136,7 +136,7 @@ impl Watcher {
             LineFormat::Human => describe::connection_line(&event, server),
             LineFormat::Json => describe::connection_json(&event, server),
         };
-        let commands = match crate::session::tracker_input(&event) {
+        let commands = match crate::session::tracker_input(event) {
             Some(input) => self.tracker.handle(now, input),
             None => Vec::new(),
         };
