@@ -1,6 +1,8 @@
 //! Preview cost per frame: decode + resize + encode of a 512×512 JPEG (quality 95, as ComfyUI
 //! sends them) for a 48×24-cell pane, per protocol, with a fixed cell size so no terminal is
 //! needed. Before the timings it prints what each protocol writes to the terminal per frame.
+//! Then the cost of writing a half-block pane that changed everywhere, with ratatui's crossterm
+//! backend and with the dashboard's.
 
 use std::hint::black_box;
 use std::io::{Cursor, Write};
