@@ -31,7 +31,8 @@ the tree still count (a process that starts and ends between two samples without
 inside the tree is missed). Peak RSS is VmHWM for comfytop and the floors; for Chromium it is the
 largest sum of VmRSS over its tree, and PSS (/proc/PID/smaps_rollup, shared pages split among
 the processes sharing them) is given for all of them; both sampled once a second. For comfytop
-also frames drawn (`frame drawn` in its debug log) and bytes written to its terminal.
+also frames drawn (counted in what it writes, see whole_process.py) and bytes written to its
+terminal.
 
 Environment: COMFYUI_URL (default http://127.0.0.1:8188), BIN (default
 target/release/comfytop), CHROMIUM (default /usr/bin/chromium), IDLE_SECS (60), STEPS (200),
