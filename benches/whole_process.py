@@ -159,7 +159,8 @@ class Screen:
 
 class FrameCounter:
     """Frames in a terminal's input: ratatui hides the cursor in every frame, or shows it when a
-    frame places it. Once more for the terminal set up at start, which deltas leave out."""
+    frame places it. Counts one more when the terminal is set up and one when it is given back;
+    the deltas taken between samples leave those out."""
 
     MARKS = (b"\x1b[?25l", b"\x1b[?25h")
 
